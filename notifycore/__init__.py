@@ -1,0 +1,65 @@
+"""notifycore: send events, filter them through hubs, deliver them to consumers.
+
+The public names are re-exported here; ``tests/test_exported_members.py``
+keeps ``__all__`` honest.
+"""
+
+from notifycore.app import Notifications
+from notifycore.backends.base import Backend, DeadLetter, Job, StreamMessage, StreamRead
+from notifycore.config import Setting, Settings
+from notifycore.consumers import Consumer, FunctionConsumer, LogConsumer, PushConsumer, user_stream
+from notifycore.errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigurationError,
+    ConsumerError,
+    InvalidEvent,
+    InvalidFilter,
+    InvalidStreamId,
+    NotifycoreError,
+    UnknownDriver,
+    UnknownHub,
+)
+from notifycore.event import Event
+from notifycore.hookspecs import hookimpl
+from notifycore.hub import Hub, Registration
+from notifycore.result import ConsumerOutcome, SendResult, Status
+from notifycore.worker import JobOutcome, Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "BackendUnavailable",
+    "ConfigurationError",
+    "Consumer",
+    "ConsumerError",
+    "ConsumerOutcome",
+    "DeadLetter",
+    "Event",
+    "FunctionConsumer",
+    "Hub",
+    "InvalidEvent",
+    "InvalidFilter",
+    "InvalidStreamId",
+    "Job",
+    "JobOutcome",
+    "LogConsumer",
+    "Notifications",
+    "NotifycoreError",
+    "PushConsumer",
+    "Registration",
+    "SendResult",
+    "Setting",
+    "Settings",
+    "Status",
+    "StreamMessage",
+    "StreamRead",
+    "UnknownDriver",
+    "UnknownHub",
+    "Worker",
+    "__version__",
+    "hookimpl",
+    "user_stream",
+]

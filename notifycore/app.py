@@ -1,0 +1,388 @@
+"""``Notifications``: the settings, the backend, the hubs, and ``send()``."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterable, Mapping
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+from notifycore import drivers
+from notifycore.backends.base import Backend
+from notifycore.config import Setting, Settings
+from notifycore.errors import ConfigurationError, ConsumerError, InvalidEvent, UnknownHub
+from notifycore.event import Event
+from notifycore.hub import HUB_ID_PREFIX, Hub, Registration
+from notifycore.jobs import encode_job
+from notifycore.plugins import Plugins, get_plugins
+from notifycore.result import ConsumerOutcome, SendResult, Status
+
+__all__ = ["Notifications", "collect_settings"]
+
+_utc = UTC
+_now = datetime.now
+EventLike = Event | Mapping[str, Any] | str | bytes
+
+
+def collect_settings(plugins: Plugins) -> dict[str, Setting]:
+    """Every setting declared by the registered plugins, by name."""
+    declared: dict[str, Setting] = {}
+
+    def register(setting: Setting) -> None:
+        if not isinstance(setting, Setting):
+            raise ConfigurationError(f"notifycore_register_settings got {setting!r}, not a Setting")
+        if setting.name in declared and declared[setting.name] != setting:
+            raise ConfigurationError(f"setting {setting.name!r} is declared twice, differently")
+        declared[setting.name] = setting
+
+    plugins.register_settings(register)
+    return declared
+
+
+class _LoopThread:
+    """An event loop in a daemon thread, for async consumers reached from sync ``send()``."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="notifycore-async", daemon=True
+        )
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+class Notifications:
+    """The entry point: ``Notifications(app=None, *, config=None)``.
+
+    ``config`` is a mapping of settings (``BACKEND``, ``BACKEND_URL``...);
+    ``NOTIFYCORE_<KEY>`` environment variables override it. With ``app``, an
+    installed web adapter plugin binds to it (``init_app``).
+    """
+
+    def __init__(
+        self,
+        app: Any = None,
+        *,
+        config: Mapping[str, Any] | None = None,
+        backend: Backend | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.plugins = get_plugins()
+        self._environ = environ
+        self._hubs: dict[str, Hub] = {}
+        self._hub_list: tuple[Hub, ...] = ()
+        self._lock = threading.RLock()
+        self._loop_thread: _LoopThread | None = None
+        self._stats_lock = threading.Lock()
+        self._stats: dict[str, int] = {"expired": 0, "failed": 0}
+        self._backend: Backend | None = None
+        self.configure(config or {}, backend=backend)
+        self.plugins.notifications_created(self)
+        if app is not None:
+            self.init_app(app)
+
+    def __repr__(self) -> str:
+        return f"<Notifications backend={self._backend!r} hubs={list(self._hubs)}>"
+
+    # -- configuration -----------------------------------------------------------------------
+
+    def configure(self, config: Mapping[str, Any], *, backend: Backend | None = None) -> None:
+        """(Re)read settings and (re)build the backend; web adapters call it from ``init_app``."""
+        settings = Settings(collect_settings(self.plugins), config, self._environ)
+        if backend is None:
+            backend = self._make_backend(settings)
+        elif not isinstance(backend, Backend):
+            raise ConfigurationError(
+                f"backend must be a Backend instance, not {type(backend).__name__}"
+            )
+        old, self._backend = self._backend, backend
+        self.settings = settings
+        self._max_event_size: int = settings["MAX_EVENT_SIZE"]
+        self._raise_errors = settings["CONSUMER_ERRORS"] == "raise"
+        if old is not None and old is not backend:
+            old.close()
+
+    @staticmethod
+    def _make_backend(settings: Settings) -> Backend:
+        spec = settings["BACKEND"]
+        if isinstance(spec, Backend):
+            return spec
+        cls = drivers.resolve(drivers.BACKENDS, spec)
+        if not (isinstance(cls, type) and issubclass(cls, Backend)):
+            raise ConfigurationError(
+                f"BACKEND {spec!r} names {cls!r}, which is not a Backend class"
+            )
+        return cls.from_settings(settings)
+
+    @property
+    def backend(self) -> Backend:
+        """The backend chosen by the ``BACKEND`` setting."""
+        assert self._backend is not None
+        return self._backend
+
+    def init_app(self, app: Any) -> None:
+        """Bind to a web application through the first adapter plugin that understands it."""
+        if not self.plugins.init_app(self, app):
+            raise ConfigurationError(
+                f"no installed plugin can bind notifications to {type(app).__module__}."
+                f"{type(app).__qualname__}; install notify-flask or notify-starlette"
+            )
+
+    def close(self) -> None:
+        """Close consumers, the async helper thread and the backend."""
+        for hub in self._hub_list:
+            for registration in hub.registrations:
+                registration.consumer.close()
+        if self._loop_thread is not None:
+            self._loop_thread.close()
+            self._loop_thread = None
+        if self._backend is not None:
+            self._backend.close()
+
+    # -- hubs --------------------------------------------------------------------------------
+
+    def create_hub(self, label: str) -> Hub:
+        """A new hub; its ``hub_id`` is ``"event-hub-" + label``."""
+        with self._lock:
+            if label in self._hubs:
+                raise ConfigurationError(f"a hub labelled {label!r} already exists")
+            hub = Hub(self, label)
+            self._hubs[label] = hub
+            self._hub_list = tuple(self._hubs.values())
+        return hub
+
+    def get_hub(self, label_or_id: str) -> Hub:
+        """The hub with that label (or ``hub_id``); :class:`UnknownHub` otherwise."""
+        hub = self._hubs.get(label_or_id)
+        if hub is None and label_or_id.startswith(HUB_ID_PREFIX):
+            hub = self._hubs.get(label_or_id[len(HUB_ID_PREFIX) :])
+        if hub is None:
+            raise UnknownHub(label_or_id)
+        return hub
+
+    @property
+    def hubs(self) -> Mapping[str, Hub]:
+        """The hubs by label (a read-only view)."""
+        return MappingProxyType(self._hubs)
+
+    def remove_hub(self, label_or_id: str) -> Hub:
+        """Remove a hub; events sent afterwards no longer reach its consumers."""
+        with self._lock:
+            hub = self.get_hub(label_or_id)
+            del self._hubs[hub.label]
+            self._hub_list = tuple(self._hubs.values())
+        return hub
+
+    def find_registration(self, hub: str, consumer: str) -> tuple[Hub, Registration]:
+        """The hub and registration a queued job names; ``LookupError`` when gone."""
+        found = self.get_hub(hub)
+        try:
+            return found, found.get_registration(consumer)
+        except KeyError:
+            raise LookupError(f"hub {hub!r} has no consumer named {consumer!r}") from None
+
+    # -- statistics --------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters: ``expired`` events dropped, ``failed`` consumer runs."""
+        with self._stats_lock:
+            return dict(self._stats)
+
+    def count(self, name: str, value: int = 1) -> None:
+        """Add to a counter and report it through the ``notifycore_metric`` hook."""
+        with self._stats_lock:
+            self._stats[name] = self._stats.get(name, 0) + value
+        self.plugins.metric(f"events.{name}", value)
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def coerce_event(self, event: EventLike) -> Event:
+        """An :class:`Event` from an Event, its dict or its JSON, checked against the size limit."""
+        if isinstance(event, Event):
+            event.check_size(self._max_event_size)
+            return event
+        if isinstance(event, (str, bytes, bytearray)):
+            return Event.from_json(
+                bytes(event) if isinstance(event, bytearray) else event,
+                max_size=self._max_event_size,
+            )
+        if isinstance(event, Mapping):
+            parsed = Event.from_dict(event)
+            parsed.check_size(self._max_event_size)
+            return parsed
+        raise InvalidEvent(
+            "event", f"send() takes an Event, a dict or JSON, not {type(event).__name__}"
+        )
+
+    def _run_async(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        if self._loop_thread is None:
+            with self._lock:
+                if self._loop_thread is None:
+                    self._loop_thread = _LoopThread()
+        return self._loop_thread.run(coro)
+
+    def run_consumer(
+        self, hub: Hub, registration: Registration, event: Event
+    ) -> BaseException | None:
+        """Deliver ``event`` to one consumer with its hooks; return the error it raised, if any."""
+        consumer = registration.consumer
+        plugins = self.plugins
+        try:
+            if plugins.has_before_consume:
+                plugins.before_consume(hub, registration.name, event)
+            if registration.has_before:
+                consumer.before_consume(event)
+            if registration.is_async:
+                self._run_async(consumer.consume(event))
+            else:
+                consumer.consume(event)
+            if registration.has_after:
+                consumer.after_consume(event)
+            if plugins.has_after_consume:
+                plugins.after_consume(hub, registration.name, event)
+        except Exception as error:
+            self._report(hub, registration, event, error)
+            return error
+        return None
+
+    async def arun_consumer(
+        self, hub: Hub, registration: Registration, event: Event
+    ) -> BaseException | None:
+        """:meth:`run_consumer` for async code: coroutine consumers are awaited in this loop."""
+        consumer = registration.consumer
+        plugins = self.plugins
+        try:
+            if plugins.has_before_consume:
+                plugins.before_consume(hub, registration.name, event)
+            if registration.has_before:
+                consumer.before_consume(event)
+            aconsume = getattr(consumer, "aconsume", None)
+            if aconsume is not None:
+                await aconsume(event)
+            elif registration.is_async:
+                await consumer.consume(event)
+            else:
+                consumer.consume(event)
+            if registration.has_after:
+                consumer.after_consume(event)
+            if plugins.has_after_consume:
+                plugins.after_consume(hub, registration.name, event)
+        except Exception as error:
+            self._report(hub, registration, event, error)
+            return error
+        return None
+
+    def _report(
+        self, hub: Hub, registration: Registration, event: Event, error: BaseException
+    ) -> None:
+        try:
+            registration.consumer.on_error(event, error)
+        except Exception as hook_error:  # the report must go on; keep both errors
+            error.add_note(f"{registration.name}.on_error raised {hook_error!r}")
+        self.count("failed")
+        self.plugins.consumer_error(hub, registration.name, event, error)
+
+    def _route(
+        self, event: Event, result: SendResult
+    ) -> tuple[
+        list[tuple[Hub, Registration, ConsumerOutcome]],
+        dict[str, list[tuple[ConsumerOutcome, bytes]]],
+    ]:
+        """Match hubs and sort consumers into inline runs and queued jobs (no delivery yet)."""
+        inline: list[tuple[Hub, Registration, ConsumerOutcome]] = []
+        queued: dict[str, list[tuple[ConsumerOutcome, bytes]]] = {}
+        expired = result.expired
+        event_json: bytes | None = None
+        default_queue = self.settings["DEFAULT_QUEUE"]
+        for hub in self._hub_list:
+            if not hub.filter.matches(event):
+                continue
+            result.hubs.append(hub.label)
+            for registration in hub.registrations:
+                if expired:
+                    status = Status.EXPIRED
+                elif registration.filter is not None and not registration.filter.matches(event):
+                    status = Status.FILTERED
+                elif registration.mode == "inline":
+                    outcome = ConsumerOutcome(hub.label, registration.name, Status.RAN)
+                    inline.append((hub, registration, outcome))
+                    result.outcomes.append(outcome)
+                    continue
+                else:
+                    if event_json is None:
+                        event_json = event.to_json_bytes()
+                    outcome = ConsumerOutcome(hub.label, registration.name, Status.ENQUEUED)
+                    job = encode_job(hub.label, registration.name, event_json)
+                    queued.setdefault(registration.queue or default_queue, []).append(
+                        (outcome, job)
+                    )
+                    result.outcomes.append(outcome)
+                    continue
+                result.outcomes.append(ConsumerOutcome(hub.label, registration.name, status))
+        return inline, queued
+
+    def _start(self, event: EventLike) -> SendResult:
+        checked = self.coerce_event(event)
+        if self.plugins.has_before_send:
+            self.plugins.before_send(self, checked)
+        expiration = checked.expiration_datetime
+        return SendResult(checked, expired=expiration is not None and expiration <= _now(_utc))
+
+    def _finish(self, result: SendResult) -> SendResult:
+        if result.expired:
+            self.count("expired")
+        if self.plugins.has_after_send:
+            self.plugins.after_send(self, result.event, result)
+        if self._raise_errors:
+            errors = [o.error for o in result.outcomes if o.error is not None]
+            if errors:
+                raise ConsumerError(errors, result) from errors[0]
+        return result
+
+    def send(self, event: EventLike) -> SendResult:
+        """Match the event against every hub and deliver it to their consumers.
+
+        Takes an :class:`Event`, its dict or its JSON. Inline consumers run
+        here, one failure never stopping the others; queued ones get a job on
+        the backend. Returns what happened to each consumer.
+        """
+        result = self._start(event)
+        inline, queued = self._route(result.event, result)
+        for hub, registration, outcome in inline:
+            error = self.run_consumer(hub, registration, result.event)
+            if error is not None:
+                outcome.status, outcome.error = Status.FAILED, error
+        for queue, jobs in queued.items():
+            ids = self.backend.enqueue_many(queue, [job for _, job in jobs])
+            for (outcome, _), job_id in zip(jobs, ids, strict=True):
+                outcome.job_id = job_id
+        return self._finish(result)
+
+    async def asend(self, event: EventLike) -> SendResult:
+        """:meth:`send` for async code: awaits async consumers and the backend's async face."""
+        result = self._start(event)
+        inline, queued = self._route(result.event, result)
+        for hub, registration, outcome in inline:
+            error = await self.arun_consumer(hub, registration, result.event)
+            if error is not None:
+                outcome.status, outcome.error = Status.FAILED, error
+        for queue, jobs in queued.items():
+            ids = await self.backend.aenqueue_many(queue, [job for _, job in jobs])
+            for (outcome, _), job_id in zip(jobs, ids, strict=True):
+                outcome.job_id = job_id
+        return self._finish(result)
+
+    def send_many(self, events: Iterable[EventLike]) -> list[SendResult]:
+        """:meth:`send` for each event, in order."""
+        return [self.send(event) for event in events]

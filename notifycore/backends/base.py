@@ -1,0 +1,263 @@
+"""The backend interface: streams and queues, each with a sync and an async face.
+
+**Streams** keep published messages under monotonic, per-stream ids for replay
+(``read`` since an id) and live following (``read`` with ``block``).
+**Queues** hold jobs for workers: ``reserve`` hides a job for a visibility
+timeout, ``ack`` removes it, ``retry`` makes it visible again later and
+``dead_letter`` parks it with its error. A backend implements the sync
+methods; the async twins run them in a thread unless the backend has native
+ones. ``notifycore.testing.BackendContract`` is the test every backend passes.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
+
+__all__ = ["Backend", "DeadLetter", "Job", "StreamMessage", "StreamRead"]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamMessage:
+    """One published message: its id in the stream and the bytes published."""
+
+    id: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRead:
+    """The answer to a stream read.
+
+    ``reset`` is True when the reader's id is older than what the stream
+    still retains (or unknown to it): messages were lost to retention and the
+    reader must be told, not left with a silent gap.
+    """
+
+    messages: list[StreamMessage] = field(default_factory=list)
+    reset: bool = False
+
+    @property
+    def last_id(self) -> str | None:
+        return self.messages[-1].id if self.messages else None
+
+
+@dataclass(slots=True)
+class Job:
+    """A reserved queue job; hand it back to ``ack``, ``retry`` or ``dead_letter``."""
+
+    id: str
+    queue: str
+    payload: bytes
+    #: How many times the job has been reserved, this time included.
+    attempts: int
+    #: Proof of this reservation; a stale receipt (the job was re-reserved) is refused.
+    receipt: str
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A job that ran out of tries or could not be run, with the last error."""
+
+    id: str
+    queue: str
+    payload: bytes
+    attempts: int
+    error: str
+    failed_at: float
+
+
+class Backend(abc.ABC):
+    """Base class of every backend."""
+
+    #: The entry-point name in ``notifycore.backends``.
+    name: ClassVar[str] = ""
+    #: True when several processes (or machines) see the same streams and queues.
+    shared: ClassVar[bool] = False
+    #: Exceptions that mean the broker is unreachable (a retry may help).
+    connection_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        stream_maxlen: int = 10_000,
+        stream_max_age: float = 0.0,
+    ) -> None:
+        self.url = url
+        self.stream_maxlen = stream_maxlen
+        self.stream_max_age = stream_max_age
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> Self:
+        """Build the backend from notifycore settings; plugins read their own keys here."""
+        return cls(
+            settings.get("BACKEND_URL"),
+            stream_maxlen=settings.get("STREAM_MAXLEN", 10_000),
+            stream_max_age=settings.get("STREAM_MAX_AGE", 0.0),
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url or ''}>".replace(" >", ">")
+
+    def close(self) -> None:  # noqa: B027 - optional for backends without resources
+        """Release connections and files; the backend is not used afterwards."""
+
+    # -- streams -----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def publish(self, stream: str, data: bytes) -> str:
+        """Append ``data`` to ``stream``; return its id, greater than every earlier one."""
+
+    def publish_many(self, stream: str, items: Iterable[bytes]) -> list[str]:
+        """Append several messages in order, in as few round trips as the broker allows."""
+        return [self.publish(stream, data) for data in items]
+
+    @abc.abstractmethod
+    def read(
+        self,
+        stream: str,
+        after: str | None = None,
+        *,
+        limit: int | None = None,
+        block: float | None = None,
+    ) -> StreamRead:
+        """Messages of ``stream`` with ids after ``after`` (None: from the oldest kept).
+
+        With ``block`` (seconds), wait that long at most for a message when none
+        is there yet. At most ``limit`` messages, oldest first.
+        """
+
+    @abc.abstractmethod
+    def last_id(self, stream: str) -> str | None:
+        """The id of the newest message of ``stream``, None when it has none."""
+
+    def follow(
+        self,
+        stream: str,
+        after: str | None = None,
+        *,
+        stop: threading.Event | None = None,
+        poll: float = 1.0,
+    ) -> Iterator[StreamRead]:
+        """Yield batches of new messages as they come, until ``stop`` is set.
+
+        ``after=None`` starts with what is published from now on. A batch whose
+        ``reset`` is True tells the follower it missed messages.
+        """
+        cursor = self.last_id(stream) if after is None else after
+        while stop is None or not stop.is_set():
+            batch = self.read(stream, cursor, block=poll)
+            if batch.messages or batch.reset:
+                if batch.messages:
+                    cursor = batch.messages[-1].id
+                yield batch
+
+    # -- queues ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def enqueue(self, queue: str, payload: bytes, *, delay: float = 0.0) -> str:
+        """Add a job at the end of ``queue``, visible after ``delay`` seconds; return its id."""
+
+    def enqueue_many(self, queue: str, payloads: Iterable[bytes]) -> list[str]:
+        """Add several jobs in order, in as few round trips as the broker allows."""
+        return [self.enqueue(queue, payload) for payload in payloads]
+
+    @abc.abstractmethod
+    def reserve(
+        self, queue: str, *, visibility_timeout: float, block: float | None = None
+    ) -> Job | None:
+        """Take the oldest visible job and hide it for ``visibility_timeout`` seconds.
+
+        Waits ``block`` seconds at most for one; None when there is none.
+        """
+
+    @abc.abstractmethod
+    def ack(self, job: Job) -> bool:
+        """Remove a done job; False when the reservation had expired and was taken over."""
+
+    @abc.abstractmethod
+    def retry(self, job: Job, *, delay: float, error: str) -> bool:
+        """Make the job visible again after ``delay`` seconds, recording ``error``."""
+
+    @abc.abstractmethod
+    def dead_letter(self, job: Job, *, error: str) -> bool:
+        """Move the job to the queue's dead letters with ``error``."""
+
+    @abc.abstractmethod
+    def dead_letters(self, queue: str, *, limit: int | None = None) -> list[DeadLetter]:
+        """The dead letters of ``queue``, oldest first."""
+
+    @abc.abstractmethod
+    def requeue_dead_letters(self, queue: str, ids: Iterable[str] | None = None) -> int:
+        """Put dead letters (all, or those ``ids``) back on the queue with fresh tries."""
+
+    @abc.abstractmethod
+    def purge_dead_letters(self, queue: str, ids: Iterable[str] | None = None) -> int:
+        """Delete dead letters (all, or those ``ids``); return how many."""
+
+    @abc.abstractmethod
+    def queue_length(self, queue: str) -> int:
+        """Jobs not yet acked or dead: waiting, delayed and reserved."""
+
+    # -- async faces -------------------------------------------------------------------------
+    # Defaults run the sync method in a worker thread; backends with native
+    # async clients override them.
+
+    async def apublish(self, stream: str, data: bytes) -> str:
+        return await asyncio.to_thread(self.publish, stream, data)
+
+    async def apublish_many(self, stream: str, items: Iterable[bytes]) -> list[str]:
+        return await asyncio.to_thread(self.publish_many, stream, list(items))
+
+    async def aread(
+        self,
+        stream: str,
+        after: str | None = None,
+        *,
+        limit: int | None = None,
+        block: float | None = None,
+    ) -> StreamRead:
+        return await asyncio.to_thread(self.read, stream, after, limit=limit, block=block)
+
+    async def alast_id(self, stream: str) -> str | None:
+        return await asyncio.to_thread(self.last_id, stream)
+
+    async def afollow(
+        self, stream: str, after: str | None = None, *, poll: float = 1.0
+    ) -> AsyncIterator[StreamRead]:
+        """Async :meth:`follow`; stop it by leaving the ``async for`` or cancelling."""
+        cursor = await self.alast_id(stream) if after is None else after
+        while True:
+            batch = await self.aread(stream, cursor, block=poll)
+            if batch.messages or batch.reset:
+                if batch.messages:
+                    cursor = batch.messages[-1].id
+                yield batch
+
+    async def aenqueue(self, queue: str, payload: bytes, *, delay: float = 0.0) -> str:
+        return await asyncio.to_thread(self.enqueue, queue, payload, delay=delay)
+
+    async def aenqueue_many(self, queue: str, payloads: Iterable[bytes]) -> list[str]:
+        return await asyncio.to_thread(self.enqueue_many, queue, list(payloads))
+
+    async def areserve(
+        self, queue: str, *, visibility_timeout: float, block: float | None = None
+    ) -> Job | None:
+        return await asyncio.to_thread(
+            self.reserve, queue, visibility_timeout=visibility_timeout, block=block
+        )
+
+    async def aack(self, job: Job) -> bool:
+        return await asyncio.to_thread(self.ack, job)
+
+    async def aretry(self, job: Job, *, delay: float, error: str) -> bool:
+        return await asyncio.to_thread(self.retry, job, delay=delay, error=error)
+
+    async def adead_letter(self, job: Job, *, error: str) -> bool:
+        return await asyncio.to_thread(self.dead_letter, job, error=error)

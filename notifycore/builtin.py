@@ -1,0 +1,94 @@
+"""The core's own plugin: its settings, and logging of consumer errors.
+
+Registered through ``DEFAULT_PLUGINS`` with the same ``@hookimpl`` a
+third-party plugin uses; blocking it (``NOTIFYCORE_DISABLE_PLUGINS=notifycore.builtin``)
+silences the error log but leaves errors in every ``SendResult``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from notifycore.config import Setting
+from notifycore.event import DEFAULT_MAX_EVENT_SIZE
+from notifycore.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from notifycore.event import Event
+    from notifycore.hub import Hub
+
+logger = logging.getLogger("notifycore")
+
+#: The backend used when ``BACKEND`` is not set.
+DEFAULT_BACKEND = "memory"
+
+CORE_SETTINGS = (
+    Setting(
+        "BACKEND",
+        str,
+        DEFAULT_BACKEND,
+        "Backend: an entry-point name (memory, sqlite, redis, amqp) or pkg.mod:Class.",
+        allow_objects=True,
+    ),
+    Setting(
+        "BACKEND_URL",
+        str,
+        None,
+        "Where the backend's data lives; each backend documents its form.",
+        nullable=True,
+    ),
+    Setting(
+        "MAX_EVENT_SIZE", int, DEFAULT_MAX_EVENT_SIZE, "Largest event accepted, in bytes of JSON."
+    ),
+    Setting(
+        "CONSUMER_ERRORS",
+        str,
+        "log",
+        "What send() does when a consumer raises: 'log' (and call the hook) or 'raise' (tests).",
+        choices=("log", "raise"),
+    ),
+    Setting(
+        "STREAM_MAXLEN", int, 10_000, "Messages kept per stream for replay; older ones are trimmed."
+    ),
+    Setting(
+        "STREAM_MAX_AGE",
+        float,
+        0.0,
+        "Seconds a stream message is kept for replay; 0 keeps them by count only.",
+    ),
+    Setting(
+        "DEFAULT_QUEUE", str, "notifycore", "Queue that queued consumers use unless they name one."
+    ),
+    Setting("MAX_TRIES", int, 5, "Deliveries of a queued job before it becomes a dead letter."),
+    Setting(
+        "RETRY_BACKOFF", float, 1.0, "Seconds before the first retry; doubled on each further try."
+    ),
+    Setting("RETRY_BACKOFF_MAX", float, 300.0, "Longest wait between two tries, in seconds."),
+    Setting(
+        "VISIBILITY_TIMEOUT",
+        float,
+        60.0,
+        "Seconds a reserved job stays hidden before another worker may take it.",
+    ),
+)
+
+
+@hookimpl
+def notifycore_register_settings(register: Callable[[Setting], None]) -> None:
+    for setting in CORE_SETTINGS:
+        register(setting)
+
+
+@hookimpl
+def notifycore_consumer_error(hub: Hub, consumer: str, event: Event, error: BaseException) -> None:
+    logger.error(
+        "consumer %s of hub %s failed on event %s: %s: %s",
+        consumer,
+        hub.label,
+        event.event_id,
+        type(error).__name__,
+        error,
+        exc_info=error,
+    )

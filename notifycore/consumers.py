@@ -1,0 +1,201 @@
+"""Consumers: what a hub hands matching events to.
+
+:class:`Consumer` is the base class (``consume`` plus the ``before_consume``,
+``after_consume`` and ``on_error`` hooks); plain functions, sync or
+``async def``, are wrapped in :class:`FunctionConsumer`. The built-in
+:class:`LogConsumer` writes JSON Lines and :class:`PushConsumer` publishes to
+the hub's stream for browsers and ``notifycore tail``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from notifycore.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from notifycore.event import Event
+    from notifycore.hub import Hub
+
+__all__ = [
+    "Consumer",
+    "FunctionConsumer",
+    "LogConsumer",
+    "PushConsumer",
+    "default_name",
+    "user_stream",
+]
+
+
+def user_stream(user_id: str) -> str:
+    """The name of the per-user stream that :class:`PushConsumer` can publish to."""
+    return f"user:{user_id}"
+
+
+def default_name(obj: object) -> str:
+    """The qualified name a consumer is registered under when none is given."""
+    if isinstance(obj, FunctionConsumer):
+        obj = obj.function
+    target = obj if inspect.isfunction(obj) or inspect.ismethod(obj) else type(obj)
+    module = getattr(target, "__module__", None) or "?"
+    qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
+    return f"{module}.{qualname}"
+
+
+class Consumer:
+    """Base class: override :meth:`consume` (sync or ``async def``).
+
+    The hooks run around each delivery: ``before_consume`` and
+    ``after_consume`` (only when ``consume`` succeeded) and ``on_error``
+    (when it raised; the error is still reported and counted).
+    """
+
+    #: Default registration name; None means the qualified class name.
+    name: str | None = None
+
+    def consume(self, event: Event) -> Any:
+        """Handle one event."""
+        raise NotImplementedError(f"{type(self).__name__} must implement consume(event)")
+
+    def before_consume(self, event: Event) -> None:
+        """Called before :meth:`consume`."""
+
+    def after_consume(self, event: Event) -> None:
+        """Called after :meth:`consume` returned without error."""
+
+    def on_error(self, event: Event, error: BaseException) -> None:
+        """Called when :meth:`consume` (or ``before_consume``) raised ``error``."""
+
+    def bind(self, hub: Hub) -> None:
+        """Called when the consumer is registered on ``hub``."""
+
+    def unbind(self, hub: Hub) -> None:
+        """Called when the consumer is removed from ``hub``."""
+
+    def close(self) -> None:
+        """Release files or connections the consumer holds."""
+
+
+class FunctionConsumer(Consumer):
+    """A plain function (or ``async def``) used as a consumer."""
+
+    def __init__(self, function: Callable[[Event], Any]) -> None:
+        if not callable(function):
+            raise TypeError(f"a consumer must be callable, not {type(function).__name__}")
+        self.function = function
+        self.consume = function  # type: ignore[method-assign,assignment]
+
+    def __repr__(self) -> str:
+        return f"FunctionConsumer({default_name(self.function)})"
+
+
+class LogConsumer(Consumer):
+    """Writes each event as one line of JSON to a file path or a :class:`logging.Logger`.
+
+    A file is opened in append mode and written a whole line at a time, so
+    several processes can share it.
+    """
+
+    def __init__(
+        self, target: str | os.PathLike[str] | logging.Logger, *, level: int = logging.INFO
+    ) -> None:
+        self.level = level
+        self._lock = threading.Lock()
+        self._file: Any = None
+        if isinstance(target, logging.Logger):
+            self.logger: logging.Logger | None = target
+            self.path: str | None = None
+        elif isinstance(target, (str, os.PathLike)):
+            self.logger = None
+            self.path = os.fspath(target)
+        else:
+            raise TypeError(
+                f"LogConsumer writes to a path or a Logger, not {type(target).__name__}"
+            )
+
+    def __repr__(self) -> str:
+        return f"LogConsumer({self.path or self.logger!r})"
+
+    def consume(self, event: Event) -> None:
+        line = event.to_json()
+        if self.logger is not None:
+            self.logger.log(self.level, line)
+            return
+        with self._lock:
+            if self._file is None:
+                assert self.path is not None
+                self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+            self._file.write(line + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+class PushConsumer(Consumer):
+    """Publishes the event to the hub's stream, and optionally one stream per recipient.
+
+    The hub's stream is named after its ``hub_id``; with ``per_recipient=True``
+    each recipient ``r`` also gets it on ``user:r`` (see :func:`user_stream`).
+    The JSON is the event's cached bytes, made once for every stream.
+    """
+
+    def __init__(self, *, per_recipient: bool = False, hub_stream: bool = True) -> None:
+        self.per_recipient = per_recipient
+        self.hub_stream = hub_stream
+        self._hub: Hub | None = None
+
+    def __repr__(self) -> str:
+        return f"PushConsumer(per_recipient={self.per_recipient})"
+
+    def bind(self, hub: Hub) -> None:
+        if self._hub is not None and self._hub is not hub:
+            raise ConfigurationError(
+                f"this PushConsumer already pushes for hub {self._hub.label!r}; "
+                "create one PushConsumer per hub"
+            )
+        self._hub = hub
+
+    def unbind(self, hub: Hub) -> None:
+        if self._hub is hub:
+            self._hub = None
+
+    def streams(self, event: Event) -> list[str]:
+        """The streams ``event`` goes to."""
+        if self._hub is None:
+            raise ConfigurationError("PushConsumer is not registered on a hub")
+        streams = [self._hub.hub_id] if self.hub_stream else []
+        if self.per_recipient:
+            streams.extend(user_stream(r) for r in dict.fromkeys(event.recipients))
+        return streams
+
+    def consume(self, event: Event) -> None:
+        assert self._hub is not None, "PushConsumer is not registered on a hub"
+        backend = self._hub.notifications.backend
+        data = event.to_json_bytes()
+        for stream in self.streams(event):
+            backend.publish(stream, data)
+
+    async def aconsume(self, event: Event) -> None:
+        """The async face used by ``Notifications.asend``."""
+        assert self._hub is not None, "PushConsumer is not registered on a hub"
+        backend = self._hub.notifications.backend
+        data = event.to_json_bytes()
+        for stream in self.streams(event):
+            await backend.apublish(stream, data)
+
+
+def is_async(consumer: Consumer) -> bool:
+    """True when ``consumer.consume`` is a coroutine function."""
+    return inspect.iscoroutinefunction(consumer.consume)
+
+
+AsyncConsume = Callable[["Event"], Awaitable[Any]]

@@ -1,0 +1,109 @@
+"""Named drivers: backends and consumers picked by name through stevedore.
+
+A name is either an entry point of the namespace (``redis``), or a dotted path
+in either form (``pkg.mod:Class`` or ``pkg.mod.Class``). Only the entry point
+asked for is imported, so a broken plugin elsewhere does not stop the others.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.metadata
+from dataclasses import dataclass
+from typing import Any
+
+from stevedore import DriverManager, NamedExtensionManager
+
+from notifycore.errors import ConfigurationError, UnknownDriver
+
+__all__ = ["BACKENDS", "CONSUMERS", "DriverInfo", "available", "list_drivers", "resolve"]
+
+BACKENDS = "notifycore.backends"
+CONSUMERS = "notifycore.consumers"
+
+
+@dataclass(frozen=True)
+class DriverInfo:
+    """One entry point of a driver namespace, without importing it."""
+
+    name: str
+    target: str
+    distribution: str | None
+    version: str | None
+
+
+def _entry_points(namespace: str) -> list[importlib.metadata.EntryPoint]:
+    # names=[] lists the namespace through stevedore's cache without loading anything.
+    manager: NamedExtensionManager[Any] = NamedExtensionManager(
+        namespace, names=[], on_missing_entrypoints_callback=None
+    )
+    return list(manager.list_entry_points())
+
+
+def available(namespace: str) -> list[str]:
+    """Sorted entry-point names of ``namespace``."""
+    return sorted({ep.name for ep in _entry_points(namespace)})
+
+
+def list_drivers(namespace: str) -> list[DriverInfo]:
+    """Every entry point of ``namespace`` with the distribution that provides it."""
+    # stevedore's cache drops the distribution; importlib.metadata still knows it.
+    owners = {
+        (ep.name, ep.value): ep.dist for ep in importlib.metadata.entry_points(group=namespace)
+    }
+    infos = []
+    for ep in sorted(_entry_points(namespace), key=lambda e: e.name):
+        dist = getattr(ep, "dist", None) or owners.get((ep.name, ep.value))
+        infos.append(
+            DriverInfo(
+                ep.name,
+                ep.value,
+                dist.metadata["Name"] if dist is not None else None,
+                dist.version if dist is not None else None,
+            )
+        )
+    return infos
+
+
+def _import_path(namespace: str, path: str) -> Any:
+    if ":" in path:
+        module_name, _, attr = path.partition(":")
+    else:
+        module_name, _, attr = path.rpartition(".")
+    if not module_name or not attr:
+        raise ConfigurationError(f"{path!r} is not a {namespace} name or a dotted path")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot import {module_name!r} for {path!r}: {exc}") from exc
+    for part in attr.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ConfigurationError(f"module {module_name!r} has no attribute {attr!r}") from None
+    return target
+
+
+def resolve(namespace: str, spec: str | type) -> Any:
+    """The class (or factory) that ``spec`` names in ``namespace``."""
+    if not isinstance(spec, str):
+        return spec
+    spec = spec.strip()
+    if ":" in spec or "." in spec:
+        return _import_path(namespace, spec)
+    names = available(namespace)
+    if spec not in names:
+        raise UnknownDriver(
+            namespace, spec, names, difflib.get_close_matches(spec, names, n=1, cutoff=0.5)
+        )
+    try:
+        manager: DriverManager[Any] = DriverManager(
+            namespace, spec, on_missing_entrypoints_callback=None
+        )
+    except Exception as exc:
+        raise ConfigurationError(
+            f"the {namespace} driver {spec!r} is installed but failed to load: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    return manager.driver

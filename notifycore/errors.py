@@ -1,0 +1,105 @@
+"""The exceptions notifycore raises, all below one root.
+
+NotifycoreError
+├── InvalidEvent            an event (or its JSON) that breaks a rule; ``.field`` names it
+├── ConfigurationError      a bad setting, an unknown driver name, a duplicate hub or consumer
+│   └── UnknownDriver       a backend or consumer name that no installed plugin provides
+├── UnknownHub              no hub with that label or id (also a ``KeyError``)
+├── ConsumerError           a consumer failed under the ``raise`` error policy
+├── InvalidFilter           a filter dict that cannot be turned back into a filter
+├── InvalidStreamId         a stream id (a browser's Last-Event-ID, say) the backend cannot read
+└── BackendError            the backend failed
+    └── BackendUnavailable  the broker cannot be reached (after the retries it allows)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from notifycore.result import SendResult
+
+__all__ = [
+    "BackendError",
+    "BackendUnavailable",
+    "ConfigurationError",
+    "ConsumerError",
+    "InvalidEvent",
+    "InvalidFilter",
+    "InvalidStreamId",
+    "NotifycoreError",
+    "UnknownDriver",
+    "UnknownHub",
+]
+
+
+class NotifycoreError(Exception):
+    """Root of every exception notifycore raises on purpose."""
+
+
+class InvalidEvent(NotifycoreError, ValueError):
+    """An event that breaks a rule; ``field`` names the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+class InvalidFilter(NotifycoreError, ValueError):
+    """A filter definition (usually a dict from configuration) that is not valid."""
+
+
+class InvalidStreamId(NotifycoreError, ValueError):
+    """A stream id that is not of the backend's form."""
+
+
+class ConfigurationError(NotifycoreError):
+    """A setting, name or registration that cannot work."""
+
+
+class UnknownDriver(ConfigurationError):
+    """A driver name that no installed plugin provides; lists what is installed."""
+
+    def __init__(
+        self, namespace: str, name: str, available: Sequence[str], suggestions: Sequence[str]
+    ) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.available = tuple(available)
+        self.suggestions = tuple(suggestions)
+        installed = ", ".join(self.available) or "none"
+        message = f"No such {namespace} driver: {name!r} (installed: {installed})."
+        if self.suggestions:
+            message += f" Did you mean {self.suggestions[0]!r}?"
+        super().__init__(message)
+
+
+class UnknownHub(NotifycoreError, KeyError):
+    """No hub with that label or id."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        return f"no hub named {self.name!r}"
+
+
+class ConsumerError(NotifycoreError):
+    """Raised by ``send()`` under the ``raise`` error policy once every consumer ran."""
+
+    def __init__(self, errors: Sequence[BaseException], result: SendResult) -> None:
+        self.errors = tuple(errors)
+        self.result = result
+        failed = ", ".join(f"{o.hub}/{o.consumer}" for o in result.failed)
+        super().__init__(f"{len(self.errors)} consumer(s) failed: {failed}")
+
+
+class BackendError(NotifycoreError):
+    """The backend could not do what was asked."""
+
+
+class BackendUnavailable(BackendError):
+    """The broker cannot be reached."""

@@ -1,0 +1,79 @@
+"""The hook specifications: every place a plugin can add or change behaviour.
+
+A plugin is a module (or object) with functions marked ``@hookimpl`` whose
+names are the ones below; it is registered through the ``notifycore``
+entry-point group. Each hook is documented in ``docs/hooks.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from notifycore.app import Notifications
+    from notifycore.backends.base import Backend
+    from notifycore.config import Setting
+    from notifycore.event import Event
+    from notifycore.hub import Hub
+    from notifycore.result import SendResult
+
+hookspec = pluggy.HookspecMarker("notifycore")
+hookimpl = pluggy.HookimplMarker("notifycore")
+
+
+@hookspec
+def notifycore_register_settings(register: Callable[[Setting], None]) -> None:
+    """Declare configuration keys (name, type, default, help) by calling ``register``."""
+
+
+@hookspec(firstresult=True)
+def notifycore_init_app(notifications: Notifications, app: Any) -> bool | None:
+    """Bind ``notifications`` to a web ``app``; return True if this plugin understood the app."""
+
+
+@hookspec
+def notifycore_notifications_created(notifications: Notifications) -> None:
+    """Called once a ``Notifications`` object has its settings, before any hub exists."""
+
+
+@hookspec
+def notifycore_before_send(notifications: Notifications, event: Event) -> None:
+    """Called before an event is matched against the hubs; raising stops the send."""
+
+
+@hookspec
+def notifycore_after_send(notifications: Notifications, event: Event, result: SendResult) -> None:
+    """Called after every hub and consumer had the event, with what happened to each."""
+
+
+@hookspec
+def notifycore_before_consume(hub: Hub, consumer: str, event: Event) -> None:
+    """Called just before consumer ``consumer`` of ``hub`` handles ``event``."""
+
+
+@hookspec
+def notifycore_after_consume(hub: Hub, consumer: str, event: Event) -> None:
+    """Called after consumer ``consumer`` of ``hub`` handled ``event`` without error."""
+
+
+@hookspec
+def notifycore_consumer_error(hub: Hub, consumer: str, event: Event, error: BaseException) -> None:
+    """Called when consumer ``consumer`` of ``hub`` raised ``error`` while handling ``event``."""
+
+
+@hookspec(firstresult=True)
+def notifycore_authorize(principal: Any, stream: str) -> bool | None:
+    """Decide whether ``principal`` may read ``stream``; None leaves it to other plugins."""
+
+
+@hookspec
+def notifycore_metric(name: str, value: float, tags: dict[str, str]) -> None:
+    """Receive a counter increment or measurement (``events.sent``, ``events.expired``...)."""
+
+
+@hookspec
+def notifycore_backend_state(backend: Backend, state: str, error: BaseException | None) -> None:
+    """Told when a backend's connection changes ``state`` (``disconnected``, ``reconnected``)."""

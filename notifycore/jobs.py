@@ -1,0 +1,64 @@
+"""The queued-job format: one JSON object per (event, hub, consumer).
+
+``{"v": 1, "hub": label, "consumer": name, "event": {...}}``. The event's
+JSON is spliced in as the bytes made once at send time, not re-serialised.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from notifycore.errors import InvalidEvent, NotifycoreError
+from notifycore.event import Event
+
+__all__ = ["JOB_VERSION", "InvalidJob", "JobSpec", "decode_job", "encode_job"]
+
+JOB_VERSION = 1
+_encode_str = json.JSONEncoder(ensure_ascii=False).encode
+
+
+class InvalidJob(NotifycoreError, ValueError):
+    """A job payload that cannot be run; the reason goes with it to the dead letters."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """A decoded job: which consumer of which hub gets which event."""
+
+    hub: str
+    consumer: str
+    event: Event
+
+
+def encode_job(hub: str, consumer: str, event_json: bytes) -> bytes:
+    """The payload of a job delivering ``event_json`` to ``consumer`` of hub ``hub``."""
+    head = (
+        f'{{"v":{JOB_VERSION},"hub":{_encode_str(hub)},"consumer":{_encode_str(consumer)},"event":'
+    )
+    return head.encode() + event_json + b"}"
+
+
+def decode_job(payload: bytes, *, max_event_size: int | None = None) -> JobSpec:
+    """Parse and validate a job payload; :class:`InvalidJob` says what is wrong."""
+    try:
+        data: Any = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidJob(f"job is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidJob(f"job must be a JSON object, not {type(data).__name__}")
+    if data.get("v") != JOB_VERSION:
+        raise InvalidJob(f"unsupported job version {data.get('v')!r} (expected {JOB_VERSION})")
+    hub, consumer, event = data.get("hub"), data.get("consumer"), data.get("event")
+    if not isinstance(hub, str) or not isinstance(consumer, str):
+        raise InvalidJob("job needs string 'hub' and 'consumer' keys")
+    if not isinstance(event, dict):
+        raise InvalidJob("job needs an 'event' object")
+    try:
+        parsed = Event.from_dict(event)
+        if max_event_size is not None:
+            parsed.check_size(max_event_size)
+    except InvalidEvent as exc:
+        raise InvalidJob(f"job's event is invalid: {exc}") from None
+    return JobSpec(hub, consumer, parsed)

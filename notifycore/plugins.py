@@ -1,0 +1,208 @@
+"""Plugin loading and typed hook calls.
+
+Built-in behaviour is written as plugins (``DEFAULT_PLUGINS``) and registered
+exactly like third-party plugins, which come from the ``notifycore``
+entry-point group. Loading is explicit, lazy and happens once;
+``NOTIFYCORE_DISABLE_PLUGINS=a,b`` blocks plugins by name. The rest of the
+code calls hooks only through the typed methods of :class:`Plugins`, which
+also skip hooks that nobody implements.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from notifycore import hookspecs
+from notifycore.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from notifycore.app import Notifications
+    from notifycore.backends.base import Backend
+    from notifycore.config import Setting
+    from notifycore.event import Event
+    from notifycore.hub import Hub
+    from notifycore.result import SendResult
+
+__all__ = ["DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "PluginInfo", "Plugins", "get_plugins"]
+
+#: Modules registered as plugins before any external one.
+DEFAULT_PLUGINS: tuple[str, ...] = ("notifycore.builtin",)
+#: The entry-point group external plugins register in.
+ENTRY_POINT_GROUP = "notifycore"
+DISABLE_ENV = "NOTIFYCORE_DISABLE_PLUGINS"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """What ``notifycore plugins`` prints about one registered plugin."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    hooks: tuple[str, ...]
+
+
+def _blocked_from_env() -> set[str]:
+    raw = os.environ.get(DISABLE_ENV, "")
+    return {name.strip() for name in raw.split(",") if name.strip()}
+
+
+class Plugins:
+    """The plugin manager with one typed method per hook."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager("notifycore")
+        self.pm.add_hookspecs(hookspecs)
+        self._loaded = False
+        self._lock = threading.RLock()
+        self._active: frozenset[str] = frozenset()
+        self._refresh()
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def load(self) -> Plugins:
+        """Register the default plugins and the installed ones, once; later calls do nothing."""
+        if self._loaded:
+            return self
+        with self._lock:
+            if self._loaded:
+                return self
+            for name in _blocked_from_env():
+                self.pm.set_blocked(name)
+            for module_name in DEFAULT_PLUGINS:
+                if self.pm.is_blocked(module_name):
+                    continue
+                module = importlib.import_module(module_name)
+                self.pm.register(module, name=module_name)
+            try:
+                self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+            except Exception as exc:
+                raise ConfigurationError(
+                    f"a plugin in the {ENTRY_POINT_GROUP!r} entry-point group failed to load: "
+                    f"{type(exc).__name__}: {exc} (block it with {DISABLE_ENV}=name)"
+                ) from exc
+            self.pm.check_pending()
+            self._loaded = True
+            self._refresh()
+        return self
+
+    def register(self, plugin: object, name: str | None = None) -> str:
+        """Register a plugin object or module at run time (tests, applications)."""
+        with self._lock:
+            registered = self.pm.register(plugin, name=name)
+            if registered is None:
+                raise ConfigurationError(f"plugin {name or plugin!r} is blocked")
+            self.pm.check_pending()
+            self._refresh()
+            return registered
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> None:
+        """Remove a plugin registered with :meth:`register`."""
+        with self._lock:
+            self.pm.unregister(plugin, name=name)
+            self._refresh()
+
+    def _refresh(self) -> None:
+        active = set()
+        for hook_name in dir(self.pm.hook):
+            caller = getattr(self.pm.hook, hook_name)
+            if isinstance(caller, pluggy.HookCaller) and caller.get_hookimpls():
+                active.add(hook_name)
+        self._active = frozenset(active)
+        self.has_before_send = "notifycore_before_send" in active
+        self.has_after_send = "notifycore_after_send" in active
+        self.has_before_consume = "notifycore_before_consume" in active
+        self.has_after_consume = "notifycore_after_consume" in active
+        self.has_metric = "notifycore_metric" in active
+
+    def implements(self, hook_name: str) -> bool:
+        """True when at least one registered plugin implements ``hook_name``."""
+        return hook_name in self._active
+
+    def list_plugins(self) -> list[PluginInfo]:
+        """The registered plugins with their distribution and version when known."""
+        dists = {id(plugin): dist for plugin, dist in self.pm.list_plugin_distinfo()}
+        infos = []
+        for name, plugin in self.pm.list_name_plugin():
+            if plugin is None:
+                continue
+            dist: Any = dists.get(id(plugin))
+            dist_name = version = None
+            if dist is not None:
+                dist_name, version = dist.project_name, dist.version
+            elif isinstance(name, str) and name.startswith("notifycore."):
+                dist_name, version = "notifycore", _version("notifycore")
+            hooks = tuple(sorted(c.name for c in self.pm.get_hookcallers(plugin) or ()))
+            infos.append(PluginInfo(name, dist_name, version, hooks))
+        return infos
+
+    # -- typed hook calls --------------------------------------------------------------------
+
+    def register_settings(self, register: Callable[[Setting], None]) -> None:
+        self.pm.hook.notifycore_register_settings(register=register)
+
+    def init_app(self, notifications: Notifications, app: Any) -> bool:
+        return bool(self.pm.hook.notifycore_init_app(notifications=notifications, app=app))
+
+    def notifications_created(self, notifications: Notifications) -> None:
+        self.pm.hook.notifycore_notifications_created(notifications=notifications)
+
+    def before_send(self, notifications: Notifications, event: Event) -> None:
+        self.pm.hook.notifycore_before_send(notifications=notifications, event=event)
+
+    def after_send(self, notifications: Notifications, event: Event, result: SendResult) -> None:
+        self.pm.hook.notifycore_after_send(notifications=notifications, event=event, result=result)
+
+    def before_consume(self, hub: Hub, consumer: str, event: Event) -> None:
+        self.pm.hook.notifycore_before_consume(hub=hub, consumer=consumer, event=event)
+
+    def after_consume(self, hub: Hub, consumer: str, event: Event) -> None:
+        self.pm.hook.notifycore_after_consume(hub=hub, consumer=consumer, event=event)
+
+    def consumer_error(self, hub: Hub, consumer: str, event: Event, error: BaseException) -> None:
+        self.pm.hook.notifycore_consumer_error(hub=hub, consumer=consumer, event=event, error=error)
+
+    def authorize(self, principal: Any, stream: str) -> bool | None:
+        """The first plugin's answer, or None when no plugin decides."""
+        answer = self.pm.hook.notifycore_authorize(principal=principal, stream=stream)
+        return None if answer is None else bool(answer)
+
+    def metric(self, name: str, value: float = 1, tags: dict[str, str] | None = None) -> None:
+        if self.has_metric:
+            self.pm.hook.notifycore_metric(name=name, value=value, tags=tags or {})
+
+    def backend_state(self, backend: Backend, state: str, error: BaseException | None) -> None:
+        self.pm.hook.notifycore_backend_state(backend=backend, state=state, error=error)
+
+    def hook_names(self) -> Iterable[str]:
+        """Names of every hook specification."""
+        return sorted(n for n in dir(hookspecs) if n.startswith("notifycore_"))
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+_plugins: Plugins | None = None
+_plugins_lock = threading.Lock()
+
+
+def get_plugins() -> Plugins:
+    """The process-wide plugin manager, loaded on first use."""
+    global _plugins
+    if _plugins is None:
+        with _plugins_lock:
+            if _plugins is None:
+                _plugins = Plugins()
+    return _plugins.load()

@@ -1,0 +1,58 @@
+"""Helpers for testing applications and plugins built on notifycore.
+
+``capture_events()`` records what is sent, like Flask-Mail's
+``record_messages()``; ``BackendContract`` (in ``notifycore.testing.contract``)
+is the test suite every backend passes; the ``pytest11`` plugin in
+``notifycore.testing.pytest_plugin`` provides fixtures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from notifycore.hookspecs import hookimpl
+from notifycore.plugins import get_plugins
+
+if TYPE_CHECKING:
+    from notifycore.app import Notifications
+    from notifycore.event import Event
+    from notifycore.result import SendResult
+
+__all__ = ["CapturedEvents", "capture_events"]
+
+
+class CapturedEvents(list["Event"]):
+    """The events sent while capturing, in order; ``results`` holds their SendResults."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.results: list[SendResult] = []
+
+
+class _Recorder:
+    def __init__(self, notifications: Notifications | None, captured: CapturedEvents) -> None:
+        self.notifications = notifications
+        self.captured = captured
+
+    @hookimpl
+    def notifycore_after_send(
+        self, notifications: Notifications, event: Event, result: SendResult
+    ) -> None:
+        if self.notifications is None or notifications is self.notifications:
+            self.captured.append(event)
+            self.captured.results.append(result)
+
+
+@contextmanager
+def capture_events(notifications: Notifications | None = None) -> Iterator[CapturedEvents]:
+    """Record every event sent (by ``notifications`` only, when given) inside the block."""
+    captured = CapturedEvents()
+    plugins = get_plugins()
+    recorder = _Recorder(notifications, captured)
+    plugins.register(recorder, name=f"capture_events-{id(recorder)}")
+    try:
+        yield captured
+    finally:
+        plugins.unregister(recorder)
