@@ -109,6 +109,7 @@ class Notifications:
         self.settings = settings
         self._max_event_size: int = settings["MAX_EVENT_SIZE"]
         self._raise_errors = settings["CONSUMER_ERRORS"] == "raise"
+        self._default_queue: str = settings["DEFAULT_QUEUE"]
         if old is not None and old is not backend:
             old.close()
 
@@ -304,7 +305,7 @@ class Notifications:
         queued: dict[str, list[tuple[ConsumerOutcome, bytes]]] = {}
         expired = result.expired
         event_json: bytes | None = None
-        default_queue = self.settings["DEFAULT_QUEUE"]
+        default_queue = self._default_queue
         for hub in self._hub_list:
             if not hub.filter.matches(event):
                 continue

@@ -20,7 +20,7 @@ __all__ = ["ENV_PREFIX", "Setting", "Settings"]
 
 ENV_PREFIX = "NOTIFYCORE_"
 #: Environment variables with the prefix that are not settings.
-_NOT_SETTINGS = frozenset({"NOTIFYCORE_DISABLE_PLUGINS"})
+_NOT_SETTINGS = frozenset({"NOTIFYCORE_DISABLE_PLUGINS", "NOTIFYCORE_LOAD_PLUGINS"})
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 

@@ -164,11 +164,14 @@ class Event(Mapping[str, Any]):
                 raise InvalidEvent("event_id", f"is longer than {_MAX_ID_LENGTH} characters")
         s = object.__setattr__
         s(self, "event_id", event_id)
-        s(self, "event_type", _text("event_type", event_type, required=True))
-        s(self, "title", _text("title", title))
-        s(self, "body", _text("body", body))
+        # type(x) is str first: the common case skips a function call per field.
+        if type(event_type) is not str or not event_type:
+            event_type = _text("event_type", event_type, required=True)
+        s(self, "event_type", event_type)
+        s(self, "title", title if type(title) is str else _text("title", title))
+        s(self, "body", body if type(body) is str else _text("body", body))
         s(self, "timestamp", _now(_utc) if timestamp is None else _datetime("timestamp", timestamp))
-        s(self, "sender", _text("sender", sender))
+        s(self, "sender", sender if type(sender) is str else _text("sender", sender))
         s(self, "recipients", () if not recipients else _strings("recipients", recipients))
         s(self, "tags", () if not tags else _strings("tags", tags))
         s(

@@ -3,7 +3,9 @@
 Built-in behaviour is written as plugins (``DEFAULT_PLUGINS``) and registered
 exactly like third-party plugins, which come from the ``notifycore``
 entry-point group. Loading is explicit, lazy and happens once;
-``NOTIFYCORE_DISABLE_PLUGINS=a,b`` blocks plugins by name. The rest of the
+``NOTIFYCORE_DISABLE_PLUGINS=a,b`` blocks plugins by name, and
+``NOTIFYCORE_LOAD_PLUGINS=a,b`` loads only those installed plugins (empty: none;
+the default plugins still load). The rest of the
 code calls hooks only through the typed methods of :class:`Plugins`, which
 also skip hooks that nobody implements.
 """
@@ -38,6 +40,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = ("notifycore.builtin",)
 #: The entry-point group external plugins register in.
 ENTRY_POINT_GROUP = "notifycore"
 DISABLE_ENV = "NOTIFYCORE_DISABLE_PLUGINS"
+#: When set, only these installed plugins load (comma-separated; empty: none).
+LOAD_ENV = "NOTIFYCORE_LOAD_PLUGINS"
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,12 @@ class Plugins:
                 return self
             for name in _blocked_from_env():
                 self.pm.set_blocked(name)
+            only = os.environ.get(LOAD_ENV)
+            if only is not None:
+                wanted = {n.strip() for n in only.split(",") if n.strip()}
+                for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+                    if ep.name not in wanted:
+                        self.pm.set_blocked(ep.name)
             for module_name in DEFAULT_PLUGINS:
                 if self.pm.is_blocked(module_name):
                     continue

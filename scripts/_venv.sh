@@ -1,0 +1,27 @@
+# Sourced by scripts/demo and scripts/test: make .venv (Python 3.11+) and install into it.
+# Usage: venv_install PIP_ARGS...
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV="${NOTIFYCORE_VENV:-$ROOT/.venv}"
+
+find_python() {
+    for candidate in python3.11 python3.12 python3.13 python3; do
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    echo "notifycore needs Python 3.11 or newer on PATH" >&2
+    return 1
+}
+
+venv_install() {
+    if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+        echo "==> creating virtualenv $VENV"
+        "$(find_python)" -m venv "$VENV"
+        "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    fi
+    echo "==> installing: $*"
+    (cd "$ROOT" && "$VENV/bin/python" -m pip install --quiet "$@")
+}

@@ -1,0 +1,43 @@
+"""``__all__`` lists exactly the public names each public module defines."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+import notifycore
+
+MODULES = [
+    "notifycore",
+    "notifycore.app",
+    "notifycore.backends.base",
+    "notifycore.backends.memory",
+    "notifycore.config",
+    "notifycore.consumers",
+    "notifycore.drivers",
+    "notifycore.errors",
+    "notifycore.event",
+    "notifycore.filters",
+    "notifycore.hub",
+    "notifycore.jobs",
+    "notifycore.plugins",
+    "notifycore.result",
+    "notifycore.testing",
+    "notifycore.worker",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_all_names_exist(name: str) -> None:
+    module = importlib.import_module(name)
+    for member in module.__all__:
+        assert hasattr(module, member), f"{name}.__all__ names missing {member}"
+
+
+def test_top_level_exports_every_public_exception_and_class() -> None:
+    from notifycore import errors
+
+    for member in errors.__all__:
+        assert member in notifycore.__all__
+    assert sorted(notifycore.__all__) == sorted(set(notifycore.__all__))
