@@ -233,25 +233,29 @@ class Notifications:
                     self._loop_thread = _LoopThread()
         return self._loop_thread.run(coro)
 
+    def _before(self, hub: Hub, registration: Registration, event: Event) -> None:
+        if self.plugins.has_before_consume:
+            self.plugins.before_consume(hub, registration.name, event)
+        if registration.has_before:
+            registration.consumer.before_consume(event)
+
+    def _after(self, hub: Hub, registration: Registration, event: Event) -> None:
+        if registration.has_after:
+            registration.consumer.after_consume(event)
+        if self.plugins.has_after_consume:
+            self.plugins.after_consume(hub, registration.name, event)
+
     def run_consumer(
         self, hub: Hub, registration: Registration, event: Event
     ) -> BaseException | None:
         """Deliver ``event`` to one consumer with its hooks; return the error it raised, if any."""
-        consumer = registration.consumer
-        plugins = self.plugins
         try:
-            if plugins.has_before_consume:
-                plugins.before_consume(hub, registration.name, event)
-            if registration.has_before:
-                consumer.before_consume(event)
+            self._before(hub, registration, event)
             if registration.is_async:
-                self._run_async(consumer.consume(event))
+                self._run_async(registration.consumer.consume(event))
             else:
-                consumer.consume(event)
-            if registration.has_after:
-                consumer.after_consume(event)
-            if plugins.has_after_consume:
-                plugins.after_consume(hub, registration.name, event)
+                registration.consumer.consume(event)
+            self._after(hub, registration, event)
         except Exception as error:
             self._report(hub, registration, event, error)
             return error
@@ -262,12 +266,8 @@ class Notifications:
     ) -> BaseException | None:
         """:meth:`run_consumer` for async code: coroutine consumers are awaited in this loop."""
         consumer = registration.consumer
-        plugins = self.plugins
         try:
-            if plugins.has_before_consume:
-                plugins.before_consume(hub, registration.name, event)
-            if registration.has_before:
-                consumer.before_consume(event)
+            self._before(hub, registration, event)
             aconsume = getattr(consumer, "aconsume", None)
             if aconsume is not None:
                 await aconsume(event)
@@ -275,10 +275,7 @@ class Notifications:
                 await consumer.consume(event)
             else:
                 consumer.consume(event)
-            if registration.has_after:
-                consumer.after_consume(event)
-            if plugins.has_after_consume:
-                plugins.after_consume(hub, registration.name, event)
+            self._after(hub, registration, event)
         except Exception as error:
             self._report(hub, registration, event, error)
             return error
