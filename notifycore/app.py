@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
@@ -18,6 +18,7 @@ from notifycore.hub import HUB_ID_PREFIX, Hub, Registration
 from notifycore.jobs import encode_job
 from notifycore.plugins import Plugins, get_plugins
 from notifycore.result import ConsumerOutcome, SendResult, Status
+from notifycore.worker import Worker
 
 __all__ = ["Notifications", "collect_settings"]
 
@@ -86,6 +87,7 @@ class Notifications:
         self._stats_lock = threading.Lock()
         self._stats: dict[str, int] = {"expired": 0, "failed": 0}
         self._backend: Backend | None = None
+        self._worker: Worker | None = None
         self.configure(config or {}, backend=backend)
         self.plugins.notifications_created(self)
         if app is not None:
@@ -140,7 +142,8 @@ class Notifications:
             )
 
     def close(self) -> None:
-        """Close consumers, the async helper thread and the backend."""
+        """Stop the background worker; close consumers, the async helper thread and the backend."""
+        self.stop_worker()
         for hub in self._hub_list:
             for registration in hub.registrations:
                 registration.consumer.close()
@@ -191,6 +194,34 @@ class Notifications:
             return found, found.get_registration(consumer)
         except KeyError:
             raise LookupError(f"hub {hub!r} has no consumer named {consumer!r}") from None
+
+    # -- background worker -------------------------------------------------------------------
+
+    def start_worker(self, *, concurrency: int = 1, queues: Iterable[str] | None = None) -> Worker:
+        """Run queued jobs in background threads of this process (single-process deployments).
+
+        ``notifycore worker --app module:notifications`` is the same worker as a
+        separate process. Call :meth:`stop_worker` (or :meth:`close`) to stop it.
+        """
+        with self._lock:
+            if self._worker is not None:
+                raise ConfigurationError(
+                    "a background worker is already running; stop_worker() first"
+                )
+            self._worker = Worker(self, queues, concurrency=concurrency).start()
+            return self._worker
+
+    def stop_worker(self, timeout: float | None = 30.0) -> None:
+        """Stop the background worker: no new jobs, the ones in flight finish and are acked."""
+        with self._lock:
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.stop(timeout)
+
+    @property
+    def worker(self) -> Worker | None:
+        """The background worker started by :meth:`start_worker`, if any."""
+        return self._worker
 
     # -- statistics --------------------------------------------------------------------------
 
@@ -246,15 +277,25 @@ class Notifications:
             self.plugins.after_consume(hub, registration.name, event)
 
     def run_consumer(
-        self, hub: Hub, registration: Registration, event: Event
+        self,
+        hub: Hub,
+        registration: Registration,
+        event: Event,
+        done: Callable[[], object] | None = None,
     ) -> BaseException | None:
-        """Deliver ``event`` to one consumer with its hooks; return the error it raised, if any."""
+        """Deliver ``event`` to one consumer with its hooks; return the error it raised, if any.
+
+        ``done`` runs as soon as the consumer returned, before the after-hooks
+        (workers record de-duplication keys there).
+        """
         try:
             self._before(hub, registration, event)
             if registration.is_async:
                 self._run_async(registration.consumer.consume(event))
             else:
                 registration.consumer.consume(event)
+            if done is not None:
+                done()
             self._after(hub, registration, event)
         except Exception as error:
             self._report(hub, registration, event, error)

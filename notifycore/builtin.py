@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("notifycore")
 
 #: The backend used when ``BACKEND`` is not set.
-DEFAULT_BACKEND = "memory"
+DEFAULT_BACKEND = "sqlite"
 
 CORE_SETTINGS = (
     Setting(
@@ -66,6 +66,12 @@ CORE_SETTINGS = (
         "RETRY_BACKOFF", float, 1.0, "Seconds before the first retry; doubled on each further try."
     ),
     Setting("RETRY_BACKOFF_MAX", float, 300.0, "Longest wait between two tries, in seconds."),
+    Setting(
+        "DEDUPE_TTL",
+        float,
+        7 * 24 * 3600.0,
+        "Seconds a de-duplicating consumer remembers that it handled an event.",
+    ),
     Setting(
         "VISIBILITY_TIMEOUT",
         float,

@@ -1,20 +1,348 @@
-"""The ``notifycore`` command line.
+"""The ``notifycore`` command line: send, tail, worker, dead-letters, plugins.
 
-Errors print as one line on standard error with exit status 1 (2 for usage
-errors, as argparse does).
+Every command reads settings from ``--config FILE`` (TOML, INI or JSON) and
+``NOTIFYCORE_*`` environment variables, or uses the application given with
+``--app module:notifications`` (``NOTIFYCORE_APP``). Errors print as one line
+on standard error with exit status 1 (2 for usage errors, as argparse does).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, TextIO
 
 from notifycore import drivers
-from notifycore.errors import NotifycoreError
+from notifycore.app import Notifications
+from notifycore.config import read_config_file
+from notifycore.consumers import user_stream
+from notifycore.errors import ConfigurationError, InvalidEvent, NotifycoreError
+from notifycore.event import Event
+from notifycore.hub import HUB_ID_PREFIX
 from notifycore.plugins import get_plugins
+from notifycore.worker import Worker
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "load_app", "main"]
+
+
+class CommandError(NotifycoreError):
+    """A command that cannot go on; printed as one line."""
+
+
+# -- building the Notifications ------------------------------------------------------------------
+
+
+def load_app(spec: str) -> Notifications:
+    """Import ``package.module:attribute`` (attribute defaults to ``notifications``)."""
+    module_name, _, attribute = spec.partition(":")
+    attribute = attribute or "notifications"
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like celery -A: the app lives where you run the command
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CommandError(f"cannot import the app module {module_name!r}: {exc}") from exc
+    target: Any = module
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise CommandError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    if not isinstance(target, Notifications) and callable(target):
+        target = target()
+    if not isinstance(target, Notifications):
+        extensions = getattr(target, "extensions", None)
+        if isinstance(extensions, dict) and isinstance(
+            extensions.get("notifications"), Notifications
+        ):
+            target = extensions["notifications"]
+    if not isinstance(target, Notifications):
+        raise CommandError(f"{spec!r} is {type(target).__name__}, not a Notifications object")
+    return target
+
+
+def notifications_from(args: argparse.Namespace) -> Notifications:
+    if args.app:
+        if args.config:
+            raise CommandError("--config applies when no --app is given: the app configures itself")
+        return load_app(args.app)
+    config = read_config_file(args.config) if args.config else {}
+    return Notifications(config=config)
+
+
+# -- live counts ------------------------------------------------------------------------------
+
+
+class Progress:
+    """A live count on standard error: rewritten in place on a terminal, a line now and then otherwise."""
+
+    def __init__(self, label: str, stream: TextIO | None = None, every: float = 2.0) -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.every = 0.2 if self.tty else every
+        self.counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._shown = 0.0
+        self._last = ""
+
+    def add(self, name: str, value: int = 1) -> None:
+        with self._lock:
+            self.counts[name] = self.counts.get(name, 0) + value
+            now = time.monotonic()
+            if now - self._shown >= self.every:
+                self._shown = now
+                self._show(final=False)
+
+    def _text(self) -> str:
+        parts = ", ".join(f"{n} {k}" for k, n in self.counts.items()) or "nothing yet"
+        return f"{self.label}: {parts}"
+
+    def _show(self, final: bool) -> None:
+        text = self._text()
+        if self.tty:
+            self.stream.write("\r" + text + ("\n" if final else ""))
+        elif final or text != self._last:
+            self.stream.write(text + "\n")
+        self._last = text
+        self.stream.flush()
+
+    def done(self) -> None:
+        with self._lock:
+            self._show(final=True)
+
+
+# -- send -------------------------------------------------------------------------------------
+
+
+def _events_from_json(source: str) -> Iterator[Event]:
+    handle = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
+    try:
+        text = handle.read()
+    finally:
+        if handle is not sys.stdin:
+            handle.close()
+    stripped = text.strip()
+    if not stripped:
+        raise CommandError(f"no event in {'standard input' if source == '-' else source}")
+    try:
+        whole = json.loads(stripped)
+    except ValueError:
+        whole = None
+    if isinstance(whole, dict):
+        yield Event.from_dict(whole)
+        return
+    if isinstance(whole, list):
+        for item in whole:
+            yield Event.from_dict(item)
+        return
+    for number, line in enumerate(stripped.splitlines(), 1):
+        if line.strip():
+            try:
+                yield Event.from_json(line)
+            except InvalidEvent as exc:
+                raise CommandError(f"line {number}: {exc}") from None
+
+
+def _event_from_options(args: argparse.Namespace) -> Event:
+    if not args.type:
+        raise CommandError("give --type (and --title, --body...) or --json FILE")
+    extra: dict[str, Any] = {}
+    for item in args.field or ():
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CommandError(f"--field takes key=value, not {item!r}")
+        try:
+            extra[key] = json.loads(value)
+        except ValueError:
+            extra[key] = value
+    return Event(
+        args.id,
+        args.type,
+        args.title,
+        args.body,
+        sender=args.sender,
+        recipients=args.recipient or (),
+        tags=args.tag or (),
+        expiration_datetime=args.expires,
+        **extra,
+    )
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    events = _events_from_json(args.json) if args.json else iter([_event_from_options(args)])
+    if not args.app and not args.hub:
+        raise CommandError(
+            "nothing would receive the event: pass --app module:notifications to send through "
+            "its hubs, or --hub LABEL to publish to a hub's stream"
+        )
+    notifications = notifications_from(args)
+    progress = Progress("sent") if args.json else None
+    try:
+        for event in events:
+            if args.hub:
+                data = notifications.coerce_event(event).to_json_bytes()
+                streams = [_stream_name(h) for h in args.hub]
+                if args.per_recipient:
+                    streams.extend(user_stream(r) for r in event.recipients)
+                for stream in streams:
+                    notifications.backend.publish(stream, data)
+                line = f"{event.event_id} published to {', '.join(streams)}"
+            else:
+                result = notifications.send(event)
+                summary = ", ".join(f"{o.hub}/{o.consumer}={o.status}" for o in result.outcomes)
+                line = f"{event.event_id} {summary or 'matched no hub'}"
+            if progress is None:
+                print(line, flush=True)
+            else:
+                progress.add("events")
+    finally:
+        if progress is not None:
+            progress.done()
+        notifications.close()
+    return 0
+
+
+# -- tail -------------------------------------------------------------------------------------
+
+
+def _stream_name(hub: str) -> str:
+    if hub.startswith(HUB_ID_PREFIX) or ":" in hub:
+        return hub
+    return HUB_ID_PREFIX + hub
+
+
+def _cmd_tail(args: argparse.Namespace) -> int:
+    notifications = notifications_from(args)
+    stream = _stream_name(args.hub)
+    stop = threading.Event()
+    if args.timeout is not None:
+        timer = threading.Timer(args.timeout, stop.set)
+        timer.daemon = True
+        timer.start()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    received = 0
+    backend = notifications.backend
+    start = args.since if args.since is not None else backend.last_id(stream) or "0"
+    sys.stderr.write(f"notifycore: following {stream} after id {start}\n")
+    sys.stderr.flush()
+    try:
+        for batch in backend.follow(stream, start, stop=stop, poll=0.2):
+            if batch.reset:
+                sys.stderr.write(
+                    f"notifycore: reset: events before {batch.messages[0].id if batch.messages else 'now'} "
+                    "are no longer kept; some were missed\n"
+                )
+                if args.format == "json":
+                    print(json.dumps({"reset": True}), flush=True)
+            for message in batch.messages:
+                _print_message(message.id, message.data, args.format)
+                received += 1
+                if args.count is not None and received >= args.count:
+                    return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop.set()
+        notifications.close()
+    return 0
+
+
+def _print_message(message_id: str, data: bytes, form: str) -> None:
+    if form == "json":
+        sys.stdout.write(f'{{"id":{json.dumps(message_id)},"event":{data.decode()}}}\n')
+    else:
+        try:
+            event = Event.from_json(data, max_size=None)
+            text = f"{event.timestamp.isoformat()} {event.event_type} {event.sender}: {event.title}"
+        except InvalidEvent:
+            text = data.decode(errors="replace")
+        sys.stdout.write(f"{message_id} {text}\n")
+    sys.stdout.flush()
+
+
+# -- worker -----------------------------------------------------------------------------------
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    notifications = notifications_from(args)
+    progress = Progress("jobs")
+    worker = Worker(
+        notifications,
+        args.queue or None,
+        concurrency=args.concurrency,
+        on_outcome=lambda outcome: progress.add(str(outcome)),
+    )
+
+    def graceful(signum: int, frame: object) -> None:
+        sys.stderr.write(
+            f"notifycore: {signal.Signals(signum).name}: finishing the jobs in flight\n"
+        )
+        worker.stop(timeout=0)
+
+    signal.signal(signal.SIGTERM, graceful)
+    signal.signal(signal.SIGINT, graceful)
+    sys.stderr.write(
+        f"notifycore worker: queues {', '.join(worker.queues)} on {notifications.backend!r}, "
+        f"{args.concurrency} thread(s)\n"
+    )
+    sys.stderr.flush()
+    try:
+        worker.run(burst=args.burst)
+        worker.wait()
+    finally:
+        progress.done()
+        notifications.close()
+    return 0
+
+
+# -- dead letters -----------------------------------------------------------------------------
+
+
+def _cmd_dead_letters(args: argparse.Namespace) -> int:
+    notifications = notifications_from(args)
+    queue = args.queue or notifications.settings["DEFAULT_QUEUE"]
+    backend = notifications.backend
+    try:
+        if args.action == "list":
+            letters = backend.dead_letters(queue, limit=args.limit)
+            for letter in letters:
+                if args.json:
+                    print(
+                        json.dumps(
+                            {
+                                "id": letter.id,
+                                "queue": letter.queue,
+                                "attempts": letter.attempts,
+                                "error": letter.error,
+                                "failed_at": letter.failed_at,
+                                "payload": letter.payload.decode(errors="replace"),
+                            }
+                        )
+                    )
+                else:
+                    print(f"{letter.id}\t{letter.attempts} tries\t{letter.error}")
+            if not args.json:
+                sys.stderr.write(f"{len(letters)} dead letter(s) in queue {queue!r}\n")
+        elif args.action == "requeue":
+            count = backend.requeue_dead_letters(queue, args.id or None)
+            print(f"requeued {count} dead letter(s) in queue {queue!r}")
+        else:
+            count = backend.purge_dead_letters(queue, args.id or None)
+            print(f"purged {count} dead letter(s) from queue {queue!r}")
+    finally:
+        notifications.close()
+    return 0
+
+
+# -- plugins ----------------------------------------------------------------------------------
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
@@ -33,11 +361,86 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- parser -----------------------------------------------------------------------------------
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        default=os.environ.get("NOTIFYCORE_CONFIG"),
+        help="settings file (TOML, INI or JSON); NOTIFYCORE_CONFIG",
+    )
+    common.add_argument(
+        "--app",
+        metavar="MODULE:ATTR",
+        default=os.environ.get("NOTIFYCORE_APP"),
+        help="the application's Notifications, e.g. myapp.events:notifications; NOTIFYCORE_APP",
+    )
     parser = argparse.ArgumentParser(
         prog="notifycore", description="Send, follow and deliver notifications."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    send = commands.add_parser("send", parents=[common], help="send an event")
+    send.add_argument("--type", help="event type")
+    send.add_argument("--title", default="")
+    send.add_argument("--body", default="")
+    send.add_argument("--sender", default="")
+    send.add_argument("--id", default=None, help="event id (default: a new uuid4)")
+    send.add_argument("--recipient", action="append", metavar="USER")
+    send.add_argument("--tag", action="append")
+    send.add_argument(
+        "--field", action="append", metavar="KEY=VALUE", help="extra field (JSON value or text)"
+    )
+    send.add_argument(
+        "--expires", metavar="ISO-8601", help="expiration date and time, with its offset"
+    )
+    send.add_argument(
+        "--json",
+        metavar="FILE",
+        help="events as JSON (an object, a list or JSON Lines); - for stdin",
+    )
+    send.add_argument(
+        "--hub", action="append", metavar="LABEL", help="publish straight to this hub's stream"
+    )
+    send.add_argument(
+        "--per-recipient", action="store_true", help="with --hub: also to user:<id> streams"
+    )
+    send.set_defaults(handler=_cmd_send)
+
+    tail = commands.add_parser("tail", parents=[common], help="follow a hub's stream")
+    tail.add_argument("hub", metavar="HUB", help="hub label, hub id or stream name (user:alice)")
+    tail.add_argument("--since", metavar="ID", help="replay what came after this id first")
+    tail.add_argument("--count", type=_positive, help="exit after this many events")
+    tail.add_argument("--timeout", type=float, help="exit after this many seconds")
+    tail.add_argument("--format", choices=("text", "json"), default="text")
+    tail.set_defaults(handler=_cmd_tail)
+
+    worker = commands.add_parser("worker", parents=[common], help="run queued consumers")
+    worker.add_argument("--concurrency", "-c", type=_positive, default=1, metavar="N")
+    worker.add_argument("--queue", "-Q", action="append", metavar="NAME")
+    worker.add_argument("--burst", action="store_true", help="exit once no job is waiting")
+    worker.set_defaults(handler=_cmd_worker)
+
+    dead = commands.add_parser(
+        "dead-letters", parents=[common], help="list, requeue or purge dead letters"
+    )
+    dead.add_argument("action", choices=("list", "requeue", "purge"))
+    dead.add_argument("--queue", metavar="NAME", help="default: the DEFAULT_QUEUE setting")
+    dead.add_argument("--id", action="append", metavar="ID", help="only these (default: all)")
+    dead.add_argument("--limit", type=_positive)
+    dead.add_argument("--json", action="store_true", help="list as JSON Lines")
+    dead.set_defaults(handler=_cmd_dead_letters)
+
     plugins = commands.add_parser(
         "plugins", help="list the plugins, backends and consumers that are installed"
     )
@@ -50,7 +453,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
-    except NotifycoreError as exc:
+    except (NotifycoreError, ConfigurationError) as exc:
+        sys.stderr.write(f"notifycore: error: {exc}\n")
+        return 1
+    except OSError as exc:
         sys.stderr.write(f"notifycore: error: {exc}\n")
         return 1
     except KeyboardInterrupt:

@@ -8,19 +8,29 @@ environment wins.
 
 from __future__ import annotations
 
+import configparser
 import difflib
+import json
 import os
+import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from notifycore.errors import ConfigurationError
 
-__all__ = ["ENV_PREFIX", "Setting", "Settings"]
+__all__ = ["ENV_PREFIX", "Setting", "Settings", "read_config_file"]
 
 ENV_PREFIX = "NOTIFYCORE_"
 #: Environment variables with the prefix that are not settings.
-_NOT_SETTINGS = frozenset({"NOTIFYCORE_DISABLE_PLUGINS", "NOTIFYCORE_LOAD_PLUGINS"})
+_NOT_SETTINGS = frozenset(
+    {
+        "NOTIFYCORE_DISABLE_PLUGINS",
+        "NOTIFYCORE_LOAD_PLUGINS",
+        "NOTIFYCORE_APP",
+        "NOTIFYCORE_CONFIG",
+    }
+)
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
@@ -118,3 +128,39 @@ class Settings(Mapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"Settings({self._values!r})"
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Settings from a TOML, INI or JSON file.
+
+    TOML and JSON: top-level keys, or the keys of a ``notifycore`` table.
+    INI: the ``[notifycore]`` section (keys are upper-cased; values are
+    strings, converted to each setting's type when validated).
+    """
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as handle:
+            raw = handle.read()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot read configuration file {name!r}: {exc.strerror}"
+        ) from None
+    suffix = os.path.splitext(name)[1].lower()
+    try:
+        if suffix in (".ini", ".cfg", ".conf"):
+            parser = configparser.ConfigParser(interpolation=None)
+            parser.read_string(raw.decode())
+            if not parser.has_section("notifycore"):
+                raise ConfigurationError(f"{name}: no [notifycore] section")
+            return {key.upper(): value for key, value in parser.items("notifycore")}
+        data = json.loads(raw) if suffix == ".json" else tomllib.loads(raw.decode())
+    except (ValueError, configparser.Error, UnicodeDecodeError) as exc:
+        raise ConfigurationError(
+            f"{name}: not valid {suffix.lstrip('.') or 'TOML'}: {exc}"
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{name}: the configuration must be a table of settings")
+    table = data.get("notifycore", data)
+    if not isinstance(table, dict):
+        raise ConfigurationError(f"{name}: 'notifycore' must be a table of settings")
+    return dict(table)

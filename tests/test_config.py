@@ -11,7 +11,7 @@ def make(config: dict[str, object], environ: dict[str, str] | None = None) -> No
 
 def test_defaults() -> None:
     n = make({})
-    assert n.settings["BACKEND"] == "memory"
+    assert n.settings["BACKEND"] == "sqlite"
     assert n.settings["MAX_EVENT_SIZE"] == 65536
     assert n.settings["CONSUMER_ERRORS"] == "log"
 

@@ -222,7 +222,7 @@ def test_unknown_backend_lists_the_installed_names_and_suggests(make_notificatio
         make_notifications(BACKEND="memroy")
     message = str(info.value)
     assert "No such notifycore.backends driver: 'memroy'" in message
-    assert "installed: memory, tiny" in message
+    assert "installed: memory, sqlite, tiny" in message
     assert "Did you mean 'memory'?" in message
     assert info.value.suggestions == ("memory",)
     assert isinstance(info.value, ConfigurationError)

@@ -205,6 +205,19 @@ class Backend(abc.ABC):
     def queue_length(self, queue: str) -> int:
         """Jobs not yet acked or dead: waiting, delayed and reserved."""
 
+    # -- de-duplication ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def mark_done(self, key: str, *, ttl: float) -> bool:
+        """Record that the work ``key`` names is done, for ``ttl`` seconds.
+
+        Returns False when it was already recorded (and not yet expired).
+        """
+
+    @abc.abstractmethod
+    def is_done(self, key: str) -> bool:
+        """True when :meth:`mark_done` recorded ``key`` and its ttl has not run out."""
+
     # -- async faces -------------------------------------------------------------------------
     # Defaults run the sync method in a worker thread; backends with native
     # async clients override them.

@@ -76,6 +76,7 @@ class MemoryBackend(Backend):
         self._streams: dict[str, _Stream] = {}
         self._queues: dict[str, _Queue] = {}
         self._seq = itertools.count(1)
+        self._done: dict[str, float] = {}
 
     # -- streams -----------------------------------------------------------------------------
 
@@ -356,3 +357,21 @@ class MemoryBackend(Backend):
     def queue_length(self, queue: str) -> int:
         with self._cond:
             return len(self._queue(queue).jobs)
+
+    # -- de-duplication ----------------------------------------------------------------------
+
+    def mark_done(self, key: str, *, ttl: float) -> bool:
+        now = time.monotonic()
+        with self._cond:
+            expires = self._done.get(key)
+            if expires is not None and expires > now:
+                return False
+            if len(self._done) > 10_000:  # forget what has expired, now and then
+                self._done = {k: e for k, e in self._done.items() if e > now}
+            self._done[key] = now + ttl
+            return True
+
+    def is_done(self, key: str) -> bool:
+        with self._cond:
+            expires = self._done.get(key)
+            return expires is not None and expires > time.monotonic()

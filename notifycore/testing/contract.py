@@ -386,3 +386,19 @@ class BackendContract:
 
         asyncio.run(scenario())
         assert [d.error for d in backend.dead_letters(queue)] == ["done trying"]
+
+    # -- de-duplication ----------------------------------------------------------------------
+
+    def test_mark_done_records_a_key_once_until_it_expires(self, backend: Backend) -> None:
+        key = _name("k")
+        assert backend.is_done(key) is False
+        assert backend.mark_done(key, ttl=HOLD) is True
+        assert backend.is_done(key) is True
+        assert backend.mark_done(key, ttl=HOLD) is False
+        short = _name("k")
+        assert backend.mark_done(short, ttl=0.2) is True
+        deadline = time.monotonic() + 10
+        while backend.is_done(short) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert backend.is_done(short) is False
+        assert backend.mark_done(short, ttl=HOLD) is True

@@ -1,0 +1,482 @@
+"""The embedded default backend: streams and queues in one SQLite file.
+
+A web process, the command line and worker processes on one host share the
+file. It runs in WAL mode, so readers never block the writer; every write is
+one short ``BEGIN IMMEDIATE`` transaction, and reserving a job is a single
+``UPDATE ... RETURNING`` statement, so two workers can never take the same
+job. Each thread gets its own connection.
+
+Waking followers: a publish from this process wakes blocked readers at once
+through a condition variable; a publish from another process is seen by
+polling ``PRAGMA data_version`` (a read of shared memory, not of the file)
+every ``poll_interval`` seconds (10 ms by default), and the stream is only
+queried again when it changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, Self
+
+from notifycore.backends.base import Backend, DeadLetter, Job, StreamMessage, StreamRead
+from notifycore.errors import BackendError, ConfigurationError, InvalidStreamId
+
+__all__ = ["DEFAULT_URL", "SQLiteBackend", "path_from_url"]
+
+DEFAULT_URL = "sqlite:///notifycore.db"
+_SCHEME = "sqlite://"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS nc_stream_meta (
+    stream TEXT PRIMARY KEY,
+    last_id INTEGER NOT NULL DEFAULT 0,
+    trimmed_upto INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS nc_streams (
+    stream TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    published_at REAL NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (stream, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS nc_jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    visible_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    receipt TEXT,
+    last_error TEXT,
+    enqueued_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS nc_jobs_queue ON nc_jobs (queue, id);
+CREATE TABLE IF NOT EXISTS nc_dead_letters (
+    id INTEGER PRIMARY KEY,
+    queue TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    attempts INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    failed_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS nc_dead_letters_queue ON nc_dead_letters (queue, id);
+CREATE TABLE IF NOT EXISTS nc_done (
+    key TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+def path_from_url(url: str | None) -> str:
+    """The file path in a ``sqlite:///relative.db`` or ``sqlite:////absolute.db`` URL."""
+    url = url or DEFAULT_URL
+    if not url.startswith(_SCHEME):
+        raise ConfigurationError(
+            f"the sqlite backend needs a URL like {DEFAULT_URL!r} (or sqlite:////abs/path.db), "
+            f"not {url!r}"
+        )
+    path = url[len(_SCHEME) :]
+    if path.startswith("/"):
+        path = path[1:]  # sqlite:///x.db is relative, sqlite:////x.db absolute
+    if not path or path == ":memory:" or path.startswith("file::memory:") or "mode=memory" in path:
+        raise ConfigurationError(
+            f"{url!r} is an in-memory database that other processes cannot see; "
+            "use a file (sqlite:///notifycore.db) or BACKEND = 'memory'"
+        )
+    return path
+
+
+class SQLiteBackend(Backend):
+    """Streams and queues in a SQLite file shared by the processes of one host."""
+
+    name = "sqlite"
+    shared = True
+    connection_errors = (sqlite3.OperationalError,)
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        stream_maxlen: int = 10_000,
+        stream_max_age: float = 0.0,
+        poll_interval: float = 0.01,
+        busy_timeout: float = 30.0,
+    ) -> None:
+        super().__init__(
+            url or DEFAULT_URL, stream_maxlen=stream_maxlen, stream_max_age=stream_max_age
+        )
+        if sqlite3.sqlite_version_info < (3, 35):
+            raise ConfigurationError(
+                f"the sqlite backend needs SQLite 3.35 or newer, this Python has {sqlite3.sqlite_version}"
+            )
+        self.path = path_from_url(self.url)
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise ConfigurationError(
+                f"the directory of the SQLite file does not exist: {directory}"
+            )
+        self.poll_interval = poll_interval
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._closed = False
+        try:
+            self._db().executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise BackendError(f"cannot create the tables in {self.path!r}: {exc}") from exc
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Self:
+        return cls(
+            settings.get("BACKEND_URL"),
+            stream_maxlen=settings.get("STREAM_MAXLEN", 10_000),
+            stream_max_age=settings.get("STREAM_MAX_AGE", 0.0),
+        )
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            if self._closed:
+                raise BackendError("the sqlite backend is closed")
+            try:
+                db = sqlite3.connect(
+                    self.path,
+                    timeout=self.busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                db.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL survives a killed process; only an OS crash can lose the last commits.
+                db.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error as exc:
+                raise BackendError(f"cannot open SQLite file {self.path!r}: {exc}") from exc
+            self._local.db = db
+            with self._connections_lock:
+                self._connections.append(db)
+        return db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise BackendError(f"SQLite file {self.path!r} is not writable: {exc}") from exc
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._closed = True
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for db in connections:
+            with contextlib.suppress(sqlite3.Error):  # closing is best effort
+                db.close()
+        self._local = threading.local()
+
+    def _notify(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _wait_for_change(self, version: int, deadline: float) -> int:
+        """Sleep until another connection commits (or this process publishes) or the deadline."""
+        db = self._db()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return version
+            with self._cond:
+                notified = self._cond.wait(min(self.poll_interval, remaining))
+            current: int = db.execute("PRAGMA data_version").fetchone()[0]
+            if notified or current != version:
+                return current
+
+    # -- streams -----------------------------------------------------------------------------
+
+    def _append(self, stream: str, items: Iterable[bytes]) -> list[str]:
+        now = time.time()
+        payloads = list(items)
+        for data in payloads:
+            if not isinstance(data, bytes):
+                raise TypeError(f"stream messages are bytes, not {type(data).__name__}")
+        if not payloads:
+            return []
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO nc_stream_meta (stream) VALUES (?)", (stream,))
+            (last,) = db.execute(
+                "UPDATE nc_stream_meta SET last_id = last_id + ? WHERE stream = ? RETURNING last_id",
+                (len(payloads), stream),
+            ).fetchone()
+            first = last - len(payloads) + 1
+            db.executemany(
+                "INSERT INTO nc_streams (stream, id, published_at, data) VALUES (?, ?, ?, ?)",
+                [(stream, first + i, now, data) for i, data in enumerate(payloads)],
+            )
+            self._trim(db, stream, last, now)
+        self._notify()
+        return [str(first + i) for i in range(len(payloads))]
+
+    def _trim(self, db: sqlite3.Connection, stream: str, last: int, now: float) -> None:
+        cutoff = last - self.stream_maxlen
+        if self.stream_max_age > 0:
+            row = db.execute(
+                "SELECT MAX(id) FROM nc_streams WHERE stream = ? AND published_at < ?",
+                (stream, now - self.stream_max_age),
+            ).fetchone()
+            if row[0] is not None:
+                cutoff = max(cutoff, row[0])
+        if cutoff <= 0:
+            return
+        deleted = db.execute(
+            "DELETE FROM nc_streams WHERE stream = ? AND id <= ?", (stream, cutoff)
+        ).rowcount
+        if deleted:
+            db.execute(
+                "UPDATE nc_stream_meta SET trimmed_upto = MAX(trimmed_upto, ?) WHERE stream = ?",
+                (cutoff, stream),
+            )
+
+    def publish(self, stream: str, data: bytes) -> str:
+        return self._append(stream, (data,))[0]
+
+    def publish_many(self, stream: str, items: Iterable[bytes]) -> list[str]:
+        return self._append(stream, items)
+
+    @staticmethod
+    def _parse_id(after: str | None) -> int:
+        if after is None:
+            return -1
+        if isinstance(after, str) and after.isascii() and after.isdigit():
+            return int(after)
+        raise InvalidStreamId(f"not a sqlite stream id: {after!r}")
+
+    def _read_now(self, stream: str, after: int, limit: int | None) -> StreamRead:
+        db = self._db()
+        # One read transaction, so the messages and the meta row agree.
+        db.execute("BEGIN")
+        try:
+            meta = db.execute(
+                "SELECT last_id, trimmed_upto FROM nc_stream_meta WHERE stream = ?", (stream,)
+            ).fetchone()
+            rows = db.execute(
+                "SELECT id, data FROM nc_streams WHERE stream = ? AND id > ? ORDER BY id LIMIT ?",
+                (stream, after, -1 if limit is None else limit),
+            ).fetchall()
+        finally:
+            db.execute("COMMIT")
+        last, trimmed = meta if meta is not None else (0, 0)
+        reset = after >= 0 and (after < trimmed or after > last)
+        return StreamRead([StreamMessage(str(i), bytes(d)) for i, d in rows], reset=reset)
+
+    def read(
+        self,
+        stream: str,
+        after: str | None = None,
+        *,
+        limit: int | None = None,
+        block: float | None = None,
+    ) -> StreamRead:
+        position = self._parse_id(after)
+        db = self._db()
+        version: int = db.execute("PRAGMA data_version").fetchone()[0]
+        batch = self._read_now(stream, position, limit)
+        if batch.messages or batch.reset or not block:
+            return batch
+        deadline = time.monotonic() + block
+        while time.monotonic() < deadline:
+            version = self._wait_for_change(version, deadline)
+            batch = self._read_now(stream, position, limit)
+            if batch.messages or batch.reset:
+                return batch
+        return batch
+
+    def last_id(self, stream: str) -> str | None:
+        row = (
+            self._db()
+            .execute("SELECT last_id FROM nc_stream_meta WHERE stream = ?", (stream,))
+            .fetchone()
+        )
+        return str(row[0]) if row is not None and row[0] else None
+
+    # -- queues ------------------------------------------------------------------------------
+
+    def enqueue(self, queue: str, payload: bytes, *, delay: float = 0.0) -> str:
+        return self._enqueue(queue, [payload], delay)[0]
+
+    def enqueue_many(self, queue: str, payloads: Iterable[bytes]) -> list[str]:
+        return self._enqueue(queue, list(payloads), 0.0)
+
+    def _enqueue(self, queue: str, payloads: list[bytes], delay: float) -> list[str]:
+        for payload in payloads:
+            if not isinstance(payload, bytes):
+                raise TypeError(f"job payloads are bytes, not {type(payload).__name__}")
+        now = time.time()
+        ids = []
+        with self._write() as db:
+            for payload in payloads:
+                cursor = db.execute(
+                    "INSERT INTO nc_jobs (queue, payload, visible_at, enqueued_at) VALUES (?, ?, ?, ?)",
+                    (queue, payload, now + max(delay, 0.0), now),
+                )
+                ids.append(str(cursor.lastrowid))
+        self._notify()
+        return ids
+
+    def _take(self, queue: str, visibility_timeout: float) -> Job | None:
+        now = time.time()
+        receipt = uuid.uuid4().hex
+        with self._write() as db:
+            # One statement picks and hides the oldest visible job: nobody else can take it.
+            row = db.execute(
+                "UPDATE nc_jobs SET visible_at = ?, attempts = attempts + 1, receipt = ? "
+                "WHERE id = (SELECT id FROM nc_jobs WHERE queue = ? AND visible_at <= ? "
+                "ORDER BY id LIMIT 1) RETURNING id, payload, attempts, last_error",
+                (now + visibility_timeout, receipt, queue, now),
+            ).fetchone()
+        if row is None:
+            return None
+        job_id, payload, attempts, last_error = row
+        return Job(str(job_id), queue, bytes(payload), attempts, receipt, last_error)
+
+    def reserve(
+        self, queue: str, *, visibility_timeout: float, block: float | None = None
+    ) -> Job | None:
+        db = self._db()
+        version: int = db.execute("PRAGMA data_version").fetchone()[0]
+        job = self._take(queue, visibility_timeout)
+        if job is not None or not block:
+            return job
+        deadline = time.monotonic() + block
+        while time.monotonic() < deadline:
+            # Delayed and lapsed jobs become visible without any commit: wake at least by then.
+            row = db.execute(
+                "SELECT MIN(visible_at) FROM nc_jobs WHERE queue = ?", (queue,)
+            ).fetchone()
+            wait_until = deadline
+            if row[0] is not None:
+                wait_until = min(deadline, time.monotonic() + max(row[0] - time.time(), 0.0))
+            version = self._wait_for_change(version, max(wait_until, time.monotonic() + 0.001))
+            job = self._take(queue, visibility_timeout)
+            if job is not None:
+                return job
+        return None
+
+    def _finish(self, job: Job, sql: str, params: tuple[Any, ...]) -> bool:
+        """Run ``sql`` on a job only while ``job`` still holds its reservation."""
+        with self._write() as db:
+            owned = db.execute(
+                "SELECT payload, attempts FROM nc_jobs WHERE id = ? AND receipt = ?",
+                (int(job.id), job.receipt),
+            ).fetchone()
+            if owned is None:
+                return False
+            db.execute(sql, params)
+        self._notify()
+        return True
+
+    def ack(self, job: Job) -> bool:
+        return self._finish(job, "DELETE FROM nc_jobs WHERE id = ?", (int(job.id),))
+
+    def retry(self, job: Job, *, delay: float, error: str) -> bool:
+        return self._finish(
+            job,
+            "UPDATE nc_jobs SET visible_at = ?, receipt = NULL, last_error = ? WHERE id = ?",
+            (time.time() + max(delay, 0.0), error, int(job.id)),
+        )
+
+    def dead_letter(self, job: Job, *, error: str) -> bool:
+        with self._write() as db:
+            moved = db.execute(
+                "DELETE FROM nc_jobs WHERE id = ? AND receipt = ? RETURNING queue, payload, attempts",
+                (int(job.id), job.receipt),
+            ).fetchone()
+            if moved is None:
+                return False
+            db.execute(
+                "INSERT INTO nc_dead_letters (id, queue, payload, attempts, error, failed_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (int(job.id), *moved, error, time.time()),
+            )
+        return True
+
+    def dead_letters(self, queue: str, *, limit: int | None = None) -> list[DeadLetter]:
+        rows = (
+            self._db()
+            .execute(
+                "SELECT id, queue, payload, attempts, error, failed_at FROM nc_dead_letters "
+                "WHERE queue = ? ORDER BY id LIMIT ?",
+                (queue, -1 if limit is None else limit),
+            )
+            .fetchall()
+        )
+        return [DeadLetter(str(i), q, bytes(p), a, e, f) for i, q, p, a, e, f in rows]
+
+    def _dead_ids(self, db: sqlite3.Connection, queue: str, ids: Iterable[str] | None) -> list[int]:
+        rows = db.execute("SELECT id FROM nc_dead_letters WHERE queue = ? ORDER BY id", (queue,))
+        existing = [row[0] for row in rows]
+        if ids is None:
+            return existing
+        wanted = {int(i) for i in ids if str(i).isdigit()}
+        return [i for i in existing if i in wanted]
+
+    def requeue_dead_letters(self, queue: str, ids: Iterable[str] | None = None) -> int:
+        now = time.time()
+        with self._write() as db:
+            chosen = self._dead_ids(db, queue, ids)
+            for dead_id in chosen:
+                db.execute(
+                    "INSERT INTO nc_jobs (queue, payload, visible_at, enqueued_at) "
+                    "SELECT queue, payload, ?, ? FROM nc_dead_letters WHERE id = ?",
+                    (now, now, dead_id),
+                )
+                db.execute("DELETE FROM nc_dead_letters WHERE id = ?", (dead_id,))
+        self._notify()
+        return len(chosen)
+
+    def purge_dead_letters(self, queue: str, ids: Iterable[str] | None = None) -> int:
+        with self._write() as db:
+            chosen = self._dead_ids(db, queue, ids)
+            db.executemany("DELETE FROM nc_dead_letters WHERE id = ?", [(i,) for i in chosen])
+        return len(chosen)
+
+    def queue_length(self, queue: str) -> int:
+        row = (
+            self._db().execute("SELECT COUNT(*) FROM nc_jobs WHERE queue = ?", (queue,)).fetchone()
+        )
+        return int(row[0])
+
+    # -- de-duplication ----------------------------------------------------------------------
+
+    def mark_done(self, key: str, *, ttl: float) -> bool:
+        now = time.time()
+        with self._write() as db:
+            db.execute("DELETE FROM nc_done WHERE key = ? AND expires_at <= ?", (key, now))
+            inserted = db.execute(
+                "INSERT OR IGNORE INTO nc_done (key, expires_at) VALUES (?, ?)", (key, now + ttl)
+            ).rowcount
+            if inserted and int.from_bytes(os.urandom(1), "big") == 0:
+                # About one call in 256 sweeps the expired keys.
+                db.execute("DELETE FROM nc_done WHERE expires_at <= ?", (now,))
+        return bool(inserted)
+
+    def is_done(self, key: str) -> bool:
+        row = (
+            self._db()
+            .execute("SELECT 1 FROM nc_done WHERE key = ? AND expires_at > ?", (key, time.time()))
+            .fetchone()
+        )
+        return row is not None
