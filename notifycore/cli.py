@@ -115,8 +115,10 @@ class Progress:
         self.stream.flush()
 
     def done(self) -> None:
+        """Show the final count (nothing when nothing was counted)."""
         with self._lock:
-            self._show(final=True)
+            if self.counts:
+                self._show(final=True)
 
 
 # -- send -------------------------------------------------------------------------------------
@@ -177,12 +179,13 @@ def _event_from_options(args: argparse.Namespace) -> Event:
 
 
 def _cmd_send(args: argparse.Namespace) -> int:
-    events = _events_from_json(args.json) if args.json else iter([_event_from_options(args)])
     if not args.app and not args.hub:
         raise CommandError(
             "nothing would receive the event: pass --app module:notifications to send through "
             "its hubs, or --hub LABEL to publish to a hub's stream"
         )
+    # Every event is parsed and validated before the first is sent: a bad line sends nothing.
+    events = list(_events_from_json(args.json)) if args.json else [_event_from_options(args)]
     notifications = notifications_from(args)
     progress = Progress("sent") if args.json else None
     try:
@@ -231,6 +234,7 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     received = 0
     backend = notifications.backend
     start = args.since if args.since is not None else backend.last_id(stream) or "0"
+    backend.read(stream, start, limit=1)  # a malformed --since fails here, as one line
     sys.stderr.write(f"notifycore: following {stream} after id {start}\n")
     sys.stderr.flush()
     try:

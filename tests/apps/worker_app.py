@@ -1,0 +1,60 @@
+"""An application for the worker process tests (``notifycore worker --app worker_app``).
+
+Settings come from NOTIFYCORE_* variables; each consumer appends the event id
+to a file in $WORKER_TEST_DIR with a single write, so lines never interleave.
+When $WORKER_TEST_DIR/pause exists, every worker thread stops right after a
+de-duplicating consumer ran (its key recorded, the job not yet acked), so the
+test can SIGKILL the worker in the middle of jobs.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from notifycore import Event, Notifications, hookimpl
+from notifycore.plugins import get_plugins
+
+OUT = Path(os.environ["WORKER_TEST_DIR"])
+
+notifications = Notifications()
+hub = notifications.create_hub("Jobs")
+
+
+def record(name: str, event: Event) -> None:
+    fd = os.open(OUT / f"{name}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{event.event_id} {os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
+
+
+@hub.register_consumer(name="plain", mode="queued")
+def plain(event: Event) -> None:
+    record("plain", event)
+
+
+@hub.register_consumer(name="deduped", mode="queued", dedupe=True)
+def deduped(event: Event) -> None:
+    record("deduped", event)
+
+
+@hub.register_consumer(name="slow", mode="queued")
+def slow(event: Event) -> None:
+    (OUT / f"started-{event.event_id}").touch()
+    time.sleep(1.0)
+    record("slow", event)
+
+
+class PauseForKill:
+    @hookimpl
+    def notifycore_after_consume(self, hub: Any, consumer: str, event: Event) -> None:
+        if consumer == "deduped" and (OUT / "pause").exists():
+            (OUT / f"paused-{os.getpid()}-{threading.get_ident()}").touch()
+            time.sleep(600)
+
+
+get_plugins().register(PauseForKill(), name="pause-for-kill")
