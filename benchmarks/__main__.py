@@ -14,22 +14,24 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import bench_send
+from benchmarks import bench_send, bench_sqlite
 from benchmarks.common import Measurement
 
-SUITES = [bench_send]
+SUITES = [bench_send, bench_sqlite]
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
 def table(rows: list[Measurement]) -> str:
     lines = [
-        "| benchmark | notifycore | baseline | baseline rate | notifycore / baseline |",
+        "| benchmark | notifycore | baseline | baseline result | notifycore / baseline |",
         "|---|---:|---|---:|---:|",
     ]
     for r in rows:
+        digits = 1 if r.unit == "ms" else 0
+        note = f" ({r.note})" if r.note else ""
         lines.append(
-            f"| {r.name} | {r.rate:,.0f} {r.unit} | {r.baseline_name} | "
-            f"{r.baseline_rate:,.0f} {r.unit} | {r.ratio:.0%} |"
+            f"| {r.name} | {r.rate:,.{digits}f} {r.unit} | {r.baseline_name} | "
+            f"{r.baseline_rate:,.{digits}f} {r.unit} | {r.ratio:.0%}{note} |"
         )
     return "\n".join(lines)
 

@@ -1,5 +1,8 @@
 """A console walk through notifycore: hubs, filters, inline, pushed and queued consumers.
 
+It runs on the default backend, an SQLite file (here in a fresh temporary
+directory), with the worker in a background thread of this process.
+
 Run it with ``./scripts/demo`` (which sets up the virtualenv) or, inside it,
 ``python examples/console_demo.py``.
 """
@@ -9,17 +12,19 @@ from __future__ import annotations
 import logging
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from notifycore import Event, LogConsumer, Notifications, PushConsumer, Worker
+from notifycore import Event, LogConsumer, Notifications, PushConsumer
 from notifycore.filters import BeforeDate, Not, WithEventType, WithRecipients
 
 
 def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="  log: %(message)s")
-    notifications = Notifications(config={"BACKEND": "memory"})
-    print(f"notifycore demo on the {type(notifications.backend).__name__}\n")
+    database = Path(tempfile.mkdtemp(prefix="notifycore-demo-")) / "notifycore.db"
+    notifications = Notifications(config={"BACKEND_URL": f"sqlite:///{database}"})
+    print(f"notifycore demo on the {type(notifications.backend).__name__}: {database}\n")
 
     # A hub with the Flask-Notifications filter: test events sent from now on.
     hub = notifications.create_hub("TestHub")
@@ -29,7 +34,7 @@ def main() -> int:
     def show(event: Event) -> None:
         print(f"  inline consumer got: {event.title!r} from {event.sender}")
 
-    log_path = Path(tempfile.gettempdir()) / "notifycore-demo-events.log"
+    log_path = database.parent / "events.log"
     hub.register_consumer(LogConsumer(log_path))
     hub.register_consumer(PushConsumer(per_recipient=True))
 
@@ -45,6 +50,7 @@ def main() -> int:
     alice_hub.register_consumer(
         lambda e: print(f"  alice's hub got: {e.title!r}"), name="demo.alice"
     )
+    notifications.start_worker()
 
     print("1. an event that passes TestHub's filter and is addressed to alice and bob:")
     result = notifications.send(
@@ -57,8 +63,10 @@ def main() -> int:
     result = notifications.send(Event(None, "other", "Not for TestHub", sender="ci"))
     print(f"     hubs matched: {result.hubs or 'none'}")
 
-    print("3. the worker drains the queue:")
-    Worker(notifications).drain()
+    print("3. the background worker runs the queued consumer:")
+    deadline = time.monotonic() + 30
+    while notifications.backend.queue_length("notifycore") and time.monotonic() < deadline:
+        time.sleep(0.05)
 
     print("4. what the push streams hold (what a browser would replay):")
     for stream in ("event-hub-TestHub", "user:alice", "user:bob"):
@@ -69,7 +77,11 @@ def main() -> int:
     print(f"5. the log consumer wrote JSON Lines to {log_path}:")
     print("     " + log_path.read_text().splitlines()[-1][:100] + "...")
     notifications.close()
-    print("\ndone.")
+    print(
+        "\nThe streams stay in the file. Replay one from another terminal with:\n"
+        f"  NOTIFYCORE_BACKEND_URL=sqlite:///{database} "
+        ".venv/bin/notifycore tail TestHub --since 0 --timeout 2\n\ndone."
+    )
     return 0
 
 

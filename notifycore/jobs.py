@@ -40,8 +40,20 @@ def encode_job(hub: str, consumer: str, event_json: bytes) -> bytes:
     return head.encode() + event_json + b"}"
 
 
+#: Room for the envelope around the event in a job payload.
+_ENVELOPE = 1024
+
+
 def decode_job(payload: bytes, *, max_event_size: int | None = None) -> JobSpec:
-    """Parse and validate a job payload; :class:`InvalidJob` says what is wrong."""
+    """Parse and validate a job payload; :class:`InvalidJob` says what is wrong.
+
+    ``send()`` checked the event's size; here the whole payload is bounded
+    (``max_event_size`` plus room for the envelope) before it is parsed.
+    """
+    if max_event_size is not None and len(payload) > max_event_size + _ENVELOPE:
+        raise InvalidJob(
+            f"job is {len(payload)} bytes, over the event size limit of {max_event_size}"
+        )
     try:
         data: Any = json.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -57,8 +69,6 @@ def decode_job(payload: bytes, *, max_event_size: int | None = None) -> JobSpec:
         raise InvalidJob("job needs an 'event' object")
     try:
         parsed = Event.from_dict(event)
-        if max_event_size is not None:
-            parsed.check_size(max_event_size)
     except InvalidEvent as exc:
         raise InvalidJob(f"job's event is invalid: {exc}") from None
     return JobSpec(hub, consumer, parsed)

@@ -37,6 +37,16 @@ def test_every_core_setting_is_documented(setting: str) -> None:
     assert f"| `{setting}` |" in (DOCS / "configuration.md").read_text()
 
 
+def test_every_command_is_documented() -> None:
+    from notifycore.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    text = (DOCS / "cli.md").read_text()
+    for name in commands:
+        assert f"notifycore {name}" in text, f"docs/cli.md does not show 'notifycore {name}'"
+
+
 def test_readme_quick_start_runs(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
     block = readme.split("## Quick start", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]

@@ -29,6 +29,13 @@ def test_job_payload_round_trip_and_errors() -> None:
             decode_job(bad)
 
 
+def test_oversized_job_payloads_are_refused_before_parsing() -> None:
+    big = encode_job("H", "c", Event(None, "t", body="x" * 5000).to_json_bytes())
+    with pytest.raises(InvalidJob, match="over the event size limit of 1000"):
+        decode_job(big, max_event_size=1000)
+    assert decode_job(big, max_event_size=10_000).event.body == "x" * 5000
+
+
 def test_backoff_doubles_up_to_the_maximum() -> None:
     assert [backoff_delay(a, 0.5, 3.0) for a in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
 

@@ -179,6 +179,14 @@ class SQLiteBackend(Backend):
             raise
         db.execute("COMMIT")
 
+    def _one(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        """One write statement in autocommit mode: atomic on its own, no BEGIN/COMMIT round trips."""
+        try:
+            # fetchall() runs the statement to its end, which commits it.
+            return self._db().execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise BackendError(f"SQLite file {self.path!r}: {exc}") from exc
+
     def close(self) -> None:
         self._closed = True
         with self._connections_lock:
@@ -315,7 +323,15 @@ class SQLiteBackend(Backend):
     # -- queues ------------------------------------------------------------------------------
 
     def enqueue(self, queue: str, payload: bytes, *, delay: float = 0.0) -> str:
-        return self._enqueue(queue, [payload], delay)[0]
+        if not isinstance(payload, bytes):
+            raise TypeError(f"job payloads are bytes, not {type(payload).__name__}")
+        now = time.time()
+        ((job_id,),) = self._one(
+            "INSERT INTO nc_jobs (queue, payload, visible_at, enqueued_at) VALUES (?, ?, ?, ?) RETURNING id",
+            (queue, payload, now + max(delay, 0.0), now),
+        )
+        self._notify()
+        return str(job_id)
 
     def enqueue_many(self, queue: str, payloads: Iterable[bytes]) -> list[str]:
         return self._enqueue(queue, list(payloads), 0.0)
@@ -339,27 +355,26 @@ class SQLiteBackend(Backend):
     def _take(self, queue: str, visibility_timeout: float) -> Job | None:
         now = time.time()
         receipt = uuid.uuid4().hex
-        with self._write() as db:
-            # One statement picks and hides the oldest visible job: nobody else can take it.
-            row = db.execute(
-                "UPDATE nc_jobs SET visible_at = ?, attempts = attempts + 1, receipt = ? "
-                "WHERE id = (SELECT id FROM nc_jobs WHERE queue = ? AND visible_at <= ? "
-                "ORDER BY id LIMIT 1) RETURNING id, payload, attempts, last_error",
-                (now + visibility_timeout, receipt, queue, now),
-            ).fetchone()
-        if row is None:
+        # One statement picks and hides the oldest visible job: nobody else can take it.
+        rows = self._one(
+            "UPDATE nc_jobs SET visible_at = ?, attempts = attempts + 1, receipt = ? "
+            "WHERE id = (SELECT id FROM nc_jobs WHERE queue = ? AND visible_at <= ? "
+            "ORDER BY id LIMIT 1) RETURNING id, payload, attempts, last_error",
+            (now + visibility_timeout, receipt, queue, now),
+        )
+        if not rows:
             return None
-        job_id, payload, attempts, last_error = row
+        job_id, payload, attempts, last_error = rows[0]
         return Job(str(job_id), queue, bytes(payload), attempts, receipt, last_error)
 
     def reserve(
         self, queue: str, *, visibility_timeout: float, block: float | None = None
     ) -> Job | None:
-        db = self._db()
-        version: int = db.execute("PRAGMA data_version").fetchone()[0]
         job = self._take(queue, visibility_timeout)
         if job is not None or not block:
             return job
+        db = self._db()
+        version: int = db.execute("PRAGMA data_version").fetchone()[0]
         deadline = time.monotonic() + block
         while time.monotonic() < deadline:
             # Delayed and lapsed jobs become visible without any commit: wake at least by then.
@@ -375,28 +390,25 @@ class SQLiteBackend(Backend):
                 return job
         return None
 
-    def _finish(self, job: Job, sql: str, params: tuple[Any, ...]) -> bool:
-        """Run ``sql`` on a job only while ``job`` still holds its reservation."""
-        with self._write() as db:
-            owned = db.execute(
-                "SELECT payload, attempts FROM nc_jobs WHERE id = ? AND receipt = ?",
-                (int(job.id), job.receipt),
-            ).fetchone()
-            if owned is None:
-                return False
-            db.execute(sql, params)
-        self._notify()
-        return True
+    # ack and retry act only while the job still holds this reservation (its receipt).
 
     def ack(self, job: Job) -> bool:
-        return self._finish(job, "DELETE FROM nc_jobs WHERE id = ?", (int(job.id),))
+        return bool(
+            self._one(
+                "DELETE FROM nc_jobs WHERE id = ? AND receipt = ? RETURNING id",
+                (int(job.id), job.receipt),
+            )
+        )
 
     def retry(self, job: Job, *, delay: float, error: str) -> bool:
-        return self._finish(
-            job,
-            "UPDATE nc_jobs SET visible_at = ?, receipt = NULL, last_error = ? WHERE id = ?",
-            (time.time() + max(delay, 0.0), error, int(job.id)),
+        done = self._one(
+            "UPDATE nc_jobs SET visible_at = ?, receipt = NULL, last_error = ? "
+            "WHERE id = ? AND receipt = ? RETURNING id",
+            (time.time() + max(delay, 0.0), error, int(job.id), job.receipt),
         )
+        if done:
+            self._notify()
+        return bool(done)
 
     def dead_letter(self, job: Job, *, error: str) -> bool:
         with self._write() as db:
@@ -463,14 +475,15 @@ class SQLiteBackend(Backend):
 
     def mark_done(self, key: str, *, ttl: float) -> bool:
         now = time.time()
-        with self._write() as db:
-            db.execute("DELETE FROM nc_done WHERE key = ? AND expires_at <= ?", (key, now))
-            inserted = db.execute(
-                "INSERT OR IGNORE INTO nc_done (key, expires_at) VALUES (?, ?)", (key, now + ttl)
-            ).rowcount
-            if inserted and int.from_bytes(os.urandom(1), "big") == 0:
-                # About one call in 256 sweeps the expired keys.
-                db.execute("DELETE FROM nc_done WHERE expires_at <= ?", (now,))
+        # Insert, or take over a key whose ttl ran out; nothing when a live one is there.
+        inserted = self._one(
+            "INSERT INTO nc_done (key, expires_at) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at "
+            "WHERE nc_done.expires_at <= ? RETURNING key",
+            (key, now + ttl, now),
+        )
+        if inserted and os.urandom(1) == b"\x00":  # about one call in 256 sweeps expired keys
+            self._one("DELETE FROM nc_done WHERE expires_at <= ?", (now,))
         return bool(inserted)
 
     def is_done(self, key: str) -> bool:
