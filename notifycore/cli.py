@@ -350,6 +350,8 @@ def _cmd_dead_letters(args: argparse.Namespace) -> int:
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
+    if args.config:
+        read_config_file(args.config)  # a broken file is reported, even here
     out = sys.stdout
     out.write("plugins:\n")
     for info in get_plugins().list_plugins():
@@ -446,7 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     dead.set_defaults(handler=_cmd_dead_letters)
 
     plugins = commands.add_parser(
-        "plugins", help="list the plugins, backends and consumers that are installed"
+        "plugins",
+        parents=[common],
+        help="list the plugins, backends and consumers that are installed",
     )
     plugins.set_defaults(handler=_cmd_plugins)
     return parser
