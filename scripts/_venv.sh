@@ -16,6 +16,21 @@ find_python() {
     return 1
 }
 
+# ensure_command COMMAND DEBIAN_PACKAGE: apt-get install the package when the command is missing.
+ensure_command() {
+    if command -v "$1" >/dev/null 2>&1; then
+        return 0
+    fi
+    echo "==> installing $2 (for $1)"
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo="sudo"
+    fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$2" >/dev/null
+    command -v "$1" >/dev/null 2>&1 || { echo "could not install $2" >&2; return 1; }
+}
+
 venv_install() {
     if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
         echo "==> creating virtualenv $VENV"

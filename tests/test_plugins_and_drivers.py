@@ -222,7 +222,9 @@ def test_unknown_backend_lists_the_installed_names_and_suggests(make_notificatio
         make_notifications(BACKEND="memroy")
     message = str(info.value)
     assert "No such notifycore.backends driver: 'memroy'" in message
-    assert "installed: memory, sqlite, tiny" in message
+    installed = drivers.available(drivers.BACKENDS)
+    assert {"memory", "sqlite", "tiny"} <= set(installed)
+    assert f"installed: {', '.join(installed)})" in message
     assert "Did you mean 'memory'?" in message
     assert info.value.suggestions == ("memory",)
     assert isinstance(info.value, ConfigurationError)
@@ -252,7 +254,7 @@ def test_consumer_drivers_resolve_by_name() -> None:
     shout = drivers.resolve(drivers.CONSUMERS, "shout")()
     shout.consume(Event(None, "t", "hi"))
     assert shout.heard == ["HI"]
-    assert drivers.available(drivers.CONSUMERS) == ["log", "push", "shout"]
+    assert {"log", "push", "shout"} <= set(drivers.available(drivers.CONSUMERS))
 
 
 # -- the command ------------------------------------------------------------------------------

@@ -152,8 +152,14 @@ def test_two_workers_drain_one_queue_without_taking_a_job_twice(
     events = [Event(None, "job", f"job {i}") for i in range(1200)]
     sender.send_many(events)
     assert sender.backend.queue_length("notifycore") == 1200
+    # Both workers hold a job in each thread before any finishes, so both really drain.
+    (w.directory / "gate-required").touch()
     one = w.start("--concurrency", "2", "--burst")
     two = w.start("--concurrency", "2", "--burst")
+    wait_for(
+        lambda: len(list(w.directory.glob("waiting-*"))) == 4, 60, "all four threads to hold a job"
+    )
+    (w.directory / "gate").touch()
     for process in (one, two):
         _, err = process.communicate(timeout=180)
         assert process.returncode == 0, err

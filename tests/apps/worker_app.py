@@ -32,8 +32,18 @@ def record(name: str, event: Event) -> None:
         os.close(fd)
 
 
+def wait_at_the_gate() -> None:
+    """With $WORKER_TEST_DIR/gate-required, hold each thread's first job until the test opens the gate."""
+    if (OUT / "gate-required").exists() and not (OUT / "gate").exists():
+        (OUT / f"waiting-{os.getpid()}-{threading.get_ident()}").touch()
+        deadline = time.monotonic() + 60
+        while not (OUT / "gate").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
 @hub.register_consumer(name="plain", mode="queued")
 def plain(event: Event) -> None:
+    wait_at_the_gate()
     record("plain", event)
 
 
