@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
@@ -40,6 +41,10 @@ def collect_settings(plugins: Plugins) -> dict[str, Setting]:
 
     plugins.register_settings(register)
     return declared
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
 
 
 class _LoopThread:
@@ -257,7 +262,8 @@ class Notifications:
             "event", f"send() takes an Event, a dict or JSON, not {type(event).__name__}"
         )
 
-    def _run_async(self, coro: Coroutine[Any, Any, Any]) -> Any:
+    def _run_async(self, awaitable: Awaitable[Any]) -> Any:
+        coro = awaitable if inspect.iscoroutine(awaitable) else _await(awaitable)
         if self._loop_thread is None:
             with self._lock:
                 if self._loop_thread is None:
@@ -293,7 +299,9 @@ class Notifications:
             if registration.is_async:
                 self._run_async(registration.consumer.consume(event))
             else:
-                registration.consumer.consume(event)
+                returned = registration.consumer.consume(event)
+                if returned is not None and inspect.isawaitable(returned):
+                    self._run_async(returned)  # a callable that returned a coroutine after all
             if done is not None:
                 done()
             self._after(hub, registration, event)
@@ -315,7 +323,9 @@ class Notifications:
             elif registration.is_async:
                 await consumer.consume(event)
             else:
-                consumer.consume(event)
+                returned = consumer.consume(event)
+                if returned is not None and inspect.isawaitable(returned):
+                    await returned
             self._after(hub, registration, event)
         except Exception as error:
             self._report(hub, registration, event, error)
@@ -345,13 +355,19 @@ class Notifications:
         event_json: bytes | None = None
         default_queue = self._default_queue
         for hub in self._hub_list:
-            if not hub.filter.matches(event):
+            try:
+                if not hub.filter.matches(event):
+                    continue
+            except Exception as error:  # a broken filter fails its hub, not the whole send
+                self._filter_failed(hub, None, event, error, result)
                 continue
             result.hubs.append(hub.label)
             for registration in hub.registrations:
                 if expired:
                     status = Status.EXPIRED
-                elif registration.filter is not None and not registration.filter.matches(event):
+                elif registration.filter is not None and not self._passes(
+                    hub, registration, event, result
+                ):
                     status = Status.FILTERED
                 elif registration.mode == "inline":
                     outcome = ConsumerOutcome(hub.label, registration.name, Status.RAN)
@@ -370,6 +386,31 @@ class Notifications:
                     continue
                 result.outcomes.append(ConsumerOutcome(hub.label, registration.name, status))
         return inline, queued
+
+    def _passes(
+        self, hub: Hub, registration: Registration, event: Event, result: SendResult
+    ) -> bool:
+        assert registration.filter is not None
+        try:
+            return registration.filter.matches(event)
+        except Exception as error:
+            self._filter_failed(hub, registration, event, error, result)
+            return False
+
+    def _filter_failed(
+        self,
+        hub: Hub,
+        registration: Registration | None,
+        event: Event,
+        error: Exception,
+        result: SendResult,
+    ) -> None:
+        """A filter raised: its hub's consumers (or that one consumer) fail with the error."""
+        error.add_note(f"raised by the filter of hub {hub.label!r}")
+        for each in (registration,) if registration is not None else hub.registrations:
+            result.outcomes.append(ConsumerOutcome(hub.label, each.name, Status.FAILED, error))
+            self.count("failed")
+            self.plugins.consumer_error(hub, each.name, event, error)
 
     def _start(self, event: EventLike) -> SendResult:
         checked = self.coerce_event(event)

@@ -40,7 +40,11 @@ CORE_SETTINGS = (
         nullable=True,
     ),
     Setting(
-        "MAX_EVENT_SIZE", int, DEFAULT_MAX_EVENT_SIZE, "Largest event accepted, in bytes of JSON."
+        "MAX_EVENT_SIZE",
+        int,
+        DEFAULT_MAX_EVENT_SIZE,
+        "Largest event, in bytes of JSON.",
+        minimum=256,
     ),
     Setting(
         "CONSUMER_ERRORS",
@@ -49,34 +53,47 @@ CORE_SETTINGS = (
         "What send() does when a consumer raises: 'log' (and call the hook) or 'raise' (tests).",
         choices=("log", "raise"),
     ),
-    Setting(
-        "STREAM_MAXLEN", int, 10_000, "Messages kept per stream for replay; older ones are trimmed."
-    ),
+    Setting("STREAM_MAXLEN", int, 10_000, "Messages kept per stream for replay.", minimum=1),
     Setting(
         "STREAM_MAX_AGE",
         float,
         0.0,
         "Seconds a stream message is kept for replay; 0 keeps them by count only.",
+        minimum=0,
     ),
     Setting(
         "DEFAULT_QUEUE", str, "notifycore", "Queue that queued consumers use unless they name one."
     ),
-    Setting("MAX_TRIES", int, 5, "Deliveries of a queued job before it becomes a dead letter."),
     Setting(
-        "RETRY_BACKOFF", float, 1.0, "Seconds before the first retry; doubled on each further try."
+        "MAX_TRIES",
+        int,
+        5,
+        "Deliveries of a queued job before it becomes a dead letter.",
+        minimum=1,
     ),
-    Setting("RETRY_BACKOFF_MAX", float, 300.0, "Longest wait between two tries, in seconds."),
+    Setting(
+        "RETRY_BACKOFF",
+        float,
+        1.0,
+        "Seconds before the first retry, doubled on each further try.",
+        minimum=0,
+    ),
+    Setting(
+        "RETRY_BACKOFF_MAX", float, 300.0, "Longest wait between two tries, in seconds.", minimum=0
+    ),
     Setting(
         "DEDUPE_TTL",
         float,
         7 * 24 * 3600.0,
         "Seconds a de-duplicating consumer remembers that it handled an event.",
+        minimum=1,
     ),
     Setting(
         "VISIBILITY_TIMEOUT",
         float,
         60.0,
         "Seconds a reserved job stays hidden before another worker may take it.",
+        minimum=0.1,
     ),
 )
 

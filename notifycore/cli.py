@@ -24,7 +24,7 @@ from notifycore.app import Notifications
 from notifycore.config import read_config_file
 from notifycore.consumers import user_stream
 from notifycore.errors import ConfigurationError, InvalidEvent, NotifycoreError
-from notifycore.event import Event
+from notifycore.event import STANDARD_FIELDS, Event
 from notifycore.hub import HUB_ID_PREFIX
 from notifycore.plugins import get_plugins
 from notifycore.worker import Worker
@@ -43,12 +43,16 @@ def load_app(spec: str) -> Notifications:
     """Import ``package.module:attribute`` (attribute defaults to ``notifications``)."""
     module_name, _, attribute = spec.partition(":")
     attribute = attribute or "notifications"
+    if not module_name or module_name.startswith("."):
+        raise CommandError(f"--app takes package.module:attribute, not {spec!r}")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # like celery -A: the app lives where you run the command
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise CommandError(f"cannot import the app module {module_name!r}: {exc}") from exc
+    except (ValueError, TypeError) as exc:
+        raise CommandError(f"--app takes package.module:attribute, not {spec!r}: {exc}") from exc
     target: Any = module
     for part in attribute.split("."):
         try:
@@ -73,8 +77,8 @@ def notifications_from(args: argparse.Namespace) -> Notifications:
         if args.config:
             raise CommandError("--config applies when no --app is given: the app configures itself")
         return load_app(args.app)
-    config = read_config_file(args.config) if args.config else {}
-    return Notifications(config=config)
+    path = args.config or os.environ.get("NOTIFYCORE_CONFIG")
+    return Notifications(config=read_config_file(path) if path else {})
 
 
 # -- live counts ------------------------------------------------------------------------------
@@ -125,15 +129,19 @@ class Progress:
 
 
 def _events_from_json(source: str) -> Iterator[Event]:
-    handle = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
+    where = "standard input" if source == "-" else source
+    if source == "-":
+        raw = sys.stdin.buffer.read()
+    else:
+        with open(source, "rb") as handle:
+            raw = handle.read()
     try:
-        text = handle.read()
-    finally:
-        if handle is not sys.stdin:
-            handle.close()
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CommandError(f"{where} is not UTF-8: {exc}") from None
     stripped = text.strip()
     if not stripped:
-        raise CommandError(f"no event in {'standard input' if source == '-' else source}")
+        raise CommandError(f"no event in {where}")
     try:
         whole = json.loads(stripped)
     except ValueError:
@@ -153,6 +161,18 @@ def _events_from_json(source: str) -> Iterator[Event]:
                 raise CommandError(f"line {number}: {exc}") from None
 
 
+_OPTION_FOR = {
+    "event_id": "--id",
+    "event_type": "--type",
+    "title": "--title",
+    "body": "--body",
+    "sender": "--sender",
+    "recipients": "--recipient",
+    "tags": "--tag",
+    "expiration_datetime": "--expires",
+}
+
+
 def _event_from_options(args: argparse.Namespace) -> Event:
     if not args.type:
         raise CommandError("give --type (and --title, --body...) or --json FILE")
@@ -161,6 +181,10 @@ def _event_from_options(args: argparse.Namespace) -> Event:
         key, sep, value = item.partition("=")
         if not sep:
             raise CommandError(f"--field takes key=value, not {item!r}")
+        if key in STANDARD_FIELDS or key == "self":
+            raise CommandError(
+                f"--field {key}=... names a standard field; use {_OPTION_FOR.get(key, 'its option')}"
+            )
         try:
             extra[key] = json.loads(value)
         except ValueError:
@@ -189,6 +213,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
     notifications = notifications_from(args)
     progress = Progress("sent") if args.json else None
     try:
+        events = [notifications.coerce_event(event) for event in events]  # sizes too, first
         for event in events:
             if args.hub:
                 data = notifications.coerce_event(event).to_json_bytes()
@@ -382,8 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--config",
         metavar="FILE",
-        default=os.environ.get("NOTIFYCORE_CONFIG"),
-        help="settings file (TOML, INI or JSON); NOTIFYCORE_CONFIG",
+        help="settings file (TOML, INI or JSON); NOTIFYCORE_CONFIG when no --app is given",
     )
     common.add_argument(
         "--app",

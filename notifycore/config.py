@@ -47,6 +47,8 @@ class Setting:
     nullable: bool = False
     #: Also accept objects (a backend class instead of its name, say).
     allow_objects: bool = False
+    #: Smallest number allowed (int and float settings).
+    minimum: float | None = None
 
     def convert(self, value: Any, source: str) -> Any:
         """Check (and for strings from the environment, convert) ``value``."""
@@ -62,6 +64,13 @@ class Setting:
                 f"{self.name} (from {source}) must be {self.type.__name__}, "
                 f"not {type(value).__name__}: {value!r}"
             )
+        if self.type in (int, float) and isinstance(value, (int, float)):
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ConfigurationError(f"{self.name} (from {source}) must be a finite number")
+            if self.minimum is not None and value < self.minimum:
+                raise ConfigurationError(
+                    f"{self.name} (from {source}) must be at least {self.minimum:g}, not {value!r}"
+                )
         if self.choices is not None and value not in self.choices:
             allowed = ", ".join(repr(c) for c in self.choices)
             raise ConfigurationError(

@@ -194,8 +194,12 @@ class PushConsumer(Consumer):
 
 
 def is_async(consumer: Consumer) -> bool:
-    """True when ``consumer.consume`` is a coroutine function."""
-    return inspect.iscoroutinefunction(consumer.consume)
+    """True when ``consumer.consume`` is a coroutine function (or an object with ``async def __call__``)."""
+    consume = consumer.consume
+    if inspect.iscoroutinefunction(consume):
+        return True
+    call = getattr(type(consume), "__call__", None)  # noqa: B004 - the class's, not the instance's
+    return not inspect.isfunction(consume) and inspect.iscoroutinefunction(call)
 
 
 AsyncConsume = Callable[["Event"], Awaitable[Any]]

@@ -7,6 +7,7 @@ every other one.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import uuid
@@ -84,7 +85,11 @@ def _strings(field: str, value: object) -> tuple[str, ...]:
 
 def _json_value(field: str, value: Any) -> Any:
     """Return ``value`` as JSON would give it back, or raise naming the field."""
-    if value is None or isinstance(value, (str, bool, int)):
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, int):
+        if value.bit_length() > 4000:  # JSON encoding refuses integers of 4300+ digits
+            raise InvalidEvent(field, "is an integer too large for JSON")
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -118,12 +123,12 @@ class Event(Mapping[str, Any]):
     """
 
     __slots__ = (
+        "_extra",
         "_json",
         "body",
         "event_id",
         "event_type",
         "expiration_datetime",
-        "extra",
         "recipients",
         "sender",
         "tags",
@@ -140,7 +145,7 @@ class Event(Mapping[str, Any]):
     recipients: tuple[str, ...]
     tags: tuple[str, ...]
     expiration_datetime: datetime | None
-    extra: Mapping[str, Any]
+    _extra: dict[str, Any]
     _json: str | None
 
     def __init__(
@@ -187,9 +192,9 @@ class Event(Mapping[str, Any]):
                 if key.startswith("_"):
                     raise InvalidEvent(key, "extra field names must not start with '_'")
                 checked[key] = _json_value(key, value)
-            s(self, "extra", checked)
+            s(self, "_extra", checked)
         else:
-            s(self, "extra", {})
+            s(self, "_extra", {})
         s(self, "_json", None)
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -200,20 +205,27 @@ class Event(Mapping[str, Any]):
 
     # -- mapping face, as when Event was a dict -------------------------------------------
 
+    @property
+    def extra(self) -> Mapping[str, Any]:
+        """The extra fields (a copy: changing it does not change the event)."""
+        return copy.deepcopy(self._extra)
+
     def __getitem__(self, key: str) -> Any:
         if key in _STANDARD:
             return getattr(self, key)
-        return self.extra[key]
+        value = self._extra[key]
+        # Lists and dicts are copied, so the event (and its cached JSON) cannot be changed.
+        return copy.deepcopy(value) if isinstance(value, (list, dict)) else value
 
     def __iter__(self) -> Iterator[str]:
         yield from STANDARD_FIELDS
-        yield from self.extra
+        yield from self._extra
 
     def __len__(self) -> int:
-        return len(STANDARD_FIELDS) + len(self.extra)
+        return len(STANDARD_FIELDS) + len(self._extra)
 
     def __contains__(self, key: object) -> bool:
-        return key in _STANDARD or key in self.extra
+        return key in _STANDARD or key in self._extra
 
     def __repr__(self) -> str:
         return (
@@ -229,7 +241,7 @@ class Event(Mapping[str, Any]):
     def replace(self, **changes: Any) -> Event:
         """A copy with some fields changed (a new ``event_id`` only if you pass one)."""
         fields: dict[str, Any] = {name: getattr(self, name) for name in STANDARD_FIELDS}
-        fields.update(self.extra)
+        fields.update(self._extra)
         fields.update(changes)
         return Event(**fields)
 
@@ -246,8 +258,8 @@ class Event(Mapping[str, Any]):
             "tags": list(self.tags),
             "expiration_datetime": _isoformat(self.expiration_datetime),
         }
-        if self.extra:
-            data.update(self.extra)
+        if self._extra:
+            data.update(copy.deepcopy(self._extra))
         return data
 
     def to_json(self) -> str:
@@ -285,6 +297,8 @@ class Event(Mapping[str, Any]):
         for key in fields:
             if not isinstance(key, str):
                 raise InvalidEvent("event", f"has a key that is not a string: {key!r}")
+        if "self" in fields:
+            raise InvalidEvent("self", "is not a valid field name")
         return cls(**fields)
 
     @classmethod
@@ -304,4 +318,6 @@ class Event(Mapping[str, Any]):
             parsed = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidEvent("event", f"is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise InvalidEvent("event", "is nested too deeply") from None
         return cls.from_dict(parsed)

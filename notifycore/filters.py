@@ -53,8 +53,10 @@ class EventFilter:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.kind is not None:
-            _REGISTRY[cls.kind] = cls
+        # Only a class that names its own kind registers: a subclass of a built-in
+        # inherits ``kind`` and must not take over the built-in's dict form.
+        if cls.__dict__.get("kind") is not None:
+            _REGISTRY[cls.kind] = cls  # type: ignore[index]
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         """True when ``event`` passes this filter."""
@@ -98,6 +100,21 @@ class EventFilter:
         for name, value in values.items():
             object.__setattr__(self, name, value)
 
+    # Immutable values: a copy is the filter itself; pickling rebuilds it from its slots.
+    def __copy__(self) -> EventFilter:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> EventFilter:
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = {}
+        for klass in type(self).__mro__:
+            for name in getattr(klass, "__slots__", ()):
+                if name != "_hash" and hasattr(self, name):
+                    state[name] = getattr(self, name)
+        return (_restore, (type(self), state))
+
     # -- algebra ---------------------------------------------------------------------------
 
     def _combine(self, other: object, op: type[_Compound]) -> EventFilter:
@@ -129,6 +146,33 @@ class EventFilter:
     @classmethod
     def _from_dict(cls, data: Mapping[str, Any]) -> EventFilter:
         raise InvalidFilter(f"{cls.__name__} has no dict form")
+
+
+def _restore(cls: type[EventFilter], state: dict[str, Any]) -> EventFilter:
+    flt = cls.__new__(cls)
+    for name, value in state.items():
+        object.__setattr__(flt, name, value)
+    return flt
+
+
+def _normal(value: Any) -> Any:
+    """A value as JSON gives it back: tuples become lists, recursively."""
+    if isinstance(value, (list, tuple)):
+        return [_normal(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _normal(v) for k, v in value.items()}
+    return value
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: ``True`` is not ``1``, ``[1]`` equals ``(1,)``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return bool(a == b)
 
 
 def _values(name: str, values: Iterable[Any]) -> tuple[str, ...]:
@@ -549,6 +593,7 @@ class Field(EventFilter):
                 raise TypeError(
                     f"Field value must be a JSON value or a callable, not {type(value).__name__}"
                 ) from None
+            value = _normal(value)
         self._init(name=name, value=value)
 
     def matches(self, event: Mapping[str, Any]) -> bool:
@@ -557,9 +602,7 @@ class Field(EventFilter):
             return False
         if callable(self.value):
             return bool(self.value(value))
-        if isinstance(value, tuple):
-            value = list(value)
-        return bool(value == self.value)
+        return _same(value, self.value)
 
     def _key(self) -> tuple[Any, ...]:
         if callable(self.value):

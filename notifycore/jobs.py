@@ -40,24 +40,26 @@ def encode_job(hub: str, consumer: str, event_json: bytes) -> bytes:
     return head.encode() + event_json + b"}"
 
 
-#: Room for the envelope around the event in a job payload.
-_ENVELOPE = 1024
+#: Before parsing, a payload may be this many times the event limit (names are escaped).
+_PARSE_FACTOR = 8
 
 
 def decode_job(payload: bytes, *, max_event_size: int | None = None) -> JobSpec:
     """Parse and validate a job payload; :class:`InvalidJob` says what is wrong.
 
-    ``send()`` checked the event's size; here the whole payload is bounded
-    (``max_event_size`` plus room for the envelope) before it is parsed.
+    The payload is bounded before it is parsed, and the event within it (the
+    payload less the envelope :func:`encode_job` puts around it) after.
     """
-    if max_event_size is not None and len(payload) > max_event_size + _ENVELOPE:
+    if max_event_size is not None and len(payload) > _PARSE_FACTOR * max_event_size + 4096:
         raise InvalidJob(
-            f"job is {len(payload)} bytes, over the event size limit of {max_event_size}"
+            f"job is {len(payload)} bytes, far over the event size limit of {max_event_size}"
         )
     try:
         data: Any = json.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidJob(f"job is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidJob("job is nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidJob(f"job must be a JSON object, not {type(data).__name__}")
     if data.get("v") != JOB_VERSION:
@@ -67,8 +69,14 @@ def decode_job(payload: bytes, *, max_event_size: int | None = None) -> JobSpec:
         raise InvalidJob("job needs string 'hub' and 'consumer' keys")
     if not isinstance(event, dict):
         raise InvalidJob("job needs an 'event' object")
+    if max_event_size is not None:
+        size = len(payload) - len(encode_job(hub, consumer, b""))
+        if size > max_event_size:
+            raise InvalidJob(f"job's event is {size} bytes, over the limit of {max_event_size}")
     try:
         parsed = Event.from_dict(event)
     except InvalidEvent as exc:
         raise InvalidJob(f"job's event is invalid: {exc}") from None
+    except Exception as exc:  # whatever else the payload provokes, it can never run
+        raise InvalidJob(f"job's event is invalid: {type(exc).__name__}: {exc}") from None
     return JobSpec(hub, consumer, parsed)

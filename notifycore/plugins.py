@@ -88,7 +88,8 @@ class Plugins:
                     if ep.name not in wanted:
                         self.pm.set_blocked(ep.name)
             for module_name in DEFAULT_PLUGINS:
-                if self.pm.is_blocked(module_name):
+                # A load() that failed half-way may be tried again: skip what is registered.
+                if self.pm.is_blocked(module_name) or self.pm.has_plugin(module_name):
                     continue
                 module = importlib.import_module(module_name)
                 self.pm.register(module, name=module_name)

@@ -154,9 +154,14 @@ class Backend(abc.ABC):
         while stop is None or not stop.is_set():
             batch = self.read(stream, cursor, block=poll)
             if batch.messages or batch.reset:
-                if batch.messages:
-                    cursor = batch.messages[-1].id
+                cursor = self._advance(stream, cursor, batch)
                 yield batch
+
+    def _advance(self, stream: str, cursor: str | None, batch: StreamRead) -> str | None:
+        """Where a follower reads next: after the batch, or after the newest id on an empty reset."""
+        if batch.messages:
+            return batch.messages[-1].id
+        return self.last_id(stream) if batch.reset else cursor
 
     # -- queues ------------------------------------------------------------------------------
 
@@ -251,6 +256,8 @@ class Backend(abc.ABC):
             if batch.messages or batch.reset:
                 if batch.messages:
                     cursor = batch.messages[-1].id
+                elif batch.reset:
+                    cursor = await self.alast_id(stream)
                 yield batch
 
     async def aenqueue(self, queue: str, payload: bytes, *, delay: float = 0.0) -> str:

@@ -137,9 +137,13 @@ class MemoryBackend(Backend):
         if after < 0:
             start = 0
             reset = False
+        elif after > stream.last:
+            # An id this stream never gave (from before a restart): start again from the
+            # oldest message kept, and say so.
+            start = 0
+            reset = True
         else:
-            # Lost to retention, or an id this stream never gave (e.g. before a restart).
-            reset = after < stream.trimmed_upto or after > stream.last
+            reset = after < stream.trimmed_upto  # lost to retention
             start = max(0, after - messages[0][0] + 1) if messages else 0
         stop = len(messages) if limit is None else min(len(messages), start + limit)
         return StreamRead(
@@ -192,10 +196,12 @@ class MemoryBackend(Backend):
                 await asyncio.wait_for(future, remaining)
             except TimeoutError:
                 with self._cond:
+                    return self._read_now(stream, position, limit)
+            finally:
+                with self._cond:  # also when cancelled: no future left behind
                     waiters = self._stream(stream).waiters
                     if (loop, future) in waiters:
                         waiters.remove((loop, future))
-                return self._read_now(stream, position, limit)
 
     def last_id(self, stream: str) -> str | None:
         with self._cond:

@@ -21,6 +21,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Self
@@ -124,14 +125,29 @@ class SQLiteBackend(Backend):
         self.poll_interval = poll_interval
         self.busy_timeout = busy_timeout
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        # Every open connection, by id, so close() reaches those of other threads too.
+        self._connections: dict[int, sqlite3.Connection] = {}
         self._connections_lock = threading.Lock()
         self._cond = threading.Condition()
         self._closed = False
-        try:
-            self._db().executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise BackendError(f"cannot create the tables in {self.path!r}: {exc}") from exc
+        self._retry_locked(lambda: self._db().executescript(_SCHEMA), "create the tables")
+
+    def _retry_locked(self, action: Any, what: str) -> Any:
+        """Run ``action``, waiting out a locked file (several processes creating it at once)."""
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                return action()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise BackendError(f"cannot {what} in {self.path!r}: {exc}") from exc
+                if time.monotonic() > deadline:
+                    raise BackendError(f"cannot {what} in {self.path!r}: {exc}") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+            except sqlite3.Error as exc:
+                raise BackendError(f"cannot {what} in {self.path!r}: {exc}") from exc
 
     @classmethod
     def from_settings(cls, settings: Any) -> Self:
@@ -155,15 +171,24 @@ class SQLiteBackend(Backend):
                     isolation_level=None,
                     check_same_thread=False,
                 )
-                db.execute("PRAGMA journal_mode=WAL")
-                # NORMAL in WAL survives a killed process; only an OS crash can lose the last commits.
-                db.execute("PRAGMA synchronous=NORMAL")
             except sqlite3.Error as exc:
                 raise BackendError(f"cannot open SQLite file {self.path!r}: {exc}") from exc
+            # Switching a new file to WAL takes a lock that busy_timeout does not cover.
+            self._retry_locked(lambda: db.execute("PRAGMA journal_mode=WAL"), "switch to WAL mode")
+            # NORMAL in WAL survives a killed process; only an OS crash can lose the last commits.
+            db.execute("PRAGMA synchronous=NORMAL")
             self._local.db = db
             with self._connections_lock:
-                self._connections.append(db)
+                self._connections[id(db)] = db
+            # Close it when its thread is gone, so short-lived threads do not leak files.
+            weakref.finalize(threading.current_thread(), self._forget, db)
         return db
+
+    def _forget(self, db: sqlite3.Connection) -> None:
+        with self._connections_lock:
+            self._connections.pop(id(db), None)
+        with contextlib.suppress(sqlite3.Error):
+            db.close()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -190,7 +215,7 @@ class SQLiteBackend(Backend):
     def close(self) -> None:
         self._closed = True
         with self._connections_lock:
-            connections, self._connections = self._connections, []
+            connections, self._connections = list(self._connections.values()), {}
         for db in connections:
             with contextlib.suppress(sqlite3.Error):  # closing is best effort
                 db.close()
@@ -287,7 +312,12 @@ class SQLiteBackend(Backend):
         finally:
             db.execute("COMMIT")
         last, trimmed = meta if meta is not None else (0, 0)
-        reset = after >= 0 and (after < trimmed or after > last)
+        if after > last:
+            # An id this stream never gave (a reader from another database, say): start again
+            # from the oldest message kept, and say so.
+            batch = self._read_now(stream, -1, limit)
+            return StreamRead(batch.messages, reset=True)
+        reset = after >= 0 and after < trimmed
         return StreamRead([StreamMessage(str(i), bytes(d)) for i, d in rows], reset=reset)
 
     def read(

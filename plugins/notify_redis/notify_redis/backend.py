@@ -45,12 +45,27 @@ GROUP = "notifycore-workers"
 #: Longest single XREAD BLOCK; longer waits loop (kept below the socket timeout).
 _MAX_BLOCK = 20.0
 
-# KEYS: stream, its meta hash; ARGV: maxlen, min id ('' for none), payloads...
+# KEYS: stream, its meta hash, its publishers hash
+# ARGV: maxlen, min id ('' for none), publisher, token, payloads...
 # Trims exactly, and remembers the newest id trimmed so readers behind it get a reset
 # (Redis 7.0's max-deleted-entry-id counts XDEL only, not trimming).
+# Idempotent: a call whose reply was lost (the server went down after running it) is
+# sent again by the client's retry with the same token, and gets the same ids back
+# instead of adding the messages twice.
 _PUBLISH = """
+local done = redis.call('HGET', KEYS[3], ARGV[3])
+if done then
+  local sep = string.find(done, ' ', 1, true)
+  if string.sub(done, 1, sep - 1) == ARGV[4] then
+    local ids = {}
+    for id in string.gmatch(string.sub(done, sep + 1), '[^,]+') do ids[#ids + 1] = id end
+    return ids
+  end
+end
 local ids = {}
-for i = 3, #ARGV do ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'd', ARGV[i]) end
+for i = 5, #ARGV do ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'd', ARGV[i]) end
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[4] .. ' ' .. table.concat(ids, ','))
+redis.call('EXPIRE', KEYS[3], 300)
 local trimmed = false
 local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[1])
 if excess > 0 then
@@ -323,7 +338,11 @@ class RedisBackend(Backend):
         return f"{self.prefix}s:{stream}"
 
     def _skeys(self, stream: str) -> list[str]:
-        return [f"{self.prefix}s:{stream}", f"{self.prefix}sm:{stream}"]
+        return [
+            f"{self.prefix}s:{stream}",
+            f"{self.prefix}sm:{stream}",
+            f"{self.prefix}sp:{stream}",
+        ]
 
     def _qkeys(self, queue: str) -> list[str]:
         base = f"{self.prefix}q:{queue}"
@@ -342,14 +361,16 @@ class RedisBackend(Backend):
         minid = ""
         if self.stream_max_age > 0:
             minid = f"{int((time.time() - self.stream_max_age) * 1000)}-0"
-        return [self.stream_maxlen, minid, *payloads]
+        # One publisher slot per thread; the token makes a retried call recognisable.
+        publisher = f"{self.consumer}:{threading.get_ident()}"
+        return [self.stream_maxlen, minid, publisher, uuid.uuid4().hex, *payloads]
 
     def publish(self, stream: str, data: bytes) -> str:
         return self.publish_many(stream, (data,))[0]
 
     def publish_many(self, stream: str, items: Iterable[bytes]) -> list[str]:
         args = self._publish_args(items)
-        if len(args) == 2:
+        if len(args) == 4:
             return []
         with self._calling("publish"):
             ids = self._publish(keys=self._skeys(stream), args=args)
@@ -380,7 +401,7 @@ class RedisBackend(Backend):
         key = self._skey(stream)
         args = ["" if after is None else after, "" if limit is None else str(limit)]
         with self._calling("read"):
-            batch = self._batch(self._read(keys=self._skeys(stream), args=args), after)
+            batch = self._batch(self._read(keys=self._skeys(stream)[:2], args=args), after)
             if batch.messages or batch.reset or not block:
                 return batch
             deadline = time.monotonic() + block
@@ -397,7 +418,7 @@ class RedisBackend(Backend):
 
     def last_id(self, stream: str) -> str | None:
         with self._calling("last_id"):
-            _, last, _ = self._read(keys=self._skeys(stream), args=["", "0"])
+            _, last, _ = self._read(keys=self._skeys(stream)[:2], args=["", "0"])
         return None if not last or _text(last) == "0-0" else _text(last)
 
     def _state(self, state: str, error: BaseException | None) -> None:
@@ -443,8 +464,7 @@ class RedisBackend(Backend):
                 down, delay = False, 0.05
                 self._state("reconnected", None)
             if batch.messages or batch.reset:
-                if batch.messages:
-                    cursor = batch.messages[-1].id
+                cursor = self._advance(stream, cursor, batch) or "0-0"
                 yield batch
 
     # -- async faces: a redis.asyncio client on one loop thread of this backend -------------
@@ -468,7 +488,7 @@ class RedisBackend(Backend):
     async def apublish_many(self, stream: str, items: Iterable[bytes]) -> list[str]:
         args = self._publish_args(items)
         keys = self._skeys(stream)
-        if len(args) == 2:
+        if len(args) == 4:
             return []
 
         async def run() -> list[Any]:
@@ -525,6 +545,8 @@ class RedisBackend(Backend):
             if batch.messages or batch.reset:
                 if batch.messages:
                     cursor = batch.messages[-1].id
+                elif batch.reset:
+                    cursor = await self.alast_id(stream) or "0-0"
                 yield batch
 
     # -- queues ------------------------------------------------------------------------------
