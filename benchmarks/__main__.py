@@ -14,10 +14,10 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import bench_send, bench_sqlite
+from benchmarks import bench_redis, bench_send, bench_sqlite
 from benchmarks.common import Measurement
 
-SUITES = [bench_send, bench_sqlite]
+SUITES = [bench_send, bench_sqlite, bench_redis]
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 

@@ -2,15 +2,15 @@
 
 - publish -> follow: one thread publishes, another follows with blocking reads,
   payloads carrying their send time. notifycore: ``publish()`` (one Lua script
-  that adds, trims exactly and records the trim) and ``read(block=...)``. Raw:
+  that adds, trims exactly, records the trim and makes retries idempotent) and
+  ``follow()`` (``XREAD BLOCK`` pipelined with a read of the trim mark). Raw:
   ``XADD MAXLEN = n`` and ``XREAD BLOCK``. Batched: ``publish_many`` of 100 beside
   a pipeline of 100 ``XADD``.
 - enqueue -> ack: notifycore ``enqueue``/``enqueue_many`` then ``reserve`` +
   ``ack`` per job (each one script, leases and receipts included). Raw:
   ``XADD`` then ``XREADGROUP COUNT 1`` + ``XACK`` per job; batched, a pipeline
-  of 100 ``XADD`` and ``XREADGROUP COUNT 100`` + one ``XACK`` of 100 ids.
-  notifycore reserves one job at a time, so the batched row compares its
-  one-at-a-time consumption with raw batch consumption.
+  of 100 ``XADD`` and ``XREADGROUP COUNT 100`` + one ``XACK`` of 100 ids beside
+  notifycore's ``enqueue_many``, ``reserve_many`` and ``ack_many`` of 100.
 """
 
 from __future__ import annotations
@@ -117,13 +117,11 @@ def _follow_pair(url: str, count: int, batch: int) -> tuple[float, list[float], 
     from notify_redis.backend import RedisBackend
 
     backend = RedisBackend(url, prefix=f"bench-{uuid.uuid4().hex[:6]}:", stream_maxlen=MAXLEN)
-    cursor = {"id": "0-0"}
+    stop = threading.Event()
+    following = backend.follow("s", "0-0", stop=stop, poll=1.0)
 
     def ours_read() -> list[bytes]:
-        got = backend.read("s", cursor["id"], block=1.0)
-        if got.messages:
-            cursor["id"] = got.messages[-1].id
-        return [m.data for m in got.messages]
+        return [m.data for m in next(following).messages]
 
     def ours_publish(items: list[bytes]) -> None:
         if len(items) == 1:
@@ -132,6 +130,7 @@ def _follow_pair(url: str, count: int, batch: int) -> tuple[float, list[float], 
             backend.publish_many("s", items)
 
     ours_rate, ours_lat = _follow_run(ours_publish, ours_read, count, batch)
+    stop.set()
     backend.close()
 
     client = redis.Redis.from_url(url)
@@ -208,11 +207,17 @@ def queue_rows(url: str, count: int) -> list[Measurement]:
                 backend.enqueue_many("q", [payload] * batch)
         done = 0
         while done < count:
-            job = backend.reserve("q", visibility_timeout=60)
-            if job is None:
-                break
-            backend.ack(job)
-            done += 1
+            if batch == 1:
+                job = backend.reserve("q", visibility_timeout=60)
+                if job is None:
+                    break
+                backend.ack(job)
+                done += 1
+            else:
+                jobs = backend.reserve_many("q", batch, visibility_timeout=60)
+                if not jobs:
+                    break
+                done += backend.ack_many(jobs)
         ours = done / (time.perf_counter() - started)
         backend.close()
 
@@ -238,7 +243,7 @@ def queue_rows(url: str, count: int) -> list[Measurement]:
             done += len(ids)
         raw = done / (time.perf_counter() - started)
         client.close()
-        label = "one per call" if batch == 1 else "enqueue in batches of 100"
+        label = "one per call" if batch == 1 else "batches of 100"
         rows.append(
             Measurement(
                 f"Redis enqueue -> reserve + ack, {label}",

@@ -15,6 +15,7 @@ from notifycore.backends.base import Backend
 from notifycore.config import Setting, Settings
 from notifycore.errors import ConfigurationError, ConsumerError, InvalidEvent, UnknownHub
 from notifycore.event import Event
+from notifycore.fanout import Fanout
 from notifycore.hub import HUB_ID_PREFIX, Hub, Registration
 from notifycore.jobs import encode_job
 from notifycore.plugins import Plugins, get_plugins
@@ -93,6 +94,7 @@ class Notifications:
         self._stats: dict[str, int] = {"expired": 0, "failed": 0}
         self._backend: Backend | None = None
         self._worker: Worker | None = None
+        self._fanout: Fanout | None = None
         self.configure(config or {}, backend=backend)
         self.plugins.notifications_created(self)
         if app is not None:
@@ -146,9 +148,21 @@ class Notifications:
                 f"{type(app).__qualname__}; install notify-flask or notify-starlette"
             )
 
+    @property
+    def fanout(self) -> Fanout:
+        """The process's shared stream followers (web adapters subscribe browsers here)."""
+        if self._fanout is None:
+            with self._lock:
+                if self._fanout is None:
+                    self._fanout = Fanout(self.backend)
+        return self._fanout
+
     def close(self) -> None:
-        """Stop the background worker; close consumers, the async helper thread and the backend."""
+        """Stop the worker and the stream followers; close consumers, helper thread and backend."""
         self.stop_worker()
+        if self._fanout is not None:
+            self._fanout.close()
+            self._fanout = None
         for hub in self._hub_list:
             for registration in hub.registrations:
                 registration.consumer.close()

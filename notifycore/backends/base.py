@@ -137,6 +137,13 @@ class Backend(abc.ABC):
     def last_id(self, stream: str) -> str | None:
         """The id of the newest message of ``stream``, None when it has none."""
 
+    def id_key(self, message_id: str) -> tuple[int, ...]:
+        """A sort key for ids of this backend: later messages have greater keys.
+
+        The default reads ``"42"`` and Redis-style ``"1700000000000-3"`` ids.
+        """
+        return tuple(int(part) for part in message_id.split("-"))
+
     def follow(
         self,
         stream: str,
@@ -181,6 +188,20 @@ class Backend(abc.ABC):
 
         Waits ``block`` seconds at most for one; None when there is none.
         """
+
+    def reserve_many(self, queue: str, count: int, *, visibility_timeout: float) -> list[Job]:
+        """Up to ``count`` visible jobs at once (no waiting), in as few round trips as possible."""
+        jobs: list[Job] = []
+        while len(jobs) < count:
+            job = self.reserve(queue, visibility_timeout=visibility_timeout)
+            if job is None:
+                break
+            jobs.append(job)
+        return jobs
+
+    def ack_many(self, jobs: Iterable[Job]) -> int:
+        """:meth:`ack` several jobs; return how many were still held and removed."""
+        return sum(1 for job in jobs if self.ack(job))
 
     @abc.abstractmethod
     def ack(self, job: Job) -> bool:

@@ -125,9 +125,11 @@ class SQLiteBackend(Backend):
         self.poll_interval = poll_interval
         self.busy_timeout = busy_timeout
         self._local = threading.local()
-        # Every open connection, by id, so close() reaches those of other threads too.
-        self._connections: dict[int, sqlite3.Connection] = {}
-        self._connections_lock = threading.Lock()
+        # Every open connection, by id, with the thread that owns it.
+        # (A weak reference: holding the thread would keep its finaliser from ever running.)
+        self._connections: dict[int, tuple[sqlite3.Connection, weakref.ref[threading.Thread]]] = {}
+        # Re-entrant: a finaliser run by garbage collection inside close() takes it again.
+        self._connections_lock = threading.RLock()
         self._cond = threading.Condition()
         self._closed = False
         self._retry_locked(lambda: self._db().executescript(_SCHEMA), "create the tables")
@@ -160,10 +162,10 @@ class SQLiteBackend(Backend):
     # -- connections -------------------------------------------------------------------------
 
     def _db(self) -> sqlite3.Connection:
+        if self._closed:
+            raise BackendError("the sqlite backend is closed")
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            if self._closed:
-                raise BackendError("the sqlite backend is closed")
             try:
                 db = sqlite3.connect(
                     self.path,
@@ -179,7 +181,7 @@ class SQLiteBackend(Backend):
             db.execute("PRAGMA synchronous=NORMAL")
             self._local.db = db
             with self._connections_lock:
-                self._connections[id(db)] = db
+                self._connections[id(db)] = (db, weakref.ref(threading.current_thread()))
             # Close it when its thread is gone, so short-lived threads do not leak files.
             weakref.finalize(threading.current_thread(), self._forget, db)
         return db
@@ -214,12 +216,20 @@ class SQLiteBackend(Backend):
 
     def close(self) -> None:
         self._closed = True
+        current = threading.current_thread()
         with self._connections_lock:
-            connections, self._connections = list(self._connections.values()), {}
-        for db in connections:
+            # Closing a connection another live thread may be using can crash SQLite: those
+            # are closed by their thread's finaliser, and refuse new work from now on.
+            mine = []
+            for key, (db, ref) in self._connections.items():
+                owner = ref()
+                if owner is None or owner is current or not owner.is_alive():
+                    mine.append((key, db))
+            for key, _ in mine:
+                del self._connections[key]
+        for _, db in mine:
             with contextlib.suppress(sqlite3.Error):  # closing is best effort
                 db.close()
-        self._local = threading.local()
 
     def _notify(self) -> None:
         with self._cond:

@@ -313,6 +313,19 @@ class BackendContract:
         later = _reserve_within(backend, queue, 10.0)
         assert later is not None and later.payload == b"later"
 
+    def test_reserve_many_and_ack_many(self, backend: Backend) -> None:
+        queue = _name("q")
+        backend.enqueue_many(queue, [str(i).encode() for i in range(7)])
+        first = backend.reserve_many(queue, 5, visibility_timeout=HOLD)
+        assert [j.payload for j in first] == [str(i).encode() for i in range(5)]
+        assert len({j.id for j in first}) == 5 and all(j.attempts == 1 for j in first)
+        rest = backend.reserve_many(queue, 5, visibility_timeout=HOLD)
+        assert [j.payload for j in rest] == [b"5", b"6"]
+        assert backend.reserve_many(queue, 5, visibility_timeout=HOLD) == []
+        assert backend.ack_many([*first, *rest]) == 7
+        assert backend.ack_many(first) == 0, "acking twice removes nothing"
+        assert backend.queue_length(queue) == 0
+
     def test_dead_letters_keep_the_error_and_can_be_requeued_or_purged(
         self, backend: Backend
     ) -> None:

@@ -104,7 +104,8 @@ return {maxdel, last, entries}
 """
 
 # KEYS: stream, leases, jobs, delayed, delayed-data
-# ARGV: group, consumer, visibility ms, receipt
+# ARGV: group, consumer, visibility ms, receipt, how many
+# Returns {n, wait ms, newest id, id1, payload1, attempts1, error1, ...}.
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -124,46 +125,67 @@ for _, token in ipairs(due) do
   redis.call('ZREM', KEYS[4], token)
   redis.call('HDEL', KEYS[5], token .. ':p', token .. ':a', token .. ':e')
 end
-local id, p, a, e
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1)
-if #expired > 0 then
-  local claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, expired[1])
+local out = {}
+local want = tonumber(ARGV[5])
+local deadline = now + tonumber(ARGV[3])
+-- Leases and receipts are written once for the whole batch, below.
+local leases, receipts = {}, {}
+local function lease(id, p, a, e)
+  leases[#leases + 1] = deadline
+  leases[#leases + 1] = id
+  receipts[#receipts + 1] = 'r:' .. id
+  receipts[#receipts + 1] = ARGV[4]
+  out[#out + 1] = id
+  out[#out + 1] = p
+  out[#out + 1] = a
+  out[#out + 1] = e
+end
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, want)
+for _, old in ipairs(expired) do
+  local claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, old)
   if #claimed > 0 and claimed[1] then
-    id = claimed[1][1]
-    p = field(claimed[1][2], 'p')
-    a = redis.call('HINCRBY', KEYS[3], 'a:' .. id, 1)
-    e = redis.call('HGET', KEYS[3], 'e:' .. id) or field(claimed[1][2], 'e')
+    local id = claimed[1][1]
+    local a = redis.call('HINCRBY', KEYS[3], 'a:' .. id, 1)
+    local e = redis.call('HGET', KEYS[3], 'e:' .. id) or field(claimed[1][2], 'e')
+    lease(id, field(claimed[1][2], 'p'), a, e)
   else
-    redis.call('ZREM', KEYS[2], expired[1])
-    redis.call('HDEL', KEYS[3], 'a:' .. expired[1], 'r:' .. expired[1], 'e:' .. expired[1])
+    redis.call('ZREM', KEYS[2], old)
+    redis.call('HDEL', KEYS[3], 'a:' .. old, 'r:' .. old, 'e:' .. old)
   end
 end
-if not id then
-  local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 1, 'STREAMS', KEYS[1], '>')
-  if got and #got > 0 and #got[1][2] > 0 then
-    local entry = got[1][2][1]
-    id = entry[1]
-    p = field(entry[2], 'p')
-    a = tonumber(field(entry[2], 'a') or '0') + 1
-    e = field(entry[2], 'e')
-    redis.call('HSET', KEYS[3], 'a:' .. id, a)
-    if e then redis.call('HSET', KEYS[3], 'e:' .. id, e) end
+local room = want - #out / 4
+if room > 0 then
+  local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', room, 'STREAMS', KEYS[1], '>')
+  if got and #got > 0 then
+    for _, entry in ipairs(got[1][2]) do
+      local id = entry[1]
+      local a = tonumber(field(entry[2], 'a') or '0') + 1
+      local e = field(entry[2], 'e')
+      receipts[#receipts + 1] = 'a:' .. id
+      receipts[#receipts + 1] = a
+      if e then
+        receipts[#receipts + 1] = 'e:' .. id
+        receipts[#receipts + 1] = e
+      end
+      lease(id, field(entry[2], 'p'), a, e)
+    end
   end
 end
-if id then
-  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), id)
-  redis.call('HSET', KEYS[3], 'r:' .. id, ARGV[4])
-  return {id, p, a, e}
+if #leases > 0 then
+  redis.call('ZADD', KEYS[2], unpack(leases))
+  redis.call('HSET', KEYS[3], unpack(receipts))
 end
 local wait = -1
-local nd = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
-if #nd > 0 then wait = tonumber(nd[2]) - now end
-local nl = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-if #nl > 0 and (wait < 0 or tonumber(nl[2]) - now < wait) then wait = tonumber(nl[2]) - now end
 local last = '0-0'
-local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if #tail > 0 then last = tail[1][1] end
-return {false, wait, last}
+if #out == 0 then
+  local nd = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+  if #nd > 0 then wait = tonumber(nd[2]) - now end
+  local nl = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  if #nl > 0 and (wait < 0 or tonumber(nl[2]) - now < wait) then wait = tonumber(nl[2]) - now end
+  local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+  if #tail > 0 then last = tail[1][1] end
+end
+return {#out / 4, wait, last, unpack(out)}
 """
 
 # Shared head of ack / retry / dead-letter: the caller must still hold the job.
@@ -188,6 +210,27 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 _ACK = _OWNED + "return 1\n"
+
+# KEYS: stream, leases, jobs; ARGV: group, then id, receipt pairs. Returns how many were acked.
+_ACK_MANY = """
+local ids, fields = {}, {}
+for i = 2, #ARGV, 2 do
+  local id = ARGV[i]
+  if redis.call('HGET', KEYS[3], 'r:' .. id) == ARGV[i + 1] then
+    ids[#ids + 1] = id
+    fields[#fields + 1] = 'a:' .. id
+    fields[#fields + 1] = 'r:' .. id
+    fields[#fields + 1] = 'e:' .. id
+  end
+end
+if #ids > 0 then
+  redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+  redis.call('XDEL', KEYS[1], unpack(ids))
+  redis.call('ZREM', KEYS[2], unpack(ids))
+  redis.call('HDEL', KEYS[3], unpack(fields))
+end
+return #ids
+"""
 
 # ARGV[4]: delay ms, ARGV[5]: error
 _RETRY = (
@@ -283,6 +326,7 @@ class RedisBackend(Backend):
         self._publish = self.client.register_script(_PUBLISH)
         self._reserve = self.client.register_script(_RESERVE)
         self._ack = self.client.register_script(_ACK)
+        self._ack_many = self.client.register_script(_ACK_MANY)
         self._retry = self.client.register_script(_RETRY)
         self._dead = self.client.register_script(_DEAD)
         self._groups: set[str] = set()
@@ -398,22 +442,33 @@ class RedisBackend(Backend):
     ) -> StreamRead:
         if after is not None:
             parse_id(after)
-        key = self._skey(stream)
         args = ["" if after is None else after, "" if limit is None else str(limit)]
         with self._calling("read"):
             batch = self._batch(self._read(keys=self._skeys(stream)[:2], args=args), after)
             if batch.messages or batch.reset or not block:
                 return batch
-            deadline = time.monotonic() + block
+            return self._tail(stream, after or "0-0", block, limit)
+
+    def _tail(self, stream: str, after: str, block: float, limit: int | None = None) -> StreamRead:
+        """Wait for messages after ``after``: ``XREAD BLOCK``, then the trim mark, in one round trip.
+
+        Reading the trim mark after the messages tells whether any between ``after`` and
+        them were trimmed first, so a follower needs no separate check per message.
+        """
+        key, meta = self._skeys(stream)[:2]
+        deadline = time.monotonic() + block
+        with self._calling("read"):
             while (remaining := deadline - time.monotonic()) > 0:
-                got = self.client.xread(
-                    {key: after or "0-0"},
-                    count=limit,
-                    block=max(1, int(min(remaining, _MAX_BLOCK) * 1000)),
+                pipe = self.client.pipeline(transaction=False)
+                pipe.xread(
+                    {key: after}, count=limit, block=max(1, int(min(remaining, _MAX_BLOCK) * 1000))
                 )
+                pipe.hget(meta, "trimmed")
+                got, trimmed = pipe.execute()
                 if got:
                     entries = got[0][1]
-                    return StreamRead([StreamMessage(_text(i), f[b"d"]) for i, f in entries])
+                    reset = trimmed is not None and parse_id(after) < parse_id(_text(trimmed))
+                    return StreamRead([StreamMessage(_text(i), f[b"d"]) for i, f in entries], reset)
         return StreamRead([])
 
     def last_id(self, stream: str) -> str | None:
@@ -446,10 +501,16 @@ class RedisBackend(Backend):
                     down = True
                     self._state("disconnected", exc)
                 delay = min(delay * 2, 2.0)
+        checked = False  # the first read (and the first after an outage) checks for a reset
         while stop is None or not stop.is_set():
             try:
-                batch = self.read(stream, cursor, block=poll)
+                if checked:
+                    batch = self._tail(stream, cursor, poll)
+                else:
+                    batch = self.read(stream, cursor, block=poll)
+                    checked = True
             except BackendUnavailable as exc:
+                checked = False
                 if not down:
                     down = True
                     self._state("disconnected", exc)
@@ -590,10 +651,18 @@ class RedisBackend(Backend):
                 pipe.xadd(key, {"p": payload, "a": 0})
             return [_text(i) for i in pipe.execute()]
 
-    def _take(self, queue: str, visibility_timeout: float) -> tuple[Job | None, float, str]:
+    def _take(
+        self, queue: str, visibility_timeout: float, count: int = 1
+    ) -> tuple[list[Job], float, str]:
         keys = self._qkeys(queue)
         receipt = uuid.uuid4().hex
-        args: list[str | int] = [GROUP, self.consumer, int(visibility_timeout * 1000), receipt]
+        args: list[str | int] = [
+            GROUP,
+            self.consumer,
+            int(visibility_timeout * 1000),
+            receipt,
+            count,
+        ]
         try:
             result = self._reserve(keys=keys, args=args)
         except redis.ResponseError as exc:
@@ -601,18 +670,43 @@ class RedisBackend(Backend):
                 raise
             self._ensure_group(queue, keys[0], force=True)  # Redis lost it (restart, flush)
             result = self._reserve(keys=keys, args=args)
-        if result[0]:
-            job_id, payload, attempts, error = result
-            job = Job(
-                _text(job_id),
-                queue,
-                bytes(payload),
-                int(attempts),
-                receipt,
-                _text(error) if error else None,
+        jobs = []
+        for i in range(3, 3 + 4 * int(result[0]), 4):
+            job_id, payload, attempts, error = result[i : i + 4]
+            jobs.append(
+                Job(
+                    _text(job_id),
+                    queue,
+                    bytes(payload),
+                    int(attempts),
+                    receipt,
+                    _text(error) if error else None,
+                )
             )
-            return job, 0.0, ""
-        return None, float(result[1]), _text(result[2])
+        return jobs, float(result[1]), _text(result[2])
+
+    def reserve_many(self, queue: str, count: int, *, visibility_timeout: float) -> list[Job]:
+        jobs: list[Job] = []
+        with self._calling("reserve"):
+            self._ensure_group(queue, self._qkeys(queue)[0])
+            while len(jobs) < count:
+                # At most 500 a script call: Lua's unpack() has a limit on arguments.
+                got = self._take(queue, visibility_timeout, min(count - len(jobs), 500))[0]
+                if not got:
+                    break
+                jobs.extend(got)
+        return jobs
+
+    def ack_many(self, jobs: Iterable[Job]) -> int:
+        by_queue: dict[str, list[Job]] = {}
+        for job in jobs:
+            by_queue.setdefault(job.queue, []).append(job)
+        done = 0
+        with self._calling("ack"):
+            for queue, group in by_queue.items():
+                pairs = [part for job in group for part in (job.id, job.receipt)]
+                done += int(self._ack_many(keys=self._qkeys(queue)[:3], args=[GROUP, *pairs]))
+        return done
 
     def reserve(
         self, queue: str, *, visibility_timeout: float, block: float | None = None
@@ -622,10 +716,10 @@ class RedisBackend(Backend):
         with self._calling("reserve"):
             self._ensure_group(queue, key)
             while True:
-                job, wait_ms, last = self._take(queue, visibility_timeout)
+                jobs, wait_ms, last = self._take(queue, visibility_timeout)
                 remaining = deadline - time.monotonic()
-                if job is not None or remaining <= 0:
-                    return job
+                if jobs or remaining <= 0:
+                    return jobs[0] if jobs else None
                 wait = min(remaining, _MAX_BLOCK)
                 if wait_ms >= 0:
                     wait = min(wait, wait_ms / 1000 + 0.001)

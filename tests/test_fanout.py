@@ -1,0 +1,148 @@
+"""One follower per stream per process, shared by every local subscriber."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from notifycore.backends.base import Backend, StreamRead
+from notifycore.backends.memory import MemoryBackend
+from notifycore.backends.sqlite import SQLiteBackend
+from notifycore.fanout import Fanout
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    made: Backend = (
+        MemoryBackend()
+        if request.param == "memory"
+        else SQLiteBackend(f"sqlite:///{tmp_path}/f.db")
+    )
+    yield made
+    made.close()
+
+
+def collect(subscription: Any, count: int, timeout: float = 10.0) -> list[bytes]:
+    got: list[bytes] = []
+    while len(got) < count:
+        batch = subscription.get(timeout)
+        if batch is None:
+            break
+        got.extend(m.data for m in batch.messages)
+    return got
+
+
+def test_many_subscribers_share_one_follower(backend: Backend) -> None:
+    fanout = Fanout(backend, poll=0.1)
+    before = threading.active_count()
+    subscribers = [fanout.subscribe("s") for _ in range(50)]
+    assert fanout.streams == ["s"]
+    assert threading.active_count() == before + 1, (
+        "one thread for the stream, not one per subscriber"
+    )
+    for i in range(3):
+        backend.publish("s", f"m{i}".encode())
+    for subscription in subscribers:
+        assert collect(subscription, 3) == [b"m0", b"m1", b"m2"]
+    for subscription in subscribers:
+        subscription.close()
+    assert fanout.streams == []
+    fanout.close()
+
+
+def test_live_subscribers_do_not_get_the_past(backend: Backend) -> None:
+    backend.publish("s", b"old")
+    fanout = Fanout(backend, poll=0.1)
+    subscription = fanout.subscribe("s")
+    backend.publish("s", b"new")
+    assert collect(subscription, 1) == [b"new"]
+    assert subscription.get(0.2) is None
+    fanout.close()
+
+
+def test_resume_replays_then_continues_without_gap_or_duplicate(backend: Backend) -> None:
+    fanout = Fanout(backend, poll=0.1)
+    live = fanout.subscribe("s")  # keeps the stream's follower running
+    ids = [backend.publish("s", f"m{i}".encode()) for i in range(5)]
+    assert collect(live, 5) == [f"m{i}".encode() for i in range(5)]
+    resumed = fanout.subscribe("s", after=ids[1])
+    backend.publish("s", b"m5")
+    assert collect(resumed, 4) == [b"m2", b"m3", b"m4", b"m5"]
+    assert resumed.get(0.2) is None
+    assert resumed.last_id is not None and backend.id_key(resumed.last_id) > backend.id_key(ids[-1])
+    fanout.close()
+
+
+def test_a_resume_older_than_the_retention_starts_with_a_reset() -> None:
+    backend = MemoryBackend(stream_maxlen=3)
+    ids = [backend.publish("s", f"m{i}".encode()) for i in range(10)]
+    fanout = Fanout(backend, poll=0.1)
+    subscription = fanout.subscribe("s", after=ids[0])
+    first = subscription.get(5)
+    assert first is not None and first.reset is True
+    assert [m.data for m in first.messages] == [b"m7", b"m8", b"m9"]
+    fanout.close()
+
+
+def test_a_slow_subscriber_is_disconnected_and_never_delays_the_others(backend: Backend) -> None:
+    fanout = Fanout(backend, poll=0.1, max_pending=5)
+    slow = fanout.subscribe("s")
+    fast = fanout.subscribe("s")
+    got: list[bytes] = []
+    done = threading.Event()
+
+    def read_fast() -> None:
+        got.extend(collect(fast, 50, timeout=10))
+        done.set()
+
+    reader = threading.Thread(target=read_fast)
+    reader.start()
+    for i in range(50):
+        backend.publish("s", f"m{i}".encode())
+        time.sleep(0.01)  # separate batches, as browsers see them
+    reader.join(30)
+    assert done.is_set() and got == [f"m{i}".encode() for i in range(50)]
+    assert slow.closed_reason == "slow"
+    drained = []
+    while (batch := slow.get(0.1)) is not None:
+        drained.extend(batch.messages)
+    assert len(drained) <= 5, "it held at most max_pending messages, then it ended"
+    fanout.close()
+
+
+def test_async_subscribers(backend: Backend) -> None:
+    fanout = Fanout(backend, poll=0.1)
+
+    async def scenario() -> list[bytes]:
+        subscription = fanout.subscribe("s")
+        asyncio.get_running_loop().call_later(0.05, backend.publish, "s", b"hello")
+        batch = await subscription.aget(timeout=10)
+        assert batch is not None
+        assert await subscription.aget(timeout=0.1) is None
+        subscription.close()
+        return [m.data for m in batch.messages]
+
+    assert asyncio.run(scenario()) == [b"hello"]
+    fanout.close()
+
+
+def test_close_ends_every_subscription(backend: Backend) -> None:
+    fanout = Fanout(backend, poll=0.1)
+    subscription = fanout.subscribe("s")
+    fanout.close()
+    assert subscription.closed_reason == "shutdown"
+    assert subscription.get(1) is None
+
+
+def test_id_keys_order_ids() -> None:
+    backend = MemoryBackend()
+    assert backend.id_key("10") > backend.id_key("9")
+    assert backend.id_key("1700000000000-2") > backend.id_key("1700000000000-1")
+    batch = StreamRead([])
+    assert batch.last_id is None
