@@ -17,6 +17,7 @@ from notifycore.errors import (
     InvalidFilter,
     InvalidStreamId,
     NotifycoreError,
+    PermanentFailure,
     UnknownDriver,
     UnknownHub,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "LogConsumer",
     "Notifications",
     "NotifycoreError",
+    "PermanentFailure",
     "PushConsumer",
     "Registration",
     "SendResult",

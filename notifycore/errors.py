@@ -6,6 +6,7 @@ NotifycoreError
 │   └── UnknownDriver       a backend or consumer name that no installed plugin provides
 ├── UnknownHub              no hub with that label or id (also a ``KeyError``)
 ├── ConsumerError           a consumer failed under the ``raise`` error policy
+├── PermanentFailure        raised by a consumer: retrying cannot help, dead-letter the job now
 ├── InvalidFilter           a filter dict that cannot be turned back into a filter
 ├── InvalidStreamId         a stream id (a browser's Last-Event-ID, say) the backend cannot read
 └── BackendError            the backend failed
@@ -29,6 +30,7 @@ __all__ = [
     "InvalidFilter",
     "InvalidStreamId",
     "NotifycoreError",
+    "PermanentFailure",
     "UnknownDriver",
     "UnknownHub",
 ]
@@ -95,6 +97,14 @@ class ConsumerError(NotifycoreError):
         self.result = result
         failed = ", ".join(f"{o.hub}/{o.consumer}" for o in result.failed)
         super().__init__(f"{len(self.errors)} consumer(s) failed: {failed}")
+
+
+class PermanentFailure(NotifycoreError):
+    """Raise from a consumer when retrying cannot help (a refused address, a bad header).
+
+    A worker moves the job to the dead letters at once, with this message,
+    instead of retrying it.
+    """
 
 
 class BackendError(NotifycoreError):

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from notifycore.backends.base import Job
-from notifycore.errors import ConfigurationError
+from notifycore.errors import ConfigurationError, PermanentFailure
 from notifycore.jobs import InvalidJob, decode_job
 
 if TYPE_CHECKING:
@@ -157,7 +157,9 @@ class Worker:
         if error is None:
             return JobOutcome.DONE if backend.ack(job) else JobOutcome.LOST
         reason = f"{type(error).__name__}: {error}"
-        if job.attempts >= (registration.max_tries or self.max_tries):
+        if isinstance(error, PermanentFailure) or job.attempts >= (
+            registration.max_tries or self.max_tries
+        ):
             logger.error("job %s dead after %d tries: %s", job.id, job.attempts, reason)
             return JobOutcome.DEAD if backend.dead_letter(job, error=reason) else JobOutcome.LOST
         delay = backoff_delay(job.attempts, self.backoff, self.backoff_max)

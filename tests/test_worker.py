@@ -131,3 +131,20 @@ def test_events_that_expire_in_the_queue_are_dropped_and_counted(make_notificati
     assert done == []
     assert n.stats["expired"] == 1
     assert n.backend.queue_length("notifycore") == 0
+
+
+def test_a_permanent_failure_is_dead_lettered_without_retries(make_notifications: Make) -> None:
+    from notifycore import PermanentFailure
+
+    n = make_notifications(MAX_TRIES=5, RETRY_BACKOFF=0.0)
+    calls: list[int] = []
+
+    def refuse(event: Event) -> None:
+        calls.append(1)
+        raise PermanentFailure("550 no such mailbox")
+
+    n.create_hub("H").register_consumer(refuse, name="mail", mode="queued")
+    n.send(Event(None, "t"))
+    assert Worker(n).run_once() is JobOutcome.DEAD
+    assert len(calls) == 1
+    assert n.backend.dead_letters("notifycore")[0].error == "PermanentFailure: 550 no such mailbox"
