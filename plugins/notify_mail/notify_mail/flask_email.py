@@ -1,0 +1,90 @@
+"""FlaskEmailConsumer: e-mail through flask-mailman, the Django mail API that Flask-Email offered.
+
+Flask-Email itself is Python-2 only; flask-mailman is its maintained port.
+The backend is selectable as flask-mailman documents (``MAIL_BACKEND`` =
+``smtp``, ``console``, ``file``, ``locmem``, or a dotted path), or per
+consumer with ``backend=``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+from flask import Flask
+from flask_mailman import EmailMultiAlternatives
+
+from notify_mail.message import MailConsumer, MailMessage, classify_smtp_error
+from notifycore import ConfigurationError
+
+__all__ = ["FlaskEmailConsumer"]
+
+
+class FlaskEmailConsumer(MailConsumer):
+    """Sends through the flask-mailman extension of ``app`` (``app.extensions["mailman"]``)."""
+
+    def __init__(
+        self,
+        app: Flask,
+        *,
+        backend: str | None = None,
+        max_emails: int | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        if "mailman" not in getattr(app, "extensions", {}):
+            raise ConfigurationError(
+                "flask-mailman is not set up on this app: call Mail(app) first"
+            )
+        self.app = app
+        self.backend = backend
+        self.max_emails = (
+            max_emails if max_emails is not None else app.config.get("MAIL_MAX_EMAILS")
+        )
+
+    @classmethod
+    def from_app(cls, app: Flask, **options: Any) -> Self:
+        return cls(app, **options)
+
+    def __repr__(self) -> str:
+        return f"FlaskEmailConsumer({self.app.name}, backend={self.backend or 'MAIL_BACKEND'})"
+
+    def default_sender(self) -> str | None:
+        sender = self.app.extensions["mailman"].default_sender
+        return str(sender) if sender else None
+
+    def deliver(self, messages: list[MailMessage]) -> None:
+        size = self.max_emails or len(messages) or 1
+        with self.app.app_context():
+            state = self.app.extensions["mailman"]
+            try:
+                # One connection per MAIL_MAX_EMAILS messages.
+                for start in range(0, len(messages), size):
+                    connection = state.get_connection(backend=self.backend, fail_silently=False)
+                    batch = [self._message(m, connection) for m in messages[start : start + size]]
+                    # Opened and closed here: the smtp backend leaves its socket open when a
+                    # send fails, if it opened it itself.
+                    connection.open()
+                    try:
+                        connection.send_messages(batch)
+                    finally:
+                        connection.close()
+            except Exception as error:
+                classified = classify_smtp_error(error)
+                if classified is not error:
+                    raise classified from error
+                raise
+
+    @staticmethod
+    def _message(message: MailMessage, connection: Any) -> EmailMultiAlternatives:
+        email = EmailMultiAlternatives(
+            subject=message.subject,
+            body=message.text,
+            from_email=message.sender,
+            to=list(message.recipients),
+            connection=connection,
+        )
+        if message.html is not None:
+            email.attach_alternative(message.html, "text/html")
+        for attachment in message.attachments:
+            email.attach(attachment.filename, attachment.data, attachment.content_type)
+        return email
