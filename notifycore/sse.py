@@ -1,0 +1,97 @@
+"""Server-Sent Events framing shared by the web adapters.
+
+A frame carries ``id:`` (the stream id, for ``Last-Event-ID``), ``event:``
+(the event type) and ``data:`` (the event JSON). Newlines inside the data are
+framed as further ``data:`` lines, never trusted, so an event cannot inject
+frames of its own. :class:`FrameCache` makes each message's frame once per
+process, however many clients receive it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+
+from notifycore.backends.base import StreamMessage
+
+__all__ = [
+    "HEADERS",
+    "FrameCache",
+    "comment",
+    "event_type_of",
+    "frame",
+    "reset_frame",
+    "retry_frame",
+]
+
+#: Response headers of every stream: no caching, no proxy buffering.
+HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+    "Content-Type": "text/event-stream; charset=utf-8",
+}
+
+
+def _line_safe(value: str) -> str:
+    return value.replace("\r", " ").replace("\n", " ")
+
+
+def frame(message_id: str, event_type: str, data: bytes) -> bytes:
+    """One SSE frame; every line of ``data`` gets its own ``data:`` field."""
+    lines = (
+        data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    )
+    body = "".join(f"data: {line}\n" for line in lines)
+    return f"id: {_line_safe(message_id)}\nevent: {_line_safe(event_type)}\n{body}\n".encode()
+
+
+def comment(text: str = "") -> bytes:
+    """A comment line (heartbeat): ignored by EventSource, keeps proxies from closing the stream."""
+    return f": {_line_safe(text)}\n\n".encode()
+
+
+def retry_frame(milliseconds: int) -> bytes:
+    """The reconnection delay hint."""
+    return f"retry: {int(milliseconds)}\n\n".encode()
+
+
+def reset_frame(stream: str, resume_id: str | None) -> bytes:
+    """Tells a client it missed events that are no longer kept: it should reload its state."""
+    data = json.dumps({"stream": stream, "reason": "events missed are no longer kept"}).encode()
+    return frame(resume_id or "", "reset", data)
+
+
+def event_type_of(data: bytes) -> str:
+    """The ``event_type`` of an event's JSON (``message`` when it has none)."""
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        return "message"
+    kind = parsed.get("event_type") if isinstance(parsed, dict) else None
+    return kind if isinstance(kind, str) and kind else "message"
+
+
+class FrameCache:
+    """Frames by (stream, id), made once per process however many clients send them."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._frames: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+        self.made = 0
+
+    def get(self, stream: str, message: StreamMessage) -> bytes:
+        key = (stream, message.id)
+        with self._lock:
+            found = self._frames.get(key)
+            if found is not None:
+                self._frames.move_to_end(key)
+                return found
+        made = frame(message.id, event_type_of(message.data), message.data)
+        with self._lock:
+            self.made += 1
+            self._frames[key] = made
+            if len(self._frames) > self.size:
+                self._frames.popitem(last=False)
+        return made
