@@ -95,10 +95,18 @@ class Notifications:
         self._backend: Backend | None = None
         self._worker: Worker | None = None
         self._fanout: Fanout | None = None
-        self.configure(config or {}, backend=backend)
+        #: The configuration given to the constructor; adapters add the app's settings to it.
+        self.config: dict[str, Any] = dict(config or {})
+        if app is None:
+            self.configure(self.config, backend=backend)
+        else:
+            # The app's own configuration comes with init_app: build no backend before it.
+            self.settings = Settings(collect_settings(self.plugins), self.config, self._environ)
         self.plugins.notifications_created(self)
         if app is not None:
             self.init_app(app)
+            if self._backend is None:
+                self.configure(self.config, backend=backend)
 
     def __repr__(self) -> str:
         return f"<Notifications backend={self._backend!r} hubs={list(self._hubs)}>"
@@ -120,6 +128,9 @@ class Notifications:
         self._raise_errors = settings["CONSUMER_ERRORS"] == "raise"
         self._default_queue: str = settings["DEFAULT_QUEUE"]
         if old is not None and old is not backend:
+            if self._fanout is not None:  # its followers read the old backend
+                self._fanout.close()
+                self._fanout = None
             old.close()
 
     @staticmethod

@@ -77,12 +77,14 @@ class FrameCache:
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
-        self._frames: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._frames: OrderedDict[tuple[str, str, bytes], bytes] = OrderedDict()
         self._lock = threading.Lock()
         self.made = 0
 
     def get(self, stream: str, message: StreamMessage) -> bytes:
-        key = (stream, message.id)
+        # The data is part of the key: ids restart when a backend is replaced or emptied.
+        # (A bytes object caches its hash, and every client shares the batch's bytes.)
+        key = (stream, message.id, message.data)
         with self._lock:
             found = self._frames.get(key)
             if found is not None:
