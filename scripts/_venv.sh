@@ -38,5 +38,13 @@ venv_install() {
         "$VENV/bin/python" -m pip install --quiet --upgrade pip
     fi
     echo "==> installing: $*"
-    (cd "$ROOT" && "$VENV/bin/python" -m pip install --quiet "$@")
+    local log
+    log=$(mktemp)
+    # pip's build warnings go to a log, shown only when the install fails.
+    if ! (cd "$ROOT" && "$VENV/bin/python" -m pip install --quiet "$@") >"$log" 2>&1; then
+        cat "$log" >&2
+        rm -f "$log"
+        return 1
+    fi
+    rm -f "$log"
 }

@@ -1,0 +1,3 @@
+from examples.demo.app import main
+
+main()
