@@ -1,0 +1,192 @@
+"""The WebSocket endpoint: one connection, any number of authorised stream subscriptions.
+
+Client messages: ``{"action": "subscribe", "stream": NAME, "after": ID?}`` and
+``{"action": "unsubscribe", "stream": NAME}``. Server messages:
+``subscribed``, ``unsubscribed``, ``event``, ``reset`` and ``error``, each
+with ``"type"`` and the canonical ``"stream"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskGroup
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from notify_starlette._shared import disconnected, subscribe
+from notifycore.errors import InvalidStreamId, UnknownHub
+
+if TYPE_CHECKING:
+    from notify_starlette.endpoints import Endpoints
+    from notifycore.backends.base import StreamMessage
+    from notifycore.fanout import Subscription
+
+__all__ = ["MAX_SUBSCRIPTIONS", "Session"]
+
+#: Streams one connection may follow at once.
+MAX_SUBSCRIPTIONS = 64
+#: Close codes: 1013 "try again later" for a slow client, 1012 "service restart" at shutdown.
+CLOSE_CODES = {"slow": 1013, "shutdown": 1012}
+_WAKE_SECONDS = 30.0
+
+
+def event_message(stream_json: str, message: StreamMessage) -> str:
+    """The ``event`` message; the stored event JSON is embedded, not parsed again."""
+    data = message.data.decode("utf-8", errors="replace")
+    return f'{{"type":"event","stream":{stream_json},"id":{json.dumps(message.id)},"event":{data}}}'
+
+
+class Session:
+    """One WebSocket connection and its subscriptions."""
+
+    def __init__(self, endpoints: Endpoints, websocket: WebSocket, principal: Any) -> None:
+        self.endpoints = endpoints
+        self.websocket = websocket
+        self.principal = principal
+        self.subscriptions: dict[str, tuple[Subscription, anyio.CancelScope]] = {}
+        self._send_lock = anyio.Lock()
+        self._closed = False
+        self._tasks: TaskGroup | None = None
+
+    async def run(self) -> None:
+        await self.websocket.accept()
+        try:
+            async with anyio.create_task_group() as tasks:
+                self._tasks = tasks
+                await self._receive()
+                tasks.cancel_scope.cancel()
+        finally:
+            for subscription, _ in self.subscriptions.values():
+                subscription.close()
+            self.subscriptions.clear()
+
+    async def _receive(self) -> None:
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                self._closed = True
+                return
+            text = message.get("text")
+            if text is None:
+                text = (message.get("bytes") or b"").decode("utf-8", errors="replace")
+            await self._handle(text)
+
+    async def _handle(self, text: str) -> None:
+        try:
+            request = json.loads(text)
+        except ValueError:
+            request = None
+        if not isinstance(request, dict):
+            await self._error(None, "bad_request", "messages are JSON objects")
+            return
+        action, name = request.get("action"), request.get("stream")
+        if action not in ("subscribe", "unsubscribe"):
+            await self._error(None, "bad_request", "action must be subscribe or unsubscribe")
+            return
+        if not isinstance(name, str) or not name:
+            await self._error(None, "bad_request", "stream must be a non-empty string")
+            return
+        try:
+            stream = self.endpoints.resolve(name, self.principal)
+        except UnknownHub as exc:
+            await self._error(name, "not_found", str(exc))
+            return
+        except PermissionError:
+            await self._error(name, "unauthorized", "authentication required")
+            return
+        if action == "unsubscribe":
+            found = self.subscriptions.pop(stream, None)
+            if found is not None:
+                found[1].cancel()
+                found[0].close()
+            await self._send({"type": "unsubscribed", "stream": stream})
+            return
+        after = request.get("after")
+        if after is not None and not isinstance(after, str):
+            await self._error(stream, "bad_request", "after must be a string id")
+            return
+        await self._subscribe(stream, after or None)
+
+    async def _subscribe(self, stream: str, after: str | None) -> None:
+        if not self.endpoints.access.allows(self.principal, stream):
+            code = "unauthorized" if self.principal is None else "forbidden"
+            await self._error(stream, code, "not allowed to read this stream")
+            return
+        if stream in self.subscriptions:
+            await self._send({"type": "subscribed", "stream": stream})
+            return
+        if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+            await self._error(stream, "too_many_subscriptions", f"at most {MAX_SUBSCRIPTIONS}")
+            return
+        if self.endpoints.state.closing:
+            await self._error(stream, "shutting_down", "the server is shutting down")
+            return
+        try:
+            subscription = await subscribe(
+                self.endpoints.notifications.fanout, stream, after, self.endpoints.max_pending
+            )
+        except InvalidStreamId as exc:
+            await self._error(stream, "bad_request", f"malformed after: {exc}")
+            return
+        scope = anyio.CancelScope()
+        self.subscriptions[stream] = (subscription, scope)
+        await self._send({"type": "subscribed", "stream": stream})
+        assert self._tasks is not None
+        self._tasks.start_soon(self._pump, stream, subscription, scope)
+
+    async def _pump(
+        self, stream: str, subscription: Subscription, scope: anyio.CancelScope
+    ) -> None:
+        """Forward one subscription's batches until it is unsubscribed or ended."""
+        stream_json = json.dumps(stream)
+        with scope:
+            while True:
+                batch = await subscription.aget(_WAKE_SECONDS)
+                if subscription.closed:
+                    reason = subscription.closed_reason or "closed"
+                    if reason in CLOSE_CODES:
+                        disconnected(self.endpoints.notifications, reason, "websocket")
+                        await self._close(CLOSE_CODES[reason], reason)
+                    return
+                if batch is None:
+                    continue
+                if batch.reset:
+                    await self._send_text(json.dumps({"type": "reset", "stream": stream}))
+                for message in batch.messages:
+                    await self._send_text(event_message(stream_json, message))
+
+    async def _error(self, stream: str | None, code: str, message: str) -> None:
+        await self._send({"type": "error", "stream": stream, "error": code, "message": message})
+
+    async def _send(self, payload: dict[str, Any]) -> None:
+        await self._send_text(json.dumps(payload))
+
+    async def _send_text(self, text: str) -> None:
+        """Send, or end the connection when the client is gone or takes too long to read."""
+        if self._closed:
+            return
+        timeout = self.endpoints.send_timeout
+        try:
+            with anyio.fail_after(timeout):
+                async with self._send_lock:
+                    await self.websocket.send_text(text)
+        except (TimeoutError, WebSocketDisconnect, RuntimeError):
+            self._closed = True
+            self._stop()
+
+    async def _close(self, code: int, reason: str) -> None:
+        if not self._closed:
+            self._closed = True
+            with anyio.move_on_after(self.endpoints.send_timeout):
+                async with self._send_lock:
+                    # Already gone: nothing more to tell it.
+                    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                        await self.websocket.close(code, reason)
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._tasks is not None:
+            self._tasks.cancel_scope.cancel()

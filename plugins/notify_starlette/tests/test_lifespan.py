@@ -1,0 +1,111 @@
+"""The lifespan ends every open stream when the server shuts down; the plugin claims apps."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette_helpers import SSE, WAIT, Serve, event
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+import notify_starlette
+from notify_starlette import plugin
+from notify_starlette._shared import process_state
+from notifycore import ConfigurationError, Notifications
+
+
+def test_shutdown_ends_open_streams(serve: Serve, notes: Notifications) -> None:
+    # No grace timeout: without the lifespan closing the streams, uvicorn would wait forever.
+    served = serve(notes, server_options={"timeout_graceful_shutdown": None})
+    with (
+        httpx.Client(timeout=httpx.Timeout(WAIT)) as client,
+        client.stream("GET", served.base + "/alerts/stream") as response,
+        connect(served.ws, open_timeout=WAIT) as ws,
+    ):
+        sse = SSE(response)
+        sse.next()
+        ws.send(json.dumps({"action": "subscribe", "stream": "alerts"}))
+        assert json.loads(ws.recv(timeout=WAIT))["type"] == "subscribed"
+        notes.send(event("before"))
+        assert sse.next()["id"] == "1"
+        assert json.loads(ws.recv(timeout=WAIT))["id"] == "1"
+        served.server.server.should_exit = True
+        assert list(sse.frames) == []  # the body ends cleanly, nothing more in it
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=WAIT)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1012
+    served.server.thread.join(WAIT)
+    assert not served.server.thread.is_alive()
+    assert notes.fanout.streams == []
+
+
+def test_close_streams_refuses_new_ones(
+    serve: Serve, notes: Notifications, client: httpx.Client
+) -> None:
+    served = serve(notes)
+    with client.stream("GET", served.base + "/alerts/stream") as response:
+        sse = SSE(response)
+        sse.next()
+        asyncio.run(notify_starlette.close_streams(notes))
+        assert list(sse.frames) == []
+    refused = client.get(served.base + "/alerts/stream")
+    assert refused.status_code == 503
+    assert refused.json()["error"] == "shutting_down"
+    with connect(served.ws, open_timeout=WAIT) as ws:
+        ws.send(json.dumps({"action": "subscribe", "stream": "alerts"}))
+        assert json.loads(ws.recv(timeout=WAIT))["error"] == "shutting_down"
+    # History and sending still work while the server drains.
+    assert client.get(served.base + "/alerts/events").status_code == 200
+
+
+def test_lifespan_context(notes: Notifications) -> None:
+    app = Starlette()
+
+    async def run() -> None:
+        async with notify_starlette.lifespan(notes)(app):
+            assert app.state.notifications is notes
+            assert process_state(notes).closing is False
+            notes.fanout.subscribe("event-hub-alerts")
+            assert notes.fanout.streams == ["event-hub-alerts"]
+        assert process_state(notes).closing is True
+        assert notes.fanout.streams == []
+
+    asyncio.run(run())
+
+
+def test_lifespan_ignores_a_broken_should_exit(notes: Notifications) -> None:
+    def broken() -> bool:
+        raise RuntimeError("boom")
+
+    async def run() -> None:
+        async with notify_starlette.lifespan(notes, should_exit=broken, poll=0.01)(Starlette()):
+            await asyncio.sleep(0.05)
+            assert process_state(notes).closing is False
+
+    asyncio.run(run())
+
+
+def test_notifications_claims_a_starlette_app() -> None:
+    app = Starlette()
+    notifications = Notifications(app, config={"BACKEND": "memory"}, environ={})
+    try:
+        assert app.state.notifications is notifications
+        assert plugin.notifycore_init_app(notifications, object()) is None
+        with pytest.raises(ConfigurationError):
+            notifications.init_app(object())
+    finally:
+        notifications.close()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"heartbeat": -1}, {"retry_ms": -1}, {"send_timeout": 0}, {"max_pending": 0}],
+)
+def test_routes_rejects_bad_options(notes: Notifications, options: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        notify_starlette.routes(notes, **options)  # type: ignore[arg-type]
