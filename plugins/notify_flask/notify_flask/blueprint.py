@@ -14,7 +14,14 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
 
-from notifycore import Event, InvalidEvent, InvalidStreamId, Notifications, UnknownHub
+from notifycore import (
+    BackendUnavailable,
+    Event,
+    InvalidEvent,
+    InvalidStreamId,
+    Notifications,
+    UnknownHub,
+)
 from notifycore.sse import HEADERS, FrameCache, comment, reset_frame, retry_frame
 from notifycore.web import Access, resume_id, stream_for_hub
 
@@ -59,15 +66,16 @@ def stream_blueprint(
         return access.principal(request._get_current_object())  # type: ignore[attr-defined]
 
     def stream_response(found: Notifications, stream: str) -> Response:
+        resume = resume_id(request.headers.get("Last-Event-ID"), request.args.get("lastEventId"))
         try:
-            subscription = found.fanout.subscribe(
-                stream,
-                resume_id(request.headers.get("Last-Event-ID"), request.args.get("lastEventId")),
-            )
+            subscription = found.fanout.subscribe(stream, resume)
         except InvalidStreamId as exc:
             return _error(400, "bad_request", str(exc))
+        except BackendUnavailable as exc:
+            return _error(503, "unavailable", str(exc))
 
         def generate() -> Iterator[bytes]:
+            sent = resume
             try:
                 yield retry_frame(retry_ms)
                 while True:
@@ -78,13 +86,21 @@ def stream_blueprint(
                         yield comment("ping")
                         continue
                     if batch.reset:
-                        yield reset_frame(stream, batch.messages[0].id if batch.messages else None)
+                        # The reset carries where the client already is: a reconnect right
+                        # after it must not skip the messages that follow.
+                        yield reset_frame(stream, sent)
                     for message in batch.messages:
                         yield frames.get(stream, message)
+                        sent = message.id
             finally:
                 subscription.close()
 
-        return Response(stream_with_context(generate()), headers=HEADERS, direct_passthrough=True)
+        response = Response(
+            stream_with_context(generate()), headers=HEADERS, direct_passthrough=True
+        )
+        # A response whose body never starts (HEAD, a client gone at once) still lets go.
+        response.call_on_close(subscription.close)
+        return response
 
     def guarded(stream: str | None, found: Notifications, access: Access) -> Response | None:
         who = principal(access)
@@ -130,6 +146,8 @@ def stream_blueprint(
             batch = found.backend.read(stream, request.args.get("since"), limit=1000)
         except InvalidStreamId as exc:
             return _error(400, "bad_request", str(exc))
+        except BackendUnavailable as exc:
+            return _error(503, "unavailable", str(exc))
         events = [{"id": m.id, "event": json.loads(m.data)} for m in batch.messages]
         return jsonify({"stream": stream, "events": events, "reset": batch.reset})
 
@@ -148,6 +166,8 @@ def stream_blueprint(
             result = found.send(Event.from_dict(payload))
         except InvalidEvent as exc:
             return _error(422, "invalid_event", str(exc), field=exc.field)
+        except BackendUnavailable as exc:
+            return _error(503, "unavailable", str(exc))
         body = {
             "event_id": result.event.event_id,
             "hubs": result.hubs,

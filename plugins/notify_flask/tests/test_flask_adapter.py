@@ -278,3 +278,53 @@ def test_request_is_the_flask_request(chat: tuple[Flask, Notifications]) -> None
     app.test_client().get("/notifications/me/stream")
     assert seen and seen[0].path == "/notifications/me/stream"
     notifications.close()
+
+
+def test_head_requests_leave_no_subscription_behind(chat: tuple[Flask, Notifications]) -> None:
+    app, notifications = chat
+    with serve(app) as base, httpx.Client(timeout=10) as http:
+        for _ in range(3):
+            assert http.head(f"{base}/notifications/event-hub-Chat/stream").status_code == 200
+    deadline = time.monotonic() + 5
+    while notifications.fanout.streams and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert notifications.fanout.streams == []
+
+
+def test_the_reset_frame_keeps_the_clients_position(chat: tuple[Flask, Notifications]) -> None:
+    app, notifications = chat
+    notifications.configure({"BACKEND": "memory", "STREAM_MAXLEN": 2})
+    for i in range(5):
+        send(notifications, f"n{i}")
+    with (
+        serve(app) as base,
+        httpx.Client(timeout=10) as http,
+        http.stream(
+            "GET", f"{base}/notifications/event-hub-Chat/stream", headers={"Last-Event-ID": "1"}
+        ) as response,
+    ):
+        reset, first, _ = read_events(response, 3)
+    assert reset["event"] == "reset" and reset["id"] == "1", (
+        "a reconnect after the reset misses nothing"
+    )
+    assert first["data"]["title"] == "n3"
+
+
+def test_an_unreachable_backend_is_a_503(
+    chat: tuple[Flask, Notifications], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from notifycore import BackendUnavailable
+
+    app, notifications = chat
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise BackendUnavailable("the broker is away")
+
+    monkeypatch.setattr(notifications.backend, "read", down)
+    monkeypatch.setattr(notifications.backend, "publish", down)
+    client = app.test_client()
+    history = client.get("/notifications/event-hub-Chat/events")
+    assert history.status_code == 503 and history.json["error"] == "unavailable"
+    monkeypatch.setattr(notifications, "send", down)
+    sent = client.post("/notifications/events", json={"event_type": "chat"})
+    assert sent.status_code == 503

@@ -63,8 +63,8 @@ class FlaskEmailConsumer(MailConsumer):
                     batch = [self._message(m, connection) for m in messages[start : start + size]]
                     # Opened and closed here: the smtp backend leaves its socket open when a
                     # send fails, if it opened it itself.
-                    connection.open()
                     try:
+                        connection.open()
                         connection.send_messages(batch)
                     finally:
                         connection.close()

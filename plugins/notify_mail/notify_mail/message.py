@@ -20,6 +20,7 @@ import binascii
 import logging
 import smtplib
 import string
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -106,8 +107,13 @@ _formatter = _FieldsOnly()
 
 
 def _check_header(name: str, value: str) -> str:
-    if "\n" in value or "\r" in value:
-        raise PermanentFailure(f"a newline in the {name} header was refused (header injection)")
+    # Every character str.splitlines() breaks on (\x0b, \x0c, \x1c-\x1e, \x85, \u2028...)
+    # ends a header line for some mail library, and no control character belongs in one.
+    if len(value.splitlines()) > 1 or any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise PermanentFailure(
+            f"a newline in the {name} header was refused (header injection): "
+            "no line break or control character may appear in a header"
+        )
     return value
 
 

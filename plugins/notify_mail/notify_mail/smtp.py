@@ -9,6 +9,7 @@ from email.utils import parseaddr
 from typing import Any, Self
 
 from notify_mail.message import MailConsumer, MailMessage, classify_smtp_error
+from notifycore import PermanentFailure
 
 __all__ = ["SMTPConsumer"]
 
@@ -85,15 +86,20 @@ class SMTPConsumer(MailConsumer):
         return host
 
     def deliver(self, messages: list[MailMessage]) -> None:
+        # Every message is built before the first is sent: a bad one sends none.
+        try:
+            built = [(m, m.to_email()) for m in messages]
+        except (ValueError, TypeError) as error:
+            raise PermanentFailure(f"the message cannot be built: {error}") from error
         connection: smtplib.SMTP | None = None
         sent = 0
         try:
-            for message in messages:
+            for message, email in built:
                 if connection is None:
                     connection = self.connect()
                 # The envelope takes bare addresses; the headers keep display names.
                 connection.send_message(
-                    message.to_email(),
+                    email,
                     parseaddr(message.sender)[1],
                     [parseaddr(r)[1] for r in message.recipients],
                 )

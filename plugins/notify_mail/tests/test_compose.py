@@ -119,3 +119,21 @@ def test_attachments_from_the_event() -> None:
 def test_a_sender_is_required() -> None:
     with pytest.raises(PermanentFailure, match="no sender"):
         MailConsumer().compose(Event(None, "t", recipients=["a@b.c"]))
+
+
+@pytest.mark.parametrize(
+    "breaker", ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "\x00"]
+)
+def test_every_line_break_and_control_character_is_refused(breaker: str) -> None:
+    title = f"Hi{breaker}Reply-To: attacker@evil.example"
+    with pytest.raises(PermanentFailure, match="newline in the subject"):
+        consumer().compose(Event(None, "t", title, recipients=["a@b.c"]))
+    with pytest.raises(PermanentFailure, match="attachment filename"):
+        consumer().compose(
+            Event(
+                None,
+                "t",
+                recipients=["a@b.c"],
+                attachments=[{"filename": f"a{breaker}b", "content": "x"}],
+            )
+        )

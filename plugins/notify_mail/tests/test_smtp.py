@@ -158,3 +158,12 @@ def test_settings_and_entry_point(smtp_server: Any) -> None:
     with pytest.raises(ValueError, match="exclude each other"):
         SMTPConsumer(use_tls=True, use_ssl=True)
     n.close()
+
+
+def test_a_batch_with_one_bad_message_sends_none(smtp_server: Any) -> None:
+    mail = smtp(smtp_server)
+    good = Event(None, "t", "fine", recipients=["a@example.org"])
+    bad = Event(None, "t", "bad\x0cBcc: x@example.org", recipients=["a@example.org"])
+    with pytest.raises(PermanentFailure):
+        mail.send_many([good, bad])
+    assert smtp_server.handler.received == []

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Self, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
@@ -45,6 +45,7 @@ GROUP = "notifycore-workers"
 #: Longest single XREAD BLOCK; longer waits loop (kept below the socket timeout).
 _MAX_BLOCK = 20.0
 
+
 # KEYS: stream, its meta hash, its publishers hash
 # ARGV: maxlen, min id ('' for none), publisher, token, payloads...
 # Trims exactly, and remembers the newest id trimmed so readers behind it get a reset
@@ -52,20 +53,36 @@ _MAX_BLOCK = 20.0
 # Idempotent: a call whose reply was lost (the server went down after running it) is
 # sent again by the client's retry with the same token, and gets the same ids back
 # instead of adding the messages twice.
-_PUBLISH = """
-local done = redis.call('HGET', KEYS[3], ARGV[3])
+def _once(publishers: str, publisher: str, token: str) -> str:
+    """Lua that returns the ids of a call already made with this token (a retry), if any."""
+    return f"""
+local done = redis.call('HGET', {publishers}, {publisher})
 if done then
   local sep = string.find(done, ' ', 1, true)
-  if string.sub(done, 1, sep - 1) == ARGV[4] then
-    local ids = {}
+  if string.sub(done, 1, sep - 1) == {token} then
+    local ids = {{}}
     for id in string.gmatch(string.sub(done, sep + 1), '[^,]+') do ids[#ids + 1] = id end
     return ids
   end
 end
+"""
+
+
+def _remember(publishers: str, publisher: str, token: str) -> str:
+    return f"""
+redis.call('HSET', {publishers}, {publisher}, {token} .. ' ' .. table.concat(ids, ','))
+redis.call('EXPIRE', {publishers}, 300)
+"""
+
+
+_PUBLISH = (
+    _once("KEYS[3]", "ARGV[3]", "ARGV[4]")
+    + """
 local ids = {}
 for i = 5, #ARGV do ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'd', ARGV[i]) end
-redis.call('HSET', KEYS[3], ARGV[3], ARGV[4] .. ' ' .. table.concat(ids, ','))
-redis.call('EXPIRE', KEYS[3], 300)
+"""
+    + _remember("KEYS[3]", "ARGV[3]", "ARGV[4]")
+    + """
 local trimmed = false
 local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[1])
 if excess > 0 then
@@ -83,6 +100,7 @@ end
 if trimmed then redis.call('HSET', KEYS[2], 'trimmed', trimmed) end
 return ids
 """
+)
 
 # KEYS: stream, its meta hash; ARGV: after ('' for the start), count ('' for all)
 _READ = """
@@ -102,6 +120,18 @@ else
 end
 return {maxdel, last, entries}
 """
+
+# KEYS: queue stream, its publishers hash; ARGV: publisher, token, payloads...
+# Idempotent like publishing: a retried call after a lost reply adds no second copy.
+_ENQUEUE = (
+    _once("KEYS[2]", "ARGV[1]", "ARGV[2]")
+    + """
+local ids = {}
+for i = 3, #ARGV do ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'p', ARGV[i], 'a', 0) end
+"""
+    + _remember("KEYS[2]", "ARGV[1]", "ARGV[2]")
+    + "return ids\n"
+)
 
 # KEYS: stream, leases, jobs, delayed, delayed-data
 # ARGV: group, consumer, visibility ms, receipt, how many
@@ -278,13 +308,21 @@ def _fields(raw: Any) -> dict[str, bytes]:
 
 
 def _safe(url: str) -> str:
-    """The URL without its password, for messages and logs."""
+    """The URL without its password (in the user part or the query), for messages and logs."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    if parts.password is not None:
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        parts = parts._replace(netloc=netloc)
+    if parts.query:
+        pairs = [
+            (k, "***" if k.lower() in ("password", "username") else v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        parts = parts._replace(query=urlencode(pairs, safe="*"))
+    return urlunsplit(parts)
 
 
 class RedisBackend(Backend):
@@ -324,6 +362,7 @@ class RedisBackend(Backend):
             raise BackendError(f"invalid REDIS_URL {self.safe_url!r}: {exc}") from exc
         self._read = self.client.register_script(_READ)
         self._publish = self.client.register_script(_PUBLISH)
+        self._enqueue = self.client.register_script(_ENQUEUE)
         self._reserve = self.client.register_script(_RESERVE)
         self._ack = self.client.register_script(_ACK)
         self._ack_many = self.client.register_script(_ACK_MANY)
@@ -570,18 +609,26 @@ class RedisBackend(Backend):
         batch = await asyncio.to_thread(self.read, stream, after, limit=limit)
         if batch.messages or batch.reset or not block:
             return batch
-        key = self._skey(stream)
+        key, meta = self._skeys(stream)[:2]
+        position = after or "0-0"
         deadline = time.monotonic() + block
 
         async def wait(ms: int) -> Any:
-            return await self._aclient.xread({key: after or "0-0"}, count=limit, block=ms)
+            # As in _tail: the trim mark read after the messages tells whether any were lost.
+            pipe = self._aclient.pipeline(transaction=False)
+            pipe.xread({key: position}, count=limit, block=ms)
+            pipe.hget(meta, "trimmed")
+            return await pipe.execute()
 
         with self._calling("read"):
             while (remaining := deadline - time.monotonic()) > 0:
-                got = await self._submit(wait(max(1, int(min(remaining, _MAX_BLOCK) * 1000))))
+                got, trimmed = await self._submit(
+                    wait(max(1, int(min(remaining, _MAX_BLOCK) * 1000)))
+                )
                 if got:
                     entries = got[0][1]
-                    return StreamRead([StreamMessage(_text(i), f[b"d"]) for i, f in entries])
+                    reset = trimmed is not None and parse_id(position) < parse_id(_text(trimmed))
+                    return StreamRead([StreamMessage(_text(i), f[b"d"]) for i, f in entries], reset)
         return StreamRead([])
 
     async def afollow(
@@ -643,13 +690,11 @@ class RedisBackend(Backend):
         for payload in items:
             if not isinstance(payload, bytes):
                 raise TypeError(f"job payloads are bytes, not {type(payload).__name__}")
+        if not items:
+            return []
+        args: list[Any] = [f"{self.consumer}:{threading.get_ident()}", uuid.uuid4().hex, *items]
         with self._calling("enqueue"):
-            if len(items) == 1:
-                return [_text(self.client.xadd(key, {"p": items[0], "a": 0}))]
-            pipe = self.client.pipeline(transaction=False)
-            for payload in items:
-                pipe.xadd(key, {"p": payload, "a": 0})
-            return [_text(i) for i in pipe.execute()]
+            return [_text(i) for i in self._enqueue(keys=[key, f"{key}:publishers"], args=args)]
 
     def _take(
         self, queue: str, visibility_timeout: float, count: int = 1
@@ -704,8 +749,11 @@ class RedisBackend(Backend):
         done = 0
         with self._calling("ack"):
             for queue, group in by_queue.items():
-                pairs = [part for job in group for part in (job.id, job.receipt)]
-                done += int(self._ack_many(keys=self._qkeys(queue)[:3], args=[GROUP, *pairs]))
+                # At most 500 a script call: a script that fails half-way is not rolled back.
+                for start in range(0, len(group), 500):
+                    chunk = group[start : start + 500]
+                    pairs = [part for job in chunk for part in (job.id, job.receipt)]
+                    done += int(self._ack_many(keys=self._qkeys(queue)[:3], args=[GROUP, *pairs]))
         return done
 
     def reserve(

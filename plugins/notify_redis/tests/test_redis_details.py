@@ -52,3 +52,54 @@ def test_delayed_jobs_and_lost_groups(backend: RedisBackend) -> None:
     backend.enqueue("q", b"after")
     again = backend.reserve("q", visibility_timeout=30)
     assert again is not None and again.payload == b"after"
+
+
+def test_ack_many_of_thousands_of_jobs(backend: RedisBackend) -> None:
+    backend.enqueue_many("q", [str(i).encode() for i in range(3000)])
+    jobs = backend.reserve_many("q", 3000, visibility_timeout=60)
+    assert len(jobs) == 3000
+    assert backend.ack_many(jobs) == 3000
+    assert backend.queue_length("q") == 0
+    assert backend.client.hlen(backend._qkeys("q")[2]) == 0, "no lease or receipt left behind"
+
+
+def test_a_retried_enqueue_adds_one_job(backend: RedisBackend) -> None:
+    key = backend._qkeys("q")[0]
+    args = ["publisher-1", "token-1", b"job"]
+    first = backend._enqueue(keys=[key, f"{key}:publishers"], args=args)
+    again = backend._enqueue(
+        keys=[key, f"{key}:publishers"], args=args
+    )  # a retry after a lost reply
+    assert again == first
+    assert backend.queue_length("q") == 1
+
+
+def test_async_reads_report_messages_lost_to_trimming(redis_server: Any) -> None:
+    import asyncio
+
+    small = RedisBackend(redis_server.url, prefix=f"trim-{uuid.uuid4().hex[:6]}:", stream_maxlen=2)
+    first = small.publish("s", b"m0")
+
+    async def scenario() -> Any:
+        async def later() -> None:
+            await asyncio.sleep(0.2)
+            await small.apublish_many("s", [b"m1", b"m2", b"m3"])
+
+        task = asyncio.create_task(later())
+        batch = await small.aread("s", first, block=10)
+        await task
+        return batch
+
+    batch = asyncio.run(scenario())
+    small.close()
+    assert [m.data for m in batch.messages] == [b"m2", b"m3"]
+    assert batch.reset is True, "m1 was trimmed before it was read: the reader must be told"
+
+
+def test_passwords_never_show_in_urls() -> None:
+    from notify_redis.backend import _safe
+
+    assert _safe("redis://:hunter2@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+    assert "hunter2" not in _safe("redis://127.0.0.1:6379/0?password=hunter2")
+    assert _safe("redis://u:pw@[::1]:6379/0") == "redis://u:***@[::1]:6379/0"
+    assert repr(RedisBackend("redis://127.0.0.1:1/0?password=hunter2")).count("hunter2") == 0
