@@ -328,3 +328,64 @@ def test_an_unreachable_backend_is_a_503(
     monkeypatch.setattr(notifications, "send", down)
     sent = client.post("/notifications/events", json={"event_type": "chat"})
     assert sent.status_code == 503
+
+
+def test_under_gevent_many_clients_get_every_event(tmp_path: Any) -> None:
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = Path(__file__).parent / "apps" / "gevent_server.py"
+    server = subprocess.Popen(
+        [sys.executable, str(script), str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        base = f"http://127.0.0.1:{port}"
+        clients, count = 50, 10
+
+        async def one(http: httpx.AsyncClient, ready: list[int]) -> list[str]:
+            titles: list[str] = []
+            async with http.stream(
+                "GET", f"{base}/notifications/event-hub-Chat/stream"
+            ) as response:
+                ready.append(1)
+                async for line in response.aiter_lines():
+                    if line.startswith("data: "):
+                        titles.append(line[6:].split('"title":"', 1)[1].split('"', 1)[0])
+                        if len(titles) == count:
+                            return titles
+            return titles
+
+        async def main() -> list[list[str]]:
+            ready: list[int] = []
+            async with httpx.AsyncClient(
+                timeout=60, limits=httpx.Limits(max_connections=clients + 5)
+            ) as http:
+                tasks = [asyncio.create_task(one(http, ready)) for _ in range(clients)]
+                deadline = time.monotonic() + 30
+                while len(ready) < clients and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.3)
+                for i in range(count):
+                    sent = await http.post(
+                        f"{base}/notifications/events",
+                        json={"event_type": "chat", "title": f"g{i}"},
+                    )
+                    assert sent.status_code == 202
+                return await asyncio.wait_for(asyncio.gather(*tasks), 60)
+
+        results = asyncio.run(main())
+        assert (
+            all(r == [f"g{i}" for i in range(count)] for r in results) and len(results) == clients
+        )
+    finally:
+        server.kill()
+        server.communicate(timeout=30)
