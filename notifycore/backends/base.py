@@ -18,7 +18,9 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
-__all__ = ["Backend", "DeadLetter", "Job", "StreamMessage", "StreamRead"]
+from notifycore.errors import InvalidStreamId
+
+__all__ = ["Backend", "ConsecutiveIds", "DeadLetter", "Job", "StreamMessage", "StreamRead"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,3 +304,31 @@ class Backend(abc.ABC):
 
     async def adead_letter(self, job: Job, *, error: str) -> bool:
         return await asyncio.to_thread(self.dead_letter, job, error=error)
+
+
+class ConsecutiveIds:
+    """For backends whose stream ids are consecutive integers (memory, SQLite).
+
+    The backend implements ``_append(stream, items) -> ids``; publishing and id
+    parsing come from here.
+    """
+
+    #: Named in the error for an id that is not of this form.
+    id_owner: ClassVar[str] = "stream"
+
+    def _append(self, stream: str, items: Iterable[bytes]) -> list[str]:
+        raise NotImplementedError
+
+    def publish(self, stream: str, data: bytes) -> str:
+        return self._append(stream, (data,))[0]
+
+    def publish_many(self, stream: str, items: Iterable[bytes]) -> list[str]:
+        return self._append(stream, items)
+
+    def _parse_id(self, after: str | None) -> int:
+        """-1 for "from the start"; :class:`InvalidStreamId` for anything but digits."""
+        if after is None:
+            return -1
+        if isinstance(after, str) and after.isascii() and after.isdigit():
+            return int(after)
+        raise InvalidStreamId(f"not a {self.id_owner} stream id: {after!r}")

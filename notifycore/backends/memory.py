@@ -17,8 +17,14 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from notifycore.backends.base import Backend, DeadLetter, Job, StreamMessage, StreamRead
-from notifycore.errors import InvalidStreamId
+from notifycore.backends.base import (
+    Backend,
+    ConsecutiveIds,
+    DeadLetter,
+    Job,
+    StreamMessage,
+    StreamRead,
+)
 
 __all__ = ["MemoryBackend"]
 
@@ -58,10 +64,11 @@ def _wake(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-class MemoryBackend(Backend):
+class MemoryBackend(ConsecutiveIds, Backend):
     """Streams and queues in this process's memory; nothing survives the process."""
 
     name = "memory"
+    id_owner = "memory"
     shared = False
 
     def __init__(
@@ -113,20 +120,6 @@ class MemoryBackend(Backend):
             if not loop.is_closed():
                 loop.call_soon_threadsafe(_wake, future)
         return ids
-
-    def publish(self, stream: str, data: bytes) -> str:
-        return self._append(stream, (data,))[0]
-
-    def publish_many(self, stream: str, items: Iterable[bytes]) -> list[str]:
-        return self._append(stream, items)
-
-    @staticmethod
-    def _parse_id(after: str | None) -> int:
-        if after is None:
-            return -1
-        if isinstance(after, str) and after.isdigit() and after.isascii():
-            return int(after)
-        raise InvalidStreamId(f"not a memory stream id: {after!r}")
 
     def _read_now(self, name: str, after: int, limit: int | None) -> StreamRead:
         stream = self._streams.get(name)

@@ -26,8 +26,15 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Self
 
-from notifycore.backends.base import Backend, DeadLetter, Job, StreamMessage, StreamRead
-from notifycore.errors import BackendError, ConfigurationError, InvalidStreamId
+from notifycore.backends.base import (
+    Backend,
+    ConsecutiveIds,
+    DeadLetter,
+    Job,
+    StreamMessage,
+    StreamRead,
+)
+from notifycore.errors import BackendError, ConfigurationError
 
 __all__ = ["DEFAULT_URL", "SQLiteBackend", "path_from_url"]
 
@@ -93,10 +100,11 @@ def path_from_url(url: str | None) -> str:
     return path
 
 
-class SQLiteBackend(Backend):
+class SQLiteBackend(ConsecutiveIds, Backend):
     """Streams and queues in a SQLite file shared by the processes of one host."""
 
     name = "sqlite"
+    id_owner = "sqlite"
     shared = True
     connection_errors = (sqlite3.OperationalError,)
 
@@ -292,20 +300,6 @@ class SQLiteBackend(Backend):
                 "UPDATE nc_stream_meta SET trimmed_upto = MAX(trimmed_upto, ?) WHERE stream = ?",
                 (cutoff, stream),
             )
-
-    def publish(self, stream: str, data: bytes) -> str:
-        return self._append(stream, (data,))[0]
-
-    def publish_many(self, stream: str, items: Iterable[bytes]) -> list[str]:
-        return self._append(stream, items)
-
-    @staticmethod
-    def _parse_id(after: str | None) -> int:
-        if after is None:
-            return -1
-        if isinstance(after, str) and after.isascii() and after.isdigit():
-            return int(after)
-        raise InvalidStreamId(f"not a sqlite stream id: {after!r}")
 
     def _read_now(self, stream: str, after: int, limit: int | None) -> StreamRead:
         db = self._db()

@@ -75,24 +75,29 @@ class Endpoints:
 
     # -- SSE ---------------------------------------------------------------------------------
 
-    async def hub_stream(self, request: Request) -> Response:
-        try:
-            stream = stream_for_hub(self.notifications, request.path_params["hub_id"])
-        except UnknownHub as exc:
-            return JSONResponse(unknown_hub_message(exc), 404)
+    async def readable(self, request: Request, *, own: bool) -> str | Response:
+        """The stream the request may read (the hub's, or with ``own`` the user's), or the refusal."""
         principal = await self.principal(request)
+        if own:
+            stream = self.access.user_stream(principal)
+            if stream is None:
+                return refusal(None)
+        else:
+            try:
+                stream = stream_for_hub(self.notifications, request.path_params["hub_id"])
+            except UnknownHub as exc:
+                return JSONResponse(unknown_hub_message(exc), 404)
         if not self.access.allows(principal, stream):
             return refusal(principal)
-        return await self.open_stream(request, stream)
+        return stream
+
+    async def hub_stream(self, request: Request) -> Response:
+        stream = await self.readable(request, own=False)
+        return stream if isinstance(stream, Response) else await self.open_stream(request, stream)
 
     async def my_stream(self, request: Request) -> Response:
-        principal = await self.principal(request)
-        stream = self.access.user_stream(principal)
-        if stream is None:
-            return refusal(None)
-        if not self.access.allows(principal, stream):
-            return refusal(principal)
-        return await self.open_stream(request, stream)
+        stream = await self.readable(request, own=True)
+        return stream if isinstance(stream, Response) else await self.open_stream(request, stream)
 
     async def open_stream(self, request: Request, stream: str) -> Response:
         if self.state.closing:
@@ -147,23 +152,12 @@ class Endpoints:
     # -- history -----------------------------------------------------------------------------
 
     async def hub_events(self, request: Request) -> Response:
-        try:
-            stream = stream_for_hub(self.notifications, request.path_params["hub_id"])
-        except UnknownHub as exc:
-            return JSONResponse(unknown_hub_message(exc), 404)
-        principal = await self.principal(request)
-        if not self.access.allows(principal, stream):
-            return refusal(principal)
-        return await self.history(request, stream)
+        stream = await self.readable(request, own=False)
+        return stream if isinstance(stream, Response) else await self.history(request, stream)
 
     async def my_events(self, request: Request) -> Response:
-        principal = await self.principal(request)
-        stream = self.access.user_stream(principal)
-        if stream is None:
-            return refusal(None)
-        if not self.access.allows(principal, stream):
-            return refusal(principal)
-        return await self.history(request, stream)
+        stream = await self.readable(request, own=True)
+        return stream if isinstance(stream, Response) else await self.history(request, stream)
 
     async def history(self, request: Request, stream: str) -> Response:
         since = request.query_params.get("since") or None
