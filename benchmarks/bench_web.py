@@ -6,7 +6,8 @@ events sent with ``POST /notifications/events``. Bare: an sse-starlette
 ``EventSourceResponse`` per client fed by its own ``asyncio.Queue``, a
 ``POST /publish`` putting each event on every queue (so each client
 serialises every event itself). The clients are K httpx streams in this
-process; events carry their send time; 30 events at 20 ms intervals.
+process; warm-up events go out until every client has received one, then
+30 timed events at 20 ms intervals, carrying their send time.
 Reported: events delivered per second across all clients (K x 30 over the
 time from the first send to the last receipt) and the p99 send -> receive
 latency.
@@ -83,12 +84,20 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
-def _serve(directory: str, module: str, source: str) -> tuple[subprocess.Popen[bytes], str]:
+def _serve(
+    directory: str,
+    module: str,
+    source: str,
+    *,
+    command: list[str] | None = None,
+    plugins: str = "starlette",
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Run ``source`` as ``module:app`` in its own process (uvicorn, or ``command`` + ``{port}``)."""
     Path(directory, f"{module}.py").write_text(textwrap.dedent(source))
     port = _port()
-    env = {**os.environ, "PYTHONPATH": directory, "NOTIFYCORE_LOAD_PLUGINS": "starlette"}
-    process = subprocess.Popen(
-        [
+    env = {**os.environ, "PYTHONPATH": directory, "NOTIFYCORE_LOAD_PLUGINS": plugins}
+    if command is None:
+        command = [
             sys.executable,
             "-m",
             "uvicorn",
@@ -96,17 +105,15 @@ def _serve(directory: str, module: str, source: str) -> tuple[subprocess.Popen[b
             "--host",
             "127.0.0.1",
             "--port",
-            str(port),
+            "{port}",
             "--log-level",
             "warning",
             "--no-access-log",
             "--timeout-graceful-shutdown",
             "2",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+        ]
+    argv = [part.replace("{port}", str(port)).replace("{module}", module) for part in command]
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -123,44 +130,56 @@ async def _run(stream_url: str, publish_url: str, clients: int) -> tuple[float, 
     import httpx
 
     latencies: list[float] = []
-    connected = 0
+    warm: set[int] = set()
     done = asyncio.Event()
     received = 0
 
-    async def client(http: httpx.AsyncClient) -> None:
-        nonlocal connected, received
+    async def client(http: httpx.AsyncClient, number: int) -> None:
+        nonlocal received
         seen = 0
         async with http.stream("GET", stream_url) as response:
-            connected += 1
             async for line in response.aiter_lines():
-                if line.startswith("data: "):
-                    sent = json.loads(line[6:])["sent"]
-                    latencies.append(time.time() - sent)
-                    seen += 1
-                    received += 1
-                    if received == clients * EVENTS:
-                        done.set()
-                    if seen == EVENTS:
-                        return
+                if not line.startswith("data:"):
+                    continue
+                event = json.loads(line[5:].removeprefix(" "))  # SSE drops one leading space
+                if event.get("warmup"):
+                    warm.add(number)  # surely subscribed: some servers subscribe after the headers
+                    continue
+                latencies.append(time.time() - event["sent"])
+                seen += 1
+                received += 1
+                if received == clients * EVENTS:
+                    done.set()
+                if seen == EVENTS:
+                    return
 
     limits = httpx.Limits(max_connections=clients + 20, max_keepalive_connections=20)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
-        tasks = [asyncio.create_task(client(http)) for _ in range(clients)]
+    async with (
+        httpx.AsyncClient(timeout=300, limits=limits) as http,
+        httpx.AsyncClient(timeout=30) as sender,
+    ):
+        tasks = [asyncio.create_task(client(http, i)) for i in range(clients)]
         deadline = time.monotonic() + 120
-        while connected < clients and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)
+        n = 0
+        # Warm-up events until every client has one: then the timed events reach all of them.
+        while len(warm) < clients and time.monotonic() < deadline:
+            n += 1
+            await sender.post(
+                publish_url, json={"event_id": f"w{n}", "event_type": "bench", "warmup": True}
+            )
+            await asyncio.sleep(0.2)
+        if len(warm) < clients:
+            raise RuntimeError(f"only {len(warm)} of {clients} clients subscribed")
         started = time.perf_counter()
-        async with httpx.AsyncClient(timeout=30) as sender:
-            for i in range(EVENTS):
-                body = {
-                    "event_id": f"e{i}",
-                    "event_type": "bench",
-                    "title": f"event {i}",
-                    "sent": time.time(),
-                }
-                await sender.post(publish_url, json=body)
-                await asyncio.sleep(0.02)
+        for i in range(EVENTS):
+            body = {
+                "event_id": f"e{i}",
+                "event_type": "bench",
+                "title": f"event {i}",
+                "sent": time.time(),
+            }
+            await sender.post(publish_url, json=body)
+            await asyncio.sleep(0.02)
         await asyncio.wait_for(done.wait(), 300)
         elapsed = time.perf_counter() - started
         await asyncio.gather(*tasks)
