@@ -125,6 +125,7 @@ class Event(Mapping[str, Any]):
     __slots__ = (
         "_extra",
         "_json",
+        "_json_bytes",
         "body",
         "event_id",
         "event_type",
@@ -147,6 +148,7 @@ class Event(Mapping[str, Any]):
     expiration_datetime: datetime | None
     _extra: dict[str, Any]
     _json: str | None
+    _json_bytes: bytes | None
 
     def __init__(
         self,
@@ -196,6 +198,7 @@ class Event(Mapping[str, Any]):
         else:
             s(self, "_extra", {})
         s(self, "_json", None)
+        s(self, "_json_bytes", None)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Event is immutable; use event.replace(...) for a changed copy")
@@ -271,8 +274,12 @@ class Event(Mapping[str, Any]):
         return cached
 
     def to_json_bytes(self) -> bytes:
-        """:meth:`to_json` encoded as UTF-8, what backends store."""
-        return self.to_json().encode()
+        """:meth:`to_json` encoded as UTF-8, what backends store; encoded once and cached."""
+        cached: bytes | None = self._json_bytes
+        if cached is None:
+            cached = self.to_json().encode()
+            object.__setattr__(self, "_json_bytes", cached)
+        return cached
 
     def json_size(self) -> int:
         """Size of the UTF-8 JSON in bytes, the measure ``MAX_EVENT_SIZE`` limits."""

@@ -20,17 +20,10 @@ import pytest
 
 from notifycore import Event, Notifications
 from notifycore.backends.sqlite import SQLiteBackend
+from notifycore.testing import wait_for
 
 APPS = Path(__file__).resolve().parent / "apps"
 NOTIFYCORE = str(Path(sys.executable).with_name("notifycore"))
-
-
-def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
-        time.sleep(0.02)
 
 
 class Workers:

@@ -8,7 +8,8 @@ is the test suite every backend passes; the ``pytest11`` plugin in
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from notifycore.event import Event
     from notifycore.result import SendResult
 
-__all__ = ["CapturedEvents", "capture_events"]
+__all__ = ["CapturedEvents", "capture_events", "wait_for"]
 
 
 class CapturedEvents(list["Event"]):
@@ -56,3 +57,12 @@ def capture_events(notifications: Notifications | None = None) -> Iterator[Captu
         yield captured
     finally:
         plugins.unregister(recorder)
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll ``condition`` until it holds; AssertionError naming ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+        time.sleep(0.02)

@@ -102,46 +102,41 @@ def stream_blueprint(
         response.call_on_close(subscription.close)
         return response
 
-    def guarded(stream: str | None, found: Notifications, access: Access) -> Response | None:
-        who = principal(access)
-        if stream is None:
-            return _error(401, "unauthorized", "sign in to read your stream")
+    def readable(hub_id: str | None) -> tuple[Notifications, str] | Response:
+        """The stream this request may read (the hub's, or the user's own), or the refusal."""
+        found, access = state()
+        who = principal(access)  # authenticate once per request
+        if hub_id is None:
+            stream = access.user_stream(who)
+            if stream is None:
+                return _error(401, "unauthorized", "sign in to read your stream")
+        else:
+            try:
+                stream = stream_for_hub(found, hub_id)
+            except UnknownHub as exc:
+                return _error(404, "not_found", str(exc))
         if not access.allows(who, stream):
             if who is None and access.configured:
                 return _error(401, "unauthorized", "authentication required")
             return _error(403, "forbidden", f"you may not read {stream}")
-        return None
+        return found, stream
 
     @blueprint.get("/me/stream")
     def my_stream() -> Response:
-        found, access = state()
-        stream = access.user_stream(principal(access))
-        refused = guarded(stream, found, access)
-        if refused is not None:
-            return refused
-        assert stream is not None
-        return stream_response(found, stream)
+        target = readable(None)
+        return target if isinstance(target, Response) else stream_response(*target)
 
     @blueprint.get("/<hub_id>/stream")
     def hub_stream(hub_id: str) -> Response:
-        found, access = state()
-        try:
-            stream = stream_for_hub(found, hub_id)
-        except UnknownHub as exc:
-            return _error(404, "not_found", str(exc))
-        refused = guarded(stream, found, access)
-        return refused if refused is not None else stream_response(found, stream)
+        target = readable(hub_id)
+        return target if isinstance(target, Response) else stream_response(*target)
 
     @blueprint.get("/<hub_id>/events")
     def history(hub_id: str) -> Response:
-        found, access = state()
-        try:
-            stream = stream_for_hub(found, hub_id)
-        except UnknownHub as exc:
-            return _error(404, "not_found", str(exc))
-        refused = guarded(stream, found, access)
-        if refused is not None:
-            return refused
+        target = readable(hub_id)
+        if isinstance(target, Response):
+            return target
+        found, stream = target
         try:
             batch = found.backend.read(stream, request.args.get("since"), limit=1000)
         except InvalidStreamId as exc:

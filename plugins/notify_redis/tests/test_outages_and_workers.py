@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +17,10 @@ import pytest
 from notify_redis.backend import RedisBackend
 from notifycore import BackendUnavailable, Event, Notifications, hookimpl
 from notifycore.plugins import get_plugins
+from notifycore.testing import wait_for
 
 APPS = Path(__file__).resolve().parent / "apps"
 NOTIFYCORE = str(Path(sys.executable).with_name("notifycore"))
-
-
-def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def test_backend_by_name_with_redis_url(redis_server: Any) -> None:
