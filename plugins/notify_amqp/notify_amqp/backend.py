@@ -1,0 +1,1065 @@
+"""The RabbitMQ backend, through kombu: stream queues for history, quorum queues for jobs.
+
+**Streams** are RabbitMQ stream queues (``x-queue-type: stream``). A message's
+id is its stream offset, so a browser's ``Last-Event-ID`` is where a consumer
+re-attaches (``x-stream-offset``). AMQP 0-9-1 does not tell a publisher the
+offset it got, so each connection keeps a *tail* consumer on a stream it
+publishes to and waits for its own messages (known by a token in
+``message_id``) to come back: that is the id, and the proof the message is
+stored. A read attaches at the reader's id itself and checks that message is
+still there: when retention dropped it, the read reports a reset. Offsets are
+not consecutive (RabbitMQ spends some on its own records), so a gap alone
+proves nothing. AMQP 0-9-1 does not say where a stream ends either: a read
+stops after ``read_quiet`` seconds without a delivery.
+
+**Queues** are durable quorum queues with persistent messages, published with
+confirms. A job is reserved by ``basic.get``, or by a consumer (prefetch
+``prefetch`` per connection) when the reservation may wait, and acked only
+after the consumer ran. The visibility timeout is kept by the process that
+reserved: a reservation that outlived it is returned to the queue
+(``basic.reject`` with requeue) by the next call that looks. When a worker's
+connection closes (a crash, SIGKILL), RabbitMQ itself hands its unacked jobs
+out again. Attempts are the ``x-nc-attempts`` header plus the quorum queue's
+``x-delivery-count``, so deliveries lost to crashes count too.
+
+Retries and delayed jobs wait in per-delay queues: classic queues with a
+message TTL whose dead-letter route leads back to the job queue. Delays are a
+fixed set of buckets; a job carries its not-before time and, when a bucket
+brought it back early, is sent round again for the rest. Dead letters are a
+classic queue per job queue. Only JSON job payloads are taken
+(``content_type``); anything else goes to the dead letters unread, never
+unpickled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Self, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import amqp
+import amqp.exceptions
+from kombu import connection as kombu_connection
+from kombu import exceptions as kombu_exceptions
+
+from notify_amqp.plugin import DEFAULT_URL
+from notifycore.backends.base import Backend, DeadLetter, Job, StreamMessage, StreamRead
+from notifycore.errors import BackendError, BackendUnavailable, ConfigurationError, InvalidStreamId
+from notifycore.plugins import get_plugins
+
+__all__ = ["DELAY_BUCKETS", "AmqpBackend"]
+
+#: kombu's Connection (kombu is not typed throughout; its objects are ``Any`` here).
+KombuConnection: Any = kombu_connection.Connection
+
+logger = logging.getLogger("notify_amqp")
+T = TypeVar("T")
+
+#: The per-delay queues, in milliseconds. A delay waits in the longest bucket not
+#: longer than it, then goes round again for what is left.
+DELAY_BUCKETS = (100, 250, 500, 1_000, 2_000, 5_000, 10_000, 30_000, 60_000, 300_000, 1_800_000)
+#: Payload types a job may have; anything else is dead-lettered unread.
+ACCEPT = ("application/json", "")
+#: Deliveries a stream consumer may hold before acking (streams need manual acks).
+STREAM_CREDIT = 500
+#: How long a publisher waits for its messages to come back from a stream.
+PUBLISH_TIMEOUT = 30.0
+#: Idle lifetime of a de-duplication key's queue (its marker expires with the ttl).
+DONE_EXPIRES_MS = 7 * 24 * 3600 * 1000
+
+_ATTEMPTS = "x-nc-attempts"
+_ERROR = "x-nc-error"
+_NOT_BEFORE = "x-nc-not-before"
+_FAILED_AT = "x-nc-failed-at"
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        host = parts.hostname or ""
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)
+
+
+def _parse_offset(value: str) -> int:
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    raise InvalidStreamId(f"not a RabbitMQ stream offset: {value!r}")
+
+
+def _headers(message: Any) -> dict[str, Any]:
+    return dict(message.properties.get("application_headers") or {})
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+@dataclass(slots=True)
+class _Lease:
+    channel: Any
+    tag: int
+    deadline: float
+    queue: str
+    generation: int
+
+
+@dataclass(slots=True)
+class _Tail:
+    """A consumer on a stream this connection publishes to: it reports our offsets."""
+
+    channel: Any
+    waiting: dict[str, int | None] = field(default_factory=dict)
+    unacked: int = 0
+    last_tag: int = 0
+
+
+class _Link:
+    """One AMQP connection, used by one thread at a time (``lock``); jobs remember theirs."""
+
+    def __init__(self, backend: AmqpBackend, number: int) -> None:
+        self.backend = backend
+        self.number = number
+        self.thread = threading.get_ident()
+        self.lock = threading.RLock()
+        self.conn: Any = None
+        self.channel: Any = None  # gets, acks, stream publishing
+        self.confirming: Any = None  # confirmed publishing of jobs
+        self.probe: Any = None  # passive declarations (a 404 closes it)
+        self.jobs: Any = None  # consumers of job queues
+        self.generation = 0
+        self.confirm_seq = 0
+        self.confirmed = 0
+        self.nacked = 0
+        self.leases: dict[str, _Lease] = {}
+        self.buffers: dict[str, deque[Any]] = {}
+        self.consumers: dict[str, str] = {}
+        self.tails: dict[str, _Tail] = {}
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def connect(self) -> amqp.Connection:
+        if self.conn is None or self.channel is None:
+            self.conn = self.backend._connect()
+            self.channel = self.conn.channel()
+            self.confirming = self.conn.channel()
+            self.confirming.confirm_select()
+            self.confirming.events["basic_ack"].add(self._on_ack)
+            self.confirming.events["basic_nack"].add(self._on_nack)
+            self.confirm_seq = self.confirmed = self.nacked = 0
+        return self.conn.connection
+
+    def _on_ack(self, tag: int, multiple: bool) -> None:
+        self.confirmed = max(self.confirmed, tag)
+
+    def _on_nack(self, tag: int, multiple: bool) -> None:
+        self.confirmed = max(self.confirmed, tag)
+        self.nacked += 1
+
+    def reset(self) -> None:
+        """Forget the connection (broken or closing): its reservations go back to RabbitMQ."""
+        conn, self.conn = self.conn, None
+        self.channel = self.confirming = self.probe = self.jobs = None
+        self.generation += 1
+        self.leases.clear()
+        self.buffers.clear()
+        self.consumers.clear()
+        self.tails.clear()
+        if conn is not None:
+            try:
+                conn.release()
+            except Exception:
+                logger.debug("closing a broken RabbitMQ connection failed", exc_info=True)
+
+    def probe_channel(self) -> Any:
+        self.connect()
+        if self.probe is None or not self.probe.is_open:
+            assert self.conn is not None
+            self.probe = self.conn.channel()
+        return self.probe
+
+    def drain(self, timeout: float) -> bool:
+        """Read what the server sent, waiting ``timeout`` seconds at most; False on a timeout."""
+        conn = self.connect()
+        try:
+            conn.drain_events(timeout=max(timeout, 0.0))
+        except TimeoutError:
+            return False
+        return True
+
+    # -- confirmed publishing -----------------------------------------------------------------
+
+    def publish_confirmed(self, items: list[tuple[str, amqp.Message]]) -> None:
+        self.connect()
+        nacked = self.nacked
+        for routing_key, message in items:
+            self.confirming._basic_publish(message, exchange="", routing_key=routing_key)
+            self.confirm_seq += 1
+        deadline = time.monotonic() + PUBLISH_TIMEOUT
+        while self.confirmed < self.confirm_seq:
+            if time.monotonic() > deadline:
+                raise BackendUnavailable("RabbitMQ did not confirm a publish in time")
+            self.drain(deadline - time.monotonic())
+        if self.nacked != nacked:
+            raise BackendError("RabbitMQ refused (nacked) a published message")
+
+    # -- leases -------------------------------------------------------------------------------
+
+    def sweep(self, now: float) -> None:
+        """Return reservations whose visibility timeout ran out to their queue."""
+        expired = [r for r, lease in self.leases.items() if lease.deadline <= now]
+        for receipt in expired:
+            lease = self.leases.pop(receipt)
+            if lease.generation == self.generation and lease.channel.is_open:
+                lease.channel.basic_reject(lease.tag, requeue=True)
+
+
+class AmqpBackend(Backend):
+    """Streams and queues in RabbitMQ, shared by every process and machine that uses it."""
+
+    name = "amqp"
+    shared = True
+    connection_errors = (
+        amqp.exceptions.ConnectionError,
+        amqp.exceptions.RecoverableConnectionError,
+        OSError,
+        EOFError,
+    )
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        stream_maxlen: int = 10_000,
+        stream_max_age: float = 0.0,
+        stream_max_bytes: int = 100_000_000,
+        stream_segment_bytes: int = 8_000_000,
+        prefix: str = "notifycore.",
+        prefetch: int = 1,
+        retries: int = 3,
+        read_quiet: float = 0.05,
+    ) -> None:
+        super().__init__(
+            url or DEFAULT_URL, stream_maxlen=stream_maxlen, stream_max_age=stream_max_age
+        )
+        assert self.url is not None
+        self._url: str = self.url
+        self.safe_url = _safe(self._url)
+        if not self._url.startswith(("amqp://", "amqps://", "pyamqp://")):
+            raise ConfigurationError(f"AMQP_URL must be an amqp:// URL, not {self.safe_url!r}")
+        self.stream_max_bytes = stream_max_bytes
+        self.stream_segment_bytes = stream_segment_bytes
+        self.prefix = prefix
+        self.prefetch = prefetch
+        self.retries = retries
+        self.read_quiet = read_quiet
+        self._lock = threading.Lock()
+        self._links: dict[int, _Link] = {}
+        self._local = threading.local()
+        self._numbers = iter(range(1, 1 << 62))
+        self._declared: set[str] = set()
+        self._checked = False
+        self._closed = False
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Self:
+        url = settings.get("BACKEND_URL")
+        if not url or not str(url).startswith(("amqp://", "amqps://", "pyamqp://")):
+            url = settings.get("AMQP_URL") or DEFAULT_URL
+        return cls(
+            url,
+            stream_maxlen=settings.get("STREAM_MAXLEN", 10_000),
+            stream_max_age=settings.get("STREAM_MAX_AGE", 0.0),
+            stream_max_bytes=settings.get("AMQP_STREAM_MAX_BYTES", 100_000_000),
+            stream_segment_bytes=settings.get("AMQP_STREAM_SEGMENT_BYTES", 8_000_000),
+            prefix=settings.get("AMQP_PREFIX", "notifycore."),
+            prefetch=settings.get("AMQP_PREFETCH", 1),
+            retries=settings.get("AMQP_RETRIES", 3),
+            read_quiet=settings.get("AMQP_READ_QUIET", 0.05),
+        )
+
+    def __repr__(self) -> str:
+        return f"<AmqpBackend {self.safe_url}>"
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            links, self._links = list(self._links.values()), {}
+        for link in links:
+            with link.lock:
+                link.reset()
+
+    # -- connections --------------------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        """A new connection (kombu retries the connect); checks the server once."""
+        conn = KombuConnection(self._url, connect_timeout=2.0, heartbeat=0)
+        try:
+            conn.ensure_connection(
+                max_retries=self.retries, interval_start=0.05, interval_step=0.25
+            )
+        except (kombu_exceptions.OperationalError, *conn.connection_errors) as exc:
+            conn.release()
+            raise BackendUnavailable(
+                f"RabbitMQ at {self.safe_url} is unavailable (after {self.retries} retries): {exc}"
+            ) from exc
+        if not self._checked:
+            self._check_server(conn)
+        return conn
+
+    def _check_server(self, conn: Any) -> None:
+        """Refuse a server without stream queues at once, instead of losing history later."""
+        version = _text(conn.connection.server_properties.get("version", ""))
+        numbers = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+        if len(numbers) == 2 and numbers < (3, 9):
+            conn.release()
+            raise ConfigurationError(
+                f"RabbitMQ {version} at {self.safe_url} has no stream queues (3.9 or newer is "
+                "needed): notifycore keeps event history in streams and will not run without them"
+            )
+        self._checked = True
+
+    def _link(self) -> _Link:
+        link: _Link | None = getattr(self._local, "link", None)
+        if link is None or link.number not in self._links:
+            if self._closed:
+                raise BackendError("this AmqpBackend is closed")
+            link = _Link(self, next(self._numbers))
+            with self._lock:
+                self._links[link.number] = link
+                self._forget_dead_threads()
+            self._local.link = link
+        return link
+
+    def _forget_dead_threads(self) -> None:
+        """Close the connections of threads that ended (their jobs go back to the queue)."""
+        alive = {t.ident for t in threading.enumerate()}
+        for number, link in list(self._links.items()):
+            if link.thread not in alive and not link.leases and link.lock.acquire(blocking=False):
+                try:
+                    del self._links[number]
+                    link.reset()
+                finally:
+                    link.lock.release()
+
+    def _run(self, what: str, call: Callable[[_Link], T], link: _Link | None = None) -> T:
+        """Run ``call`` on a connection; reconnect and try again after a connection error."""
+        link = link or self._link()
+        delay = 0.05
+        for attempt in range(self.retries + 1):
+            with link.lock:
+                try:
+                    link.connect()
+                    return call(link)
+                except self.connection_errors as exc:
+                    link.reset()
+                    if attempt == self.retries:
+                        raise BackendUnavailable(
+                            f"RabbitMQ at {self.safe_url} is unavailable ({what}, after "
+                            f"{self.retries} retries): {exc}"
+                        ) from exc
+                except amqp.exceptions.AMQPError as exc:
+                    link.reset()
+                    raise BackendError(
+                        f"RabbitMQ at {self.safe_url} refused {what}: {exc}"
+                    ) from exc
+            time.sleep(delay)
+            delay = min(delay * 4, 1.0)
+        raise AssertionError("unreachable")
+
+    # -- names and declarations -------------------------------------------------------------
+
+    def _name(self, kind: str, name: str) -> str:
+        full = f"{self.prefix}{kind}{name}"
+        if len(full.encode()) > 255:  # AMQP's limit on queue names
+            digest = hashlib.sha256(name.encode()).hexdigest()[:32]
+            full = f"{self.prefix}{kind}{name.encode()[:150].decode(errors='ignore')}~{digest}"
+        return full
+
+    def _declare(self, link: _Link, name: str, arguments: dict[str, Any]) -> str:
+        if name not in self._declared:
+            link.connect()
+            try:
+                link.channel.queue_declare(
+                    name, durable=True, auto_delete=False, arguments=arguments
+                )
+            except amqp.exceptions.PreconditionFailed as exc:
+                link.reset()
+                if arguments.get("x-queue-type") == "stream" and "x-queue-type" not in str(exc):
+                    # An existing stream declared with other retention: keep it (a policy
+                    # changes retention of existing streams), but say so.
+                    logger.warning(
+                        "stream %s exists with other arguments (%s); using it", name, exc
+                    )
+                    self._declared.add(name)
+                    return name
+                raise ConfigurationError(
+                    f"RabbitMQ refused to declare {name!r} as notifycore needs it: {exc}"
+                ) from exc
+            except amqp.exceptions.AMQPError as exc:
+                link.reset()
+                if arguments.get("x-queue-type") == "stream":
+                    raise ConfigurationError(
+                        f"RabbitMQ at {self.safe_url} cannot create the stream queue {name!r} "
+                        f"({exc}): notifycore keeps event history in RabbitMQ streams "
+                        "(3.9 or newer, feature flag stream_queue enabled)"
+                    ) from exc
+                raise
+            self._declared.add(name)
+        return name
+
+    def _stream(self, link: _Link, stream: str) -> str:
+        arguments: dict[str, Any] = {
+            "x-queue-type": "stream",
+            "x-max-length-bytes": self.stream_max_bytes,
+            "x-stream-max-segment-size-bytes": self.stream_segment_bytes,
+        }
+        if self.stream_max_age:
+            arguments["x-max-age"] = f"{max(int(self.stream_max_age), 1)}s"
+        return self._declare(link, self._name("stream.", stream), arguments)
+
+    def _queue(self, link: _Link, queue: str) -> str:
+        return self._declare(link, self._name("", queue), {"x-queue-type": "quorum"})
+
+    def _dead_queue(self, link: _Link, queue: str) -> str:
+        return self._declare(link, self._name("", queue) + ".dead", {"x-queue-type": "classic"})
+
+    def _delay_queue(self, link: _Link, queue: str, bucket: int) -> str:
+        target = self._queue(link, queue)
+        return self._declare(
+            link,
+            f"{target}.delay.{bucket}",
+            {
+                "x-queue-type": "classic",
+                "x-message-ttl": bucket,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": target,
+            },
+        )
+
+    # -- streams ------------------------------------------------------------------------------
+
+    def publish(self, stream: str, data: bytes) -> str:
+        return self.publish_many(stream, [data])[0]
+
+    def publish_many(self, stream: str, items: Iterable[bytes]) -> list[str]:
+        payloads = list(items)
+        if not payloads:
+            return []
+        tokens = [uuid.uuid4().hex for _ in payloads]
+        since = datetime.now(UTC).timestamp() - 2.0
+        sent = False
+
+        def call(link: _Link) -> list[str]:
+            nonlocal sent
+            name = self._stream(link, stream)
+            tail = self._tail(link, name)
+            missing = tokens
+            if sent:  # a retry after a lost connection: what arrived must not go twice
+                found = self._find_tokens(link, name, since, set(tokens))
+                tail.waiting.update(found)
+                missing = [t for t in tokens if t not in found]
+            for token in missing:
+                tail.waiting[token] = None
+            for token, data in zip(tokens, payloads, strict=True):
+                if token in missing:
+                    message = amqp.Message(data, message_id=token, delivery_mode=2)
+                    link.channel.basic_publish(message, exchange="", routing_key=name)
+            sent = True
+            deadline = time.monotonic() + PUBLISH_TIMEOUT
+            while any(tail.waiting.get(t) is None for t in tokens):
+                if time.monotonic() > deadline:
+                    raise BackendUnavailable(f"stream {stream!r} did not store a publish in time")
+                link.drain(deadline - time.monotonic())
+            self._ack_tail(tail)
+            return [str(tail.waiting.pop(t)) for t in tokens]
+
+        return self._run("publish", call)
+
+    def _tail(self, link: _Link, name: str) -> _Tail:
+        tail = link.tails.get(name)
+        if tail is None:
+            assert link.conn is not None
+            channel = link.conn.channel()
+            channel.basic_qos(0, STREAM_CREDIT, False)
+            tail = _Tail(channel)
+
+            def delivered(message: Any) -> None:
+                token = _text(message.properties.get("message_id", ""))
+                if token in tail.waiting:
+                    tail.waiting[token] = int(_headers(message)["x-stream-offset"])
+                tail.last_tag = message.delivery_info["delivery_tag"]
+                tail.unacked += 1
+                if tail.unacked >= STREAM_CREDIT // 2:
+                    self._ack_tail(tail)
+
+            channel.basic_consume(name, callback=delivered, arguments={"x-stream-offset": "next"})
+            link.tails[name] = tail
+        return tail
+
+    @staticmethod
+    def _ack_tail(tail: _Tail) -> None:
+        if tail.unacked:
+            tail.channel.basic_ack(tail.last_tag, multiple=True)
+            tail.unacked = 0
+
+    def _find_tokens(
+        self, link: _Link, name: str, since: float, tokens: set[str]
+    ) -> dict[str, int | None]:
+        """Offsets of the messages with these tokens published since ``since`` (epoch seconds)."""
+        found: dict[str, int | None] = {}
+        start = datetime.fromtimestamp(since, UTC)
+        for message in self._attach(link, name, start, limit=None, block=None, anchor=None)[0]:
+            token = _text(message.properties.get("message_id", ""))
+            if token in tokens:
+                found[token] = int(_headers(message)["x-stream-offset"])
+        return found
+
+    def _attach(
+        self,
+        link: _Link,
+        name: str,
+        start: Any,
+        *,
+        limit: int | None,
+        block: float | None,
+        anchor: int | None,
+    ) -> tuple[list[Any], bool]:
+        """Deliveries of stream ``name`` from ``start`` until it goes quiet (or ``limit``).
+
+        With ``anchor`` (the reader's last offset, where the consumer attaches), that
+        message itself is dropped; when it is not the first delivery, or does not come
+        at all, it was lost to retention (or is unknown), and the second value is True.
+        """
+        link.connect()
+        assert link.conn is not None
+        channel = link.conn.channel()
+        credit = min(STREAM_CREDIT, (limit + 1) if limit else STREAM_CREDIT)
+        got: list[Any] = []
+        state = {"reset": False, "anchored": anchor is None}
+
+        def delivered(message: Any) -> None:
+            offset = int(_headers(message)["x-stream-offset"])
+            channel.basic_ack(message.delivery_info["delivery_tag"])
+            if not state["anchored"]:
+                state["anchored"] = True
+                if offset == anchor:
+                    return
+                state["reset"] = True
+            if anchor is not None and offset <= anchor:
+                return
+            got.append(message)
+
+        quiet = self.read_quiet
+        try:
+            channel.basic_qos(0, credit, False)
+            channel.basic_consume(name, callback=delivered, arguments={"x-stream-offset": start})
+            # Wait for a first new message: ``block`` seconds, or without it a short while
+            # (the anchor, or the stream's first message, comes at once when it exists).
+            end = time.monotonic() + (block or quiet * 4)
+            while not got and (left := end - time.monotonic()) > 0:
+                if anchor is not None and state["anchored"] and not block:
+                    if not link.drain(min(left, quiet)):
+                        break  # the anchor came and nothing after it
+                else:
+                    link.drain(left)
+            # Then take what comes at once, until the stream goes quiet.
+            while got and (limit is None or len(got) < limit) and link.drain(quiet):
+                pass
+        finally:
+            if channel.is_open:
+                channel.close()
+        if limit is not None:
+            got = got[:limit]
+        # No anchor at all: the stream no longer holds the reader's message (retention can
+        # empty a stream) or never held it (an id from elsewhere): either way, a reset.
+        return got, bool(state["reset"] or not state["anchored"])
+
+    def read(
+        self,
+        stream: str,
+        after: str | None = None,
+        *,
+        limit: int | None = None,
+        block: float | None = None,
+    ) -> StreamRead:
+        anchor = None if after is None else _parse_offset(after)
+
+        def call(link: _Link) -> StreamRead:
+            name = self._stream(link, stream)
+            start: Any = "first" if anchor is None else anchor
+            messages, reset = self._attach(
+                link, name, start, limit=limit, block=block, anchor=anchor
+            )
+            return StreamRead(
+                [
+                    StreamMessage(str(_headers(m)["x-stream-offset"]), bytes(m.body))
+                    for m in messages
+                ],
+                reset,
+            )
+
+        return self._run("read", call)
+
+    def last_id(self, stream: str) -> str | None:
+        def call(link: _Link) -> str | None:
+            name = self._stream(link, stream)
+            messages, _ = self._attach(link, name, "last", limit=None, block=None, anchor=None)
+            if not messages:
+                return None
+            return str(max(int(_headers(m)["x-stream-offset"]) for m in messages))
+
+        return self._run("last_id", call)
+
+    def id_key(self, message_id: str) -> tuple[int, ...]:
+        return (_parse_offset(message_id),)
+
+    def _state(self, state: str, error: BaseException | None) -> None:
+        get_plugins().backend_state(self, state, error)
+
+    def follow(
+        self,
+        stream: str,
+        after: str | None = None,
+        *,
+        stop: threading.Event | None = None,
+        poll: float = 1.0,
+    ) -> Iterator[StreamRead]:
+        """One stream consumer on a connection of its own; through outages it reconnects
+        with back-off and re-attaches at the last offset it yielded."""
+        cursor: int | None = None if after is None else _parse_offset(after)
+        # Without ``after``, attach at the end ("next"). Should the connection break before a
+        # first message came, re-attach at the time we started instead (RabbitMQ finds the
+        # chunk by its timestamp, to the second), so nothing published meanwhile is missed.
+        start: Any = "next" if cursor is None else cursor
+        delay = 0.05
+        down = False
+        while stop is None or not stop.is_set():
+            conn: Any = None
+            try:
+                conn = self._connect()
+                link = _Link(self, 0)
+                link.conn, link.channel = conn, conn.channel()
+                name = self._stream(link, stream)
+                channel = conn.channel()
+                channel.basic_qos(0, STREAM_CREDIT, False)
+                pending: list[Any] = []
+                channel.basic_consume(
+                    name, callback=pending.append, arguments={"x-stream-offset": start}
+                )
+                if cursor is None and start == "next":
+                    start = datetime.now(UTC).replace(microsecond=0)
+                if down:
+                    down, delay = False, 0.05
+                    self._state("reconnected", None)
+                anchored = cursor is None
+                while stop is None or not stop.is_set():
+                    if not link.drain(poll):
+                        continue
+                    while len(pending) < STREAM_CREDIT and link.drain(0):
+                        pass
+                    if not pending:
+                        continue
+                    batch, pending[:] = list(pending), []
+                    channel.basic_ack(batch[-1].delivery_info["delivery_tag"], multiple=True)
+                    reset = False
+                    messages = []
+                    for message in batch:
+                        offset = int(_headers(message)["x-stream-offset"])
+                        if not anchored:
+                            anchored = True
+                            if offset == cursor:
+                                continue
+                            reset = True
+                        if cursor is not None and offset <= cursor:
+                            continue
+                        messages.append(StreamMessage(str(offset), bytes(message.body)))
+                    if messages:
+                        cursor = start = int(messages[-1].id)
+                    if messages or reset:
+                        yield StreamRead(messages, reset)
+                return
+            except (BackendUnavailable, *self.connection_errors) as exc:
+                if not down:
+                    down = True
+                    self._state("disconnected", exc)
+                if stop is not None:
+                    if stop.wait(delay):
+                        return
+                else:
+                    time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            finally:
+                if conn is not None:
+                    try:
+                        conn.release()
+                    except Exception:
+                        logger.debug("closing a follower's connection failed", exc_info=True)
+
+    async def afollow(
+        self, stream: str, after: str | None = None, *, poll: float = 1.0
+    ) -> AsyncIterator[StreamRead]:
+        """:meth:`follow` in a thread, handed over to the event loop."""
+        loop = asyncio.get_running_loop()
+        batches: asyncio.Queue[StreamRead | BaseException | None] = asyncio.Queue()
+        stop = threading.Event()
+
+        def run() -> None:
+            try:
+                for batch in self.follow(stream, after, stop=stop, poll=poll):
+                    loop.call_soon_threadsafe(batches.put_nowait, batch)
+            except BaseException as exc:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(batches.put_nowait, exc)
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop closed first
+                    loop.call_soon_threadsafe(batches.put_nowait, None)
+
+        thread = threading.Thread(target=run, name=f"notify-amqp-follow-{stream}", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = await batches.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+
+    # -- queues -------------------------------------------------------------------------------
+
+    def _job_message(
+        self, job_id: str, payload: bytes, attempts: int, *, error: str | None = None
+    ) -> amqp.Message:
+        headers: dict[str, Any] = {_ATTEMPTS: attempts}
+        if error is not None:
+            headers[_ERROR] = error
+        return amqp.Message(
+            payload,
+            message_id=job_id,
+            delivery_mode=2,
+            content_type="application/json",
+            application_headers=headers,
+        )
+
+    def _route(self, link: _Link, queue: str, message: amqp.Message, delay: float) -> str:
+        """Where ``message`` goes to become visible after ``delay`` seconds."""
+        if delay <= 0:
+            message.properties["application_headers"].pop(_NOT_BEFORE, None)
+            return self._queue(link, queue)
+        message.properties["application_headers"][_NOT_BEFORE] = time.time() + delay
+        ms = delay * 1000
+        fitting = [b for b in DELAY_BUCKETS if b <= ms]
+        return self._delay_queue(link, queue, fitting[-1] if fitting else DELAY_BUCKETS[0])
+
+    def enqueue(self, queue: str, payload: bytes, *, delay: float = 0.0) -> str:
+        job_id = uuid.uuid4().hex
+
+        def call(link: _Link) -> str:
+            message = self._job_message(job_id, payload, 0)
+            link.publish_confirmed([(self._route(link, queue, message, delay), message)])
+            return job_id
+
+        return self._run("enqueue", call)
+
+    def enqueue_many(self, queue: str, payloads: Iterable[bytes]) -> list[str]:
+        items = [(uuid.uuid4().hex, p) for p in payloads]
+
+        def call(link: _Link) -> list[str]:
+            name = self._queue(link, queue)
+            link.publish_confirmed([(name, self._job_message(i, p, 0)) for i, p in items])
+            return [i for i, _ in items]
+
+        return self._run("enqueue", call) if items else []
+
+    def _take(self, link: _Link, queue: str, message: Any, vt: float) -> Job | None:
+        """A delivered message as a reserved job; None when it was not one to run yet."""
+        channel = message.channel
+        tag = message.delivery_info["delivery_tag"]
+        headers = _headers(message)
+        attempts = int(headers.get(_ATTEMPTS, 0)) + int(headers.get("x-delivery-count", 0)) + 1
+        job_id = _text(message.properties.get("message_id") or f"amqp-{tag}")
+        not_before = float(headers.get(_NOT_BEFORE, 0) or 0)
+        content_type = _text(message.properties.get("content_type", ""))
+        if content_type not in ACCEPT:
+            letter = self._job_message(job_id, bytes(message.body), attempts)
+            letter.properties["application_headers"].update(
+                {
+                    _ERROR: f"content type {content_type!r} refused: jobs are JSON only",
+                    _FAILED_AT: time.time(),
+                }
+            )
+            link.publish_confirmed([(self._dead_queue(link, queue), letter)])
+            channel.basic_ack(tag)
+            return None
+        remaining = not_before - time.time()
+        if remaining > 0.005:  # a delay bucket brought it back early: send it round again
+            again = self._job_message(job_id, bytes(message.body), attempts - 1)
+            if _ERROR in headers:
+                again.properties["application_headers"][_ERROR] = headers[_ERROR]
+            link.publish_confirmed([(self._route(link, queue, again, remaining), again)])
+            channel.basic_ack(tag)
+            return None
+        receipt = f"{link.number}:{uuid.uuid4().hex}"
+        link.leases[receipt] = _Lease(channel, tag, time.monotonic() + vt, queue, link.generation)
+        error = headers.get(_ERROR)
+        return Job(
+            job_id,
+            queue,
+            bytes(message.body),
+            attempts,
+            receipt,
+            None if error is None else _text(error),
+        )
+
+    def _sweep_all(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            links = list(self._links.values())
+        for link in links:
+            if link.leases and link.lock.acquire(blocking=False):
+                try:
+                    link.sweep(now)
+                except self.connection_errors:
+                    link.reset()
+                finally:
+                    link.lock.release()
+
+    def _consume(self, link: _Link, queue: str, name: str) -> deque[Any]:
+        buffer = link.buffers.setdefault(queue, deque())
+        if queue not in link.consumers:
+            assert link.conn is not None
+            if link.jobs is None:
+                link.jobs = link.conn.channel()
+                link.jobs.basic_qos(0, self.prefetch, False)
+            link.consumers[queue] = link.jobs.basic_consume(name, callback=buffer.append)
+        return buffer
+
+    def reserve(
+        self, queue: str, *, visibility_timeout: float, block: float | None = None
+    ) -> Job | None:
+        self._sweep_all()
+        deadline = time.monotonic() + (block or 0.0)
+
+        def call(link: _Link) -> Job | None:
+            name = self._queue(link, queue)
+            while True:
+                buffer = link.buffers.get(queue)
+                if buffer is not None:
+                    link.drain(0)
+                message = buffer.popleft() if buffer else None
+                if message is None:
+                    message = link.channel.basic_get(name)
+                if message is None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return None
+                    buffer = self._consume(link, queue, name)
+                    link.drain(min(left, 1.0))
+                    continue
+                job = self._take(link, queue, message, visibility_timeout)
+                if job is not None:
+                    return job
+
+        return self._run("reserve", call)
+
+    def reserve_many(self, queue: str, count: int, *, visibility_timeout: float) -> list[Job]:
+        jobs: list[Job] = []
+        while len(jobs) < count:
+            job = self.reserve(queue, visibility_timeout=visibility_timeout)
+            if job is None:
+                break
+            jobs.append(job)
+        return jobs
+
+    def _finish(self, job: Job, what: str, then: Callable[[_Link, _Lease], None]) -> bool:
+        number, _, _ = job.receipt.partition(":")
+        link = self._links.get(int(number)) if number.isdigit() else None
+        if link is None:
+            return False
+
+        def call(link: _Link) -> bool:
+            link.sweep(time.monotonic())
+            lease = link.leases.pop(job.receipt, None)
+            if lease is None or lease.generation != link.generation:
+                return False
+            then(link, lease)
+            return True
+
+        try:
+            return self._run(what, call, link)
+        except BackendUnavailable:
+            return False  # the connection that held the job broke: RabbitMQ hands it out again
+
+    def ack(self, job: Job) -> bool:
+        return self._finish(job, "ack", lambda link, lease: lease.channel.basic_ack(lease.tag))
+
+    def ack_many(self, jobs: Iterable[Job]) -> int:
+        return sum(1 for job in jobs if self.ack(job))
+
+    def retry(self, job: Job, *, delay: float, error: str) -> bool:
+        def then(link: _Link, lease: _Lease) -> None:
+            message = self._job_message(job.id, job.payload, job.attempts, error=error)
+            link.publish_confirmed([(self._route(link, job.queue, message, delay), message)])
+            lease.channel.basic_ack(lease.tag)
+
+        return self._finish(job, "retry", then)
+
+    def dead_letter(self, job: Job, *, error: str) -> bool:
+        def then(link: _Link, lease: _Lease) -> None:
+            message = self._job_message(job.id, job.payload, job.attempts, error=error)
+            message.properties["application_headers"][_FAILED_AT] = time.time()
+            link.publish_confirmed([(self._dead_queue(link, job.queue), message)])
+            lease.channel.basic_ack(lease.tag)
+
+        return self._finish(job, "dead_letter", then)
+
+    def _browse(
+        self,
+        queue: str,
+        limit: int | None,
+        act: Callable[[_Link, Any, list[Any]], T],
+    ) -> T:
+        """Take the dead letters (up to ``limit``) on a channel of their own, let ``act``
+        ack or publish some, and close it: the rest go back in their order."""
+
+        def call(link: _Link) -> T:
+            name = self._dead_queue(link, queue)
+            assert link.conn is not None
+            channel = link.conn.channel()
+            try:
+                held: list[Any] = []
+                while limit is None or len(held) < limit:
+                    message = channel.basic_get(name)
+                    if message is None:
+                        break
+                    held.append(message)
+                return act(link, channel, held)
+            finally:
+                channel.close()
+
+        return self._run("dead letters", call)
+
+    def dead_letters(self, queue: str, *, limit: int | None = None) -> list[DeadLetter]:
+        def letters(link: _Link, channel: Any, held: list[Any]) -> list[DeadLetter]:
+            out = []
+            for message in held:
+                headers = _headers(message)
+                out.append(
+                    DeadLetter(
+                        _text(message.properties.get("message_id", "")),
+                        queue,
+                        bytes(message.body),
+                        int(headers.get(_ATTEMPTS, 0)),
+                        _text(headers.get(_ERROR, "")),
+                        float(headers.get(_FAILED_AT, 0.0)),
+                    )
+                )
+            return out
+
+        return self._browse(queue, limit, letters)
+
+    def _chosen(self, held: list[Any], ids: Iterable[str] | None) -> list[Any]:
+        wanted = None if ids is None else set(ids)
+        return [
+            m for m in held if wanted is None or _text(m.properties.get("message_id", "")) in wanted
+        ]
+
+    def requeue_dead_letters(self, queue: str, ids: Iterable[str] | None = None) -> int:
+        def requeue(link: _Link, channel: Any, held: list[Any]) -> int:
+            chosen = self._chosen(held, ids)
+            name = self._queue(link, queue)
+            link.publish_confirmed(
+                [
+                    (name, self._job_message(_text(m.properties["message_id"]), bytes(m.body), 0))
+                    for m in chosen
+                ]
+            )
+            for message in chosen:
+                channel.basic_ack(message.delivery_info["delivery_tag"])
+            return len(chosen)
+
+        return self._browse(queue, None, requeue)
+
+    def purge_dead_letters(self, queue: str, ids: Iterable[str] | None = None) -> int:
+        def purge(link: _Link, channel: Any, held: list[Any]) -> int:
+            chosen = self._chosen(held, ids)
+            for message in chosen:
+                channel.basic_ack(message.delivery_info["delivery_tag"])
+            return len(chosen)
+
+        return self._browse(queue, None, purge)
+
+    def queue_length(self, queue: str) -> int:
+        """Ready and delayed jobs, and those this process holds; RabbitMQ (AMQP 0-9-1)
+        does not report jobs another process has reserved."""
+
+        def call(link: _Link) -> int:
+            names = [self._queue(link, queue)]
+            names += [self._delay_queue(link, queue, bucket) for bucket in DELAY_BUCKETS]
+            total = 0
+            for name in names:
+                total += link.probe_channel().queue_declare(name, passive=True).message_count
+            return total
+
+        total = self._run("queue_length", call)
+        with self._lock:
+            links = list(self._links.values())
+        for link in links:
+            with link.lock:
+                total += sum(1 for lease in link.leases.values() if lease.queue == queue)
+                total += len(link.buffers.get(queue, ()))
+        return total
+
+    # -- de-duplication: one tiny queue per key, holding one marker that expires ----------------
+
+    def _done_queue(self, link: _Link, key: str) -> str:
+        return self._declare(
+            link,
+            self._name("done.", key),
+            {
+                "x-queue-type": "classic",
+                "x-max-length": 1,
+                "x-overflow": "reject-publish",
+                "x-expires": DONE_EXPIRES_MS,
+            },
+        )
+
+    def mark_done(self, key: str, *, ttl: float) -> bool:
+        def call(link: _Link) -> bool:
+            name = self._done_queue(link, key)
+            marker = amqp.Message(b"", delivery_mode=2, expiration=str(max(int(ttl * 1000), 1)))
+            try:
+                link.publish_confirmed([(name, marker)])
+            except BackendError as exc:
+                if isinstance(exc, BackendUnavailable):
+                    raise
+                return False  # the queue is full: the key is already marked
+            return True
+
+        return self._run("mark_done", call)
+
+    def is_done(self, key: str) -> bool:
+        def call(link: _Link) -> bool:
+            try:
+                ok = link.probe_channel().queue_declare(self._name("done.", key), passive=True)
+            except amqp.exceptions.NotFound:
+                link.probe = None
+                return False
+            return bool(ok.message_count)
+
+        return self._run("is_done", call)

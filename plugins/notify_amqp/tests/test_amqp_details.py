@@ -1,0 +1,209 @@
+"""What the contract suite does not reach: RabbitMQ's own ways, checked on a real server."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import amqp
+import pytest
+
+from notify_amqp import backend as amqp_backend
+from notify_amqp.backend import AmqpBackend
+from notifycore import ConfigurationError, InvalidStreamId
+
+
+@pytest.fixture
+def backend(rabbit_server: Any) -> Iterator[AmqpBackend]:
+    b = AmqpBackend(rabbit_server.url, prefix=f"details-{uuid.uuid4().hex[:8]}.")
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+def _raw(rabbit_server: Any) -> amqp.Connection:
+    connection = amqp.Connection(
+        f"127.0.0.1:{rabbit_server.port}", userid="guest", password="guest"
+    )
+    connection.connect()
+    return connection
+
+
+def test_a_pickled_job_is_dead_lettered_unread(backend: AmqpBackend, rabbit_server: Any) -> None:
+    backend.enqueue("q", b'{"first": true}')
+    first = backend.reserve("q", visibility_timeout=30)
+    assert first is not None and backend.ack(first)
+    connection = _raw(rabbit_server)
+    try:
+        channel = connection.channel()
+        channel.basic_publish(
+            amqp.Message(
+                pickle.dumps({"x": 1}),
+                content_type="application/x-python-serialize",
+                message_id="evil",
+            ),
+            exchange="",
+            routing_key=backend.prefix + "q",
+        )
+    finally:
+        connection.close()
+    backend.enqueue("q", b'{"after": true}')
+    job = backend.reserve("q", visibility_timeout=30, block=5)
+    assert job is not None and job.payload == b'{"after": true}', "the pickle was not handed out"
+    (letter,) = backend.dead_letters("q")
+    assert letter.id == "evil"
+    assert "application/x-python-serialize" in letter.error and "JSON only" in letter.error
+
+
+def test_a_server_without_stream_queues_is_refused_at_once(backend: AmqpBackend) -> None:
+    class Old:
+        class connection:
+            server_properties = {"version": b"3.8.27"}
+
+        def release(self) -> None:
+            pass
+
+    with pytest.raises(ConfigurationError, match=r"RabbitMQ 3\.8\.27 .* no stream queues"):
+        backend._check_server(Old())
+
+
+def test_the_real_server_passes_the_check_and_declares_streams(backend: AmqpBackend) -> None:
+    assert backend.publish("s", b"x") == backend.last_id("s")
+    assert backend._checked is True
+
+
+def test_a_url_that_is_not_amqp_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="amqp://"):
+        AmqpBackend("redis://:secret@127.0.0.1:6379/0")
+
+
+def test_ids_are_offsets_and_bad_ids_are_refused(backend: AmqpBackend) -> None:
+    ids = backend.publish_many("s", [b"a", b"b"])
+    assert [backend.id_key(i) for i in ids] == sorted(backend.id_key(i) for i in ids)
+    with pytest.raises(InvalidStreamId):
+        backend.read("s", "1700000000000-0")
+    with pytest.raises(InvalidStreamId):
+        backend.id_key("-1")
+
+
+def test_a_publish_whose_connection_broke_after_sending_is_not_stored_twice(
+    backend: AmqpBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend.publish("s", b"warm up")  # connection and tail exist
+    real_drain = amqp_backend._Link.drain
+    broke = threading.Event()
+
+    def drain(self: Any, timeout: float) -> bool:
+        if not broke.is_set() and self.tails:
+            broke.set()  # the message is on its way; now the connection "breaks"
+            raise amqp.exceptions.RecoverableConnectionError("connection lost")
+        return real_drain(self, timeout)
+
+    monkeypatch.setattr(amqp_backend._Link, "drain", drain)
+    new_id = backend.publish("s", b"only once")
+    assert broke.is_set()
+    messages = backend.read("s").messages
+    assert [m.data for m in messages] == [b"warm up", b"only once"]
+    assert messages[-1].id == new_id
+
+
+def test_follow_after_retention_dropped_the_cursor_reports_a_reset(rabbit_server: Any) -> None:
+    small = AmqpBackend(
+        rabbit_server.url,
+        prefix=f"ret-{uuid.uuid4().hex[:8]}.",
+        stream_max_bytes=6000,
+        stream_segment_bytes=1000,
+    )
+    stop = threading.Event()
+    try:
+        ids = [small.publish("s", f"m{i}".encode()) for i in range(60)]
+        kept = small.read("s").messages
+        assert kept and len(kept) < 60 and kept[-1].id == ids[-1]
+        batches = []
+        for batch in small.follow("s", ids[0], stop=stop, poll=0.1):
+            batches.append(batch)
+            break
+        assert batches[0].reset is True
+        assert [m.id for m in batches[0].messages] == [m.id for m in kept]
+    finally:
+        small.close()
+
+
+def test_an_id_the_stream_never_held_is_a_reset(backend: AmqpBackend) -> None:
+    ids = backend.publish_many("s", [b"a", b"b"])
+    unknown = str(int(ids[-1]) + 1000)
+    batch = backend.read("s", unknown)
+    assert batch.reset is True and batch.messages == []
+    assert backend.read("s", ids[-1]).reset is False
+
+
+def test_delayed_jobs_wait_for_their_whole_delay_and_are_counted(backend: AmqpBackend) -> None:
+    start = time.monotonic()
+    backend.enqueue("q", b"{}", delay=0.7)  # a 500 ms bucket, then round again for the rest
+    backend.enqueue("later", b"{}", delay=120)
+    assert backend.queue_length("q") == 1
+    assert backend.queue_length("later") == 1
+    job = None
+    while job is None and time.monotonic() - start < 20:
+        job = backend.reserve("q", visibility_timeout=30, block=0.2)
+    assert job is not None
+    assert time.monotonic() - start >= 0.7, "a delayed job never comes early"
+    assert job.attempts == 1
+    assert backend.ack(job) is True
+
+
+def test_a_job_whose_connection_closed_comes_back_with_the_try_counted(
+    rabbit_server: Any,
+) -> None:
+    prefix = f"drop-{uuid.uuid4().hex[:8]}."
+    first = AmqpBackend(rabbit_server.url, prefix=prefix)
+    second = AmqpBackend(rabbit_server.url, prefix=prefix)
+    try:
+        first.enqueue("q", b"{}")
+        job = first.reserve("q", visibility_timeout=300)
+        assert job is not None and job.attempts == 1
+        first.close()  # as if the worker died: RabbitMQ takes the job back at once
+        again = second.reserve("q", visibility_timeout=300, block=5)
+        assert again is not None and again.id == job.id
+        assert again.attempts == 2
+        assert second.ack(again) is True
+    finally:
+        second.close()
+
+
+def test_prefetch_limits_what_a_waiting_consumer_holds(rabbit_server: Any) -> None:
+    prefix = f"prefetch-{uuid.uuid4().hex[:8]}."
+    holder = AmqpBackend(rabbit_server.url, prefix=prefix, prefetch=1)
+    other = AmqpBackend(rabbit_server.url, prefix=prefix)
+    try:
+        assert holder.reserve("q", visibility_timeout=30, block=0.1) is None  # now consuming
+        other.enqueue_many("q", [b"1", b"2", b"3"])
+        job = holder.reserve("q", visibility_timeout=30, block=5)
+        assert job is not None
+        # holder holds one job (and at most one more in advance); the rest is for others.
+        taken = other.reserve_many("q", 3, visibility_timeout=30)
+        assert len(taken) >= 1
+        assert len(taken) + 1 <= 3
+    finally:
+        holder.close()
+        other.close()
+
+
+def test_dedupe_marks_are_shared_between_processes(rabbit_server: Any) -> None:
+    prefix = f"done-{uuid.uuid4().hex[:8]}."
+    a = AmqpBackend(rabbit_server.url, prefix=prefix)
+    b = AmqpBackend(rabbit_server.url, prefix=prefix)
+    try:
+        assert a.mark_done("k", ttl=60) is True
+        assert b.is_done("k") is True
+        assert b.mark_done("k", ttl=60) is False
+        assert b.is_done("other") is False
+        assert b.is_done("k") is True, "a miss (404) on one key leaves the channel usable"
+    finally:
+        a.close()
+        b.close()
