@@ -19,7 +19,13 @@ from notifycore.event import Event
 from notifycore.fanout import Fanout
 from notifycore.hub import HUB_ID_PREFIX, Hub, Registration
 from notifycore.jobs import encode_job
-from notifycore.listeners import Declarations, build_hubs, parse_declarations, remove_hubs
+from notifycore.listeners import (
+    Declarations,
+    LoadedHubs,
+    install_hubs,
+    load_hubs,
+    parse_declarations,
+)
 from notifycore.plugins import Plugins, get_plugins
 from notifycore.result import ConsumerOutcome, SendResult, Status
 from notifycore.worker import Worker
@@ -121,7 +127,7 @@ class Notifications:
         if self._backend is None:
             self.configure(self.config, backend=backend)
         elif not self._declared_hubs:
-            self._build_declared()
+            self._install(load_hubs(self, self.declarations))
 
     def __repr__(self) -> str:
         return f"<Notifications backend={self._backend!r} hubs={list(self._hubs)}>"
@@ -142,6 +148,12 @@ class Notifications:
         """
         settings = self._settings(config)
         declarations = parse_declarations(settings["HUBS"], settings["LISTENERS"])
+        # Listeners load before anything changes: one that fails leaves the old state whole.
+        loaded = (
+            load_hubs(self, declarations, settings=settings, replace=self._declared_hubs)
+            if self._ready
+            else None
+        )
         if backend is None:
             backend = self._make_backend(settings)
         elif not isinstance(backend, Backend):
@@ -159,14 +171,12 @@ class Notifications:
                 self._fanout = None
             old.close()
         self.declarations = declarations
-        if self._ready:
-            self._build_declared()
+        if loaded is not None:
+            self._install(loaded)
 
-    def _build_declared(self) -> None:
-        remove_hubs(self, self._declared_hubs)
-        self._declared_hubs = []
-        built = build_hubs(self, self.declarations)
-        self._declared_hubs = [hub.label for hub in built]
+    def _install(self, loaded: LoadedHubs) -> None:
+        replaced, self._declared_hubs = self._declared_hubs, []
+        self._declared_hubs = [h.label for h in install_hubs(self, loaded, replace=replaced)]
 
     @staticmethod
     def _make_backend(settings: Settings) -> Backend:

@@ -235,13 +235,6 @@ def _canonical(data: Mapping[Any, Any], where: str) -> dict[str, Any]:
         lower = table.lower()
         if table in enabled:
             names = enabled[table]
-            for name in names:
-                if name not in declared:
-                    hint = "use = ..." if lower == "listeners" else "filter = ..."
-                    raise ConfigurationError(
-                        f"{where}: {lower} lists {name!r} but nothing declares it "
-                        f"({lower}.{name}.{hint})"
-                    )
             for name in declared:
                 if name not in names:
                     message = f"{where}: {lower}.{name} is declared but not in {lower} = ..."
@@ -249,6 +242,13 @@ def _canonical(data: Mapping[Any, Any], where: str) -> dict[str, Any]:
                     if close:
                         message += f"; did you mean {close[0]!r}?"
                     raise ConfigurationError(message)
+            for name in names:
+                if name not in declared:
+                    hint = "use = ..." if lower == "listeners" else "filter = ..."
+                    raise ConfigurationError(
+                        f"{where}: {lower} lists {name!r} but nothing declares it "
+                        f"({lower}.{name}.{hint})"
+                    )
         if declared or table in enabled:
             out[table] = declared
     return out

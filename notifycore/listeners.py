@@ -39,7 +39,10 @@ __all__ = [
     "HubSpec",
     "ListenerConfig",
     "ListenerSpec",
+    "LoadedHubs",
     "build_hubs",
+    "install_hubs",
+    "load_hubs",
     "load_listener",
     "parse_declarations",
     "remove_hubs",
@@ -532,24 +535,46 @@ def _instantiate(spec: ListenerSpec, cls: type) -> Any:
 # -- building -------------------------------------------------------------------------------
 
 
-def build_hubs(notifications: Notifications, declarations: Declarations) -> list[Hub]:
-    """Create the declared hubs on ``notifications`` with their listeners registered.
+#: Declared hubs with their listeners loaded, ready for :func:`install_hubs`.
+LoadedHubs = list[tuple[HubSpec, list[tuple[ListenerSpec, Any]]]]
 
-    Every listener is loaded first: a listener that fails to load leaves no
-    hub half-built. A listener named by two hubs is loaded once per hub.
+
+def load_hubs(
+    notifications: Notifications,
+    declarations: Declarations,
+    *,
+    settings: Mapping[str, Any] | None = None,
+    replace: Iterable[str] = (),
+) -> LoadedHubs:
+    """Check the declared labels and load every listener, changing nothing yet.
+
+    ``replace`` names the hubs an earlier configuration built, which the new
+    ones may take the labels of; ``settings`` (default: the current ones) is
+    what listeners see as ``config.settings``.
     """
+    replaced = set(replace)
     for hub_spec in declarations.hubs:
-        if hub_spec.label in notifications.hubs:
+        if hub_spec.label in notifications.hubs and hub_spec.label not in replaced:
             raise ConfigurationError(
                 f"hubs.{hub_spec.label}: a hub with that label already exists (created in code?)"
             )
     config = ListenerConfig.from_declarations(
-        declarations, settings=notifications.settings, notifications=notifications
+        declarations,
+        settings=notifications.settings if settings is None else settings,
+        notifications=notifications,
     )
-    loaded: list[tuple[HubSpec, list[tuple[ListenerSpec, Any]]]] = []
+    loaded: LoadedHubs = []
     for hub_spec in declarations.hubs:
         specs = [declarations.listeners[name] for name in hub_spec.listeners]
         loaded.append((hub_spec, [(spec, load_listener(spec, config)) for spec in specs]))
+    return loaded
+
+
+def install_hubs(
+    notifications: Notifications, loaded: LoadedHubs, *, replace: Iterable[str] = ()
+) -> list[Hub]:
+    """Remove the hubs named by ``replace``, then create the loaded ones with their listeners."""
+    remove_hubs(notifications, replace)
     built: list[Hub] = []
     try:
         for hub_spec, consumers in loaded:
@@ -569,6 +594,20 @@ def build_hubs(notifications: Notifications, declarations: Declarations) -> list
         remove_hubs(notifications, [hub.label for hub in built])
         raise
     return built
+
+
+def build_hubs(
+    notifications: Notifications, declarations: Declarations, *, replace: Iterable[str] = ()
+) -> list[Hub]:
+    """Create the declared hubs on ``notifications`` with their listeners registered.
+
+    Every listener is loaded first: one that fails to load leaves every hub
+    as it was. A listener named by two hubs is loaded once per hub.
+    """
+    replace = list(replace)
+    return install_hubs(
+        notifications, load_hubs(notifications, declarations, replace=replace), replace=replace
+    )
 
 
 def remove_hubs(notifications: Notifications, labels: Iterable[str]) -> None:
