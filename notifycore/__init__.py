@@ -6,7 +6,7 @@ keeps ``__all__`` honest.
 
 from notifycore.app import Notifications
 from notifycore.backends.base import Backend, DeadLetter, Job, StreamMessage, StreamRead
-from notifycore.config import Setting, Settings
+from notifycore.config import Setting, Settings, load_config
 from notifycore.consumers import Consumer, FunctionConsumer, LogConsumer, PushConsumer, user_stream
 from notifycore.errors import (
     BackendError,
@@ -24,6 +24,7 @@ from notifycore.errors import (
 from notifycore.event import Event
 from notifycore.hookspecs import hookimpl
 from notifycore.hub import Hub, Registration
+from notifycore.listeners import ListenerConfig
 from notifycore.result import ConsumerOutcome, SendResult, Status
 from notifycore.worker import JobOutcome, Worker
 
@@ -46,6 +47,7 @@ __all__ = [
     "InvalidStreamId",
     "Job",
     "JobOutcome",
+    "ListenerConfig",
     "LogConsumer",
     "Notifications",
     "NotifycoreError",
@@ -63,5 +65,6 @@ __all__ = [
     "Worker",
     "__version__",
     "hookimpl",
+    "load_config",
     "user_stream",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import UTC, datetime
@@ -12,12 +13,19 @@ from typing import Any
 
 from notifycore import drivers
 from notifycore.backends.base import Backend
-from notifycore.config import Setting, Settings
+from notifycore.config import Setting, Settings, load_config
 from notifycore.errors import ConfigurationError, ConsumerError, InvalidEvent, UnknownHub
 from notifycore.event import Event
 from notifycore.fanout import Fanout
 from notifycore.hub import HUB_ID_PREFIX, Hub, Registration
 from notifycore.jobs import encode_job
+from notifycore.listeners import (
+    Declarations,
+    LoadedHubs,
+    install_hubs,
+    load_hubs,
+    parse_declarations,
+)
 from notifycore.plugins import Plugins, get_plugins
 from notifycore.result import ConsumerOutcome, SendResult, Status
 from notifycore.worker import Worker
@@ -69,18 +77,23 @@ class _LoopThread:
 
 
 class Notifications:
-    """The entry point: ``Notifications(app=None, *, config=None)``.
+    """The entry point: ``Notifications(app=None, *, config=None, config_prefix="")``.
 
-    ``config`` is a mapping of settings (``BACKEND``, ``BACKEND_URL``...);
-    ``NOTIFYCORE_<KEY>`` environment variables override it. With ``app``, an
-    installed web adapter plugin binds to it (``init_app``).
+    ``config`` is a mapping of settings (``BACKEND``, ``BACKEND_URL``...), a
+    Flask config, or the path of a TOML, INI or JSON file (see
+    :func:`~notifycore.config.load_config`); with ``config_prefix`` only the
+    mapping's keys with that prefix are read. ``NOTIFYCORE_<KEY>`` environment
+    variables override it. Hubs and listeners it declares (``HUBS``,
+    ``LISTENERS``) are created once the plugins were told of the new object.
+    With ``app``, an installed web adapter plugin binds to it (``init_app``).
     """
 
     def __init__(
         self,
         app: Any = None,
         *,
-        config: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | str | os.PathLike[str] | None = None,
+        config_prefix: str = "",
         backend: Backend | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
@@ -95,27 +108,52 @@ class Notifications:
         self._backend: Backend | None = None
         self._worker: Worker | None = None
         self._fanout: Fanout | None = None
+        #: The hubs and listeners the configuration declares (built by :meth:`configure`).
+        self.declarations = Declarations()
+        self._declared_hubs: list[str] = []
+        self._ready = False  # declared hubs wait until the plugins were told of this object
+        self._source = os.fspath(config) if isinstance(config, (str, os.PathLike)) else None
         #: The configuration given to the constructor; adapters add the app's settings to it.
-        self.config: dict[str, Any] = dict(config or {})
+        self.config: dict[str, Any] = load_config(config, prefix=config_prefix)
         if app is None:
             self.configure(self.config, backend=backend)
         else:
             # The app's own configuration comes with init_app: build no backend before it.
-            self.settings = Settings(collect_settings(self.plugins), self.config, self._environ)
+            self.settings = self._settings(self.config)
         self.plugins.notifications_created(self)
+        self._ready = True
         if app is not None:
             self.init_app(app)
-            if self._backend is None:
-                self.configure(self.config, backend=backend)
+        if self._backend is None:
+            self.configure(self.config, backend=backend)
+        elif not self._declared_hubs:
+            self._install(load_hubs(self, self.declarations))
 
     def __repr__(self) -> str:
         return f"<Notifications backend={self._backend!r} hubs={list(self._hubs)}>"
 
     # -- configuration -----------------------------------------------------------------------
 
+    def _settings(self, config: Mapping[str, Any]) -> Settings:
+        source = f"configuration file {self._source}" if self._source else "configuration"
+        return Settings(
+            collect_settings(self.plugins), load_config(config), self._environ, source=source
+        )
+
     def configure(self, config: Mapping[str, Any], *, backend: Backend | None = None) -> None:
-        """(Re)read settings and (re)build the backend; web adapters call it from ``init_app``."""
-        settings = Settings(collect_settings(self.plugins), config, self._environ)
+        """(Re)read settings, (re)build the backend and the declared hubs and listeners.
+
+        Web adapters call it from ``init_app``. Hubs an earlier configuration
+        declared are replaced; hubs created in code stay.
+        """
+        settings = self._settings(config)
+        declarations = parse_declarations(settings["HUBS"], settings["LISTENERS"])
+        # Listeners load before anything changes: one that fails leaves the old state whole.
+        loaded = (
+            load_hubs(self, declarations, settings=settings, replace=self._declared_hubs)
+            if self._ready
+            else None
+        )
         if backend is None:
             backend = self._make_backend(settings)
         elif not isinstance(backend, Backend):
@@ -132,6 +170,13 @@ class Notifications:
                 self._fanout.close()
                 self._fanout = None
             old.close()
+        self.declarations = declarations
+        if loaded is not None:
+            self._install(loaded)
+
+    def _install(self, loaded: LoadedHubs) -> None:
+        replaced, self._declared_hubs = self._declared_hubs, []
+        self._declared_hubs = [h.label for h in install_hubs(self, loaded, replace=replaced)]
 
     @staticmethod
     def _make_backend(settings: Settings) -> Backend:

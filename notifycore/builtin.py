@@ -95,6 +95,20 @@ CORE_SETTINGS = (
         "Seconds a reserved job stays hidden before another worker may take it.",
         minimum=0.1,
     ),
+    Setting(
+        "HUBS",
+        dict,
+        None,
+        "Hubs to create: label -> {filter, listeners} (see docs/listeners.md).",
+        nullable=True,
+    ),
+    Setting(
+        "LISTENERS",
+        dict,
+        None,
+        "Listeners to load: name -> {use, mode, queue, actions, resources, ...}.",
+        nullable=True,
+    ),
 )
 
 

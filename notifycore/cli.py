@@ -1,4 +1,4 @@
-"""The ``notifycore`` command line: send, tail, worker, dead-letters, plugins.
+"""The ``notifycore`` command line: send, tail, worker, dead-letters, plugins, check.
 
 Every command reads settings from ``--config FILE`` (TOML, INI or JSON) and
 ``NOTIFYCORE_*`` environment variables, or uses the application given with
@@ -21,6 +21,8 @@ from typing import Any, TextIO
 
 from notifycore import drivers
 from notifycore.app import Notifications
+from notifycore.backends.base import Backend
+from notifycore.backends.memory import MemoryBackend
 from notifycore.config import read_config_file
 from notifycore.consumers import user_stream
 from notifycore.errors import ConfigurationError, InvalidEvent, NotifycoreError
@@ -78,7 +80,7 @@ def notifications_from(args: argparse.Namespace) -> Notifications:
             raise CommandError("--config applies when no --app is given: the app configures itself")
         return load_app(args.app)
     path = args.config or os.environ.get("NOTIFYCORE_CONFIG")
-    return Notifications(config=read_config_file(path) if path else {})
+    return Notifications(config=path or {})
 
 
 # -- live counts ------------------------------------------------------------------------------
@@ -392,6 +394,58 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- check ------------------------------------------------------------------------------------
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    if args.app:
+        notifications = notifications_from(args)
+        where, backend_line = args.app, repr(notifications.backend)
+    else:
+        where = args.config or os.environ.get("NOTIFYCORE_CONFIG")
+        if not where:
+            raise CommandError("give --config FILE (or NOTIFYCORE_CONFIG) to check")
+        try:
+            # A memory backend: checking connects to no broker and creates no file.
+            notifications = Notifications(config=where, backend=MemoryBackend())
+            spec = notifications.settings["BACKEND"]
+            cls = drivers.resolve(drivers.BACKENDS, spec)
+            if not (isinstance(cls, type) and issubclass(cls, Backend)):
+                notifications.close()
+                raise ConfigurationError(f"BACKEND {spec!r} names {cls!r}, not a Backend class")
+        except NotifycoreError as exc:
+            message = str(exc)
+            raise CommandError(message if where in message else f"{where}: {message}") from exc
+        backend_line = f"{spec} ({cls.__module__}:{cls.__qualname__})"
+    try:
+        _print_hubs(notifications, where, backend_line)
+    finally:
+        notifications.close()
+    return 0
+
+
+def _print_hubs(notifications: Notifications, where: str, backend: str) -> None:
+    out = sys.stdout
+    out.write(f"configuration: {where}\nbackend: {backend}\n")
+    declared = notifications.declarations.listeners
+    for hub in notifications.hubs.values():
+        out.write(f"hub {hub.label}  filter: {hub.filter!r}\n")
+        for registration in hub.registrations:
+            line = f"  listener {registration.name}"
+            spec = declared.get(registration.name)
+            if spec is not None:
+                line += f"  use: {spec.use}"
+            line += f"  mode: {registration.mode}"
+            if registration.mode == "queued":
+                queue = registration.queue or notifications.settings["DEFAULT_QUEUE"]
+                line += f" (queue {queue})"
+            if registration.filter is not None:
+                line += f"  filter: {registration.filter!r}"
+            out.write(f"{line}  consumer: {registration.consumer!r}\n")
+    listeners = sum(len(hub.registrations) for hub in notifications.hubs.values())
+    out.write(f"ok: {len(notifications.hubs)} hub(s), {listeners} listener(s)\n")
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -477,6 +531,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="list the plugins, backends and consumers that are installed",
     )
     plugins.set_defaults(handler=_cmd_plugins)
+
+    check = commands.add_parser(
+        "check",
+        parents=[common],
+        help="validate a configuration; print the hubs, filters and listeners it builds",
+    )
+    check.set_defaults(handler=_cmd_check)
     return parser
 
 

@@ -21,6 +21,7 @@ from notifycore.errors import ConfigurationError
 if TYPE_CHECKING:
     from notifycore.event import Event
     from notifycore.hub import Hub
+    from notifycore.listeners import ListenerConfig
 
 __all__ = [
     "Consumer",
@@ -93,6 +94,23 @@ class FunctionConsumer(Consumer):
     def __repr__(self) -> str:
         return f"FunctionConsumer({default_name(self.function)})"
 
+    @classmethod
+    def load_from_config(cls, config: ListenerConfig, prefix: str) -> FunctionConsumer:
+        """Kinto's contract: ``function = "pkg.mod:func"`` names the function to call."""
+        from notifycore import drivers  # only configuration needs it
+
+        path = config.get_str(prefix + "function")
+        if path is None:
+            raise ConfigurationError(f"{prefix}function is required (pkg.mod:func)")
+        function = (
+            drivers.resolve(drivers.CONSUMERS, path) if ("." in path or ":" in path) else None
+        )
+        if function is None or isinstance(function, type) or not callable(function):
+            raise ConfigurationError(
+                f"{prefix}function must name a function as pkg.mod:func, not {path!r}"
+            )
+        return cls(function)
+
 
 class LogConsumer(Consumer):
     """Writes each event as one line of JSON to a file path or a :class:`logging.Logger`.
@@ -120,6 +138,29 @@ class LogConsumer(Consumer):
 
     def __repr__(self) -> str:
         return f"LogConsumer({self.path or self.logger!r})"
+
+    @classmethod
+    def load_from_config(cls, config: ListenerConfig, prefix: str) -> LogConsumer:
+        """Kinto's contract: ``path`` (a file) or ``logger`` (a logger name), and ``level``."""
+        path = config.get_str(prefix + "path")
+        logger = config.get_str(prefix + "logger")
+        if (path is None) == (logger is None):
+            raise ConfigurationError(
+                f"{prefix}path (a JSON Lines file) or {prefix}logger (a logger name) is "
+                "required, not both"
+            )
+        level_text = config.get(prefix + "level", "INFO")
+        level = level_text
+        if isinstance(level_text, str):
+            level = logging.getLevelNamesMapping().get(level_text.strip().upper())
+        if not isinstance(level, int) or isinstance(level, bool):
+            names = ", ".join(
+                n for n in logging.getLevelNamesMapping() if n not in ("WARN", "FATAL")
+            )
+            raise ConfigurationError(
+                f"{prefix}level must be a level name ({names}) or an int, not {level_text!r}"
+            )
+        return cls(path if path is not None else logging.getLogger(logger), level=level)
 
     def consume(self, event: Event) -> None:
         line = event.to_json()
@@ -155,6 +196,14 @@ class PushConsumer(Consumer):
 
     def __repr__(self) -> str:
         return f"PushConsumer(per_recipient={self.per_recipient})"
+
+    @classmethod
+    def load_from_config(cls, config: ListenerConfig, prefix: str) -> PushConsumer:
+        """Kinto's contract: ``per_recipient`` and ``hub_stream``, true or false."""
+        return cls(
+            per_recipient=config.get_bool(prefix + "per_recipient", False),
+            hub_stream=config.get_bool(prefix + "hub_stream", True),
+        )
 
     def bind(self, hub: Hub) -> None:
         if self._hub is not None and self._hub is not hub:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from notifycore import Event, Notifications
+from notifycore.cli import main
 
 NOTIFYCORE = str(Path(sys.executable).with_name("notifycore"))
 
@@ -286,3 +288,101 @@ def test_background_worker_in_the_web_process(tmp_path: Path) -> None:
     assert "after stop" not in done
     assert n.backend.queue_length("notifycore") == 1
     n.close()
+
+
+# -- check ------------------------------------------------------------------------------------
+
+CHECKED = """
+backend = "sqlite"
+backend_url = "sqlite:///{db}"
+
+[hubs.orders]
+filter = {{ type = "event_type", values = ["order.created"] }}
+listeners = ["audit", "live"]
+
+[listeners.audit]
+use = "log"
+logger = "orders"
+actions = ["create"]
+
+[listeners.live]
+use = "push"
+mode = "queued"
+queue = "live"
+
+[listeners.stray]
+use = "push"
+"""
+
+
+def test_check_prints_the_hubs_filters_and_listeners_and_touches_no_backend(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    db = tmp_path / "never-created.db"
+    config = tmp_path / "app.toml"
+    config.write_text(CHECKED.format(db=db))
+    done = run(env, "check", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"configuration: {config}",
+        "backend: sqlite (notifycore.backends.sqlite:SQLiteBackend)",
+        "hub orders  filter: WithEventType('order.created')",
+        "  listener audit  use: log  mode: inline  filter: Field('action', 'create')"
+        "  consumer: LogConsumer(<Logger orders (WARNING)>)",
+        "  listener live  use: push  mode: queued (queue live)"
+        "  consumer: PushConsumer(per_recipient=False)",
+        "hub listeners  filter: Always()",
+        "  listener stray  use: push  mode: inline  consumer: PushConsumer(per_recipient=False)",
+        "ok: 2 hub(s), 3 listener(s)",
+    ]
+    assert not db.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('backend = "reddis"\n', "No such notifycore.backends driver: 'reddis'.*'redis'"),
+        ('backend = "memory"\nmax_tries = "x"\n', "MAX_TRIES .*must be int"),
+        ("[listeners.a]\nuse = 'lgo'\n", "listener 'a' .*Did you mean 'log'"),
+        ("[hubs.h]\nlisteners = ['nope']\n", "hubs.h.listeners: unknown listener 'nope'"),
+        ("[listeners.a]\nuse = 'log'\npath = 'x'\nmode = 'later'\n", "unknown mode 'later'"),
+        ("backend = \n", "not valid toml"),
+        ('backend = "notifycore.event:Event"\n', "not a Backend class"),
+    ],
+)
+def test_check_fails_with_one_line_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    assert main(["check", "--config", str(config)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.splitlines()) == 1
+    assert err.startswith("notifycore: error: ") and str(config) in err
+    assert re.search(message, err), err
+
+
+def test_check_needs_a_configuration(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NOTIFYCORE_CONFIG", raising=False)
+    assert main(["check"]) == 1
+    assert "give --config FILE" in capsys.readouterr().err
+    assert main(["check", "--config", "/no/such/file.ini"]) == 1
+    assert "cannot read configuration file" in capsys.readouterr().err
+
+
+def test_check_reads_an_ini_file_and_the_environment_wins(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "app.ini"
+    config.write_text(
+        "[app:main]\nnotifycore.backend = sqlite\nnotifycore.listeners = audit\n"
+        "notifycore.listeners.audit.use = log\nnotifycore.listeners.audit.path = a.jsonl\n"
+    )
+    monkeypatch.setenv("NOTIFYCORE_BACKEND", "memory")
+    assert main(["check", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "backend: memory (notifycore.backends.memory:MemoryBackend)" in out
+    assert "  listener audit  use: log  mode: inline  consumer: LogConsumer('a.jsonl')" in out

@@ -24,6 +24,7 @@ MODULES = [
     "notifycore.filters",
     "notifycore.hub",
     "notifycore.jobs",
+    "notifycore.listeners",
     "notifycore.plugins",
     "notifycore.result",
     "notifycore.testing",

@@ -10,6 +10,7 @@ from typing import Any, Self
 
 from notify_mail.message import MailConsumer, MailMessage, classify_smtp_error
 from notifycore import PermanentFailure
+from notifycore.listeners import ListenerConfig
 
 __all__ = ["SMTPConsumer"]
 
@@ -64,6 +65,38 @@ class SMTPConsumer(MailConsumer):
             password=settings.get("MAIL_PASSWORD"),
             timeout=float(settings.get("MAIL_TIMEOUT") or 30.0),
             max_emails=settings.get("MAIL_MAX_EMAILS"),
+            **options,
+        )
+
+    @classmethod
+    def load_from_config(cls, config: ListenerConfig, prefix: str) -> Self:
+        """Kinto's contract: the keys under ``prefix``, the ``MAIL_*`` settings as defaults.
+
+        ``host``, ``port``, ``use_tls``, ``use_ssl``, ``username``, ``password``,
+        ``timeout``, ``max_emails``, and the message's ``sender``, ``recipients``,
+        ``subject``, ``body``, ``html`` and ``attachments_field``.
+        """
+        settings = config.settings
+        recipients = config.get_list(prefix + "recipients") or None
+        options: dict[str, Any] = {
+            "sender": config.get_str(prefix + "sender", settings.get("MAIL_DEFAULT_SENDER")),
+            "recipients": recipients,
+        }
+        for key in ("subject", "body", "html", "attachments_field"):
+            value = config.get_str(prefix + key)
+            if value is not None:
+                options[key] = value
+        return cls(
+            config.get_str(prefix + "host", settings.get("MAIL_SERVER") or "127.0.0.1"),
+            config.get_int(prefix + "port", settings.get("MAIL_PORT") or 25, minimum=1),
+            use_tls=config.get_bool(prefix + "use_tls", bool(settings.get("MAIL_USE_TLS"))),
+            use_ssl=config.get_bool(prefix + "use_ssl", bool(settings.get("MAIL_USE_SSL"))),
+            username=config.get_str(prefix + "username", settings.get("MAIL_USERNAME")),
+            password=config.get_str(prefix + "password", settings.get("MAIL_PASSWORD")),
+            timeout=config.get_float(prefix + "timeout", settings.get("MAIL_TIMEOUT") or 30.0),
+            max_emails=config.get_int(
+                prefix + "max_emails", settings.get("MAIL_MAX_EMAILS"), minimum=1
+            ),
             **options,
         )
 
