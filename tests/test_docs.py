@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from notifycore import hookspecs
+from notifycore import Setting, hookimpl, hookspecs
+from notifycore.app import collect_settings
 from notifycore.builtin import CORE_SETTINGS
+from notifycore.plugins import Plugins, get_plugins
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
+
+
+def docs_extension() -> ModuleType:
+    """docs/_ext/notifycore_docs.py, the Sphinx extension that generates the settings reference."""
+    spec = importlib.util.spec_from_file_location(
+        "notifycore_docs", DOCS / "_ext" / "notifycore_docs.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def hook_names() -> list[str]:
@@ -35,6 +51,63 @@ def test_no_section_for_a_hook_that_does_not_exist() -> None:
 @pytest.mark.parametrize("setting", [s.name for s in CORE_SETTINGS])
 def test_every_core_setting_is_documented(setting: str) -> None:
     assert f"| `{setting}` |" in (DOCS / "configuration.md").read_text()
+
+
+def test_the_settings_reference_lists_every_setting_of_every_repository_plugin() -> None:
+    ext = docs_extension()
+    wanted = ext.repository_plugins()
+    warnings: list[str] = []
+    text = ext.render_settings(get_plugins(), wanted, warnings.append)
+    assert warnings == []
+    for name in collect_settings(get_plugins()):
+        if name.startswith("TINY_"):  # tests/plugin_dist, not a plugin of this repository
+            assert f"`{name}`" not in text
+            continue
+        assert f"| `{name}` |" in text, f"the settings reference lacks {name}"
+    assert "| `MAX_TRIES` | int | `5` | Deliveries of a queued job" in text
+    assert "| `CONSUMER_ERRORS` | `log` or `raise` | `log` |" in text
+    assert "| `MAIL_USERNAME` | str or none | none |" in text
+
+
+def test_the_repository_plugins_are_the_core_and_the_plugins_folders() -> None:
+    wanted = docs_extension().repository_plugins()
+    assert wanted["notifycore.builtin"] == "notifycore"
+    assert wanted["redis"] == "notify-redis"
+    assert wanted["mail"] == "notify-mail"
+    assert "template" not in wanted  # plugins/_template is a starting point, not a plugin
+
+
+class _NewPlugin:
+    @hookimpl
+    def notifycore_register_settings(self, register: Callable[[Setting], None]) -> None:
+        register(Setting("NEW_THING", float, 2.5, "A brand | new setting.", minimum=0.5))
+
+
+def test_a_newly_registered_setting_shows_up_in_the_reference() -> None:
+    plugins = Plugins()
+    plugins.register(importlib.import_module("notifycore.builtin"), name="notifycore.builtin")
+    plugins.register(_NewPlugin(), name="new")
+    wanted = {"notifycore.builtin": "notifycore", "new": "notify-new"}
+    text = docs_extension().render_settings(plugins, wanted, pytest.fail)
+    assert "## notify-new\n\nDeclared by the plugin `new`." in text
+    assert "| `NEW_THING` | float | `2.5` | A brand \\| new setting. At least 0.5. |" in text
+    assert text.index("## notifycore") < text.index("## notify-new")
+
+
+def test_a_repository_plugin_that_is_not_installed_is_reported() -> None:
+    plugins = Plugins()
+    plugins.register(importlib.import_module("notifycore.builtin"), name="notifycore.builtin")
+    warnings: list[str] = []
+    text = docs_extension().render_settings(
+        plugins, {"notifycore.builtin": "notifycore", "amqp": "notify-amqp"}, warnings.append
+    )
+    assert "| `BACKEND` |" in text
+    assert len(warnings) == 1
+    assert "'amqp' of the distribution 'notify-amqp' is not installed" in warnings[0]
+
+
+def test_the_settings_page_is_generated() -> None:
+    assert docs_extension().MARKER in (DOCS / "settings.md").read_text()
 
 
 def test_every_command_is_documented() -> None:
@@ -63,6 +136,30 @@ def test_readme_quick_start_runs(tmp_path: Path) -> None:
     assert "got This event will pass the filter" in done.stdout
     assert "('app.write_to_file', <Status.RAN: 'ran'>)" in done.stdout
     assert '"event_type":"test"' in (tmp_path / "events.log").read_text()
+
+
+def test_docs_quick_start_runs(tmp_path: Path) -> None:
+    text = (DOCS / "quickstart.md").read_text()
+    block = text.split("## Send a first event", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    done = subprocess.run(
+        [sys.executable, "-c", block],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("NOTIFYCORE_")},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "new comment: Nice photo! for ['alice']",
+        "['Comments'] [('app.print_comment', 'ran'), "
+        "('notifycore.consumers.LogConsumer', 'ran'), "
+        "('notifycore.consumers.PushConsumer', 'ran')]",
+        "[]",
+        "['1']",
+    ]
+    assert '"title":"Nice photo!"' in (tmp_path / "comments.log").read_text()
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -1,0 +1,134 @@
+"""plugins/_template works as a starting point: copied, renamed, installed offline, loaded."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "plugins" / "_template"
+SKIP_PARTS = {"__pycache__", "build", ".pytest_cache"}
+
+
+def rename(text: str) -> str:
+    """The renaming the template's README asks for, with "copied" as the new name."""
+    return (
+        text.replace("template", "copied")
+        .replace("Template", "Copied")
+        .replace("TEMPLATE", "COPIED")
+    )
+
+
+def copy_renamed(dest: Path) -> None:
+    for path in sorted(TEMPLATE.rglob("*")):
+        relative = path.relative_to(TEMPLATE)
+        if SKIP_PARTS & set(relative.parts) or relative.parts[0].endswith(".egg-info"):
+            continue
+        target = dest / rename(str(relative))
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(rename(path.read_text()))
+
+
+def environment(site: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFYCORE_")}
+    env["PYTHONPATH"] = str(site)
+    return env
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The renamed copy and the directory it is installed into, without any package index."""
+    work = tmp_path_factory.mktemp("template")
+    source, site = work / "notify-copied", work / "site"
+    copy_renamed(source)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-index",
+            "--no-build-isolation",
+            "--no-deps",
+            "--no-cache-dir",
+            "--target",
+            str(site),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return source, site
+
+
+def test_the_copy_is_renamed_everywhere(installed: tuple[Path, Path]) -> None:
+    source, _ = installed
+    assert (source / "notify_copied" / "plugin.py").is_file()
+    for path in source.rglob("*"):
+        if path.is_file() and "egg-info" not in str(path) and "build" not in path.parts:
+            assert "template" not in path.read_text().lower(), path
+
+
+def test_notifycore_loads_the_installed_copy(installed: tuple[Path, Path]) -> None:
+    _, site = installed
+    script = """
+import notify_copied
+from notifycore import ConfigurationError, Event, Notifications
+from notifycore.drivers import CONSUMERS, resolve
+from notifycore.plugins import get_plugins
+
+print("module", notify_copied.__file__)
+info = {i.name: i for i in get_plugins().list_plugins()}["copied"]
+print("plugin", info.distribution, info.version, ",".join(info.hooks))
+notifications = Notifications(config={"BACKEND": "memory", "COPIED_PREFIX": "~ "})
+consumer = resolve(CONSUMERS, "copied").from_settings(notifications.settings)
+notifications.create_hub("Builds").register_consumer(consumer)
+result = notifications.send(Event(None, "build", "Build finished", ""))
+print("outcomes", [(o.consumer, o.status.value) for o in result.outcomes])
+try:
+    Notifications(config={"BACKEND": "memory", "COPIED_MAX_LINES": "many"})
+except ConfigurationError as error:
+    print("error", error)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment(site),
+        cwd=site.parent,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"module {site / 'notify_copied' / '__init__.py'}"
+    assert lines[1] == "plugin notify-copied 0.1.0 notifycore_register_settings"
+    assert lines[2] == "~ build: Build finished"
+    assert lines[3] == "outcomes [('copied', 'ran')]"
+    assert lines[4].startswith("error COPIED_MAX_LINES (from configuration) must be int")
+
+
+def test_the_templates_own_tests_pass_on_the_copy(installed: tuple[Path, Path]) -> None:
+    source, site = installed
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment(site),
+        cwd=site.parent,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "5 passed" in done.stdout
