@@ -14,10 +14,17 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import bench_flask, bench_redis, bench_send, bench_sqlite, bench_web
+from benchmarks import (
+    bench_amqp,
+    bench_flask,
+    bench_redis,
+    bench_send,
+    bench_sqlite,
+    bench_web,
+)
 from benchmarks.common import Measurement
 
-SUITES = [bench_send, bench_sqlite, bench_redis, bench_web, bench_flask]
+SUITES = [bench_send, bench_sqlite, bench_redis, bench_amqp, bench_web, bench_flask]
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 

@@ -483,7 +483,7 @@ class AmqpBackend(Backend):
                 if time.monotonic() > deadline:
                     raise BackendUnavailable(f"stream {stream!r} did not store a publish in time")
                 link.drain(deadline - time.monotonic())
-            self._ack_tail(tail)
+            # The tail acks in bulk as deliveries come (half its credit at a time).
             return [str(tail.waiting.pop(t)) for t in tokens]
 
         return self._run("publish", call)
@@ -845,7 +845,8 @@ class AmqpBackend(Backend):
             assert link.conn is not None
             if link.jobs is None:
                 link.jobs = link.conn.channel()
-                link.jobs.basic_qos(0, self.prefetch, False)
+                # The job a thread runs stays unacked and counts: ``prefetch`` more may wait.
+                link.jobs.basic_qos(0, self.prefetch + 1, False)
             link.consumers[queue] = link.jobs.basic_consume(name, callback=buffer.append)
         return buffer
 
@@ -858,8 +859,10 @@ class AmqpBackend(Backend):
         def call(link: _Link) -> Job | None:
             name = self._queue(link, queue)
             while True:
-                buffer = link.buffers.get(queue)
-                if buffer is not None:
+                # A reservation that may wait is taken through a consumer (prefetch); one that
+                # may not is a basic.get (first in, first out), unless a consumer holds jobs.
+                buffer = self._consume(link, queue, name) if block else link.buffers.get(queue)
+                if buffer is not None and not buffer:
                     link.drain(0)
                 message = buffer.popleft() if buffer else None
                 if message is None:
@@ -868,7 +871,7 @@ class AmqpBackend(Backend):
                     left = deadline - time.monotonic()
                     if left <= 0:
                         return None
-                    buffer = self._consume(link, queue, name)
+                    self._consume(link, queue, name)
                     link.drain(min(left, 1.0))
                     continue
                 job = self._take(link, queue, message, visibility_timeout)

@@ -2,146 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import amqp
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _server_binary() -> str:
-    # Debian's /usr/sbin/rabbitmq-server wrapper switches to the rabbitmq user; the script
-    # it wraps runs the node as whoever calls it, with the directories we give it.
-    for candidate in ("/usr/lib/rabbitmq/bin/rabbitmq-server", shutil.which("rabbitmq-server")):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    pytest.fail(
-        "rabbitmq-server is not installed; ./scripts/test installs it "
-        "(apt-get install -y rabbitmq-server)",
-        pytrace=False,
-    )
-
-
-class RabbitServer:
-    """One RabbitMQ node of its own (ports, data, Erlang port mapper), all on 127.0.0.1.
-
-    ``restart()`` keeps its data: queues and streams are durable.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.binary = _server_binary()
-        self.directory = directory
-        self.port = free_port()
-        self.dist_port = free_port()
-        self.epmd_port = free_port()
-        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}//"
-        self.process: subprocess.Popen[bytes] | None = None
-        (directory / "rabbitmq.conf").write_text(
-            f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
-            "loopback_users = none\n"
-            "log.console = false\n"
-            "log.file.level = warning\n"
-        )
-        (directory / "enabled_plugins").write_text("[].\n")
-        self.env = {
-            **os.environ,
-            "HOME": str(directory),
-            "RABBITMQ_NODENAME": f"notifycore{self.port}@localhost",
-            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-            "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(self.dist_port),
-            "ERL_EPMD_ADDRESS": "127.0.0.1",
-            "ERL_EPMD_PORT": str(self.epmd_port),
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
-            "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(directory / "log"),
-            "RABBITMQ_CONFIG_FILE": str(directory / "rabbitmq"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(directory / "enabled_plugins"),
-            "RABBITMQ_PID_FILE": str(directory / "rabbitmq.pid"),
-            "RABBITMQ_ADVANCED_CONFIG_FILE": str(directory / "advanced.config"),
-        }
-
-    def _answers(self) -> bool:
-        try:
-            connection = amqp.Connection(
-                f"127.0.0.1:{self.port}", userid="guest", password="guest", connect_timeout=1
-            )
-            connection.connect()
-        except Exception:
-            return False
-        connection.close()
-        return True
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [self.binary],
-            env=self.env,
-            cwd=self.directory,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 90
-        while not self._answers():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                log = "\n".join(
-                    p.read_text(errors="replace")[-2000:]
-                    for p in (self.directory / "log").glob("*.log")
-                )
-                self.stop()
-                pytest.fail(
-                    f"rabbitmq-server did not start on 127.0.0.1:{self.port}\n{log}", pytrace=False
-                )
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)  # the node shuts down cleanly on SIGTERM
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-        # Wait until the port is free again, so a restart can bind it.
-        deadline = time.monotonic() + 30
-        while self._answers() and time.monotonic() < deadline:
-            time.sleep(0.1)
-
-    def shutdown(self) -> None:
-        self.stop()
-        epmd = shutil.which("epmd") or "/usr/lib/erlang/bin/epmd"
-        if os.access(epmd, os.X_OK):
-            subprocess.run(
-                [epmd, "-port", str(self.epmd_port), "-kill"],
-                env=self.env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                timeout=10,
-                check=False,
-            )
-
-    def restart(self, down_for: float = 0.5) -> None:
-        self.stop()
-        time.sleep(down_for)
-        self.start()
+from notify_amqp.testing import RabbitServer
 
 
 @pytest.fixture(scope="session")
 def rabbit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitServer]:
-    server = RabbitServer(tmp_path_factory.mktemp("rabbitmq"))
-    server.start()
+    try:
+        server = RabbitServer(tmp_path_factory.mktemp("rabbitmq"))
+        server.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
     yield server
     server.shutdown()
