@@ -37,15 +37,16 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import re
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Self, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import amqp
 import amqp.exceptions
@@ -74,6 +75,8 @@ ACCEPT = ("application/json", "")
 STREAM_CREDIT = 500
 #: How long a publisher waits for its messages to come back from a stream.
 PUBLISH_TIMEOUT = 30.0
+#: Longest a stream read goes on beyond its wait for a first message.
+READ_CAP = 2.0
 #: Idle lifetime of a de-duplication key's queue (its marker expires with the ttl).
 DONE_EXPIRES_MS = 7 * 24 * 3600 * 1000
 
@@ -83,20 +86,29 @@ _NOT_BEFORE = "x-nc-not-before"
 _FAILED_AT = "x-nc-failed-at"
 
 
+_CREDENTIALS = re.compile(r"(://[^:/@;]*:)[^;]*@")
+
+
 def _safe(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is not None:
-        host = parts.hostname or ""
-        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-        parts = parts._replace(netloc=netloc)
-    return urlunsplit(parts)
+    """The URL(s) without passwords, for messages and logs (kombu's ``a;b`` failover lists
+    too; a password may hold any character but ``;``)."""
+    return ";".join(_CREDENTIALS.sub(r"\1***@", part) for part in url.split(";"))
 
 
-def _parse_offset(value: str) -> int:
+def _parse_id(value: str) -> int:
+    """A stream id: the message's stream offset plus one, so ``"0"`` is before the first."""
     if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
-    raise InvalidStreamId(f"not a RabbitMQ stream offset: {value!r}")
+    raise InvalidStreamId(f"not a RabbitMQ stream id: {value!r}")
+
+
+def _offset(message: Any) -> int:
+    return int(_headers(message)["x-stream-offset"])
+
+
+def _id(offset: int | None) -> str:
+    assert offset is not None
+    return str(offset + 1)
 
 
 def _headers(message: Any) -> dict[str, Any]:
@@ -126,47 +138,78 @@ class _Tail:
     last_tag: int = 0
 
 
+class _Counts:
+    """Publisher confirms and returns seen on a link's channels."""
+
+    def __init__(self) -> None:
+        self.confirmed = 0
+        self.nacked = 0
+        self.returned = 0  # mandatory messages RabbitMQ could not route (a queue is gone)
+
+    def on_ack(self, tag: int, multiple: bool) -> None:
+        self.confirmed = max(self.confirmed, tag)
+
+    def on_nack(self, tag: int, multiple: bool) -> None:
+        self.confirmed = max(self.confirmed, tag)
+        self.nacked += 1
+
+    def on_return(self, *args: Any) -> None:
+        self.returned += 1
+
+
 class _Link:
-    """One AMQP connection, used by one thread at a time (``lock``); jobs remember theirs."""
+    """One AMQP connection, used by one thread at a time (``lock``); jobs remember theirs.
+
+    A link lives as long as its thread: when the thread ends, the link is collected and
+    its connection closed, so jobs it held go back to RabbitMQ.
+    """
 
     def __init__(self, backend: AmqpBackend, number: int) -> None:
         self.backend = backend
         self.number = number
-        self.thread = threading.get_ident()
         self.lock = threading.RLock()
-        self.conn: Any = None
+        self.box: list[Any] = [None]  # the connection, where the finalizer can find it
         self.channel: Any = None  # gets, acks, stream publishing
         self.confirming: Any = None  # confirmed publishing of jobs
-        self.probe: Any = None  # passive declarations (a 404 closes it)
+        self.probe: Any = None  # declarations (a refusal closes the channel)
         self.jobs: Any = None  # consumers of job queues
         self.generation = 0
         self.confirm_seq = 0
-        self.confirmed = 0
-        self.nacked = 0
+        self.counts = _Counts()
         self.leases: dict[str, _Lease] = {}
-        self.buffers: dict[str, deque[Any]] = {}
+        #: Jobs a consumer delivered that no reserve took yet, with when they came.
+        self.buffers: dict[str, deque[tuple[float, Any]]] = {}
         self.consumers: dict[str, str] = {}
         self.tails: dict[str, _Tail] = {}
+        self.hold = 30.0  # how long a buffered job may wait: the last visibility timeout
+        weakref.finalize(self, _release, self.box)
+
+    @property
+    def conn(self) -> Any:
+        return self.box[0]
+
+    @conn.setter
+    def conn(self, value: Any) -> None:
+        self.box[0] = value
 
     # -- connection ---------------------------------------------------------------------------
 
     def connect(self) -> amqp.Connection:
         if self.conn is None or self.channel is None:
-            self.conn = self.backend._connect()
+            if self.conn is None:
+                self.conn = self.backend._connect()
+            # The channels' callbacks see only ``counts``, never the link: a link must not
+            # be kept alive by its own connection once its thread is gone.
+            counts = self.counts = _Counts()
             self.channel = self.conn.channel()
+            self.channel.events["basic_return"].add(counts.on_return)
             self.confirming = self.conn.channel()
             self.confirming.confirm_select()
-            self.confirming.events["basic_ack"].add(self._on_ack)
-            self.confirming.events["basic_nack"].add(self._on_nack)
-            self.confirm_seq = self.confirmed = self.nacked = 0
+            self.confirming.events["basic_ack"].add(counts.on_ack)
+            self.confirming.events["basic_nack"].add(counts.on_nack)
+            self.confirming.events["basic_return"].add(counts.on_return)
+            self.confirm_seq = 0
         return self.conn.connection
-
-    def _on_ack(self, tag: int, multiple: bool) -> None:
-        self.confirmed = max(self.confirmed, tag)
-
-    def _on_nack(self, tag: int, multiple: bool) -> None:
-        self.confirmed = max(self.confirmed, tag)
-        self.nacked += 1
 
     def reset(self) -> None:
         """Forget the connection (broken or closing): its reservations go back to RabbitMQ."""
@@ -177,11 +220,27 @@ class _Link:
         self.buffers.clear()
         self.consumers.clear()
         self.tails.clear()
-        if conn is not None:
-            try:
-                conn.release()
-            except Exception:
-                logger.debug("closing a broken RabbitMQ connection failed", exc_info=True)
+        _release([conn])
+
+    def repair(self) -> None:
+        """After RabbitMQ closed a channel (the connection lives on), replace what closed."""
+        if self.conn is None or not self.conn.connected:
+            self.reset()
+            return
+        if self.probe is not None and not self.probe.is_open:
+            self.probe = None
+        if self.jobs is not None and not self.jobs.is_open:
+            self.jobs = None
+            self.consumers.clear()
+            self.buffers.clear()
+        self.leases = {r: lease for r, lease in self.leases.items() if lease.channel.is_open}
+        self.tails = {n: tail for n, tail in self.tails.items() if tail.channel.is_open}
+        for channel in (self.channel, self.confirming):
+            if channel is not None and not channel.is_open:
+                self.channel = None  # connect() opens both again
+                self.leases = {
+                    r: lease for r, lease in self.leases.items() if lease.channel is not channel
+                }
 
     def probe_channel(self) -> Any:
         self.connect()
@@ -203,27 +262,55 @@ class _Link:
 
     def publish_confirmed(self, items: list[tuple[str, amqp.Message]]) -> None:
         self.connect()
-        nacked = self.nacked
+        counts = self.counts
+        nacked, returned = counts.nacked, counts.returned
         for routing_key, message in items:
-            self.confirming._basic_publish(message, exchange="", routing_key=routing_key)
+            self.confirming._basic_publish(
+                message, exchange="", routing_key=routing_key, mandatory=True
+            )
             self.confirm_seq += 1
         deadline = time.monotonic() + PUBLISH_TIMEOUT
-        while self.confirmed < self.confirm_seq:
+        while counts.confirmed < self.confirm_seq:
             if time.monotonic() > deadline:
                 raise BackendUnavailable("RabbitMQ did not confirm a publish in time")
             self.drain(deadline - time.monotonic())
-        if self.nacked != nacked:
+        if counts.returned != returned:
+            raise amqp.exceptions.NotFound("a queue notifycore declared is gone")
+        if counts.nacked != nacked:
             raise BackendError("RabbitMQ refused (nacked) a published message")
 
     # -- leases -------------------------------------------------------------------------------
 
     def sweep(self, now: float) -> None:
-        """Return reservations whose visibility timeout ran out to their queue."""
+        """Return reservations whose visibility timeout ran out to their queue, and jobs
+        a consumer delivered that waited longer than that for a reserve. The consumers
+        are cancelled first, so RabbitMQ hands those jobs to someone else."""
         expired = [r for r, lease in self.leases.items() if lease.deadline <= now]
+        stale = any(b and b[0][0] + self.hold <= now for b in self.buffers.values())
+        if not expired and not stale:
+            return
+        if self.jobs is not None and self.jobs.is_open:
+            for tag in self.consumers.values():
+                self.jobs.basic_cancel(tag)
+            for buffer in self.buffers.values():
+                for _, message in buffer:
+                    self.jobs.basic_reject(message.delivery_info["delivery_tag"], requeue=True)
+        self.consumers.clear()
+        self.buffers.clear()
         for receipt in expired:
             lease = self.leases.pop(receipt)
             if lease.generation == self.generation and lease.channel.is_open:
                 lease.channel.basic_reject(lease.tag, requeue=True)
+
+
+def _release(box: list[Any]) -> None:
+    """Close a link's connection (from ``reset`` or when its thread ended)."""
+    conn, box[0] = box[0], None
+    if conn is not None:
+        try:
+            conn.release()
+        except Exception:
+            logger.debug("closing a RabbitMQ connection failed", exc_info=True)
 
 
 class AmqpBackend(Backend):
@@ -247,7 +334,7 @@ class AmqpBackend(Backend):
         stream_max_bytes: int = 100_000_000,
         stream_segment_bytes: int = 8_000_000,
         prefix: str = "notifycore.",
-        prefetch: int = 1,
+        prefetch: int = 0,
         retries: int = 3,
         read_quiet: float = 0.05,
     ) -> None:
@@ -266,7 +353,8 @@ class AmqpBackend(Backend):
         self.retries = retries
         self.read_quiet = read_quiet
         self._lock = threading.Lock()
-        self._links: dict[int, _Link] = {}
+        # Weak: a link belongs to its thread (``_local``) and goes when the thread ends.
+        self._links: weakref.WeakValueDictionary[int, _Link] = weakref.WeakValueDictionary()
         self._local = threading.local()
         self._numbers = iter(range(1, 1 << 62))
         self._declared: set[str] = set()
@@ -285,7 +373,7 @@ class AmqpBackend(Backend):
             stream_max_bytes=settings.get("AMQP_STREAM_MAX_BYTES", 100_000_000),
             stream_segment_bytes=settings.get("AMQP_STREAM_SEGMENT_BYTES", 8_000_000),
             prefix=settings.get("AMQP_PREFIX", "notifycore."),
-            prefetch=settings.get("AMQP_PREFETCH", 1),
+            prefetch=settings.get("AMQP_PREFETCH", 0),
             retries=settings.get("AMQP_RETRIES", 3),
             read_quiet=settings.get("AMQP_READ_QUIET", 0.05),
         )
@@ -296,7 +384,8 @@ class AmqpBackend(Backend):
     def close(self) -> None:
         self._closed = True
         with self._lock:
-            links, self._links = list(self._links.values()), {}
+            links = list(self._links.values())
+            self._links.clear()
         for link in links:
             with link.lock:
                 link.reset()
@@ -339,20 +428,8 @@ class AmqpBackend(Backend):
             link = _Link(self, next(self._numbers))
             with self._lock:
                 self._links[link.number] = link
-                self._forget_dead_threads()
             self._local.link = link
         return link
-
-    def _forget_dead_threads(self) -> None:
-        """Close the connections of threads that ended (their jobs go back to the queue)."""
-        alive = {t.ident for t in threading.enumerate()}
-        for number, link in list(self._links.items()):
-            if link.thread not in alive and not link.leases and link.lock.acquire(blocking=False):
-                try:
-                    del self._links[number]
-                    link.reset()
-                finally:
-                    link.lock.release()
 
     def _run(self, what: str, call: Callable[[_Link], T], link: _Link | None = None) -> T:
         """Run ``call`` on a connection; reconnect and try again after a connection error."""
@@ -363,6 +440,14 @@ class AmqpBackend(Backend):
                 try:
                     link.connect()
                     return call(link)
+                except amqp.exceptions.NotFound as exc:
+                    # A queue or stream was deleted behind our back: declare again, once.
+                    link.repair()
+                    with self._lock:
+                        self._declared.clear()
+                    if attempt == self.retries:
+                        raise BackendError(f"RabbitMQ at {self.safe_url}: {what}: {exc}") from exc
+                    continue
                 except self.connection_errors as exc:
                     link.reset()
                     if attempt == self.retries:
@@ -371,7 +456,7 @@ class AmqpBackend(Backend):
                             f"{self.retries} retries): {exc}"
                         ) from exc
                 except amqp.exceptions.AMQPError as exc:
-                    link.reset()
+                    link.repair()  # RabbitMQ closed a channel; the others (and their jobs) live
                     raise BackendError(
                         f"RabbitMQ at {self.safe_url} refused {what}: {exc}"
                     ) from exc
@@ -383,40 +468,41 @@ class AmqpBackend(Backend):
 
     def _name(self, kind: str, name: str) -> str:
         full = f"{self.prefix}{kind}{name}"
-        if len(full.encode()) > 255:  # AMQP's limit on queue names
+        # AMQP allows 255 bytes; leave room for ".dead" and ".delay.<ms>".
+        if len(full.encode()) > 230:
             digest = hashlib.sha256(name.encode()).hexdigest()[:32]
             full = f"{self.prefix}{kind}{name.encode()[:150].decode(errors='ignore')}~{digest}"
         return full
 
     def _declare(self, link: _Link, name: str, arguments: dict[str, Any]) -> str:
-        if name not in self._declared:
-            link.connect()
-            try:
-                link.channel.queue_declare(
-                    name, durable=True, auto_delete=False, arguments=arguments
-                )
-            except amqp.exceptions.PreconditionFailed as exc:
-                link.reset()
-                if arguments.get("x-queue-type") == "stream" and "x-queue-type" not in str(exc):
-                    # An existing stream declared with other retention: keep it (a policy
-                    # changes retention of existing streams), but say so.
-                    logger.warning(
-                        "stream %s exists with other arguments (%s); using it", name, exc
-                    )
-                    self._declared.add(name)
-                    return name
+        """Declare once per process, on the link's probe channel: a refusal closes only it."""
+        if name in self._declared:
+            return name
+        stream = arguments.get("x-queue-type") == "stream"
+        try:
+            link.probe_channel().queue_declare(
+                name, durable=True, auto_delete=False, arguments=arguments
+            )
+        except amqp.exceptions.PreconditionFailed as exc:
+            link.probe = None
+            if stream and "x-queue-type" not in str(exc):
+                # An existing stream declared with other retention: keep it (a policy
+                # changes retention of existing streams), but say so.
+                logger.warning("stream %s exists with other arguments (%s); using it", name, exc)
+            else:
                 raise ConfigurationError(
                     f"RabbitMQ refused to declare {name!r} as notifycore needs it: {exc}"
                 ) from exc
-            except amqp.exceptions.AMQPError as exc:
-                link.reset()
-                if arguments.get("x-queue-type") == "stream":
-                    raise ConfigurationError(
-                        f"RabbitMQ at {self.safe_url} cannot create the stream queue {name!r} "
-                        f"({exc}): notifycore keeps event history in RabbitMQ streams "
-                        "(3.9 or newer, feature flag stream_queue enabled)"
-                    ) from exc
+        except amqp.exceptions.AMQPError as exc:
+            link.probe = None
+            if not stream or isinstance(exc, amqp.exceptions.RecoverableConnectionError):
                 raise
+            raise ConfigurationError(
+                f"RabbitMQ at {self.safe_url} cannot create the stream queue {name!r} "
+                f"({exc}): notifycore keeps event history in RabbitMQ streams "
+                "(3.9 or newer, feature flag stream_queue enabled)"
+            ) from exc
+        with self._lock:
             self._declared.add(name)
         return name
 
@@ -473,18 +559,23 @@ class AmqpBackend(Backend):
                 missing = [t for t in tokens if t not in found]
             for token in missing:
                 tail.waiting[token] = None
+            sent = True  # from the first message on, a retry must look before sending
+            returned = link.counts.returned
             for token, data in zip(tokens, payloads, strict=True):
                 if token in missing:
                     message = amqp.Message(data, message_id=token, delivery_mode=2)
-                    link.channel.basic_publish(message, exchange="", routing_key=name)
-            sent = True
+                    link.channel.basic_publish(
+                        message, exchange="", routing_key=name, mandatory=True
+                    )
             deadline = time.monotonic() + PUBLISH_TIMEOUT
             while any(tail.waiting.get(t) is None for t in tokens):
+                if link.counts.returned != returned:
+                    raise amqp.exceptions.NotFound(f"stream queue {name!r} is gone")
                 if time.monotonic() > deadline:
                     raise BackendUnavailable(f"stream {stream!r} did not store a publish in time")
                 link.drain(deadline - time.monotonic())
             # The tail acks in bulk as deliveries come (half its credit at a time).
-            return [str(tail.waiting.pop(t)) for t in tokens]
+            return [_id(tail.waiting.pop(t)) for t in tokens]
 
         return self._run("publish", call)
 
@@ -499,7 +590,7 @@ class AmqpBackend(Backend):
             def delivered(message: Any) -> None:
                 token = _text(message.properties.get("message_id", ""))
                 if token in tail.waiting:
-                    tail.waiting[token] = int(_headers(message)["x-stream-offset"])
+                    tail.waiting[token] = _offset(message)
                 tail.last_tag = message.delivery_info["delivery_tag"]
                 tail.unacked += 1
                 if tail.unacked >= STREAM_CREDIT // 2:
@@ -521,10 +612,10 @@ class AmqpBackend(Backend):
         """Offsets of the messages with these tokens published since ``since`` (epoch seconds)."""
         found: dict[str, int | None] = {}
         start = datetime.fromtimestamp(since, UTC)
-        for message in self._attach(link, name, start, limit=None, block=None, anchor=None)[0]:
+        for message in self._attach(link, name, start, after=None)[0]:
             token = _text(message.properties.get("message_id", ""))
             if token in tokens:
-                found[token] = int(_headers(message)["x-stream-offset"])
+                found[token] = _offset(message)
         return found
 
     def _attach(
@@ -533,59 +624,70 @@ class AmqpBackend(Backend):
         name: str,
         start: Any,
         *,
-        limit: int | None,
-        block: float | None,
-        anchor: int | None,
+        after: int | None,
+        limit: int | None = None,
+        block: float | None = None,
+        span: float | None = None,
     ) -> tuple[list[Any], bool]:
         """Deliveries of stream ``name`` from ``start`` until it goes quiet (or ``limit``).
 
-        With ``anchor`` (the reader's last offset, where the consumer attaches), that
-        message itself is dropped; when it is not the first delivery, or does not come
-        at all, it was lost to retention (or is unknown), and the second value is True.
+        ``after`` is the reader's position (an id: the offset of its last message plus
+        one, 0 for "before the first"). The consumer attaches at that last message
+        itself and drops it; when it is not the first delivery, or does not come at
+        all, it was lost to retention (or is unknown), and the second value is True.
+        Only this read's own deliveries count as activity; a read never lasts longer
+        than ``block`` plus a few seconds, and ``span`` cuts it that long after its
+        first delivery (a stream that never goes quiet still ends the read).
         """
-        link.connect()
         assert link.conn is not None
         channel = link.conn.channel()
         credit = min(STREAM_CREDIT, (limit + 1) if limit else STREAM_CREDIT)
+        expected = None if after is None else max(after - 1, 0)
         got: list[Any] = []
-        state = {"reset": False, "anchored": anchor is None}
+        state: dict[str, Any] = {"reset": False, "first": None, "last": None}
 
         def delivered(message: Any) -> None:
-            offset = int(_headers(message)["x-stream-offset"])
+            offset = _offset(message)
             channel.basic_ack(message.delivery_info["delivery_tag"])
-            if not state["anchored"]:
-                state["anchored"] = True
-                if offset == anchor:
+            now = time.monotonic()
+            state["last"] = now
+            if state["first"] is None:
+                state["first"] = now
+                if expected is not None and offset != expected:
+                    state["reset"] = True
+                elif after:  # the reader's own last message: seen, not returned
                     return
-                state["reset"] = True
-            if anchor is not None and offset <= anchor:
+            if after is not None and offset < after:
                 return
             got.append(message)
 
         quiet = self.read_quiet
+        begin = time.monotonic()
+        wait_first = block or quiet * 4
+        hard = begin + wait_first + READ_CAP
         try:
             channel.basic_qos(0, credit, False)
             channel.basic_consume(name, callback=delivered, arguments={"x-stream-offset": start})
-            # Wait for a first new message: ``block`` seconds, or without it a short while
-            # (the anchor, or the stream's first message, comes at once when it exists).
-            end = time.monotonic() + (block or quiet * 4)
-            while not got and (left := end - time.monotonic()) > 0:
-                if anchor is not None and state["anchored"] and not block:
-                    if not link.drain(min(left, quiet)):
-                        break  # the anchor came and nothing after it
+            while limit is None or len(got) < limit:
+                now = time.monotonic()
+                if now >= hard:
+                    break
+                if got or (state["first"] is not None and not block):
+                    idle = now - state["last"]
+                    if idle >= quiet or (span is not None and now - state["first"] >= span):
+                        break
+                    link.drain(min(quiet - idle, hard - now))
                 else:
-                    link.drain(left)
-            # Then take what comes at once, until the stream goes quiet.
-            while got and (limit is None or len(got) < limit) and link.drain(quiet):
-                pass
+                    if now - begin >= wait_first:
+                        break
+                    link.drain(min(begin + wait_first - now, hard - now))
         finally:
             if channel.is_open:
                 channel.close()
         if limit is not None:
             got = got[:limit]
-        # No anchor at all: the stream no longer holds the reader's message (retention can
-        # empty a stream) or never held it (an id from elsewhere): either way, a reset.
-        return got, bool(state["reset"] or not state["anchored"])
+        missing_anchor = bool(after) and state["first"] is None
+        return got, bool(state["reset"] or missing_anchor)
 
     def read(
         self,
@@ -595,20 +697,16 @@ class AmqpBackend(Backend):
         limit: int | None = None,
         block: float | None = None,
     ) -> StreamRead:
-        anchor = None if after is None else _parse_offset(after)
+        position = None if after is None else _parse_id(after)
 
         def call(link: _Link) -> StreamRead:
             name = self._stream(link, stream)
-            start: Any = "first" if anchor is None else anchor
+            start: Any = position - 1 if position else "first"
             messages, reset = self._attach(
-                link, name, start, limit=limit, block=block, anchor=anchor
+                link, name, start, after=position, limit=limit, block=block
             )
             return StreamRead(
-                [
-                    StreamMessage(str(_headers(m)["x-stream-offset"]), bytes(m.body))
-                    for m in messages
-                ],
-                reset,
+                [StreamMessage(_id(_offset(m)), bytes(m.body)) for m in messages], reset
             )
 
         return self._run("read", call)
@@ -616,15 +714,14 @@ class AmqpBackend(Backend):
     def last_id(self, stream: str) -> str | None:
         def call(link: _Link) -> str | None:
             name = self._stream(link, stream)
-            messages, _ = self._attach(link, name, "last", limit=None, block=None, anchor=None)
-            if not messages:
-                return None
-            return str(max(int(_headers(m)["x-stream-offset"]) for m in messages))
+            # The last chunk comes at once; a busy stream's later chunks are newer still.
+            messages, _ = self._attach(link, name, "last", after=None, span=self.read_quiet * 4)
+            return _id(max(_offset(m) for m in messages)) if messages else None
 
         return self._run("last_id", call)
 
     def id_key(self, message_id: str) -> tuple[int, ...]:
-        return (_parse_offset(message_id),)
+        return (_parse_id(message_id),)
 
     def _state(self, state: str, error: BaseException | None) -> None:
         get_plugins().backend_state(self, state, error)
@@ -638,12 +735,12 @@ class AmqpBackend(Backend):
         poll: float = 1.0,
     ) -> Iterator[StreamRead]:
         """One stream consumer on a connection of its own; through outages it reconnects
-        with back-off and re-attaches at the last offset it yielded."""
-        cursor: int | None = None if after is None else _parse_offset(after)
+        with back-off and re-attaches at the last message it yielded."""
+        position: int | None = None if after is None else _parse_id(after)
         # Without ``after``, attach at the end ("next"). Should the connection break before a
         # first message came, re-attach at the time we started instead (RabbitMQ finds the
         # chunk by its timestamp, to the second), so nothing published meanwhile is missed.
-        start: Any = "next" if cursor is None else cursor
+        since: datetime | None = None
         delay = 0.05
         down = False
         while stop is None or not stop.is_set():
@@ -656,15 +753,19 @@ class AmqpBackend(Backend):
                 channel = conn.channel()
                 channel.basic_qos(0, STREAM_CREDIT, False)
                 pending: list[Any] = []
+                if position is None:
+                    start: Any = "next" if since is None else since
+                else:
+                    start = position - 1 if position else "first"
                 channel.basic_consume(
                     name, callback=pending.append, arguments={"x-stream-offset": start}
                 )
-                if cursor is None and start == "next":
-                    start = datetime.now(UTC).replace(microsecond=0)
+                if since is None:
+                    since = datetime.now(UTC).replace(microsecond=0)
                 if down:
                     down, delay = False, 0.05
                     self._state("reconnected", None)
-                anchored = cursor is None
+                expected = None if position is None else max(position - 1, 0)
                 while stop is None or not stop.is_set():
                     if not link.drain(poll):
                         continue
@@ -677,17 +778,17 @@ class AmqpBackend(Backend):
                     reset = False
                     messages = []
                     for message in batch:
-                        offset = int(_headers(message)["x-stream-offset"])
-                        if not anchored:
-                            anchored = True
-                            if offset == cursor:
-                                continue
-                            reset = True
-                        if cursor is not None and offset <= cursor:
+                        offset = _offset(message)
+                        if expected is not None:
+                            reset = offset != expected
+                            expected = None
+                            if not reset and position:
+                                continue  # the message we re-attached at
+                        if position is not None and offset < position:
                             continue
-                        messages.append(StreamMessage(str(offset), bytes(message.body)))
+                        messages.append(StreamMessage(_id(offset), bytes(message.body)))
                     if messages:
-                        cursor = start = int(messages[-1].id)
+                        position = int(messages[-1].id)
                     if messages or reset:
                         yield StreamRead(messages, reset)
                 return
@@ -803,16 +904,14 @@ class AmqpBackend(Backend):
                     _FAILED_AT: time.time(),
                 }
             )
-            link.publish_confirmed([(self._dead_queue(link, queue), letter)])
-            channel.basic_ack(tag)
+            self._pass_on(link, channel, tag, [(self._dead_queue(link, queue), letter)])
             return None
         remaining = not_before - time.time()
         if remaining > 0.005:  # a delay bucket brought it back early: send it round again
             again = self._job_message(job_id, bytes(message.body), attempts - 1)
             if _ERROR in headers:
                 again.properties["application_headers"][_ERROR] = headers[_ERROR]
-            link.publish_confirmed([(self._route(link, queue, again, remaining), again)])
-            channel.basic_ack(tag)
+            self._pass_on(link, channel, tag, [(self._route(link, queue, again, remaining), again)])
             return None
         receipt = f"{link.number}:{uuid.uuid4().hex}"
         link.leases[receipt] = _Lease(channel, tag, time.monotonic() + vt, queue, link.generation)
@@ -826,12 +925,26 @@ class AmqpBackend(Backend):
             None if error is None else _text(error),
         )
 
+    @staticmethod
+    def _pass_on(link: _Link, channel: Any, tag: int, items: list[tuple[str, Any]]) -> None:
+        """Publish (confirmed) what replaces a delivered message, then ack it; on failure
+        give the message back instead of holding it."""
+        try:
+            link.publish_confirmed(items)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                if channel.is_open:
+                    channel.basic_reject(tag, requeue=True)
+            raise
+        channel.basic_ack(tag)
+
     def _sweep_all(self) -> None:
         now = time.monotonic()
         with self._lock:
             links = list(self._links.values())
         for link in links:
-            if link.leases and link.lock.acquire(blocking=False):
+            busy = link.leases or any(link.buffers.values())
+            if busy and link.lock.acquire(blocking=False):
                 try:
                     link.sweep(now)
                 except self.connection_errors:
@@ -839,7 +952,7 @@ class AmqpBackend(Backend):
                 finally:
                     link.lock.release()
 
-    def _consume(self, link: _Link, queue: str, name: str) -> deque[Any]:
+    def _consume(self, link: _Link, queue: str, name: str) -> deque[tuple[float, Any]]:
         buffer = link.buffers.setdefault(queue, deque())
         if queue not in link.consumers:
             assert link.conn is not None
@@ -847,7 +960,11 @@ class AmqpBackend(Backend):
                 link.jobs = link.conn.channel()
                 # The job a thread runs stays unacked and counts: ``prefetch`` more may wait.
                 link.jobs.basic_qos(0, self.prefetch + 1, False)
-            link.consumers[queue] = link.jobs.basic_consume(name, callback=buffer.append)
+
+            def delivered(message: Any) -> None:
+                buffer.append((time.monotonic(), message))
+
+            link.consumers[queue] = link.jobs.basic_consume(name, callback=delivered)
         return buffer
 
     def reserve(
@@ -858,13 +975,14 @@ class AmqpBackend(Backend):
 
         def call(link: _Link) -> Job | None:
             name = self._queue(link, queue)
+            link.hold = visibility_timeout
             while True:
                 # A reservation that may wait is taken through a consumer (prefetch); one that
                 # may not is a basic.get (first in, first out), unless a consumer holds jobs.
                 buffer = self._consume(link, queue, name) if block else link.buffers.get(queue)
                 if buffer is not None and not buffer:
                     link.drain(0)
-                message = buffer.popleft() if buffer else None
+                message = buffer.popleft()[1] if buffer else None
                 if message is None:
                     message = link.channel.basic_get(name)
                 if message is None:
@@ -900,7 +1018,14 @@ class AmqpBackend(Backend):
             lease = link.leases.pop(job.receipt, None)
             if lease is None or lease.generation != link.generation:
                 return False
-            then(link, lease)
+            try:
+                then(link, lease)
+            except BaseException:
+                # Not done: hand the job back to RabbitMQ rather than hold it unleased.
+                with contextlib.suppress(Exception):
+                    if lease.channel.is_open:
+                        lease.channel.basic_reject(lease.tag, requeue=True)
+                raise
             return True
 
         try:

@@ -16,10 +16,10 @@ SETTINGS = (
     Setting(
         "AMQP_PREFETCH",
         int,
-        1,
+        0,
         "Jobs each worker thread may hold from RabbitMQ beyond the one it runs "
-        "(so a worker's prefetch is its concurrency times this).",
-        minimum=1,
+        "(0: a worker's prefetch is its concurrency).",
+        minimum=0,
     ),
     Setting(
         "AMQP_RETRIES",

@@ -209,3 +209,123 @@ def test_dedupe_marks_are_shared_between_processes(rabbit_server: Any) -> None:
     finally:
         a.close()
         b.close()
+
+
+def _delete_queue(rabbit_server: Any, name: str) -> None:
+    connection = _raw(rabbit_server)
+    try:
+        connection.channel().queue_delete(name)
+    finally:
+        connection.close()
+
+
+def test_a_queue_deleted_behind_our_back_is_declared_again_and_loses_nothing(
+    backend: AmqpBackend, rabbit_server: Any
+) -> None:
+    backend.enqueue("q", b"{}")
+    _delete_queue(rabbit_server, backend.prefix + "q")  # an operator, a broker reset...
+    job_id = backend.enqueue("q", b'{"kept": true}')
+    job = backend.reserve("q", visibility_timeout=30, block=5)
+    assert job is not None and job.id == job_id and job.payload == b'{"kept": true}'
+    assert backend.ack(job) is True
+    backend.publish("s", b"one")
+    _delete_queue(rabbit_server, backend.prefix + "stream.s")
+    new_id = backend.publish("s", b"two")
+    assert [(m.id, m.data) for m in backend.read("s").messages] == [(new_id, b"two")]
+
+
+def test_reads_end_on_a_stream_that_never_goes_quiet(rabbit_server: Any) -> None:
+    prefix = f"busy-{uuid.uuid4().hex[:8]}."
+    publisher = AmqpBackend(rabbit_server.url, prefix=prefix)
+    reader = AmqpBackend(rabbit_server.url, prefix=prefix)
+    stop = threading.Event()
+
+    def publish() -> None:
+        for _i in range(3000):  # bounded: about half a minute at most
+            if stop.is_set():
+                return
+            publisher.publish_many("busy", [b"x"] * 5)
+            time.sleep(0.005)
+
+    feeder = threading.Thread(target=publish)
+    results: dict[str, Any] = {}
+
+    def read() -> None:
+        results["last"] = reader.last_id("busy")
+        results["read"] = reader.read("busy")
+
+    feeder.start()
+    try:
+        time.sleep(0.3)
+        worker = threading.Thread(target=read)
+        worker.start()
+        worker.join(20)
+        assert not worker.is_alive(), "a read on a busy stream must end"
+    finally:
+        stop.set()
+        feeder.join(30)
+        publisher.close()
+        reader.close()
+    assert results["last"] is not None and results["read"].messages
+
+
+def test_an_existing_stream_with_other_retention_is_used_and_keeps_our_jobs(
+    rabbit_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    prefix = f"args-{uuid.uuid4().hex[:8]}."
+    first = AmqpBackend(rabbit_server.url, prefix=prefix, stream_max_bytes=5_000_000)
+    second = AmqpBackend(rabbit_server.url, prefix=prefix, stream_max_bytes=9_000_000)
+    try:
+        first.publish("s", b"old")
+        second.enqueue("q", b"{}")
+        job = second.reserve("q", visibility_timeout=30)
+        assert job is not None
+        new_id = second.publish("s", b"new")  # declared with other arguments
+        assert "exists with other arguments" in caplog.text
+        assert second.read("s").messages[-1].id == new_id
+        assert second.ack(job) is True, "the job in hand survived the refused declaration"
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_thread_that_ends_gives_back_the_jobs_its_consumer_held(rabbit_server: Any) -> None:
+    prefix = f"ends-{uuid.uuid4().hex[:8]}."
+    holder = AmqpBackend(rabbit_server.url, prefix=prefix, prefetch=3)
+    other = AmqpBackend(rabbit_server.url, prefix=prefix)
+    try:
+        holder.enqueue_many("q", [b"1", b"2", b"3"])
+
+        def take_one() -> None:
+            job = holder.reserve("q", visibility_timeout=30, block=5)  # a consumer, prefetch 4
+            assert job is not None
+            holder.ack(job)
+
+        thread = threading.Thread(target=take_one)
+        thread.start()
+        thread.join(30)
+        got = []
+        for _ in range(20):
+            job = other.reserve("q", visibility_timeout=30, block=0.5)
+            if job is not None:
+                got.append(job.payload)
+                other.ack(job)
+            if len(got) == 2:
+                break
+        assert len(got) == 2, "jobs prefetched by an ended thread came back"
+    finally:
+        holder.close()
+        other.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "amqp://guest:s3cret@h1:5672//;amqp://guest:s3cret@h2:5672//",
+        "amqp://guest:pa#s3cret@host:5672//",
+        "amqp://guest:pa/s3cret@[::1]:5672//",
+    ],
+)
+def test_passwords_never_show(url: str) -> None:
+    shown = repr(AmqpBackend(url))
+    assert "s3cret" not in shown and "***" in shown
