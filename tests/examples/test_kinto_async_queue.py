@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +73,22 @@ def test_jobs_wait_on_redis_until_the_worker_script_runs_them_in_order(
     out = worker.communicate(timeout=WAIT)[0]
     assert worker.returncode == 0, out
     assert "worker: stopped" in out
+
+
+def test_python_m_runs_the_records_api_and_the_worker_script(
+    redis_server: Any,
+    processes: Any,
+    tmp_path: Path,
+    port: int,
+    wait_serving: Callable[..., httpx.Response],
+) -> None:
+    output = tmp_path / "processed.jsonl"
+    env = {"NOTIFYCORE_REDIS_URL": redis_server.url, "KINTO_QUEUE_OUTPUT": str(output)}
+    web = processes.start("-m", "examples.kinto_async_queue", PORT=str(port), **env)
+    processes.start("-m", "examples.kinto_async_queue.worker", **env)
+    base = f"http://127.0.0.1:{port}"
+    assert wait_serving(base + "/", web).status_code == 404
+    created = httpx.post(base + RECORDS, json={"data": {}}, auth=("bob", "s"), timeout=WAIT)
+    assert created.status_code == 201
+    wait_for(lambda: len(processed(output)) == 1, WAIT, "the worker to run the job")
+    assert processed(output)[0]["user_id"] == "account:bob"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +78,24 @@ def test_a_misspelt_listener_setting_is_refused_with_a_suggestion(
     path = config_for(smtp_server.port, tmp_path, **{".tls =": ".tsl ="})
     with pytest.raises(ConfigurationError, match=r"unknown key .tsl.*did you mean .tls."):
         Notifications(config=path, environ={})
+
+
+def test_python_m_runs_the_records_api_with_the_listener(
+    smtp_server: Any,
+    tmp_path: Path,
+    processes: Any,
+    port: int,
+    wait_serving: Callable[..., httpx.Response],
+) -> None:
+    config = config_for(smtp_server.port, tmp_path)
+    server = processes.start(
+        "-m", "examples.kinto_email_listener", PORT=str(port), KINTO_EXAMPLE_CONFIG=str(config)
+    )
+    base = f"http://127.0.0.1:{port}"
+    assert wait_serving(base + "/", server).status_code == 404
+    created = httpx.post(
+        base + RECORDS, json={"data": {"note": "kinto"}}, auth=("bob", "s"), timeout=WAIT
+    )
+    assert created.status_code == 201
+    (message,) = smtp_server.outbox.messages()
+    assert "User id: account:bob" in message.get_content()
