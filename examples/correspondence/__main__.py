@@ -1,0 +1,3 @@
+from examples.correspondence.app import main
+
+main()

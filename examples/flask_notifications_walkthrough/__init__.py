@@ -1,0 +1,1 @@
+"""Flask-Notifications' usage walkthrough, step by step, on notifycore (see README.md)."""

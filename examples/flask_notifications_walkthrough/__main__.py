@@ -1,0 +1,3 @@
+from examples.flask_notifications_walkthrough.app import main
+
+main()

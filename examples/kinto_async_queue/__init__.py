@@ -1,0 +1,1 @@
+"""Kinto's asynchronous listener tutorial on notifycore: a Redis-backed queue and a worker script."""

@@ -1,0 +1,3 @@
+from examples.kinto_async_queue.app import main
+
+main()

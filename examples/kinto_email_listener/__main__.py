@@ -1,0 +1,3 @@
+from examples.kinto_email_listener.app import main
+
+main()

@@ -1,0 +1,70 @@
+"""examples/taskworker_topologies: the same app with its worker in the web process, then in its own."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+WAIT = 20.0
+
+
+def run_task(base: str, name: str) -> dict[str, Any]:
+    """Queue a task over HTTP and poll its status until it ran (bounded)."""
+    queued = httpx.post(f"{base}/tasks", json={"name": name}, timeout=WAIT)
+    assert queued.status_code == 202
+    task_id = queued.json()["task_id"]
+    deadline = time.monotonic() + WAIT
+    while True:
+        status: dict[str, Any] = httpx.get(f"{base}/tasks/{task_id}", timeout=WAIT).json()
+        if status["status"] == "done":
+            return status
+        assert time.monotonic() < deadline, f"task {name!r} never ran: {status}"
+        time.sleep(0.05)
+
+
+def test_the_worker_in_the_web_process(
+    tmp_path: Path, processes: Any, port: int, wait_serving: Callable[..., httpx.Response]
+) -> None:
+    env = {"TASKWORKER_DB": str(tmp_path / "jobs.db"), "TASKWORKER_RESULTS": str(tmp_path)}
+    web = processes.start(
+        "-m", "examples.taskworker_topologies", "--worker", "in-process", PORT=str(port), **env
+    )
+    base = f"http://127.0.0.1:{port}"
+    assert wait_serving(base + "/", web).json() == {"pid": web.pid, "worker_in_process": True}
+    done = run_task(base, "resize")
+    assert (done["task"], done["pid"]) == ("resize", web.pid)
+    assert done["thread"].startswith("notifycore-worker")
+
+
+def test_a_blocking_worker_in_another_process(
+    tmp_path: Path, processes: Any, port: int, wait_serving: Callable[..., httpx.Response]
+) -> None:
+    env = {"TASKWORKER_DB": str(tmp_path / "jobs.db"), "TASKWORKER_RESULTS": str(tmp_path)}
+    web = processes.start(
+        "-m", "examples.taskworker_topologies", "--worker", "separate", PORT=str(port), **env
+    )
+    base = f"http://127.0.0.1:{port}"
+    assert wait_serving(base + "/", web).json() == {"pid": web.pid, "worker_in_process": False}
+
+    # No worker anywhere yet: the task waits in the SQLite file.
+    queued = httpx.post(f"{base}/tasks", json={"name": "waiting"}, timeout=WAIT).json()
+    status = httpx.get(f"{base}/tasks/{queued['task_id']}", timeout=WAIT).json()
+    assert status["status"] == "queued"
+
+    worker = processes.start(
+        "notifycore", "worker", "--app", "examples.taskworker_topologies.app:notifications", **env
+    )
+    done = run_task(base, "resize")
+    assert (done["task"], done["pid"]) == ("resize", worker.pid)
+    waited = httpx.get(f"{base}/tasks/{queued['task_id']}", timeout=WAIT).json()
+    assert (waited["status"], waited["pid"]) == ("done", worker.pid)
+
+    # The blocking worker stops cleanly on SIGTERM.
+    worker.send_signal(signal.SIGTERM)
+    output = worker.communicate(timeout=WAIT)[0]
+    assert worker.returncode == 0, output
