@@ -26,6 +26,7 @@ HUB_ID_PREFIX = "event-hub-"
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$")
 Mode = Literal["inline", "queued"]
 F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C", bound=Consumer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,19 @@ class Hub:
         max_tries: int | None = None,
         dedupe: bool = False,
     ) -> Callable[[F], F]: ...
+
+    @overload
+    def register_consumer(
+        self,
+        consumer: C,
+        *,
+        name: str | None = None,
+        mode: Mode = "inline",
+        filter: EventFilter | None = None,
+        queue: str | None = None,
+        max_tries: int | None = None,
+        dedupe: bool = False,
+    ) -> C: ...
 
     @overload
     def register_consumer(
