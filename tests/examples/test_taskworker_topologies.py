@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from notifycore.testing import wait_for
 
 WAIT = 20.0
 
@@ -18,13 +19,14 @@ def run_task(base: str, name: str) -> dict[str, Any]:
     queued = httpx.post(f"{base}/tasks", json={"name": name}, timeout=WAIT)
     assert queued.status_code == 202
     task_id = queued.json()["task_id"]
-    deadline = time.monotonic() + WAIT
-    while True:
-        status: dict[str, Any] = httpx.get(f"{base}/tasks/{task_id}", timeout=WAIT).json()
-        if status["status"] == "done":
-            return status
-        assert time.monotonic() < deadline, f"task {name!r} never ran: {status}"
-        time.sleep(0.05)
+    status: dict[str, Any] = {}
+
+    def ran() -> bool:
+        status.update(httpx.get(f"{base}/tasks/{task_id}", timeout=WAIT).json())
+        return status["status"] == "done"
+
+    wait_for(ran, WAIT, f"task {name!r} to run")
+    return status
 
 
 def test_the_worker_in_the_web_process(
