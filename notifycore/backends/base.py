@@ -14,13 +14,22 @@ from __future__ import annotations
 import abc
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 from notifycore.errors import InvalidStreamId
 
-__all__ = ["Backend", "ConsecutiveIds", "DeadLetter", "Job", "StreamMessage", "StreamRead"]
+__all__ = [
+    "Backend",
+    "ConsecutiveIds",
+    "DeadLetter",
+    "Job",
+    "Outage",
+    "StreamMessage",
+    "StreamRead",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +313,46 @@ class Backend(abc.ABC):
 
     async def adead_letter(self, job: Job, *, error: str) -> bool:
         return await asyncio.to_thread(self.dead_letter, job, error=error)
+
+
+class Outage:
+    """A follower's view of a broker outage, for backends whose ``follow`` reconnects.
+
+    :meth:`failed` reports ``disconnected`` once (the ``notifycore_backend_state``
+    hook) and gives the back-off before the next try (50 ms doubling to 2 s);
+    :meth:`recovered` reports ``reconnected`` after an outage.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.down = False
+        self.delay = 0.05
+
+    def _report(self, state: str, error: BaseException | None) -> None:
+        from notifycore.plugins import get_plugins  # the plugin manager imports backends
+
+        get_plugins().backend_state(self.backend, state, error)
+
+    def failed(self, error: BaseException) -> float:
+        """Seconds to wait before trying again."""
+        if not self.down:
+            self.down = True
+            self._report("disconnected", error)
+        delay, self.delay = self.delay, min(self.delay * 2, 2.0)
+        return delay
+
+    def wait(self, error: BaseException, stop: threading.Event | None) -> bool:
+        """:meth:`failed`, then wait; True when ``stop`` was set meanwhile."""
+        delay = self.failed(error)
+        if stop is not None:
+            return stop.wait(delay)
+        time.sleep(delay)
+        return False
+
+    def recovered(self) -> None:
+        if self.down:
+            self.down, self.delay = False, 0.05
+            self._report("reconnected", None)
 
 
 class ConsecutiveIds:

@@ -54,9 +54,15 @@ from kombu import connection as kombu_connection
 from kombu import exceptions as kombu_exceptions
 
 from notify_amqp.plugin import DEFAULT_URL
-from notifycore.backends.base import Backend, DeadLetter, Job, StreamMessage, StreamRead
+from notifycore.backends.base import (
+    Backend,
+    DeadLetter,
+    Job,
+    Outage,
+    StreamMessage,
+    StreamRead,
+)
 from notifycore.errors import BackendError, BackendUnavailable, ConfigurationError, InvalidStreamId
-from notifycore.plugins import get_plugins
 
 __all__ = ["DELAY_BUCKETS", "AmqpBackend"]
 
@@ -723,9 +729,6 @@ class AmqpBackend(Backend):
     def id_key(self, message_id: str) -> tuple[int, ...]:
         return (_parse_id(message_id),)
 
-    def _state(self, state: str, error: BaseException | None) -> None:
-        get_plugins().backend_state(self, state, error)
-
     def follow(
         self,
         stream: str,
@@ -741,8 +744,7 @@ class AmqpBackend(Backend):
         # first message came, re-attach at the time we started instead (RabbitMQ finds the
         # chunk by its timestamp, to the second), so nothing published meanwhile is missed.
         since: datetime | None = None
-        delay = 0.05
-        down = False
+        outage = Outage(self)
         while stop is None or not stop.is_set():
             conn: Any = None
             try:
@@ -762,9 +764,7 @@ class AmqpBackend(Backend):
                 )
                 if since is None:
                     since = datetime.now(UTC).replace(microsecond=0)
-                if down:
-                    down, delay = False, 0.05
-                    self._state("reconnected", None)
+                outage.recovered()
                 expected = None if position is None else max(position - 1, 0)
                 while stop is None or not stop.is_set():
                     if not link.drain(poll):
@@ -793,15 +793,8 @@ class AmqpBackend(Backend):
                         yield StreamRead(messages, reset)
                 return
             except (BackendUnavailable, *self.connection_errors) as exc:
-                if not down:
-                    down = True
-                    self._state("disconnected", exc)
-                if stop is not None:
-                    if stop.wait(delay):
-                        return
-                else:
-                    time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                if outage.wait(exc, stop):
+                    return
             finally:
                 if conn is not None:
                     try:

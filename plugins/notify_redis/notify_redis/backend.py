@@ -34,9 +34,15 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from notify_redis.plugin import DEFAULT_URL
-from notifycore.backends.base import Backend, DeadLetter, Job, StreamMessage, StreamRead
+from notifycore.backends.base import (
+    Backend,
+    DeadLetter,
+    Job,
+    Outage,
+    StreamMessage,
+    StreamRead,
+)
 from notifycore.errors import BackendError, BackendUnavailable, InvalidStreamId
-from notifycore.plugins import get_plugins
 
 __all__ = ["RedisBackend", "parse_id"]
 
@@ -515,9 +521,6 @@ class RedisBackend(Backend):
             _, last, _ = self._read(keys=self._skeys(stream)[:2], args=["", "0"])
         return None if not last or _text(last) == "0-0" else _text(last)
 
-    def _state(self, state: str, error: BaseException | None) -> None:
-        get_plugins().backend_state(self, state, error)
-
     def follow(
         self,
         stream: str,
@@ -528,18 +531,13 @@ class RedisBackend(Backend):
     ) -> Iterator[StreamRead]:
         """Like :meth:`Backend.follow`, and through outages: reconnect with back-off, resume."""
         cursor = after
-        delay = 0.05
-        down = False
+        outage = Outage(self)
         while cursor is None:
             try:
                 cursor = self.last_id(stream) or "0-0"
             except BackendUnavailable as exc:
-                if stop is not None and stop.wait(delay):
+                if outage.wait(exc, stop):
                     return
-                if not down:
-                    down = True
-                    self._state("disconnected", exc)
-                delay = min(delay * 2, 2.0)
         checked = False  # the first read (and the first after an outage) checks for a reset
         while stop is None or not stop.is_set():
             try:
@@ -550,19 +548,10 @@ class RedisBackend(Backend):
                     checked = True
             except BackendUnavailable as exc:
                 checked = False
-                if not down:
-                    down = True
-                    self._state("disconnected", exc)
-                if stop is not None:
-                    if stop.wait(delay):
-                        return
-                else:
-                    time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                if outage.wait(exc, stop):
+                    return
                 continue
-            if down:
-                down, delay = False, 0.05
-                self._state("reconnected", None)
+            outage.recovered()
             if batch.messages or batch.reset:
                 cursor = self._advance(stream, cursor, batch) or "0-0"
                 yield batch
@@ -635,21 +624,14 @@ class RedisBackend(Backend):
         self, stream: str, after: str | None = None, *, poll: float = 1.0
     ) -> AsyncIterator[StreamRead]:
         cursor = after if after is not None else (await self.alast_id(stream) or "0-0")
-        delay = 0.05
-        down = False
+        outage = Outage(self)
         while True:
             try:
                 batch = await self.aread(stream, cursor, block=poll)
             except BackendUnavailable as exc:
-                if not down:
-                    down = True
-                    self._state("disconnected", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                await asyncio.sleep(outage.failed(exc))
                 continue
-            if down:
-                down, delay = False, 0.05
-                self._state("reconnected", None)
+            outage.recovered()
             if batch.messages or batch.reset:
                 if batch.messages:
                     cursor = batch.messages[-1].id
