@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import statistics
 import tempfile
 import threading
 import time
@@ -30,17 +29,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Measurement
+from benchmarks.common import Measurement, percentile_ms, timed_payload
 
 NAME = "RabbitMQ backend beside kombu"
-
-
-def _payload(i: int) -> bytes:
-    return json.dumps({"t": time.time(), "i": i, "pad": "x" * 200}).encode()
-
-
-def _pct(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100)[q - 1] * 1000
 
 
 def _kombu(url: str) -> Any:
@@ -63,7 +54,7 @@ def queue_rows(url: str, count: int) -> list[Measurement]:
     from notify_amqp.backend import AmqpBackend
 
     rows: list[Measurement] = []
-    payload = _payload(0)
+    payload = timed_payload(0)
 
     # -- enqueue, one per call and batched -------------------------------------------------
     for batch in (1, 100):
@@ -162,14 +153,14 @@ def follow_rows(url: str, count: int) -> list[Measurement]:
 
     # notifycore: publish in a thread, follow here.
     backend = AmqpBackend(url, prefix=f"bench-{uuid.uuid4().hex[:6]}.")
-    first = backend.publish("s", _payload(-1))
+    first = backend.publish("s", timed_payload(-1))
     stop = threading.Event()
     following = backend.follow("s", first, stop=stop, poll=1.0)
     latencies: list[float] = []
 
     def produce_ours() -> None:
         for i in range(count):
-            backend.publish("s", _payload(i))
+            backend.publish("s", timed_payload(i))
 
     started = time.perf_counter()
     thread = threading.Thread(target=produce_ours)
@@ -201,7 +192,7 @@ def follow_rows(url: str, count: int) -> list[Measurement]:
         producer = Producer(publisher.channel())
         for i in range(count):
             producer.publish(
-                _payload(i),
+                timed_payload(i),
                 routing_key=name,
                 content_type="application/json",
                 content_encoding="utf-8",
@@ -240,9 +231,9 @@ def follow_rows(url: str, count: int) -> list[Measurement]:
         rows.append(
             Measurement(
                 f"RabbitMQ stream publish -> follow p{q} latency",
-                _pct(ours_lat, q),
+                percentile_ms(ours_lat, q),
                 "kombu confirmed publish + stream Consumer",
-                _pct(raw_lat, q),
+                percentile_ms(raw_lat, q),
                 "ms",
                 note="lower is better",
             )

@@ -13,13 +13,14 @@ them). Clients, events and measures are the Starlette rows'.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import subprocess
 import sys
 import tempfile
 
 from benchmarks import bench_web
-from benchmarks.bench_redis import _Server
+from benchmarks.bench_redis import redis_server
 from benchmarks.common import Measurement
 
 NAME = "SSE fan-out to K clients (Flask)"
@@ -90,8 +91,8 @@ def run(quick: bool = False) -> list[Measurement]:
     import os
 
     rows: list[Measurement] = []
-    redis_server = _Server()
-    os.environ["BENCH_REDIS_URL"] = redis_server.url
+    servers = contextlib.ExitStack()
+    os.environ["BENCH_REDIS_URL"] = servers.enter_context(redis_server()).url
     try:
         with tempfile.TemporaryDirectory() as directory:
             for clients in (100,) if quick else (100, 1000):
@@ -140,5 +141,5 @@ def run(quick: bool = False) -> list[Measurement]:
                     )
                 )
     finally:
-        redis_server.stop()
+        servers.close()
     return rows

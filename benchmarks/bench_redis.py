@@ -17,75 +17,32 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import statistics
-import subprocess
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
-from benchmarks.common import Measurement
+from benchmarks.common import Measurement, percentile_ms, timed_payload
+from notify_redis.testing import RedisServer
 
 NAME = "Redis backend beside redis-py"
 MAXLEN = 100_000
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class _Server:
-    def __init__(self) -> None:
-        import redis
-
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (./scripts/test installs it)")
-        self.dir = tempfile.mkdtemp()
-        self.port = _port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--dir",
-                self.dir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _payload(i: int) -> bytes:
-    return json.dumps({"t": time.time(), "i": i, "pad": "x" * 200}).encode()
-
-
-def _pct(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100)[q - 1] * 1000
+@contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    """A private redis-server (no persistence) for one benchmark run."""
+    directory = tempfile.mkdtemp()
+    server = RedisServer(Path(directory))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _follow_run(
@@ -97,7 +54,7 @@ def _follow_run(
 
     def produce() -> None:
         for start in range(0, count, batch):
-            publish_batch([_payload(i) for i in range(start, min(start + batch, count))])  # type: ignore[operator]
+            publish_batch([timed_payload(i) for i in range(start, min(start + batch, count))])  # type: ignore[operator]
 
     thread = threading.Thread(target=produce)
     thread.start()
@@ -180,9 +137,9 @@ def follow_rows(url: str, count: int) -> list[Measurement]:
                 rows.append(
                     Measurement(
                         f"Redis publish -> follow p{q} latency, one per call",
-                        _pct(ours_lat, q),
+                        percentile_ms(ours_lat, q),
                         "redis-py XADD + XREAD BLOCK",
-                        _pct(raw_lat, q),
+                        percentile_ms(raw_lat, q),
                         "ms",
                         note="lower is better",
                     )
@@ -196,7 +153,7 @@ def queue_rows(url: str, count: int) -> list[Measurement]:
     from notify_redis.backend import RedisBackend
 
     rows: list[Measurement] = []
-    payload = _payload(0)
+    payload = timed_payload(0)
     for batch in (1, 100):
         backend = RedisBackend(url, prefix=f"bench-{uuid.uuid4().hex[:6]}:")
         started = time.perf_counter()
@@ -258,8 +215,5 @@ def queue_rows(url: str, count: int) -> list[Measurement]:
 
 def run(quick: bool = False) -> list[Measurement]:
     count = 2_000 if quick else 10_000
-    server = _Server()
-    try:
+    with redis_server() as server:
         return [*follow_rows(server.url, count), *queue_rows(server.url, count)]
-    finally:
-        server.stop()

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import Measurement
+from notifycore.testing import free_port
 
 NAME = "SSE fan-out to K clients (Starlette)"
 EVENTS = 30
@@ -78,12 +79,6 @@ app = Starlette(routes=[Route("/stream", stream), Route("/publish", publish, met
 """
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _serve(
     directory: str,
     module: str,
@@ -94,7 +89,7 @@ def _serve(
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Run ``source`` as ``module:app`` in its own process (uvicorn, or ``command`` + ``{port}``)."""
     Path(directory, f"{module}.py").write_text(textwrap.dedent(source))
-    port = _port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": directory, "NOTIFYCORE_LOAD_PLUGINS": plugins}
     if command is None:
         command = [

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import json
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,3 +36,13 @@ def best_rate(work: Callable[[int], object], count: int, repeats: int = 3) -> fl
         elapsed = time.perf_counter() - started
         best = max(best, count / elapsed)
     return best
+
+
+def timed_payload(i: int) -> bytes:
+    """A ~250-byte JSON message carrying its send time (``t``) for latency."""
+    return json.dumps({"t": time.time(), "i": i, "pad": "x" * 200}).encode()
+
+
+def percentile_ms(values: list[float], q: int) -> float:
+    """The ``q``-th percentile of ``values`` (seconds), in milliseconds."""
+    return statistics.quantiles(values, n=100)[q - 1] * 1000

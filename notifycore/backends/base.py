@@ -107,11 +107,25 @@ class Backend(abc.ABC):
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Self:
         """Build the backend from notifycore settings; plugins read their own keys here."""
-        return cls(
-            settings.get("BACKEND_URL"),
-            stream_maxlen=settings.get("STREAM_MAXLEN", 10_000),
-            stream_max_age=settings.get("STREAM_MAX_AGE", 0.0),
-        )
+        return cls(settings.get("BACKEND_URL"), **cls._stream_settings(settings))
+
+    @staticmethod
+    def _stream_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+        """The keyword arguments every backend takes from the core's stream settings."""
+        return {
+            "stream_maxlen": settings.get("STREAM_MAXLEN", 10_000),
+            "stream_max_age": settings.get("STREAM_MAX_AGE", 0.0),
+        }
+
+    @staticmethod
+    def _url_setting(
+        settings: Mapping[str, Any], key: str, default: str, schemes: tuple[str, ...]
+    ) -> str:
+        """``BACKEND_URL`` when it has one of this backend's ``schemes``, else ``key``."""
+        url = settings.get("BACKEND_URL")
+        if url and str(url).startswith(schemes):
+            return str(url)
+        return str(settings.get(key) or default)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url or ''}>".replace(" >", ">")

@@ -24,7 +24,7 @@ import uuid
 import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Self
+from typing import Any
 
 from notifycore.backends.base import (
     Backend,
@@ -158,14 +158,6 @@ class SQLiteBackend(ConsecutiveIds, Backend):
                 delay = min(delay * 2, 0.2)
             except sqlite3.Error as exc:
                 raise BackendError(f"cannot {what} in {self.path!r}: {exc}") from exc
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> Self:
-        return cls(
-            settings.get("BACKEND_URL"),
-            stream_maxlen=settings.get("STREAM_MAXLEN", 10_000),
-            stream_max_age=settings.get("STREAM_MAX_AGE", 0.0),
-        )
 
     # -- connections -------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ is the test suite every backend passes; the ``pytest11`` plugin in
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from notifycore.event import Event
     from notifycore.result import SendResult
 
-__all__ = ["CapturedEvents", "capture_events", "wait_for"]
+__all__ = ["CapturedEvents", "capture_events", "free_port", "wait_for"]
 
 
 class CapturedEvents(list["Event"]):
@@ -66,3 +67,10 @@ def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {seconds}s waiting for {what}")
         time.sleep(0.02)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -1,118 +1,47 @@
 """Real servers for the example tests: an SMTP server (aiosmtpd), a private redis-server, processes.
 
+The servers are the plugins' own test servers (``notify_mail.testing``, ``notify_redis.testing``).
+
 Everything listens on 127.0.0.1 and is stopped after the test; every wait is bounded.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import redis
-from aiosmtpd.controller import Controller
+
+from notify_mail.testing import SMTPServer
+from notify_redis.testing import RedisServer
+from notifycore.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 20.0  # the bound of every wait in these tests, never a pass/fail threshold
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Outbox:
-    """An aiosmtpd handler that keeps every message it accepts."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, list[str], bytes]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.received.append(
-            (envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content))
-        )
-        return "250 Message accepted for delivery"
-
-    def messages(self) -> list[EmailMessage]:
-        return [message_from_bytes(raw, policy=policy.default) for _, _, raw in self.received]  # type: ignore[misc]
-
-
-class SMTPServer:
-    """aiosmtpd on 127.0.0.1 in a thread of this process."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.outbox = Outbox()
-        self.controller = Controller(self.outbox, hostname="127.0.0.1", port=self.port)
-
-
 @pytest.fixture
 def smtp_server() -> Iterator[SMTPServer]:
     server = SMTPServer()
-    server.controller.start()
+    server.start()
     try:
         yield server
     finally:
-        server.controller.stop()
-
-
-class RedisServer:
-    """A private redis-server process on a free port, without persistence."""
-
-    def __init__(self, directory: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail(
-                "redis-server is not installed; ./scripts/test installs it "
-                "(apt-get install -y redis-server)",
-                pytrace=False,
-            )
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = subprocess.Popen(
-            [
-                *(binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(directory)),
-                *("--save", "", "--appendonly", "no", "--protected-mode", "yes"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + WAIT
-        try:
-            while True:
-                try:
-                    if client.ping():
-                        return
-                except redis.ConnectionError:
-                    pass
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    pytest.fail(f"redis-server did not start on port {self.port}", pytrace=False)
-                time.sleep(0.05)
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-        self.process.wait(timeout=WAIT)
+        server.stop()
 
 
 @pytest.fixture
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    try:
+        server = RedisServer(tmp_path_factory.mktemp("redis"))
+        server.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
     try:
         yield server
     finally:

@@ -39,19 +39,19 @@ def test_creating_a_record_mails_the_administrator_and_updating_it_does_not(
             assert created.status_code == 201
             record_id = created.json()["data"]["id"]
             # The listener is synchronous: the mail was accepted before the response was sent.
-            assert len(smtp_server.outbox.received) == 1
+            assert len(smtp_server.handler.received) == 1
 
             updated = client.patch(
                 f"{RECORDS}/{record_id}", json={"data": {"note": "edited"}}, auth=("alice", "s3")
             )
             assert updated.status_code == 200
-            assert len(smtp_server.outbox.received) == 1, "actions = create: updates send nothing"
+            assert len(smtp_server.handler.received) == 1, "actions = create: updates send nothing"
     finally:
         notifications.close()
 
-    mail_from, rcpt_tos, _ = smtp_server.outbox.received[0]
+    mail_from, rcpt_tos, _ = smtp_server.handler.received[0]
     assert (mail_from, rcpt_tos) == ("postmaster@localhost", ["admin@example.org"])
-    (message,) = smtp_server.outbox.messages()
+    (message,) = smtp_server.handler.messages()
     assert message["Subject"] == "record created"
     assert message["To"] == "admin@example.org"
     body = message.get_content()
@@ -97,5 +97,5 @@ def test_python_m_runs_the_records_api_with_the_listener(
         base + RECORDS, json={"data": {"note": "kinto"}}, auth=("bob", "s"), timeout=WAIT
     )
     assert created.status_code == 201
-    (message,) = smtp_server.outbox.messages()
+    (message,) = smtp_server.handler.messages()
     assert "User id: account:bob" in message.get_content()

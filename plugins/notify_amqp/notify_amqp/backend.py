@@ -369,13 +369,11 @@ class AmqpBackend(Backend):
 
     @classmethod
     def from_settings(cls, settings: Any) -> Self:
-        url = settings.get("BACKEND_URL")
-        if not url or not str(url).startswith(("amqp://", "amqps://", "pyamqp://")):
-            url = settings.get("AMQP_URL") or DEFAULT_URL
         return cls(
-            url,
-            stream_maxlen=settings.get("STREAM_MAXLEN", 10_000),
-            stream_max_age=settings.get("STREAM_MAX_AGE", 0.0),
+            cls._url_setting(
+                settings, "AMQP_URL", DEFAULT_URL, ("amqp://", "amqps://", "pyamqp://")
+            ),
+            **cls._stream_settings(settings),
             stream_max_bytes=settings.get("AMQP_STREAM_MAX_BYTES", 100_000_000),
             stream_segment_bytes=settings.get("AMQP_STREAM_SEGMENT_BYTES", 8_000_000),
             prefix=settings.get("AMQP_PREFIX", "notifycore."),
@@ -991,15 +989,6 @@ class AmqpBackend(Backend):
 
         return self._run("reserve", call)
 
-    def reserve_many(self, queue: str, count: int, *, visibility_timeout: float) -> list[Job]:
-        jobs: list[Job] = []
-        while len(jobs) < count:
-            job = self.reserve(queue, visibility_timeout=visibility_timeout)
-            if job is None:
-                break
-            jobs.append(job)
-        return jobs
-
     def _finish(self, job: Job, what: str, then: Callable[[_Link, _Lease], None]) -> bool:
         number, _, _ = job.receipt.partition(":")
         link = self._links.get(int(number)) if number.isdigit() else None
@@ -1028,9 +1017,6 @@ class AmqpBackend(Backend):
 
     def ack(self, job: Job) -> bool:
         return self._finish(job, "ack", lambda link, lease: lease.channel.basic_ack(lease.tag))
-
-    def ack_many(self, jobs: Iterable[Job]) -> int:
-        return sum(1 for job in jobs if self.ack(job))
 
     def retry(self, job: Job, *, delay: float, error: str) -> bool:
         def then(link: _Link, lease: _Lease) -> None:

@@ -12,20 +12,15 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import amqp
 
-__all__ = ["RabbitServer", "free_port"]
+from notifycore.testing import free_port
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["RabbitServer"]
 
 
 def _server_binary() -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,16 +18,10 @@ import pytest
 from notify_amqp.backend import AmqpBackend
 from notifycore import BackendUnavailable, Event, Notifications, hookimpl
 from notifycore.plugins import get_plugins
-from notifycore.testing import wait_for
+from notifycore.testing import free_port, wait_for
 
 APPS = Path(__file__).resolve().parent / "apps"
 NOTIFYCORE = str(Path(sys.executable).with_name("notifycore"))
-
-
-def unused_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_backend_by_name_with_amqp_url(rabbit_server: Any) -> None:
@@ -41,7 +34,7 @@ def test_backend_by_name_with_amqp_url(rabbit_server: Any) -> None:
 
 
 def test_send_fails_clearly_when_rabbitmq_is_unreachable() -> None:
-    port = unused_port()
+    port = free_port()
     url = f"amqp://guest:s3cret@127.0.0.1:{port}//"
     n = Notifications(config={"BACKEND": "amqp", "AMQP_URL": url, "AMQP_RETRIES": 1}, environ={})
     hub = n.create_hub("H")

@@ -384,13 +384,11 @@ class RedisBackend(Backend):
 
     @classmethod
     def from_settings(cls, settings: Any) -> Self:
-        url = settings.get("BACKEND_URL")
-        if not url or not str(url).startswith(("redis://", "rediss://", "unix://")):
-            url = settings.get("REDIS_URL") or DEFAULT_URL
         return cls(
-            url,
-            stream_maxlen=settings.get("STREAM_MAXLEN", 10_000),
-            stream_max_age=settings.get("STREAM_MAX_AGE", 0.0),
+            cls._url_setting(
+                settings, "REDIS_URL", DEFAULT_URL, ("redis://", "rediss://", "unix://")
+            ),
+            **cls._stream_settings(settings),
             prefix=settings.get("REDIS_PREFIX", "notifycore:"),
             retries=settings.get("REDIS_RETRIES", 3),
         )

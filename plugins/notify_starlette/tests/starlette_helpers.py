@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,16 +16,11 @@ from starlette.routing import Mount
 
 import notify_starlette
 from notifycore import Notifications, PushConsumer
+from notifycore.testing import free_port
 
 WAIT = 30.0  # the bound of every wait in these tests, never a pass/fail threshold
 TOKENS = {"t-alice": {"id": "alice"}, "t-bob": {"id": "bob"}}
 PREFIX = "/n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_notifications(**config: Any) -> Notifications:
