@@ -370,7 +370,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         data = json.loads(raw) if suffix == ".json" else tomllib.loads(raw.decode())
     except (ValueError, configparser.Error, UnicodeDecodeError) as exc:
         raise ConfigurationError(
-            f"{name}: not valid {suffix.lstrip('.') or 'TOML'}: {exc}"
+            f"{name}: not valid {suffix.lstrip('.') or 'TOML'}: {_parse_error(exc)}"
         ) from None
     if not isinstance(data, dict):
         raise ConfigurationError(f"{name}: the configuration must be a table of settings")
@@ -378,6 +378,16 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise ConfigurationError(f"{name}: 'notifycore' must be a table of settings")
     return _canonical(table, name)
+
+
+def _parse_error(exc: Exception) -> str:
+    """What a parser said, less the lines it quotes (a password may be on one)."""
+    if isinstance(exc, configparser.MissingSectionHeaderError):  # a ParsingError: first
+        return f"line {exc.lineno}: a key before any [section]"
+    if isinstance(exc, configparser.ParsingError):
+        lines = ", ".join(str(number) for number, _ in exc.errors)
+        return f"cannot parse line {lines}"
+    return str(exc)
 
 
 def _read_ini(name: str, text: str) -> dict[str, Any]:

@@ -78,7 +78,7 @@ def _meaning(setting: Setting) -> str:
     if setting.maximum is not None:
         text += f" At most {setting.maximum:g}."
     if setting.secret:
-        text += " Secret: its password is shown as `***` in reprs, errors and logs."
+        text += " Secret: shown as `***` (a URL: its password) in reprs and errors."
     return text.replace("|", "\\|")
 
 
