@@ -12,6 +12,7 @@ from notifycore.backends.memory import MemoryBackend
 from notifycore.builtin import CORE_SETTINGS
 from notifycore.cli import main
 from notifycore.config import Settings, mask_url, redact
+from notifycore.listeners import parse_declarations
 
 SECRET = "hunter2"
 declared = {s.name: s for s in CORE_SETTINGS}
@@ -85,6 +86,12 @@ def test_redact_masks_whole_secrets_and_nested_ones() -> None:
         "a": [{"api_key": "***"}],
         "bypass": 1,
     }
+
+
+def test_a_listener_declaration_repr_leaves_its_options_out() -> None:
+    declarations = parse_declarations(None, {"mailer": {"use": "log", "password": SECRET}})
+    assert declarations.listeners["mailer"].options == {"password": SECRET}
+    assert SECRET not in repr(declarations)
 
 
 def test_backend_and_notifications_reprs_mask_the_url() -> None:
