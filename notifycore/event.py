@@ -291,8 +291,11 @@ class Event(Mapping[str, Any]):
         checked: dict[str, Any] = {}
         deepest, deepest_field = 0, ""
         for key, value in extra.items():
-            if key.startswith("_"):
-                raise InvalidEvent(_printable(key), "extra field names must not start with '_'")
+            if key.startswith("_") or not key:
+                raise InvalidEvent(
+                    _printable(key) or "event",
+                    "extra field names must not be empty or start with '_'",
+                )
             if key == "self":  # positional-only above, so it arrives here rather than clashing
                 raise InvalidEvent("self", "is not a valid field name")
             if not key.isascii():

@@ -174,6 +174,7 @@ def test_max_event_depth_out_of_range_is_a_configuration_error(value: object) ->
         ('{"event_type": "t", "n": ' + "9" * 1300 + "}", "n"),
         ('{"event_type": "t", "n": ' + "9" * 5000 + "}", "event"),
         ('{"event_type": "t", "_n": 1}', "_n"),
+        ('{"event_type": "t", "": NaN}', "event"),
         ('{"event_type": "t", "self": 1}', "self"),
         ('["event_type"]', "event"),
         ('"event"', "event"),
