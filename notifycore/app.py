@@ -163,6 +163,7 @@ class Notifications:
         old, self._backend = self._backend, backend
         self.settings = settings
         self._max_event_size: int = settings["MAX_EVENT_SIZE"]
+        self._max_event_depth: int = settings["MAX_EVENT_DEPTH"]
         self._raise_errors = settings["CONSUMER_ERRORS"] == "raise"
         self._default_queue: str = settings["DEFAULT_QUEUE"]
         if old is not None and old is not backend:
@@ -315,17 +316,19 @@ class Notifications:
     # -- sending -----------------------------------------------------------------------------
 
     def coerce_event(self, event: EventLike) -> Event:
-        """An :class:`Event` from an Event, its dict or its JSON, checked against the size limit."""
+        """An :class:`Event` from an Event, its dict or its JSON, checked against the limits."""
         if isinstance(event, Event):
+            event.check_depth(self._max_event_depth)
             event.check_size(self._max_event_size)
             return event
         if isinstance(event, (str, bytes, bytearray)):
             return Event.from_json(
                 bytes(event) if isinstance(event, bytearray) else event,
                 max_size=self._max_event_size,
+                max_depth=self._max_event_depth,
             )
         if isinstance(event, Mapping):
-            parsed = Event.from_dict(event)
+            parsed = Event.from_dict(event, max_depth=self._max_event_depth)
             parsed.check_size(self._max_event_size)
             return parsed
         raise InvalidEvent(

@@ -164,7 +164,7 @@ class ListenerSpec:
     max_tries: int | None = None
     dedupe: bool = False
     #: The listener's own keys, as written (strings when they come from an INI file).
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def prefix(self) -> str:

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
+from notifycore.config import mask_url
 from notifycore.errors import InvalidStreamId
 
 __all__ = [
@@ -128,7 +129,7 @@ class Backend(abc.ABC):
         return str(settings.get(key) or default)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.url or ''}>".replace(" >", ">")
+        return f"<{type(self).__name__} {mask_url(self.url or '')}>".replace(" >", ">")
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections and files; the backend is not used afterwards."""

@@ -22,6 +22,7 @@ from notifycore import (
     Notifications,
     UnknownHub,
 )
+from notifycore.event import parse_event_json
 from notifycore.sse import HEADERS, FrameCache, comment, reset_frame, retry_frame
 from notifycore.web import Access, resume_id, stream_for_hub
 
@@ -154,10 +155,14 @@ def stream_blueprint(
             if who is None:
                 return _error(401, "unauthorized", "authentication required")
             return _error(403, "forbidden", "you may not send events")
-        payload = request.get_json(silent=True)
-        if not isinstance(payload, dict):
+        if not request.is_json:
             return _error(422, "invalid_event", "the body must be a JSON object", field="event")
+        limit: int = found.settings["MAX_EVENT_SIZE"]
+        data = request.stream.read(limit + 1)  # a larger body is refused, the rest unread
         try:
+            if len(data) > limit:
+                raise InvalidEvent("event", f"is over the limit of {limit} bytes")
+            payload = parse_event_json(data, max_size=None)
             result = found.send(Event.from_dict(payload))
         except InvalidEvent as exc:
             return _error(422, "invalid_event", str(exc), field=exc.field)
