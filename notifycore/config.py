@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from notifycore import drivers
 from notifycore.errors import ConfigurationError
 
 __all__ = [
@@ -198,9 +199,11 @@ class Settings(Mapping[str, Any]):
     ) -> None:
         self.declared = dict(declared)
         resolved = {name: s.default for name, s in self.declared.items()}
+        env = os.environ if environ is None else environ
+        # A missing backend plugin is the cause of its settings being unknown: report it first.
+        self._backend = env.get(ENV_PREFIX + "BACKEND", (values or {}).get("BACKEND"))
         for key, value in (values or {}).items():
             resolved[key] = self._setting(key, source).convert(value, source)
-        env = os.environ if environ is None else environ
         for var, text in env.items():
             if not var.startswith(ENV_PREFIX) or var in _NOT_SETTINGS:
                 continue
@@ -212,9 +215,17 @@ class Settings(Mapping[str, Any]):
     def _setting(self, key: str, source: str) -> Setting:
         setting = self.declared.get(key)
         if setting is None:
+            if isinstance(self._backend, str):
+                drivers.check_installed(drivers.BACKENDS, self._backend.strip())
             message = f"unknown setting {key!r} (from {source})"
+            distribution = drivers.setting_distribution(str(key))
             close = difflib.get_close_matches(str(key).upper(), self.declared, n=1)
-            if close:
+            if distribution is not None:
+                message += (
+                    f": it is a setting of the {distribution} distribution, which is not "
+                    f"installed (pip install {distribution})"
+                )
+            elif close:
                 message += f"; did you mean {close[0]!r}?"
             raise ConfigurationError(message)
         return setting

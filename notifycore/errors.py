@@ -65,17 +65,36 @@ class UnknownDriver(ConfigurationError):
     """A driver name that no installed plugin provides; lists what is installed."""
 
     def __init__(
-        self, namespace: str, name: str, available: Sequence[str], suggestions: Sequence[str]
+        self,
+        namespace: str,
+        name: str,
+        available: Sequence[str],
+        suggestions: Sequence[str],
+        distribution: str | None = None,
     ) -> None:
         self.namespace = namespace
         self.name = name
         self.available = tuple(available)
         self.suggestions = tuple(suggestions)
+        #: The first-party distribution that provides ``name``, when it is one (not installed).
+        self.distribution = distribution
         installed = ", ".join(self.available) or "none"
-        message = f"No such {namespace} driver: {name!r} (installed: {installed})."
-        if self.suggestions:
-            message += f" Did you mean {self.suggestions[0]!r}?"
+        if distribution is not None:
+            message = (
+                f"The {namespace} driver {name!r} comes with the {distribution} distribution, "
+                f"which is not installed: pip install {_quoted(distribution)} "
+                f"(installed: {installed})."
+            )
+        else:
+            message = f"No such {namespace} driver: {name!r} (installed: {installed})."
+            if self.suggestions:
+                message += f" Did you mean {self.suggestions[0]!r}?"
         super().__init__(message)
+
+
+def _quoted(requirement: str) -> str:
+    """A requirement as a shell needs it: extras in brackets are quoted."""
+    return f"'{requirement}'" if "[" in requirement else requirement
 
 
 class UnknownHub(NotifycoreError, KeyError):
