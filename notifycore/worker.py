@@ -155,6 +155,7 @@ class Worker:
         self._running: dict[threading.Thread, _Running] = {}
         self._slots: list[threading.Thread] = []
         self._stuck: list[threading.Thread] = []
+        self._concluding = 0  # timed-out jobs the watcher is still retrying or dead-lettering
         self._watcher: threading.Thread | None = None
         self._watching = False
         self._burst = False
@@ -454,16 +455,41 @@ class Worker:
                     ]
                     overdue = [r for r in held if r.deadline <= now]
                     if overdue:
-                        for r in overdue:
-                            r.abandoned = True
-                            del self._running[r.thread]
-                            self._stuck.append(r.thread)
-                            self._slots.remove(r.thread)
+                        self._abandon(overdue)
                         break
                     nearest = min((r.deadline for r in held), default=math.inf)
                     self._cond.wait(min(nearest - now, 1.0))
             for running in overdue:
-                self._time_out(running)
+                try:
+                    self._time_out(running)
+                finally:
+                    with self._cond:
+                        self._concluding -= 1
+                        self._cond.notify_all()
+
+    def _abandon(self, overdue: list[_Running]) -> None:
+        """Leave the threads of ``overdue`` jobs behind; replace them, or give up when every
+        slot is stuck (call with ``_cond`` held, so that the worker never looks idle between)."""
+        for running in overdue:
+            running.abandoned = True
+            del self._running[running.thread]
+            self._slots.remove(running.thread)
+            self._stuck.append(running.thread)
+            self._concluding += 1
+        self._stuck = [t for t in self._stuck if t.is_alive()]
+        if len(self._stuck) >= self.concurrency:
+            if not self.exhausted:
+                self.exhausted = True
+                self._stop.set()
+                logger.critical(
+                    "%d thread(s) stuck in consumers past their time limit, as many as the worker "
+                    "has: it takes no more jobs; restart its process",
+                    len(self._stuck),
+                )
+            return
+        if not self._stopping():
+            for _ in overdue:
+                self._spawn()
 
     def _time_out(self, running: _Running) -> None:
         hub, registration, event = running.hub, running.registration, running.event
@@ -480,19 +506,6 @@ class Worker:
             self._record(self._conclude(running.job, registration, error))
         except Exception as failure:
             self._backend_failed(f"finishing job {running.job.id} (it will come back)", failure)
-        with self._cond:
-            self._stuck = [t for t in self._stuck if t.is_alive()]
-            if len(self._stuck) >= self.concurrency:
-                if not self.exhausted:
-                    self.exhausted = True
-                    self._stop.set()
-                    logger.critical(
-                        "%d thread(s) stuck in consumers past their time limit, as many as the "
-                        "worker has: it takes no more jobs; restart its process",
-                        len(self._stuck),
-                    )
-            elif not self._stopping():
-                self._spawn()
 
     def start(self, *, burst: bool = False) -> Worker:
         """Start ``concurrency`` threads (and the watcher of time limits); returns at once."""
@@ -525,7 +538,7 @@ class Worker:
         self._stop_requested = True
 
     def _busy(self) -> bool:
-        return any(t.is_alive() for t in self._slots)
+        return self._concluding > 0 or any(t.is_alive() for t in self._slots)
 
     def stop(self, grace: float | None = None) -> int:
         """Stop taking jobs and wait ``grace`` seconds at most for the jobs in flight.
