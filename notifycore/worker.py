@@ -162,6 +162,7 @@ class Worker:
         self._outage_lock = threading.Lock()
         self._outage = Outage(notifications.backend)
         self._down_since = 0.0
+        self._errors_before = 0
 
     def __repr__(self) -> str:
         return f"<Worker queues={self.queues} concurrency={self.concurrency}>"
@@ -356,15 +357,14 @@ class Worker:
             first = not self._outage.down
             if first:
                 self._down_since = time.monotonic()
+                self._errors_before = self.backend_errors - 1
             delay = self._outage.failed(error)  # tells notifycore_backend_state, once
         self.notifications.plugins.metric("worker.backend_errors", 1)
         if not first:
             logger.debug("%s failed again: %s: %s", what, type(error).__name__, error)
         elif isinstance(error, (BackendUnavailable, *backend.connection_errors)):
             logger.warning(
-                "%s failed: the backend is unavailable (%s); trying again until it is back",
-                what,
-                error,
+                "%s failed, the backend is down: %s; trying again until it answers", what, error
             )
         else:
             logger.error(
@@ -380,10 +380,11 @@ class Worker:
                 return
             self._outage.recovered()
             lasted = time.monotonic() - self._down_since
+            failed = self.backend_errors - self._errors_before
         logger.warning(
             "the backend answers again after %.1f s (%d failed calls); taking jobs again",
             lasted,
-            self.backend_errors,
+            failed,
         )
 
     # -- the loop ----------------------------------------------------------------------------
