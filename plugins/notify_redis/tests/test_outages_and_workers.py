@@ -311,9 +311,7 @@ def test_a_worker_reports_a_redis_outage_once_and_its_recovery_once(tmp_path: Pa
     down = [line for line in lines if "backend is down" in line]
     back = [line for line in lines if "answers again" in line]
     assert len(down) == 1, err
-    assert (
-        "WARNING notifycore.worker: reserving a job failed, the backend is down: " in down[0]
-    )
+    assert "WARNING notifycore.worker: reserving a job failed, the backend is down: " in down[0]
     assert len(back) == 1, err
     assert "Traceback" not in err
     assert len(lines) < 10, err
