@@ -156,6 +156,7 @@ class Worker:
         self._slots: list[threading.Thread] = []
         self._stuck: list[threading.Thread] = []
         self._concluding = 0  # timed-out jobs the watcher is still retrying or dead-lettering
+        self._generation = 0
         self._watcher: threading.Thread | None = None
         self._watching = False
         self._burst = False
@@ -389,24 +390,27 @@ class Worker:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def _stopping(self) -> bool:
+    def _stopping(self, generation: int | None = None) -> bool:
+        """True once told to stop (or, for a thread of an earlier run, once that run ended)."""
+        if generation is not None and generation != self._generation:
+            return True
         return self._stop_requested or self._stop.is_set()
 
     def _spawn(self) -> None:
         """A new slot thread (call with ``_cond`` held)."""
         thread = threading.Thread(
             target=self._slot,
-            args=(self._burst,),
+            args=(self._burst, self._generation),
             name=f"notifycore-worker-{len(self._slots) + len(self._stuck)}",
             daemon=True,
         )
         self._slots.append(thread)
         thread.start()
 
-    def _slot(self, burst: bool) -> None:
+    def _slot(self, burst: bool, generation: int) -> None:
         me = threading.current_thread()
         try:
-            while not self._stopping():
+            while not self._stopping(generation):
                 try:
                     job = self.reserve(None if burst else self.poll)
                 except Exception as error:  # an outage must not kill the thread: wait, try again
@@ -420,7 +424,7 @@ class Worker:
                 running = _Running(job, me)
                 with self._cond:
                     self._running[me] = running
-                    if self._stopping():  # reserved as the stop came: never started
+                    if self._stopping(generation):  # reserved as the stop came: never started
                         running.abandoned = True
                 try:
                     if running.abandoned:
@@ -474,7 +478,8 @@ class Worker:
         for running in overdue:
             running.abandoned = True
             del self._running[running.thread]
-            self._slots.remove(running.thread)
+            if running.thread in self._slots:
+                self._slots.remove(running.thread)
             self._stuck.append(running.thread)
             self._concluding += 1
         self._stuck = [t for t in self._stuck if t.is_alive()]
@@ -518,6 +523,7 @@ class Worker:
         self._burst = burst
         self._outage = Outage(self.notifications.backend)
         with self._cond:
+            self._generation += 1  # threads of an earlier run that linger do not come back
             self._slots = []
             self._watching = True
             for _ in range(self.concurrency):
@@ -566,7 +572,8 @@ class Worker:
                 r.abandoned = True
                 del self._running[r.thread]
                 self._stuck.append(r.thread)
-                self._slots.remove(r.thread)
+                if r.thread in self._slots:
+                    self._slots.remove(r.thread)
         if held:
             why = (
                 f"{self._stop_reason}: stopping now"

@@ -94,7 +94,7 @@ def test_a_dead_worker_try_after_a_failure_keeps_the_last_error_and_the_registra
 
 
 def test_a_sync_consumer_past_its_timeout_fails_its_try_and_a_new_thread_goes_on(
-    make_notifications: Make, release: threading.Event
+    make_notifications: Make, release: threading.Event, request: pytest.FixtureRequest
 ) -> None:
     n = make_notifications(RETRY_BACKOFF=0.0)
     hub = n.create_hub("H")
@@ -107,7 +107,9 @@ def test_a_sync_consumer_past_its_timeout_fails_its_try_and_a_new_thread_goes_on
         ) -> None:
             errors.append(error)
 
-    get_plugins().register(Spy(), name="timeout-spy")
+    spy = Spy()
+    get_plugins().register(spy, name="timeout-spy")
+    request.addfinalizer(lambda: get_plugins().unregister(spy))
     done: list[str] = []
     started: list[str] = []
 
@@ -250,3 +252,22 @@ def test_time_limits_are_checked(make_notifications: Make) -> None:
         Worker(n, ["elsewhere"], grace=-1)
     with pytest.raises(ConfigurationError, match="JOB_TIMEOUT .* at least"):
         make_notifications(JOB_TIMEOUT=0)
+
+
+def test_a_stopped_worker_starts_again(make_notifications: Make) -> None:
+    n = make_notifications()
+    hub = n.create_hub("H")
+    done: list[str] = []
+    hub.register_consumer(lambda e: done.append(e.title), name="c", mode="queued")
+    worker = Worker(n, concurrency=2, poll=0.05).start()
+    n.send(Event(None, "t", "one"))
+    wait_for(lambda: done == ["one"], 60, "the first job")
+    assert worker.stop(grace=5) == 0
+    assert not worker.running
+    n.send(Event(None, "t", "two"))
+    worker.start()
+    try:
+        wait_for(lambda: done == ["one", "two"], 60, "the job after the restart")
+    finally:
+        worker.stop(grace=5)
+    assert worker.counts[JobOutcome.DONE] == 2
