@@ -80,6 +80,8 @@ class _LoopThread:
     def run(self, coro: Coroutine[Any, Any, Any], timeout: float | None = None) -> Any:
         """Run ``coro`` on the loop; past ``timeout`` seconds it is cancelled (``_TimedOut``)."""
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        if timeout is None:
+            return future.result()
         finished, _ = concurrent.futures.wait([future], timeout)
         if not finished and future.cancel():
             raise _TimedOut
