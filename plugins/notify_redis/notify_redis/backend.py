@@ -9,8 +9,9 @@ Queues: one stream per queue read through a consumer group. Reserving is one
 Lua script (atomic on the server): move due delayed jobs onto the stream,
 take over one job whose lease (its visibility timeout, a sorted set of
 deadlines) ran out with ``XCLAIM``, or else read a new one with
-``XREADGROUP``; then record the new lease and a receipt. ``ack``, ``retry``
-and ``dead_letter`` are scripts too, and act only while the receipt matches.
+``XREADGROUP``; then record the new lease and a receipt. ``ack``, ``retry``,
+``release`` and ``dead_letter`` are scripts too, and act only while the
+receipt matches.
 Delayed jobs (retries with back-off) wait in a sorted set. Dead letters are a
 stream of their own.
 """
