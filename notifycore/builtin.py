@@ -106,6 +106,23 @@ CORE_SETTINGS = (
         minimum=0.1,
     ),
     Setting(
+        "JOB_TIMEOUT",
+        float,
+        None,
+        "Seconds a worker lets a queued consumer run on one job before the try counts as "
+        "failed (ConsumerTimeout); unset: VISIBILITY_TIMEOUT, which it may not exceed.",
+        nullable=True,
+        minimum=0.001,
+    ),
+    Setting(
+        "WORKER_GRACE_PERIOD",
+        float,
+        30.0,
+        "Seconds a stopping worker (SIGTERM, stop_worker()) lets its jobs in flight finish; "
+        "jobs still running then go back to the queue.",
+        minimum=0,
+    ),
+    Setting(
         "HUBS",
         dict,
         None,

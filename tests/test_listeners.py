@@ -272,6 +272,21 @@ def test_every_way_a_listener_fails_to_load_is_one_clear_error(
         ({"x": {"use": "log", "max_tries": "0"}}, None, "max_tries must be at least 1"),
         ({"x": {"use": "log", "max_tries": 1.5}}, None, "max_tries must be int, not float"),
         ({"x": {"use": "log", "dedupe": "perhaps"}}, None, "dedupe must be bool"),
+        (
+            {"x": {"use": "log", "job_timeout": 5}},
+            None,
+            "listeners.x.job_timeout needs mode = 'queued'",
+        ),
+        (
+            {"x": {"use": "log", "mode": "queued", "job_timeout": "0"}},
+            None,
+            "listeners.x.job_timeout must be a positive number",
+        ),
+        (
+            {"x": {"use": "log", "mode": "queued", "job_timeout": "soon"}},
+            None,
+            "listeners.x.job_timeout must be float",
+        ),
         ({"x": {"use": "log", "filter": "{no"}}, None, "listeners.x.filter must be a filter table"),
         ({"x": {"use": "log", "filter": 3}}, None, "listeners.x.filter must be a filter table"),
         (
@@ -388,7 +403,12 @@ def test_queued_listeners_are_run_by_a_worker_on_the_named_queue(
         {
             "now": {"use": f"{package}.classes:Plain"},
             "later": {"use": f"{package}.classes:Plain", "mode": "queued", "queue": "slow"},
-            "default": {"use": f"{package}.classes:Plain", "mode": "queued", "max_tries": 2},
+            "default": {
+                "use": f"{package}.classes:Plain",
+                "mode": "queued",
+                "max_tries": 2,
+                "job_timeout": "2.5",
+            },
         }
     )
     result = n.send(Event(None, "t", "hello"))
@@ -400,6 +420,7 @@ def test_queued_listeners_are_run_by_a_worker_on_the_named_queue(
     assert consumer(n, "now").seen == ["hello"] and consumer(n, "later").seen == []
     assert n.backend.queue_length("slow") == 1 and n.backend.queue_length("notifycore") == 1
     assert n.get_hub(DEFAULT_HUB).get_registration("default").max_tries == 2
+    assert n.get_hub(DEFAULT_HUB).get_registration("default").timeout == 2.5
     assert Worker(n, ["slow"]).drain() == 1
     assert consumer(n, "later").seen == ["hello"] and consumer(n, "default").seen == []
     assert Worker(n).drain() == 1

@@ -3,8 +3,8 @@
 **Streams** keep published messages under monotonic, per-stream ids for replay
 (``read`` since an id) and live following (``read`` with ``block``).
 **Queues** hold jobs for workers: ``reserve`` hides a job for a visibility
-timeout, ``ack`` removes it, ``retry`` makes it visible again later and
-``dead_letter`` parks it with its error. A backend implements the sync
+timeout, ``ack`` removes it, ``retry`` makes it visible again later,
+``release`` gives it back untried and ``dead_letter`` parks it with its error. A backend implements the sync
 methods; the async twins run them in a thread unless the backend has native
 ones. ``notifycore.testing.BackendContract`` is the test every backend passes.
 """
@@ -93,6 +93,9 @@ class Backend(abc.ABC):
     shared: ClassVar[bool] = False
     #: Exceptions that mean the broker is unreachable (a retry may help).
     connection_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+    #: True when :meth:`release` does not count the delivery it ends (the default
+    #: implementation is a :meth:`retry`, which does).
+    release_keeps_tries: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -237,9 +240,23 @@ class Backend(abc.ABC):
     def retry(self, job: Job, *, delay: float, error: str) -> bool:
         """Make the job visible again after ``delay`` seconds, recording ``error``."""
 
+    def release(self, job: Job) -> bool:
+        """Give a reserved job back, visible again at once, as if this delivery never happened.
+
+        A stopping worker returns the jobs it could not finish this way. A
+        backend that can (``release_keeps_tries``) takes back the attempt the
+        reservation counted; this default is a :meth:`retry` without delay,
+        which keeps it. False when the reservation was no longer held.
+        """
+        return self.retry(job, delay=0.0, error=job.last_error or "")
+
     @abc.abstractmethod
     def dead_letter(self, job: Job, *, error: str) -> bool:
-        """Move the job to the queue's dead letters with ``error``."""
+        """Move the job to the queue's dead letters with ``error``, recording ``job.attempts`` tries.
+
+        (A worker that dead-letters a job on a delivery it does not run passes
+        the job with the tries it really had.)
+        """
 
     @abc.abstractmethod
     def dead_letters(self, queue: str, *, limit: int | None = None) -> list[DeadLetter]:

@@ -330,6 +330,7 @@ class AmqpBackend(Backend):
         OSError,
         EOFError,
     )
+    release_keeps_tries = True
 
     def __init__(
         self,
@@ -1025,6 +1026,17 @@ class AmqpBackend(Backend):
             lease.channel.basic_ack(lease.tag)
 
         return self._finish(job, "retry", then)
+
+    def release(self, job: Job) -> bool:
+        # Published again with one attempt less, not rejected: a reject would count a delivery.
+        def then(link: _Link, lease: _Lease) -> None:
+            message = self._job_message(
+                job.id, job.payload, max(job.attempts - 1, 0), error=job.last_error
+            )
+            link.publish_confirmed([(self._route(link, job.queue, message, 0.0), message)])
+            lease.channel.basic_ack(lease.tag)
+
+        return self._finish(job, "release", then)
 
     def dead_letter(self, job: Job, *, error: str) -> bool:
         def then(link: _Link, lease: _Lease) -> None:
