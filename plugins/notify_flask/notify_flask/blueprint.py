@@ -222,9 +222,9 @@ def stream_blueprint(
         who = principal(access)
         try:
             event = found.coerce_event(_body(found.settings["MAX_EVENT_SIZE"]))
+            allowed = access.sendable(who, event)  # the sender it sets is checked like any
         except InvalidEvent as exc:
             return _error(422, "invalid_event", exc.message, field=exc.field)
-        allowed = access.sendable(who, event)
         if allowed is None:
             if who is None and access.configured:
                 return _error(401, "unauthorized", "authentication required")

@@ -210,3 +210,10 @@ def test_same_site_trusted_and_token_requests_go_through() -> None:
     assert post(token, payload, Authorization="Bearer t-bob", **crossing).status_code == 202
     assert len(cookie.get(FEED + "/events").json["events"]) == 5
     notifications.close()
+
+
+def test_a_send_timeout_must_be_positive() -> None:
+    for wrong in (0, -1.0):
+        with pytest.raises(ValueError, match="send_timeout must be > 0 or None"):
+            stream_blueprint(send_timeout=wrong)
+    stream_blueprint(send_timeout=None)

@@ -110,7 +110,7 @@ def test_a_client_that_never_reads_is_dropped_and_frees_its_thread(
             # The server's write blocks once the buffers are full; send_timeout ends it.
             wait_for(lambda: debug(base)["streams"] == [], WAIT, "the stuck client to be dropped")
             if kind == "werkzeug":  # a thread per request: the stuck one has ended
-                wait_for(lambda: debug(base)["threads"] == baseline, WAIT, "its thread to end")
+                wait_for(lambda: debug(base)["threads"] <= baseline, WAIT, "its thread to end")
             assert closed_by_server(stuck)
         finally:
             stuck.close()

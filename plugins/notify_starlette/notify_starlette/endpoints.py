@@ -285,9 +285,9 @@ class Endpoints:
                 return _invalid(InvalidEvent("event", f"is over the limit of {limit} bytes"))
         try:
             event = self.notifications.coerce_event(bytes(body))
+            allowed = self.access.sendable(principal, event)  # the sender it sets is checked too
         except InvalidEvent as exc:
             return _invalid(exc)
-        allowed = self.access.sendable(principal, event)
         if allowed is None:
             return refusal(principal)
         try:
