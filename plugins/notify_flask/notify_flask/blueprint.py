@@ -221,7 +221,11 @@ def stream_blueprint(
             )
         who = principal(access)
         try:
-            event = found.coerce_event(_body(found.settings["MAX_EVENT_SIZE"]))
+            limit: int = found.settings["MAX_EVENT_SIZE"]
+            data = _body(limit)
+            if len(data) > limit:  # only limit + 1 bytes were read: the size is unknown
+                raise InvalidEvent("event", f"is over the limit of {limit} bytes")
+            event = found.coerce_event(data)
             allowed = access.sendable(who, event)  # the sender it sets is checked like any
         except InvalidEvent as exc:
             return _error(422, "invalid_event", exc.message, field=exc.field)
