@@ -48,7 +48,7 @@ Findings, for whoever builds on this (RabbitMQ 3.10 on Erlang/OTP 25, Debian 12,
 Timings observed (2 cores, load average 4-9 from other test suites; ``startup_seconds``
 measures ``start()``): the three nodes booted side by side in 7.5-8 s (one alone in
 5.5 s), the two joins took 4-5 s of rabbitmqctl calls, so a cluster was ready in
-12.5-17 s. Stopping a node took about 1 s, starting it again until it was back in the
+13-17 s. Stopping a node took about 1 s, starting it again until it was back in the
 cluster 6-8 s, ``shutdown()`` about 1 s.
 """
 

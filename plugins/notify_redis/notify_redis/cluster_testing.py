@@ -46,14 +46,28 @@ busy 2-core development machine, several test suites running beside it):
   start and on every change, so each Sentinel gets a file of its own, writable. Sentinels
   find the replica through the master's ``INFO`` when they connect (then every 10 s), so
   the replica is attached before the Sentinels start; they find each other through hello
-  messages on the master (every 2 s). ``down-after-milliseconds`` 1000 and
+  messages on the master (every 2 s). ``down-after-milliseconds`` 3000 and
   ``failover-timeout`` 5000 are set here; Redis' defaults (30 s, 180 s) would make tests
   wait minutes.
+- Not below 3000: Sentinel opens a new link to a just-promoted master, reconnects at
+  most once a second, and counts the wait for the first PONG against
+  ``down-after-milliseconds``. With 1000, one Sentinel in twelve failovers flagged the
+  new master down a second after promoting it and started a second failover (aborted:
+  no good replica); every Sentinel that voted then refuses to start another failover
+  for ``2 * failover-timeout``, so a test that killed the new master soon after waited
+  that much longer.
+- Sentinel's own periods are constants, but ``SENTINEL DEBUG INFO-PERIOD 1000
+  PUBLISH-PERIOD 500`` (Redis 7.0+, at run time, not saved) changes them; the harness
+  sets these two (``info_period_ms``, ``publish_period_ms``; ``None`` keeps Redis' 10 s
+  and 2 s). They make the Sentinels find each other and the replicas sooner, and shorten
+  the stale-master window below.
 - A stale master: a killed master started again as it was configured (a master) keeps
-  answering as a master until the Sentinels turn it into a replica, which they do only
-  after it has claimed to be master for 8 s and they read its ``INFO`` (every 10 s): 20 s
-  or so. ``restart(node)`` avoids that by starting it with ``--replicaof`` the new
-  master; ``restart(node, as_replica=False)`` produces it on purpose.
+  answering as a master until the Sentinels turn it into a replica (``+convert-to-slave``
+  in their logs). They do that only once it has claimed to be master for 4 publish
+  periods and they read its ``INFO`` (every info period): 20-23 s with Redis' periods,
+  4 s with the harness's. ``restart(node)`` avoids the window by starting the node with
+  ``--replicaof`` the new master; ``restart(node, as_replica=False)`` opens it on
+  purpose (where clients meet ``READONLY`` after the conversion).
 - redis-py: its default retry policy retries a refused connection for seconds, which
   turns every probe of a dead node into a wait; ``RedisNode.client()`` disables it.
   redis-py may speak RESP3, where Sentinel answers maps instead of flat lists.
@@ -61,17 +75,18 @@ busy 2-core development machine, several test suites running beside it):
   lost when the master dies before its replica got it. ``WAIT 1 <ms>`` on the same
   connection after the write closes that window for the write.
 
-Timings observed (2 cores, load average 4-9 from other test suites; ``startup_seconds``
+Timings observed (2 cores, load average 1-9 from other test suites; ``startup_seconds``
 on each harness measures its start):
 
-- Cluster of 3 masters + 3 replicas: started and settled in 2.2-3.1 s, of which
-  ``redis-cli --cluster create`` took 2 s (it polls the join in one-second steps).
-  SIGKILL of a master to the replica promoted and all nodes agreeing: 3.6-4.1 s. The
-  killed node restarted and settled as a replica: 4.5 s.
-- Sentinel (master, replica, 3 Sentinels): started and watched in 2.2-2.3 s. SIGKILL of
-  the master to every Sentinel naming the promoted replica: 2.3-2.4 s. The old master
-  restarted as a replica and seen by all Sentinels: 1.1 s; restarted as a stale master
-  until converted: 21-23 s.
+- Cluster of 3 masters + 3 replicas: started and settled in 2.1-4.2 s (3 masters alone:
+  2.1 s), of which ``redis-cli --cluster create`` took 2 s (it polls the join in
+  one-second steps). SIGKILL of a master to the replica promoted and all nodes agreeing:
+  3.6-4.1 s. The killed node restarted and settled as a replica: 4.5 s.
+- Sentinel (master, replica, 3 Sentinels): started and watched in 0.6-1.7 s (2.2 s with
+  Redis' own periods). SIGKILL of the master to every Sentinel naming the promoted
+  replica: 4.3-5.2 s (2.0-3.0 s with ``down-after-milliseconds`` 1000). The old master
+  restarted as a replica and seen by all Sentinels: 1.0-1.2 s; restarted as a stale
+  master until converted: 3.8-4.2 s (20-23 s with Redis' own periods).
 """
 
 from __future__ import annotations
@@ -564,9 +579,16 @@ class RedisSentinelServers:
         quorum: int = 2,
         down_after_ms: int = 3000,
         failover_timeout_ms: int = 5000,
+        info_period_ms: int | None = 1000,
+        publish_period_ms: int | None = 500,
     ) -> None:
         self.directory = directory
         self.service_name = service_name
+        # Sentinel's internal periods (SENTINEL DEBUG, Redis 7.0+); None keeps Redis' own.
+        self._debug = [
+            *(("INFO-PERIOD", info_period_ms) if info_period_ms is not None else ()),
+            *(("PUBLISH-PERIOD", publish_period_ms) if publish_period_ms is not None else ()),
+        ]
         self._data_args = [
             *("--save", "", "--appendonly", "no", "--protected-mode", "yes"),
             *("--repl-diskless-sync-delay", "0"),
@@ -633,6 +655,9 @@ class RedisSentinelServers:
             for sentinel in self.sentinels:
                 sentinel.spawn()
             _in_parallel(self.sentinels, lambda node: node.wait_started(seconds))
+            for sentinel in self.sentinels:
+                if self._debug and sentinel.command("SENTINEL", "DEBUG", *self._debug) is None:
+                    raise RuntimeError(f"SENTINEL DEBUG failed on {sentinel.address}")
             _until(self._watching, seconds, "the Sentinels to watch the master", self.logs)
         except BaseException:
             self.shutdown()
@@ -725,9 +750,8 @@ class RedisSentinelServers:
 
         ``as_replica=True`` starts it with ``--replicaof <current master>``, as an operator
         would. ``as_replica=False`` starts a former master as it was, a master: a stale
-        master that the Sentinels turn into a replica after a while (up to about 20 s:
-        they read a replica's INFO every 10 s and leave a node that claims to be master
-        alone for 8 s), the case where clients meet ``READONLY``.
+        master that the Sentinels turn into a replica after a while (see the module
+        docstring), the case where clients meet ``READONLY``.
         """
         if node not in self.data_nodes:
             raise ValueError(f"{node.address} is not a data node")

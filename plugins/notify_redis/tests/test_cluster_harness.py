@@ -224,7 +224,7 @@ def test_a_stale_master_is_turned_into_a_replica_by_the_sentinels(
     old = sentinel.current_master()
     sentinel.kill(old)
     new = sentinel.wait_for_failover(old)
-    # Back as it was configured, a master: the Sentinels convert it (after 8-20 s).
+    # Back as it was configured, a master: the Sentinels convert it.
     sentinel.restart(old, as_replica=False)
     role = old.command("ROLE")
     assert isinstance(role, list) and role[0] == "slave" and role[2] == new.port
