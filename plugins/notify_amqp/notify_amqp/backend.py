@@ -1130,12 +1130,14 @@ class AmqpBackend(Backend):
             link.hold = visibility_timeout
             while True:
                 # A reservation that may wait is taken through a consumer (prefetch); one that
-                # may not is a basic.get (first in, first out), unless a consumer holds jobs.
+                # may not is a basic.get (first in, first out), unless this thread consumes
+                # the queue already: a basic.get beside a consumer would hold more jobs than
+                # its prefetch, and out of order.
                 buffer = self._consume(link, queue, name) if block else link.buffers.get(queue)
                 if buffer is not None and not buffer:
                     link.drain(0)
                 message = buffer.popleft()[1] if buffer else None
-                if message is None:
+                if message is None and queue not in link.consumers:
                     message = link.channel.basic_get(name)
                 if message is None:
                     left = deadline - time.monotonic()
