@@ -125,23 +125,33 @@ class RabbitServer:
         return True
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [self.binary],
-            env=self.env,
-            cwd=self.directory,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        # What the node prints before its log files exist (an epmd or port failure) goes here.
+        with open(self.directory / "console.out", "ab") as console:
+            self.process = subprocess.Popen(
+                [self.binary],
+                env=self.env,
+                cwd=self.directory,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 90
         while not self._answers():
             if self.process.poll() is not None or time.monotonic() > deadline:
+                code = self.process.poll()
                 log = "\n".join(
-                    p.read_text(errors="replace")[-2000:]
-                    for p in (self.directory / "log").glob("*.log")
+                    f"--- {p.name}\n" + p.read_text(errors="replace")[-2000:]
+                    for p in [
+                        self.directory / "console.out",
+                        *(self.directory / "log").glob("*.log"),
+                    ]
+                    if p.exists()
                 )
                 self.stop()
-                raise RuntimeError(f"rabbitmq-server did not start on 127.0.0.1:{self.port}\n{log}")
+                raise RuntimeError(
+                    f"rabbitmq-server did not start on 127.0.0.1:{self.port} "
+                    f"(exit status {code})\n{log}"
+                )
             time.sleep(0.2)
 
     def stop(self) -> None:
