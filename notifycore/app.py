@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import os
 import threading
@@ -14,7 +15,13 @@ from typing import Any
 from notifycore import drivers
 from notifycore.backends.base import Backend
 from notifycore.config import Setting, Settings, load_config
-from notifycore.errors import ConfigurationError, ConsumerError, InvalidEvent, UnknownHub
+from notifycore.errors import (
+    ConfigurationError,
+    ConsumerError,
+    ConsumerTimeout,
+    InvalidEvent,
+    UnknownHub,
+)
 from notifycore.event import Event
 from notifycore.fanout import Fanout
 from notifycore.hub import HUB_ID_PREFIX, Hub, Registration
@@ -56,6 +63,10 @@ async def _await(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
+class _TimedOut(Exception):
+    """A coroutine run by :class:`_LoopThread` was cancelled at its time limit."""
+
+
 class _LoopThread:
     """An event loop in a daemon thread, for async consumers reached from sync ``send()``."""
 
@@ -66,8 +77,15 @@ class _LoopThread:
         )
         self.thread.start()
 
-    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float | None = None) -> Any:
+        """Run ``coro`` on the loop; past ``timeout`` seconds it is cancelled (``_TimedOut``)."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        if timeout is None:
+            return future.result()
+        finished, _ = concurrent.futures.wait([future], timeout)
+        if not finished and future.cancel():
+            raise _TimedOut
+        return future.result()
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -163,6 +181,7 @@ class Notifications:
         old, self._backend = self._backend, backend
         self.settings = settings
         self._max_event_size: int = settings["MAX_EVENT_SIZE"]
+        self._max_event_depth: int = settings["MAX_EVENT_DEPTH"]
         self._raise_errors = settings["CONSUMER_ERRORS"] == "raise"
         self._default_queue: str = settings["DEFAULT_QUEUE"]
         if old is not None and old is not backend:
@@ -286,8 +305,9 @@ class Notifications:
             self._worker = Worker(self, queues, concurrency=concurrency).start()
             return self._worker
 
-    def stop_worker(self, timeout: float | None = 30.0) -> None:
-        """Stop the background worker: no new jobs, the ones in flight finish and are acked."""
+    def stop_worker(self, timeout: float | None = None) -> None:
+        """Stop the background worker: no new jobs; the ones in flight may finish for
+        ``timeout`` seconds (default: ``WORKER_GRACE_PERIOD``), then go back to the queue."""
         with self._lock:
             worker, self._worker = self._worker, None
         if worker is not None:
@@ -315,30 +335,32 @@ class Notifications:
     # -- sending -----------------------------------------------------------------------------
 
     def coerce_event(self, event: EventLike) -> Event:
-        """An :class:`Event` from an Event, its dict or its JSON, checked against the size limit."""
+        """An :class:`Event` from an Event, its dict or its JSON, checked against the limits."""
         if isinstance(event, Event):
+            event.check_depth(self._max_event_depth)
             event.check_size(self._max_event_size)
             return event
         if isinstance(event, (str, bytes, bytearray)):
             return Event.from_json(
                 bytes(event) if isinstance(event, bytearray) else event,
                 max_size=self._max_event_size,
+                max_depth=self._max_event_depth,
             )
         if isinstance(event, Mapping):
-            parsed = Event.from_dict(event)
+            parsed = Event.from_dict(event, max_depth=self._max_event_depth)
             parsed.check_size(self._max_event_size)
             return parsed
         raise InvalidEvent(
             "event", f"send() takes an Event, a dict or JSON, not {type(event).__name__}"
         )
 
-    def _run_async(self, awaitable: Awaitable[Any]) -> Any:
+    def _run_async(self, awaitable: Awaitable[Any], timeout: float | None = None) -> Any:
         coro = awaitable if inspect.iscoroutine(awaitable) else _await(awaitable)
         if self._loop_thread is None:
             with self._lock:
                 if self._loop_thread is None:
                     self._loop_thread = _LoopThread()
-        return self._loop_thread.run(coro)
+        return self._loop_thread.run(coro, timeout)
 
     def _before(self, hub: Hub, registration: Registration, event: Event) -> None:
         if self.plugins.has_before_consume:
@@ -358,27 +380,48 @@ class Notifications:
         registration: Registration,
         event: Event,
         done: Callable[[], object] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> BaseException | None:
         """Deliver ``event`` to one consumer with its hooks; return the error it raised, if any.
 
         ``done`` runs as soon as the consumer returned, before the after-hooks
-        (workers record de-duplication keys there).
+        (workers record de-duplication keys there). An async consumer still
+        running after ``timeout`` seconds is cancelled and the error is a
+        :class:`~notifycore.errors.ConsumerTimeout` (a sync one cannot be
+        stopped from here: the worker watches those).
         """
         try:
             self._before(hub, registration, event)
             if registration.is_async:
-                self._run_async(registration.consumer.consume(event))
+                self._await_consumer(
+                    registration.consumer.consume(event), hub, registration, timeout
+                )
             else:
                 returned = registration.consumer.consume(event)
                 if returned is not None and inspect.isawaitable(returned):
-                    self._run_async(returned)  # a callable that returned a coroutine after all
+                    # a callable that returned a coroutine after all
+                    self._await_consumer(returned, hub, registration, timeout)
             if done is not None:
                 done()
             self._after(hub, registration, event)
         except Exception as error:
-            self._report(hub, registration, event, error)
+            self.report_error(hub, registration, event, error)
             return error
         return None
+
+    def _await_consumer(
+        self,
+        awaitable: Awaitable[Any],
+        hub: Hub,
+        registration: Registration,
+        timeout: float | None,
+    ) -> None:
+        try:
+            self._run_async(awaitable, timeout)
+        except _TimedOut:
+            assert timeout is not None
+            raise ConsumerTimeout(registration.name, hub.label, timeout) from None
 
     async def arun_consumer(
         self, hub: Hub, registration: Registration, event: Event
@@ -398,13 +441,15 @@ class Notifications:
                     await returned
             self._after(hub, registration, event)
         except Exception as error:
-            self._report(hub, registration, event, error)
+            self.report_error(hub, registration, event, error)
             return error
         return None
 
-    def _report(
+    def report_error(
         self, hub: Hub, registration: Registration, event: Event, error: BaseException
     ) -> None:
+        """Tell a consumer's ``on_error``, the ``notifycore_consumer_error`` hook and the
+        ``failed`` counter that it failed on ``event`` (a worker reports timeouts here)."""
         try:
             registration.consumer.on_error(event, error)
         except Exception as hook_error:  # the report must go on; keep both errors

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from notifycore.config import Setting
-from notifycore.event import DEFAULT_MAX_EVENT_SIZE
+from notifycore.event import DEFAULT_MAX_EVENT_DEPTH, DEFAULT_MAX_EVENT_SIZE, EVENT_DEPTH_CEILING
 from notifycore.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ CORE_SETTINGS = (
         None,
         "Where the backend's data lives; each backend documents its form.",
         nullable=True,
+        secret=True,
     ),
     Setting(
         "MAX_EVENT_SIZE",
@@ -45,6 +46,15 @@ CORE_SETTINGS = (
         DEFAULT_MAX_EVENT_SIZE,
         "Largest event, in bytes of JSON.",
         minimum=256,
+    ),
+    Setting(
+        "MAX_EVENT_DEPTH",
+        int,
+        DEFAULT_MAX_EVENT_DEPTH,
+        "Deepest nesting of lists and objects in one field of an event (`[1]` is 1, "
+        '`{"a": [1]}` 2); deeper events are refused with InvalidEvent.',
+        minimum=1,
+        maximum=EVENT_DEPTH_CEILING,
     ),
     Setting(
         "CONSUMER_ERRORS",
@@ -94,6 +104,23 @@ CORE_SETTINGS = (
         60.0,
         "Seconds a reserved job stays hidden before another worker may take it.",
         minimum=0.1,
+    ),
+    Setting(
+        "JOB_TIMEOUT",
+        float,
+        None,
+        "Seconds a worker lets a queued consumer run on one job before the try counts as "
+        "failed (ConsumerTimeout); unset: VISIBILITY_TIMEOUT, which it may not exceed.",
+        nullable=True,
+        minimum=0.001,
+    ),
+    Setting(
+        "WORKER_GRACE_PERIOD",
+        float,
+        30.0,
+        "Seconds a stopping worker (SIGTERM, stop_worker()) lets its jobs in flight finish; "
+        "jobs still running then go back to the queue.",
+        minimum=0,
     ),
     Setting(
         "HUBS",

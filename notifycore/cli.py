@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -305,21 +306,28 @@ def _print_message(message_id: str, data: bytes, form: str) -> None:
 def _cmd_worker(args: argparse.Namespace) -> int:
     notifications = notifications_from(args)
     progress = Progress("jobs")
-    worker = Worker(
-        notifications,
-        args.queue or None,
-        concurrency=args.concurrency,
-        on_outcome=lambda outcome: progress.add(str(outcome)),
-    )
-
-    def graceful(signum: int, frame: object) -> None:
-        sys.stderr.write(
-            f"notifycore: {signal.Signals(signum).name}: finishing the jobs in flight\n"
+    try:
+        worker = Worker(
+            notifications,
+            args.queue or None,
+            concurrency=args.concurrency,
+            grace=args.grace,
+            on_outcome=lambda outcome: progress.add(str(outcome)),
         )
-        worker.stop(timeout=0)
+    except BaseException:
+        notifications.close()
+        raise
+    _log_to_stderr()
+    signals = 0
 
-    signal.signal(signal.SIGTERM, graceful)
-    signal.signal(signal.SIGINT, graceful)
+    def on_signal(signum: int, frame: object) -> None:
+        # Only flags: the worker's main loop reports and acts (a handler takes no lock).
+        nonlocal signals
+        signals += 1
+        worker.request_stop(signal.Signals(signum).name, now=signals > 1)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     sys.stderr.write(
         f"notifycore worker: queues {', '.join(worker.queues)} on {notifications.backend!r}, "
         f"{args.concurrency} thread(s)\n"
@@ -327,11 +335,40 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     sys.stderr.flush()
     try:
         worker.run(burst=args.burst)
-        worker.wait()
     finally:
         progress.done()
+        stuck = worker.stuck_threads or worker.running
+        _close_within(notifications, 10.0 if stuck else None)
+    status = 0
+    if worker.exhausted:
+        sys.stderr.write(
+            "notifycore: error: every worker thread is stuck in a consumer past its time limit; "
+            "exiting so that the worker can be restarted\n"
+        )
+        status = 1
+    if stuck:
+        # Python cannot end a thread stuck in a consumer, and the interpreter's exit would wait
+        # on some (to_thread pools, say): leave at once, the jobs are back on their queues.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
+
+
+def _log_to_stderr() -> None:
+    """Show the worker's own log lines (outages, stops, dead jobs) unless the app set up logging."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _close_within(notifications: Notifications, seconds: float | None) -> None:
+    """Close the notifications; with ``seconds``, give up waiting after that long."""
+    if seconds is None:
         notifications.close()
-    return 0
+        return
+    closing = threading.Thread(target=notifications.close, name="notifycore-close", daemon=True)
+    closing.start()
+    closing.join(seconds)
 
 
 # -- dead letters -----------------------------------------------------------------------------
@@ -456,6 +493,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, not {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -513,6 +560,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", "-c", type=_positive, default=1, metavar="N")
     worker.add_argument("--queue", "-Q", action="append", metavar="NAME")
     worker.add_argument("--burst", action="store_true", help="exit once no job is waiting")
+    worker.add_argument(
+        "--grace",
+        type=_seconds,
+        metavar="SECONDS",
+        help="on SIGTERM, let jobs in flight finish this long, then give them back "
+        "(default: WORKER_GRACE_PERIOD)",
+    )
     worker.set_defaults(handler=_cmd_worker)
 
     dead = commands.add_parser(

@@ -6,6 +6,11 @@ plugin's own keys (``REDIS_URL``...) are validated like the core's.
 optional key prefix, a TOML, INI or JSON file) into one canonical mapping;
 :class:`Settings` validates it and lays ``NOTIFYCORE_<KEY>`` environment
 variables over it: the environment wins.
+
+Secrets (a setting declared ``secret=True``, the password in any URL, a
+``password``/``token``/``secret`` key in a table) are shown as ``***`` in
+every repr and error this module makes; :func:`redact` does the same for
+anyone else printing a value.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ import configparser
 import difflib
 import json
 import os
+import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from notifycore import drivers
 from notifycore.errors import ConfigurationError
 
 __all__ = [
@@ -27,7 +34,9 @@ __all__ = [
     "Setting",
     "Settings",
     "load_config",
+    "mask_url",
     "read_config_file",
+    "redact",
 ]
 
 ENV_PREFIX = "NOTIFYCORE_"
@@ -45,6 +54,55 @@ DECLARATION_KEYS = ("HUBS", "LISTENERS")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
+#: What a masked secret shows instead of its value.
+MASK = "***"
+# scheme://user:PASSWORD@host (each URL of a ``a;b`` or ``a,b`` failover list).
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s;,]*):[^@\s;,]*@")
+# ?password=... &sentinel_password=... &token=... in a query string.
+_QUERY_SECRET = re.compile(
+    r"([?&;][^=&;#\s]*(?:password|passwd|secret|token)[^=&;#\s]*=)[^&;#\s]*", re.IGNORECASE
+)
+# Keys of a table (a listener's options, say) whose values are secrets.
+_SECRET_KEY = re.compile(
+    r"(^|[_.-])pass(wd)?$|password|secret|token|api_?key|credential", re.IGNORECASE
+)
+
+
+def mask_url(text: str) -> str:
+    """``text`` with the password of every URL in it (user part or query) as ``***``."""
+    if "://" not in text:
+        return text
+    text = _URL_PASSWORD.sub(rf"\1:{MASK}@", text)
+    return _QUERY_SECRET.sub(rf"\1{MASK}", text)
+
+
+def redact(value: Any, *, secret: bool = False) -> Any:
+    """``value`` fit to print: URL passwords masked, secret-looking keys of tables masked.
+
+    With ``secret``, the whole value is a secret: a URL keeps all but its
+    password, anything else (but ``None``) becomes ``***``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if secret and "://" not in value:
+            return MASK
+        return mask_url(value)
+    if secret:
+        return MASK
+    if isinstance(value, Mapping):
+        return {
+            key: MASK
+            if isinstance(key, str) and _SECRET_KEY.search(key) and item is not None
+            else redact(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(redact(item) for item in value)
+    return value
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -60,6 +118,15 @@ class Setting:
     allow_objects: bool = False
     #: Smallest number allowed (int and float settings).
     minimum: float | None = None
+    #: Largest number allowed (int and float settings).
+    maximum: float | None = None
+    #: A password, or a URL that may hold one: masked in reprs, errors and logs.
+    secret: bool = False
+
+    def show(self, value: Any) -> str:
+        """``repr(value)`` fit for a message: masked when secret, never too long."""
+        text = repr(redact(value, secret=self.secret))
+        return text if len(text) <= 200 else text[:197] + "..."
 
     def convert(self, value: Any, source: str) -> Any:
         """Check (and for strings from the environment, convert) ``value``."""
@@ -73,19 +140,25 @@ class Setting:
         if not ok and not self.allow_objects:
             raise ConfigurationError(
                 f"{self.name} (from {source}) must be {self.type.__name__}, "
-                f"not {type(value).__name__}: {value!r}"
+                f"not {type(value).__name__}: {self.show(value)}"
             )
         if self.type in (int, float) and isinstance(value, (int, float)):
             if value != value or value in (float("inf"), float("-inf")):
                 raise ConfigurationError(f"{self.name} (from {source}) must be a finite number")
             if self.minimum is not None and value < self.minimum:
                 raise ConfigurationError(
-                    f"{self.name} (from {source}) must be at least {self.minimum:g}, not {value!r}"
+                    f"{self.name} (from {source}) must be at least {self.minimum:g}, "
+                    f"not {self.show(value)}"
+                )
+            if self.maximum is not None and value > self.maximum:
+                raise ConfigurationError(
+                    f"{self.name} (from {source}) must be at most {self.maximum:g}, "
+                    f"not {self.show(value)}"
                 )
         if self.choices is not None and value not in self.choices:
             allowed = ", ".join(repr(c) for c in self.choices)
             raise ConfigurationError(
-                f"{self.name} (from {source}) must be one of {allowed}, not {value!r}"
+                f"{self.name} (from {source}) must be one of {allowed}, not {self.show(value)}"
             )
         return value
 
@@ -96,7 +169,7 @@ class Setting:
             except ValueError:
                 kind = "object" if self.type is dict else "array"
                 raise ConfigurationError(
-                    f"{self.name} (from {source}) must be a JSON {kind}, not {text!r}"
+                    f"{self.name} (from {source}) must be a JSON {kind}, not {self.show(text)}"
                 ) from None
         try:
             if self.type is bool:
@@ -109,7 +182,7 @@ class Setting:
             return self.type(text.strip())
         except ValueError:
             raise ConfigurationError(
-                f"{self.name} (from {source}) must be {self.type.__name__}, not {text!r}"
+                f"{self.name} (from {source}) must be {self.type.__name__}, not {self.show(text)}"
             ) from None
 
 
@@ -126,9 +199,11 @@ class Settings(Mapping[str, Any]):
     ) -> None:
         self.declared = dict(declared)
         resolved = {name: s.default for name, s in self.declared.items()}
+        env = os.environ if environ is None else environ
+        # A missing backend plugin is the cause of its settings being unknown: report it first.
+        self._backend = env.get(ENV_PREFIX + "BACKEND", (values or {}).get("BACKEND"))
         for key, value in (values or {}).items():
             resolved[key] = self._setting(key, source).convert(value, source)
-        env = os.environ if environ is None else environ
         for var, text in env.items():
             if not var.startswith(ENV_PREFIX) or var in _NOT_SETTINGS:
                 continue
@@ -140,9 +215,17 @@ class Settings(Mapping[str, Any]):
     def _setting(self, key: str, source: str) -> Setting:
         setting = self.declared.get(key)
         if setting is None:
+            if isinstance(self._backend, str):
+                drivers.check_installed(drivers.BACKENDS, self._backend.strip())
             message = f"unknown setting {key!r} (from {source})"
+            distribution = drivers.setting_distribution(str(key))
             close = difflib.get_close_matches(str(key).upper(), self.declared, n=1)
-            if close:
+            if distribution is not None:
+                message += (
+                    f": it is a setting of the {distribution} distribution, which is not "
+                    f"installed (pip install {distribution})"
+                )
+            elif close:
                 message += f"; did you mean {close[0]!r}?"
             raise ConfigurationError(message)
         return setting
@@ -157,7 +240,14 @@ class Settings(Mapping[str, Any]):
         return len(self._values)
 
     def __repr__(self) -> str:
-        return f"Settings({self._values!r})"
+        shown = {
+            key: redact(value, secret=key in self.declared and self.declared[key].secret)
+            for key, value in self._values.items()
+        }
+        return f"Settings({shown!r})"
+
+    def __str__(self) -> str:
+        return repr(self)
 
 
 def load_config(
@@ -291,7 +381,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         data = json.loads(raw) if suffix == ".json" else tomllib.loads(raw.decode())
     except (ValueError, configparser.Error, UnicodeDecodeError) as exc:
         raise ConfigurationError(
-            f"{name}: not valid {suffix.lstrip('.') or 'TOML'}: {exc}"
+            f"{name}: not valid {suffix.lstrip('.') or 'TOML'}: {_parse_error(exc)}"
         ) from None
     if not isinstance(data, dict):
         raise ConfigurationError(f"{name}: the configuration must be a table of settings")
@@ -299,6 +389,16 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise ConfigurationError(f"{name}: 'notifycore' must be a table of settings")
     return _canonical(table, name)
+
+
+def _parse_error(exc: Exception) -> str:
+    """What a parser said, less the lines it quotes (a password may be on one)."""
+    if isinstance(exc, configparser.MissingSectionHeaderError):  # a ParsingError: first
+        return f"line {exc.lineno}: a key before any [section]"
+    if isinstance(exc, configparser.ParsingError):
+        lines = ", ".join(str(number) for number, _ in exc.errors)
+        return f"cannot parse line {lines}"
+    return str(exc)
 
 
 def _read_ini(name: str, text: str) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 A name is either an entry point of the namespace (``redis``), or a dotted path
 in either form (``pkg.mod:Class`` or ``pkg.mod.Class``). Only the entry point
 asked for is imported, so a broken plugin elsewhere does not stop the others.
+The names and setting prefixes of the first-party plugins are known here, so a
+missing plugin is reported with the distribution to install.
 """
 
 from __future__ import annotations
@@ -10,17 +12,45 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.metadata
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from stevedore import DriverManager, NamedExtensionManager
 
 from notifycore.errors import ConfigurationError, UnknownDriver
 
-__all__ = ["BACKENDS", "CONSUMERS", "DriverInfo", "available", "list_drivers", "resolve"]
+__all__ = [
+    "BACKENDS",
+    "CONSUMERS",
+    "FIRST_PARTY_DRIVERS",
+    "FIRST_PARTY_SETTINGS",
+    "DriverInfo",
+    "available",
+    "check_installed",
+    "list_drivers",
+    "resolve",
+    "setting_distribution",
+]
 
 BACKENDS = "notifycore.backends"
 CONSUMERS = "notifycore.consumers"
+
+#: The drivers of this repository's plugins: namespace -> name -> what to ``pip install``.
+FIRST_PARTY_DRIVERS: Final[Mapping[str, Mapping[str, str]]] = {
+    BACKENDS: {"redis": "notify-redis", "amqp": "notify-amqp"},
+    CONSUMERS: {
+        "smtp": "notify-mail",
+        "flask_mail": "notify-mail[flask-mail]",
+        "flask_email": "notify-mail[flask-email]",
+    },
+}
+#: The setting-name prefixes of this repository's plugins -> the distribution declaring them.
+FIRST_PARTY_SETTINGS: Final[Mapping[str, str]] = {
+    "REDIS_": "notify-redis",
+    "AMQP_": "notify-amqp",
+    "MAIL_": "notify-mail",
+}
 
 
 @dataclass(frozen=True)
@@ -85,6 +115,25 @@ def _import_path(namespace: str, path: str) -> Any:
     return target
 
 
+def check_installed(namespace: str, name: str) -> None:
+    """Raise :class:`UnknownDriver` naming the distribution when ``name`` is a first-party
+    driver whose plugin is not installed; otherwise do nothing."""
+    distribution = FIRST_PARTY_DRIVERS.get(namespace, {}).get(name)
+    if distribution is None:
+        return
+    names = available(namespace)
+    if name not in names:
+        raise UnknownDriver(namespace, name, names, (), distribution)
+
+
+def setting_distribution(key: str) -> str | None:
+    """The first-party distribution that declares setting ``key`` (by its prefix), if any."""
+    for prefix, distribution in FIRST_PARTY_SETTINGS.items():
+        if key.startswith(prefix):
+            return distribution
+    return None
+
+
 def resolve(namespace: str, spec: str | type) -> Any:
     """The class (or factory) that ``spec`` names in ``namespace``."""
     if not isinstance(spec, str):
@@ -92,6 +141,7 @@ def resolve(namespace: str, spec: str | type) -> Any:
     spec = spec.strip()
     if ":" in spec or "." in spec:
         return _import_path(namespace, spec)
+    check_installed(namespace, spec)
     names = available(namespace)
     if spec not in names:
         raise UnknownDriver(
@@ -101,6 +151,11 @@ def resolve(namespace: str, spec: str | type) -> Any:
         manager: DriverManager[Any] = DriverManager(
             namespace, spec, on_missing_entrypoints_callback=None
         )
+    except ImportError as exc:
+        # A plugin installed without the extra a driver needs says which one (notify-mail's).
+        raise ConfigurationError(
+            f"the {namespace} driver {spec!r} cannot be imported: {exc}"
+        ) from exc
     except Exception as exc:
         raise ConfigurationError(
             f"the {namespace} driver {spec!r} is installed but failed to load: "

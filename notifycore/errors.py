@@ -7,6 +7,7 @@ NotifycoreError
 ├── UnknownHub              no hub with that label or id (also a ``KeyError``)
 ├── ConsumerError           a consumer failed under the ``raise`` error policy
 ├── PermanentFailure        raised by a consumer: retrying cannot help, dead-letter the job now
+├── ConsumerTimeout         a queued job's consumer ran past its time limit (also a ``TimeoutError``)
 ├── InvalidFilter           a filter dict that cannot be turned back into a filter
 ├── InvalidStreamId         a stream id (a browser's Last-Event-ID, say) the backend cannot read
 └── BackendError            the backend failed
@@ -26,6 +27,7 @@ __all__ = [
     "BackendUnavailable",
     "ConfigurationError",
     "ConsumerError",
+    "ConsumerTimeout",
     "InvalidEvent",
     "InvalidFilter",
     "InvalidStreamId",
@@ -65,17 +67,36 @@ class UnknownDriver(ConfigurationError):
     """A driver name that no installed plugin provides; lists what is installed."""
 
     def __init__(
-        self, namespace: str, name: str, available: Sequence[str], suggestions: Sequence[str]
+        self,
+        namespace: str,
+        name: str,
+        available: Sequence[str],
+        suggestions: Sequence[str],
+        distribution: str | None = None,
     ) -> None:
         self.namespace = namespace
         self.name = name
         self.available = tuple(available)
         self.suggestions = tuple(suggestions)
+        #: The first-party distribution that provides ``name``, when it is one (not installed).
+        self.distribution = distribution
         installed = ", ".join(self.available) or "none"
-        message = f"No such {namespace} driver: {name!r} (installed: {installed})."
-        if self.suggestions:
-            message += f" Did you mean {self.suggestions[0]!r}?"
+        if distribution is not None:
+            message = (
+                f"The {namespace} driver {name!r} comes with the {distribution} distribution, "
+                f"which is not installed: pip install {_quoted(distribution)} "
+                f"(installed: {installed})."
+            )
+        else:
+            message = f"No such {namespace} driver: {name!r} (installed: {installed})."
+            if self.suggestions:
+                message += f" Did you mean {self.suggestions[0]!r}?"
         super().__init__(message)
+
+
+def _quoted(requirement: str) -> str:
+    """A requirement as a shell needs it: extras in brackets are quoted."""
+    return f"'{requirement}'" if "[" in requirement else requirement
 
 
 class UnknownHub(NotifycoreError, KeyError):
@@ -105,6 +126,20 @@ class PermanentFailure(NotifycoreError):
     A worker moves the job to the dead letters at once, with this message,
     instead of retrying it.
     """
+
+
+class ConsumerTimeout(NotifycoreError, TimeoutError):
+    """A queued job's consumer did not finish within its time limit.
+
+    A worker counts it as a failed try (retried, then dead-lettered, like any
+    error); ``seconds`` is the limit (``JOB_TIMEOUT`` or ``register_consumer(timeout=...)``).
+    """
+
+    def __init__(self, consumer: str, hub: str, seconds: float) -> None:
+        self.consumer = consumer
+        self.hub = hub
+        self.seconds = seconds
+        super().__init__(f"consumer {consumer!r} of hub {hub!r} timed out after {seconds:g} s")
 
 
 class BackendError(NotifycoreError):

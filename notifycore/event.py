@@ -7,7 +7,6 @@ every other one.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import uuid
@@ -17,10 +16,22 @@ from typing import Any, Final
 
 from notifycore.errors import InvalidEvent
 
-__all__ = ["DEFAULT_MAX_EVENT_SIZE", "STANDARD_FIELDS", "Event"]
+__all__ = [
+    "DEFAULT_MAX_EVENT_DEPTH",
+    "DEFAULT_MAX_EVENT_SIZE",
+    "EVENT_DEPTH_CEILING",
+    "STANDARD_FIELDS",
+    "Event",
+    "parse_event_json",
+]
 
 #: Default for the ``MAX_EVENT_SIZE`` setting: bytes of UTF-8 JSON.
 DEFAULT_MAX_EVENT_SIZE: Final = 64 * 1024
+#: Default for the ``MAX_EVENT_DEPTH`` setting: levels of lists and objects in one field.
+DEFAULT_MAX_EVENT_DEPTH: Final = 32
+#: The deepest any event may nest, whatever ``MAX_EVENT_DEPTH`` says: ``Event(...)`` refuses
+#: more, so that copying, encoding and comparing a field never come near Python's recursion limit.
+EVENT_DEPTH_CEILING: Final = 128
 
 #: The fields every event has, in wire order; anything else is an extra field.
 STANDARD_FIELDS: Final = (
@@ -42,13 +53,45 @@ _uuid4 = uuid.uuid4
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
+def _printable(name: str, limit: int = 64) -> str:
+    """``name`` fit for an error message: lone surrogates escaped, at most ``limit`` characters."""
+    if not name.isascii():
+        name = name.encode("utf-8", "backslashreplace").decode("utf-8")
+    return name if len(name) <= limit else name[: limit - 3] + "..."
+
+
+def _describe(value: object) -> str:
+    """A short repr for an error message (never the whole of a huge value)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    try:
+        text = repr(value)
+    except Exception:  # a hostile __repr__ must not replace the real error
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _utf8(field: str, value: str, what: str = "") -> str:
+    """``value`` if UTF-8 can encode it; a lone surrogate (``"\\ud800"``) is refused."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidEvent(
+                field,
+                f"{what}contains a lone surrogate (U+{ord(value[exc.start]):04X}), "
+                "which is not valid Unicode text",
+            ) from None
+    return value
+
+
 def _text(field: str, value: object, *, required: bool = False) -> str:
-    if type(value) is str:  # the common case, kept cheap
+    if type(value) is str:
         if required and not value:
             raise InvalidEvent(field, "must not be empty")
-        return value
+        return _utf8(field, value)
     if isinstance(value, str):
-        return _text(field, str(value), required=required)
+        return _text(field, str.__str__(value), required=required)
     if value is None and required:
         raise InvalidEvent(field, "is required")
     raise InvalidEvent(field, f"must be a string, not {type(value).__name__}")
@@ -59,7 +102,9 @@ def _datetime(field: str, value: object) -> datetime:
         try:
             value = datetime.fromisoformat(value)
         except ValueError:
-            raise InvalidEvent(field, f"is not an ISO-8601 date and time: {value!r}") from None
+            raise InvalidEvent(
+                field, f"is not an ISO-8601 date and time: {_describe(value)}"
+            ) from None
     if not isinstance(value, datetime):
         raise InvalidEvent(
             field, f"must be a datetime or an ISO-8601 string, not {type(value).__name__}"
@@ -80,31 +125,77 @@ def _strings(field: str, value: object) -> tuple[str, ...]:
     for item in items:
         if not isinstance(item, str):
             raise InvalidEvent(field, f"must contain only strings, found {type(item).__name__}")
+        _utf8(field, item)
+    if any(type(item) is not str for item in items):
+        items = tuple(str.__str__(item) for item in items)
     return items
 
 
-def _json_value(field: str, value: Any) -> Any:
-    """Return ``value`` as JSON would give it back, or raise naming the field."""
-    if value is None or isinstance(value, (str, bool)):
+def _json_scalar(field: str, value: Any) -> Any:
+    """``value`` as JSON would give it back, if it is a JSON scalar; else raise naming the field."""
+    kind = type(value)
+    if kind is str:
+        return _utf8(field, value)
+    if value is None or kind is bool:
         return value
     if isinstance(value, int):
         if value.bit_length() > 4000:  # JSON encoding refuses integers of 4300+ digits
             raise InvalidEvent(field, "is an integer too large for JSON")
-        return value
+        return value if kind is int else int(value)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidEvent(field, f"{value!r} is not a JSON number")
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_json_value(f"{field}[{i}]", v) for i, v in enumerate(value)]
+        return value if kind is float else float(value)
+    if isinstance(value, str):  # a subclass (an enum, a marker): stored as the text JSON gives back
+        return _utf8(field, str.__str__(value))
+    raise InvalidEvent(field, f"is not JSON-serialisable ({kind.__name__})")
+
+
+_CONTAINERS = (list, tuple, dict)
+
+
+def _json_container(top: str, path: str, value: Any, level: int) -> tuple[Any, int]:
+    """A JSON copy of a list or dict and how deeply it nests; raise naming the field.
+
+    ``top`` is the event's field (what a depth error names), ``path`` where in
+    it ``value`` sits (what a type error names), ``level`` the depth of ``value``.
+    """
+    if level > EVENT_DEPTH_CEILING:
+        raise InvalidEvent(top, f"is nested more than {EVENT_DEPTH_CEILING} levels deep")
+    deepest = level
     if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise InvalidEvent(field, f"has a key that is not a string: {k!r}")
-            out[k] = _json_value(f"{field}.{k}", v)
-        return out
-    raise InvalidEvent(field, f"is not JSON-serialisable ({type(value).__name__})")
+        out: Any = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                if not isinstance(key, str):
+                    raise InvalidEvent(path, f"has a key that is not a string: {_describe(key)}")
+                key = str.__str__(key)
+            _utf8(path, key, "has a key that ")
+            where = f"{path}.{_printable(key)}"
+            if isinstance(item, _CONTAINERS):
+                out[key], depth = _json_container(top, where, item, level + 1)
+                deepest = max(deepest, depth)
+            else:
+                out[key] = _json_scalar(where, item)
+    else:
+        out = []
+        for index, item in enumerate(value):
+            if isinstance(item, _CONTAINERS):
+                copied, depth = _json_container(top, f"{path}[{index}]", item, level + 1)
+                deepest = max(deepest, depth)
+                out.append(copied)
+            else:
+                out.append(_json_scalar(f"{path}[{index}]", item))
+    return out, deepest
+
+
+def _copy(value: Any) -> Any:
+    """A copy of a checked JSON value (deep for lists and dicts, which are all it holds)."""
+    if type(value) is list:
+        return [_copy(item) for item in value]
+    if type(value) is dict:
+        return {key: _copy(item) for key, item in value.items()}
+    return value
 
 
 def _isoformat(value: datetime | None) -> str | None:
@@ -123,6 +214,8 @@ class Event(Mapping[str, Any]):
     """
 
     __slots__ = (
+        "_deepest",
+        "_depth",
         "_extra",
         "_json",
         "_json_bytes",
@@ -147,11 +240,14 @@ class Event(Mapping[str, Any]):
     tags: tuple[str, ...]
     expiration_datetime: datetime | None
     _extra: dict[str, Any]
+    _depth: int
+    _deepest: str
     _json: str | None
     _json_bytes: bytes | None
 
     def __init__(
         self,
+        /,
         event_id: str | None,
         event_type: str,
         title: str = "",
@@ -171,14 +267,18 @@ class Event(Mapping[str, Any]):
                 raise InvalidEvent("event_id", f"is longer than {_MAX_ID_LENGTH} characters")
         s = object.__setattr__
         s(self, "event_id", event_id)
-        # type(x) is str first: the common case skips a function call per field.
-        if type(event_type) is not str or not event_type:
+        # type(x) is str (and ASCII, so valid UTF-8) first: the common case skips a call per field.
+        if type(event_type) is not str or not event_type or not event_type.isascii():
             event_type = _text("event_type", event_type, required=True)
         s(self, "event_type", event_type)
-        s(self, "title", title if type(title) is str else _text("title", title))
-        s(self, "body", body if type(body) is str else _text("body", body))
+        s(self, "title", title if type(title) is str and title.isascii() else _text("title", title))
+        s(self, "body", body if type(body) is str and body.isascii() else _text("body", body))
         s(self, "timestamp", _now(_utc) if timestamp is None else _datetime("timestamp", timestamp))
-        s(self, "sender", sender if type(sender) is str else _text("sender", sender))
+        s(
+            self,
+            "sender",
+            sender if type(sender) is str and sender.isascii() else _text("sender", sender),
+        )
         s(self, "recipients", () if not recipients else _strings("recipients", recipients))
         s(self, "tags", () if not tags else _strings("tags", tags))
         s(
@@ -188,15 +288,27 @@ class Event(Mapping[str, Any]):
             if expiration_datetime is None
             else _datetime("expiration_datetime", expiration_datetime),
         )
-        if extra:
-            checked = {}
-            for key, value in extra.items():
-                if key.startswith("_"):
-                    raise InvalidEvent(key, "extra field names must not start with '_'")
-                checked[key] = _json_value(key, value)
-            s(self, "_extra", checked)
-        else:
-            s(self, "_extra", {})
+        checked: dict[str, Any] = {}
+        deepest, deepest_field = 0, ""
+        for key, value in extra.items():
+            if key.startswith("_") or not key:
+                raise InvalidEvent(
+                    _printable(key) or "event",
+                    "extra field names must not be empty or start with '_'",
+                )
+            if key == "self":  # positional-only above, so it arrives here rather than clashing
+                raise InvalidEvent("self", "is not a valid field name")
+            if not key.isascii():
+                _utf8(_printable(key), key, "the field name ")
+            if isinstance(value, _CONTAINERS):
+                checked[key], depth = _json_container(key, key, value, 1)
+                if depth > deepest:
+                    deepest, deepest_field = depth, key
+            else:
+                checked[key] = _json_scalar(key, value)
+        s(self, "_extra", checked)
+        s(self, "_depth", deepest)
+        s(self, "_deepest", deepest_field)
         s(self, "_json", None)
         s(self, "_json_bytes", None)
 
@@ -211,14 +323,15 @@ class Event(Mapping[str, Any]):
     @property
     def extra(self) -> Mapping[str, Any]:
         """The extra fields (a copy: changing it does not change the event)."""
-        return copy.deepcopy(self._extra)
+        copied: dict[str, Any] = _copy(self._extra)
+        return copied
 
     def __getitem__(self, key: str) -> Any:
         if key in _STANDARD:
             return getattr(self, key)
         value = self._extra[key]
         # Lists and dicts are copied, so the event (and its cached JSON) cannot be changed.
-        return copy.deepcopy(value) if isinstance(value, (list, dict)) else value
+        return _copy(value)
 
     def __iter__(self) -> Iterator[str]:
         yield from STANDARD_FIELDS
@@ -262,7 +375,7 @@ class Event(Mapping[str, Any]):
             "expiration_datetime": _isoformat(self.expiration_datetime),
         }
         if self._extra:
-            data.update(copy.deepcopy(self._extra))
+            data.update(_copy(self._extra))
         return data
 
     def to_json(self) -> str:
@@ -292,9 +405,24 @@ class Event(Mapping[str, Any]):
         if size > limit:
             raise InvalidEvent("event", f"is {size} bytes of JSON, over the limit of {limit}")
 
+    def check_depth(self, limit: int = DEFAULT_MAX_EVENT_DEPTH) -> None:
+        """Raise :class:`InvalidEvent` naming the field nested deeper than ``limit`` levels.
+
+        A field's depth counts its lists and objects: ``[1]`` is 1, ``{"a": [1]}`` 2.
+        """
+        if self._depth > limit:
+            raise InvalidEvent(
+                _printable(self._deepest),
+                f"is nested {self._depth} levels deep, over the limit of {limit}",
+            )
+
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Event:
-        """Build an event from :meth:`to_dict`'s form (or the same keys with Python values)."""
+    def from_dict(cls, data: Mapping[str, Any], *, max_depth: int | None = None) -> Event:
+        """Build an event from :meth:`to_dict`'s form (or the same keys with Python values).
+
+        ``max_depth`` bounds how deeply a field may nest (``None``: only the
+        :data:`EVENT_DEPTH_CEILING` every event respects).
+        """
         if not isinstance(data, Mapping):
             raise InvalidEvent("event", f"must be a JSON object, not {type(data).__name__}")
         if "event_type" not in data:
@@ -303,28 +431,57 @@ class Event(Mapping[str, Any]):
         fields.setdefault("event_id", None)
         for key in fields:
             if not isinstance(key, str):
-                raise InvalidEvent("event", f"has a key that is not a string: {key!r}")
-        if "self" in fields:
-            raise InvalidEvent("self", "is not a valid field name")
-        return cls(**fields)
+                raise InvalidEvent("event", f"has a key that is not a string: {_describe(key)}")
+        event = cls(**fields)
+        if max_depth is not None:
+            event.check_depth(max_depth)
+        return event
 
     @classmethod
     def from_json(
-        cls, data: str | bytes, *, max_size: int | None = DEFAULT_MAX_EVENT_SIZE
+        cls,
+        data: str | bytes,
+        *,
+        max_size: int | None = DEFAULT_MAX_EVENT_SIZE,
+        max_depth: int | None = DEFAULT_MAX_EVENT_DEPTH,
     ) -> Event:
-        """Parse :meth:`to_json`'s output; ``max_size`` bytes at most (``None``: no limit)."""
-        if isinstance(data, str):
-            size = len(data) if data.isascii() else len(data.encode())
-        elif isinstance(data, (bytes, bytearray, memoryview)):
-            size = len(data)
-        else:
-            raise InvalidEvent("event", f"JSON must be str or bytes, not {type(data).__name__}")
-        if max_size is not None and size > max_size:
-            raise InvalidEvent("event", f"is {size} bytes of JSON, over the limit of {max_size}")
-        try:
-            parsed = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidEvent("event", f"is not valid JSON: {exc}") from None
-        except RecursionError:
-            raise InvalidEvent("event", "is nested too deeply") from None
-        return cls.from_dict(parsed)
+        """Parse :meth:`to_json`'s output; ``max_size`` bytes at most, fields nested
+        ``max_depth`` levels at most (``None``: no size limit, the depth ceiling only)."""
+        return cls.from_dict(parse_event_json(data, max_size=max_size), max_depth=max_depth)
+
+
+def parse_event_json(
+    data: str | bytes | bytearray | memoryview, *, max_size: int | None = DEFAULT_MAX_EVENT_SIZE
+) -> dict[str, Any]:
+    """The JSON object an event is sent as, parsed but not yet checked as an event.
+
+    What a web endpoint reads from a request body: :class:`InvalidEvent` (field
+    ``event``) for more than ``max_size`` bytes, invalid UTF-8 or JSON, nesting
+    deeper than the parser can follow, or JSON that is not an object.
+    """
+    if isinstance(data, str):
+        size = len(data) if data.isascii() else len(data.encode("utf-8", "surrogatepass"))
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+        size = len(data)
+    else:
+        raise InvalidEvent("event", f"JSON must be str or bytes, not {type(data).__name__}")
+    if max_size is not None and size > max_size:
+        raise InvalidEvent("event", f"is {size} bytes of JSON, over the limit of {max_size}")
+    if not isinstance(data, str):
+        try:  # UTF-8 only (RFC 8259), not the UTF-16 or -32 that json.loads would guess
+            data = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidEvent(
+                "event", f"is not valid JSON: not UTF-8 ({exc.reason} at byte {exc.start})"
+            ) from None
+    try:
+        parsed = json.loads(data)
+    except ValueError as exc:
+        raise InvalidEvent("event", f"is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidEvent(
+            "event", f"is nested too deeply (fields may nest {EVENT_DEPTH_CEILING} levels at most)"
+        ) from None
+    if not isinstance(parsed, dict):
+        raise InvalidEvent("event", f"must be a JSON object, not {type(parsed).__name__}")
+    return parsed

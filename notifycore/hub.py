@@ -44,6 +44,8 @@ class Registration:
     # Whether the consumer's class overrides the no-op hooks (skipped otherwise).
     has_before: bool
     has_after: bool
+    #: Seconds a worker lets this consumer run on one job (None: the ``JOB_TIMEOUT`` setting).
+    timeout: float | None = None
 
 
 def _overrides(consumer: Consumer, method: str) -> bool:
@@ -91,6 +93,7 @@ class Hub:
         queue: str | None = None,
         max_tries: int | None = None,
         dedupe: bool = False,
+        timeout: float | None = None,
     ) -> Callable[[F], F]: ...
 
     @overload
@@ -104,6 +107,7 @@ class Hub:
         queue: str | None = None,
         max_tries: int | None = None,
         dedupe: bool = False,
+        timeout: float | None = None,
     ) -> C: ...
 
     @overload
@@ -117,6 +121,7 @@ class Hub:
         queue: str | None = None,
         max_tries: int | None = None,
         dedupe: bool = False,
+        timeout: float | None = None,
     ) -> F: ...
 
     def register_consumer(
@@ -129,6 +134,7 @@ class Hub:
         queue: str | None = None,
         max_tries: int | None = None,
         dedupe: bool = False,
+        timeout: float | None = None,
     ) -> Any:
         """Register a consumer (an instance or a function); usable as a decorator.
 
@@ -148,6 +154,7 @@ class Hub:
                 queue=queue,
                 max_tries=max_tries,
                 dedupe=dedupe,
+                timeout=timeout,
             )
             return target
 
@@ -163,6 +170,7 @@ class Hub:
         queue: str | None,
         max_tries: int | None,
         dedupe: bool,
+        timeout: float | None = None,
     ) -> Registration:
         if isinstance(target, type):
             raise TypeError(f"register an instance of {target.__name__}, not the class itself")
@@ -180,6 +188,18 @@ class Hub:
             raise TypeError(f"filter must be an EventFilter, not {type(filter).__name__}")
         if max_tries is not None and (not isinstance(max_tries, int) or max_tries < 1):
             raise ConfigurationError(f"max_tries must be a positive integer, not {max_tries!r}")
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not 0 < timeout < float("inf")
+        ):
+            raise ConfigurationError(
+                f"timeout must be a positive number of seconds, not {timeout!r}"
+            )
+        if timeout is not None and mode != "queued":
+            raise ConfigurationError(
+                "timeout needs mode='queued': it limits how long a worker runs the consumer"
+            )
         if name is None:
             name = consumer.name or default_name(consumer)
         if not isinstance(name, str) or not name:
@@ -195,6 +215,7 @@ class Hub:
             is_async=is_async(consumer),
             has_before=_overrides(consumer, "before_consume"),
             has_after=_overrides(consumer, "after_consume"),
+            timeout=None if timeout is None else float(timeout),
         )
         with self._lock:
             if name in self._registrations:

@@ -44,11 +44,15 @@ def encode_job(hub: str, consumer: str, event_json: bytes) -> bytes:
 _PARSE_FACTOR = 8
 
 
-def decode_job(payload: bytes, *, max_event_size: int | None = None) -> JobSpec:
+def decode_job(
+    payload: bytes, *, max_event_size: int | None = None, max_event_depth: int | None = None
+) -> JobSpec:
     """Parse and validate a job payload; :class:`InvalidJob` says what is wrong.
 
     The payload is bounded before it is parsed, and the event within it (the
-    payload less the envelope :func:`encode_job` puts around it) after.
+    payload less the envelope :func:`encode_job` puts around it) after; its
+    fields may nest ``max_event_depth`` levels (``None``: the ceiling every
+    event respects).
     """
     if max_event_size is not None and len(payload) > _PARSE_FACTOR * max_event_size + 4096:
         raise InvalidJob(
@@ -67,6 +71,11 @@ def decode_job(payload: bytes, *, max_event_size: int | None = None) -> JobSpec:
     hub, consumer, event = data.get("hub"), data.get("consumer"), data.get("event")
     if not isinstance(hub, str) or not isinstance(consumer, str):
         raise InvalidJob("job needs string 'hub' and 'consumer' keys")
+    if not (hub + consumer).isascii():
+        try:
+            (hub + consumer).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidJob("job's 'hub' or 'consumer' is not valid Unicode text") from None
     if not isinstance(event, dict):
         raise InvalidJob("job needs an 'event' object")
     if max_event_size is not None:
@@ -74,7 +83,7 @@ def decode_job(payload: bytes, *, max_event_size: int | None = None) -> JobSpec:
         if size > max_event_size:
             raise InvalidJob(f"job's event is {size} bytes, over the limit of {max_event_size}")
     try:
-        parsed = Event.from_dict(event)
+        parsed = Event.from_dict(event, max_depth=max_event_depth)
     except InvalidEvent as exc:
         raise InvalidJob(f"job's event is invalid: {exc}") from None
     except Exception as exc:  # whatever else the payload provokes, it can never run

@@ -52,7 +52,17 @@ __all__ = [
 #: The keys a hub declaration may have.
 HUB_KEYS = ("filter", "listeners")
 #: The keys notifycore reads from a listener declaration; any other key is the listener's own.
-LISTENER_KEYS = ("use", "mode", "queue", "filter", "actions", "resources", "max_tries", "dedupe")
+LISTENER_KEYS = (
+    "use",
+    "mode",
+    "queue",
+    "filter",
+    "actions",
+    "resources",
+    "max_tries",
+    "dedupe",
+    "job_timeout",
+)
 #: The event field Kinto's ``actions`` key filters on.
 ACTION_FIELD = "action"
 #: The event field Kinto's ``resources`` key filters on.
@@ -163,8 +173,10 @@ class ListenerSpec:
     filter: EventFilter | None = None
     max_tries: int | None = None
     dedupe: bool = False
+    #: Seconds a worker lets the listener run on one job (None: ``JOB_TIMEOUT``).
+    timeout: float | None = None
     #: The listener's own keys, as written (strings when they come from an INI file).
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def prefix(self) -> str:
@@ -223,6 +235,18 @@ def _listener_spec(name: str, raw: Any) -> ListenerSpec:
     if raw.get("max_tries") is not None:
         max_tries = _as_int(f"{where}.max_tries", raw["max_tries"], minimum=1)
     dedupe = _as_bool(f"{where}.dedupe", raw.get("dedupe", False))
+    # Not ``timeout``: listeners such as the SMTP one read that key as their own.
+    timeout = None
+    if raw.get("job_timeout") is not None:
+        timeout = _as_float(f"{where}.job_timeout", raw["job_timeout"])
+        if not 0 < timeout < float("inf"):
+            raise ConfigurationError(
+                f"{where}.job_timeout must be a positive number, not {timeout}"
+            )
+        if mode != "queued":
+            raise ConfigurationError(
+                f"{where}.job_timeout needs mode = 'queued' (mode is {mode!r})"
+            )
     options = {}
     for key, value in raw.items():
         if not isinstance(key, str) or not key:
@@ -237,6 +261,7 @@ def _listener_spec(name: str, raw: Any) -> ListenerSpec:
         filter=None if not filters else filters[0] if len(filters) == 1 else And(*filters),
         max_tries=max_tries,
         dedupe=dedupe,
+        timeout=timeout,
         options=options,
     )
 
@@ -589,6 +614,7 @@ def install_hubs(
                     queue=listener.queue,
                     max_tries=listener.max_tries,
                     dedupe=listener.dedupe,
+                    timeout=listener.timeout,
                 )
     except BaseException:
         remove_hubs(notifications, [hub.label for hub in built])

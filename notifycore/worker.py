@@ -2,35 +2,58 @@
 
 :meth:`Worker.process` is the whole contract for one job: decode it, find the
 consumer by hub and name, drop it if the event expired, skip it if a
-de-duplicating consumer already handled it, run it, then ack; on failure retry
-with exponential back-off, and after the last try (or at once for a job that
-can never run) move it to the dead letters with the reason.
+de-duplicating consumer already handled it, dead-letter it if its tries are
+used up, run it, then ack; on failure retry with exponential back-off, and
+after the last try (or at once for a job that can never run) move it to the
+dead letters with the reason. A try counts when the job is handed out, not
+when its consumer raises, so a job whose consumer kills the worker process
+still reaches the dead letters.
 
 :meth:`Worker.run` blocks (the ``notifycore worker`` command);
 :meth:`Worker.start` runs the same loop in background threads
-(``Notifications.start_worker``). :meth:`Worker.stop` is graceful: no new
-job is reserved, the ones in flight finish and are acked.
+(``Notifications.start_worker``). A watcher thread holds each job to its time
+limit: Python cannot stop a thread, so a consumer past its limit is left
+running on its own, its try counts as failed and a new thread takes its
+place — until as many threads are stuck as the worker has slots, when the
+worker gives up (:attr:`Worker.exhausted`) so that its process can be
+restarted. :meth:`Worker.stop` stops within a grace period: no new job is
+reserved, the jobs in flight may finish, and those still running at the
+deadline go back to the queue.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from notifycore.backends.base import Job
-from notifycore.errors import ConfigurationError, PermanentFailure
+from notifycore.backends.base import Job, Outage
+from notifycore.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    ConsumerTimeout,
+    PermanentFailure,
+)
 from notifycore.jobs import InvalidJob, decode_job
 
 if TYPE_CHECKING:
     from notifycore.app import Notifications
+    from notifycore.event import Event
+    from notifycore.hub import Hub, Registration
 
 __all__ = ["JobOutcome", "Worker", "backoff_delay", "dedupe_key"]
 
 logger = logging.getLogger("notifycore.worker")
+
+#: How long past its limit an async consumer's own cancellation is given before the
+#: watcher treats its thread as stuck (a hook, or a consumer that blocks the event loop).
+_ASYNC_MARGIN = 2.0
 
 
 class JobOutcome(enum.StrEnum):
@@ -42,6 +65,7 @@ class JobOutcome(enum.StrEnum):
     RETRY = "retry"
     DEAD = "dead"
     LOST = "lost"  # our reservation ran out and another worker owns the job now
+    RELEASED = "released"  # a stopping worker gave the job back to its queue
 
 
 def backoff_delay(attempts: int, base: float, maximum: float) -> float:
@@ -54,13 +78,32 @@ def dedupe_key(event_id: str, hub: str, consumer: str) -> str:
     return f"done:{hub}:{consumer}:{event_id}"
 
 
+@dataclasses.dataclass(eq=False, slots=True)
+class _Running:
+    """A job one of the worker's threads holds, from its reservation to its end."""
+
+    job: Job
+    thread: threading.Thread
+    #: When the consumer must have returned (``time.monotonic()``); none before it starts.
+    deadline: float = math.inf
+    timeout: float = 0.0
+    hub: Hub | None = None
+    registration: Registration | None = None
+    event: Event | None = None
+    #: The consumer returned: its thread is acking (or retrying) the job.
+    finishing: bool = False
+    #: The worker took the job out of its thread's hands (timed out, or given back at a stop).
+    abandoned: bool = False
+
+
 class Worker:
     """Runs queued jobs for one :class:`~notifycore.Notifications`.
 
     ``queues`` defaults to the ``DEFAULT_QUEUE`` setting plus every queue a
     queued consumer names. ``concurrency`` threads each reserve and run one
-    job at a time. ``on_outcome`` is called after every job (for counters and
-    progress displays).
+    job at a time. ``grace`` (default: the ``WORKER_GRACE_PERIOD`` setting) is
+    how long :meth:`stop` lets jobs in flight finish. ``on_outcome`` is called
+    after every job (for counters and progress displays).
     """
 
     def __init__(
@@ -70,6 +113,7 @@ class Worker:
         *,
         concurrency: int = 1,
         poll: float = 0.5,
+        grace: float | None = None,
         on_outcome: Callable[[JobOutcome], object] | None = None,
     ) -> None:
         if not isinstance(concurrency, int) or concurrency < 1:
@@ -84,13 +128,42 @@ class Worker:
         self.backoff: float = settings["RETRY_BACKOFF"]
         self.backoff_max: float = settings["RETRY_BACKOFF_MAX"]
         self.dedupe_ttl: float = settings["DEDUPE_TTL"]
+        #: Seconds a consumer may run on one job unless its registration says otherwise.
+        self.job_timeout: float = settings["JOB_TIMEOUT"] or self.visibility_timeout
+        self._check_timeouts(settings["JOB_TIMEOUT"])
+        if grace is None:
+            grace = settings["WORKER_GRACE_PERIOD"]
+        if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not grace >= 0:
+            raise ConfigurationError(f"grace must be a number of seconds >= 0, not {grace!r}")
+        self.grace = float(grace)
         self.concurrency = concurrency
         self.poll = poll
         self.on_outcome = on_outcome
         self.counts: dict[JobOutcome, int] = dict.fromkeys(JobOutcome, 0)
+        #: True once as many threads are stuck in consumers past their time limit as the
+        #: worker has slots: it stopped taking jobs, and its process should be restarted.
+        self.exhausted = False
+        #: Backend calls that failed (each outage is logged once, however many there are).
+        self.backend_errors = 0
         self._counts_lock = threading.Lock()
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        # Set from signal handlers, so plain attributes: a handler must not take a lock.
+        self._stop_requested = False
+        self._stop_now = False
+        self._stop_reason = "stop requested"
+        self._cond = threading.Condition()
+        self._running: dict[threading.Thread, _Running] = {}
+        self._slots: list[threading.Thread] = []
+        self._stuck: list[threading.Thread] = []
+        self._concluding = 0  # timed-out jobs the watcher is still retrying or dead-lettering
+        self._generation = 0
+        self._watcher: threading.Thread | None = None
+        self._watching = False
+        self._burst = False
+        self._outage_lock = threading.Lock()
+        self._outage = Outage(notifications.backend)
+        self._down_since = 0.0
+        self._errors_before = 0
 
     def __repr__(self) -> str:
         return f"<Worker queues={self.queues} concurrency={self.concurrency}>"
@@ -102,6 +175,34 @@ class Worker:
                 if registration.queue and registration.queue not in queues:
                     queues.append(registration.queue)
         return queues
+
+    def _check_timeouts(self, job_timeout: float | None) -> None:
+        """A job may not outrun its reservation: another worker would take it meanwhile."""
+        vt = self.visibility_timeout
+        if job_timeout is not None and job_timeout > vt:
+            raise ConfigurationError(
+                f"JOB_TIMEOUT ({job_timeout:g} s) is longer than VISIBILITY_TIMEOUT ({vt:g} s): "
+                "another worker would take a job while it still runs; raise VISIBILITY_TIMEOUT"
+            )
+        default_queue = self.notifications.settings["DEFAULT_QUEUE"]
+        for hub in self.notifications.hubs.values():
+            for registration in hub.registrations:
+                if (
+                    registration.timeout is not None
+                    and registration.timeout > vt
+                    and (registration.queue or default_queue) in self.queues
+                ):
+                    raise ConfigurationError(
+                        f"consumer {registration.name!r} of hub {hub.label!r} has a timeout of "
+                        f"{registration.timeout:g} s, longer than VISIBILITY_TIMEOUT ({vt:g} s): "
+                        "another worker would take a job while it still runs; raise "
+                        "VISIBILITY_TIMEOUT"
+                    )
+
+    def timeout_for(self, registration: Registration) -> float:
+        """Seconds the consumer of ``registration`` may run on one job."""
+        # Never past the reservation, even for consumers registered after the worker started.
+        return min(registration.timeout or self.job_timeout, self.visibility_timeout)
 
     # -- one job -----------------------------------------------------------------------------
 
@@ -120,15 +221,24 @@ class Worker:
         return None
 
     def process(self, job: Job) -> JobOutcome:
-        """Run one reserved job to its end (ack, retry or dead letter)."""
-        outcome = self._process(job)
+        """Run one reserved job to its end (ack, retry or dead letter) in this thread.
+
+        An async consumer is cancelled at its time limit; a sync one is held to
+        it only by the watcher of a running worker (:meth:`start`, :meth:`run`).
+        """
+        outcome = self._process(job, None)
+        assert outcome is not None  # only a job the watcher took over has none
+        self._record(outcome)
+        return outcome
+
+    def _record(self, outcome: JobOutcome) -> None:
         with self._counts_lock:
             self.counts[outcome] += 1
         if self.on_outcome is not None:
             self.on_outcome(outcome)
-        return outcome
 
-    def _process(self, job: Job) -> JobOutcome:
+    def _process(self, job: Job, running: _Running | None) -> JobOutcome | None:
+        """One job; None when the watcher or a stop took it over meanwhile (``running``)."""
         notifications = self.notifications
         backend = notifications.backend
         try:
@@ -153,7 +263,37 @@ class Worker:
             def done() -> object:
                 return backend.mark_done(key, ttl=ttl)
 
-        error = notifications.run_consumer(hub, registration, event, done)
+        limit = registration.max_tries or self.max_tries
+        if job.attempts > limit:
+            return self._dead_after_lost_tries(job, limit)
+        timeout = self.timeout_for(registration)
+        if running is not None and not self._begin(running, hub, registration, event, timeout):
+            return None
+        error = notifications.run_consumer(hub, registration, event, done, timeout=timeout)
+        if running is not None and not self._end(running):
+            return None
+        return self._conclude(job, registration, error)
+
+    def _dead_after_lost_tries(self, job: Job, limit: int) -> JobOutcome:
+        """Every earlier delivery was handed out and none came back: its worker died."""
+        tries = job.attempts - 1
+        reason = (
+            f"worker died: try {tries} of {limit} never finished (the worker running it was "
+            "killed, crashed, ran out of memory or stopped answering)"
+        )
+        if job.last_error:
+            reason += f"; last error: {job.last_error}"
+        logger.error("job %s of queue %s dead: %s", job.id, job.queue, reason)
+        # This delivery is not a try: the dead letter records the tries the job had.
+        letter = dataclasses.replace(job, attempts=tries)
+        dead = self.notifications.backend.dead_letter(letter, error=reason)
+        return JobOutcome.DEAD if dead else JobOutcome.LOST
+
+    def _conclude(
+        self, job: Job, registration: Registration, error: BaseException | None
+    ) -> JobOutcome:
+        """Ack a job whose consumer succeeded; retry or dead-letter one whose consumer failed."""
+        backend = self.notifications.backend
         if error is None:
             return JobOutcome.DONE if backend.ack(job) else JobOutcome.LOST
         reason = f"{type(error).__name__}: {error}"
@@ -166,6 +306,33 @@ class Worker:
         return (
             JobOutcome.RETRY if backend.retry(job, delay=delay, error=reason) else JobOutcome.LOST
         )
+
+    def _begin(
+        self,
+        running: _Running,
+        hub: Hub,
+        registration: Registration,
+        event: Event,
+        timeout: float,
+    ) -> bool:
+        """Start the job's clock; False when the job was given back before it started."""
+        with self._cond:
+            if running.abandoned:
+                return False
+            running.hub, running.registration, running.event = hub, registration, event
+            running.timeout = timeout
+            margin = _ASYNC_MARGIN if registration.is_async else 0.0
+            running.deadline = time.monotonic() + timeout + margin
+            self._cond.notify_all()
+            return True
+
+    def _end(self, running: _Running) -> bool:
+        """The consumer returned; False when the watcher had already failed its try."""
+        with self._cond:
+            if running.abandoned:
+                return False
+            running.finishing = True
+            return True
 
     def run_once(self, block: float | None = None) -> JobOutcome | None:
         """Reserve and process one job; None when there was none."""
@@ -181,65 +348,293 @@ class Worker:
             done += 1
         return done
 
+    # -- backend outages ---------------------------------------------------------------------
+
+    def _backend_failed(self, what: str, error: BaseException) -> float:
+        """Note a failed backend call; the first of an outage is logged. Returns the back-off."""
+        backend = self.notifications.backend
+        with self._outage_lock:
+            self.backend_errors += 1
+            first = not self._outage.down
+            if first:
+                self._down_since = time.monotonic()
+                self._errors_before = self.backend_errors - 1
+            delay = self._outage.failed(error)  # tells notifycore_backend_state, once
+        self.notifications.plugins.metric("worker.backend_errors", 1)
+        if not first:
+            logger.debug("%s failed again: %s: %s", what, type(error).__name__, error)
+        elif isinstance(error, (BackendUnavailable, *backend.connection_errors)):
+            logger.warning(
+                "%s failed, the backend is down: %s; trying again until it answers", what, error
+            )
+        else:
+            logger.error(
+                "%s failed: %s: %s; trying again", what, type(error).__name__, error, exc_info=error
+            )
+        return delay
+
+    def _backend_ok(self) -> None:
+        if not self._outage.down:
+            return
+        with self._outage_lock:
+            if not self._outage.down:
+                return
+            self._outage.recovered()
+            lasted = time.monotonic() - self._down_since
+            failed = self.backend_errors - self._errors_before
+        logger.warning(
+            "the backend answers again after %.1f s (%d failed calls); taking jobs again",
+            lasted,
+            failed,
+        )
+
     # -- the loop ----------------------------------------------------------------------------
 
-    def _loop(self, burst: bool) -> None:
-        while not self._stop.is_set():
-            try:
-                job = self.reserve(None if burst else self.poll)
-            except Exception:  # a broker outage must not kill the thread: wait and try again
-                logger.exception("reserving a job failed; trying again")
-                self._stop.wait(self.poll)
-                continue
-            if job is None:
-                if burst:
-                    return
-                continue
-            try:
-                self.process(job)
-            except Exception:  # e.g. the broker went away before the ack: the job comes back
-                logger.exception("job %s could not be finished; it will be redelivered", job.id)
+    def _stopping(self, generation: int | None = None) -> bool:
+        """True once told to stop (or, for a thread of an earlier run, once that run ended)."""
+        if generation is not None and generation != self._generation:
+            return True
+        return self._stop_requested or self._stop.is_set()
+
+    def _spawn(self) -> None:
+        """A new slot thread (call with ``_cond`` held)."""
+        thread = threading.Thread(
+            target=self._slot,
+            args=(self._burst, self._generation),
+            name=f"notifycore-worker-{len(self._slots) + len(self._stuck)}",
+            daemon=True,
+        )
+        self._slots.append(thread)
+        thread.start()
+
+    def _slot(self, burst: bool, generation: int) -> None:
+        me = threading.current_thread()
+        try:
+            while not self._stopping(generation):
+                try:
+                    job = self.reserve(None if burst else self.poll)
+                except Exception as error:  # an outage must not kill the thread: wait, try again
+                    self._stop.wait(self._backend_failed("reserving a job", error))
+                    continue
+                self._backend_ok()
+                if job is None:
+                    if burst:
+                        return
+                    continue
+                running = _Running(job, me)
+                with self._cond:
+                    self._running[me] = running
+                    if self._stopping(generation):  # reserved as the stop came: never started
+                        running.abandoned = True
+                try:
+                    if running.abandoned:
+                        self._give_back([running])
+                        return
+                    outcome = self._process(job, running)
+                except Exception as error:  # e.g. the broker went away before the ack
+                    self._backend_failed(f"finishing job {job.id} (it will come back)", error)
+                    outcome = None
+                finally:
+                    with self._cond:
+                        if self._running.get(me) is running:
+                            del self._running[me]
+                        self._cond.notify_all()
+                if running.abandoned:
+                    return  # the watcher or a stop took the job over: this thread is done
+                if outcome is not None:
+                    self._record(outcome)
+        finally:
+            with self._cond:
+                self._cond.notify_all()
+
+    def _watch(self) -> None:
+        """Fail the try of every consumer past its time limit and put a new thread in its place."""
+        while True:
+            with self._cond:
+                while True:
+                    if not self._watching or not (self._running or self._busy()):
+                        return
+                    now = time.monotonic()
+                    held = [
+                        r for r in self._running.values() if not r.finishing and not r.abandoned
+                    ]
+                    overdue = [r for r in held if r.deadline <= now]
+                    if overdue:
+                        self._abandon(overdue)
+                        break
+                    nearest = min((r.deadline for r in held), default=math.inf)
+                    self._cond.wait(min(nearest - now, 1.0))
+            for running in overdue:
+                try:
+                    self._time_out(running)
+                finally:
+                    with self._cond:
+                        self._concluding -= 1
+                        self._cond.notify_all()
+
+    def _abandon(self, overdue: list[_Running]) -> None:
+        """Leave the threads of ``overdue`` jobs behind; replace them, or give up when every
+        slot is stuck (call with ``_cond`` held, so that the worker never looks idle between)."""
+        for running in overdue:
+            running.abandoned = True
+            del self._running[running.thread]
+            if running.thread in self._slots:
+                self._slots.remove(running.thread)
+            self._stuck.append(running.thread)
+            self._concluding += 1
+        self._stuck = [t for t in self._stuck if t.is_alive()]
+        if len(self._stuck) >= self.concurrency:
+            if not self.exhausted:
+                self.exhausted = True
+                self._stop.set()
+                logger.critical(
+                    "%d thread(s) stuck in consumers past their time limit, as many as the worker "
+                    "has: it takes no more jobs; restart its process",
+                    len(self._stuck),
+                )
+            return
+        if not self._stopping():
+            for _ in overdue:
+                self._spawn()
+
+    def _time_out(self, running: _Running) -> None:
+        hub, registration, event = running.hub, running.registration, running.event
+        assert hub is not None and registration is not None and event is not None
+        error = ConsumerTimeout(registration.name, hub.label, running.timeout)
+        logger.error(
+            "job %s of queue %s: %s; its thread is left to it (Python cannot stop a thread)",
+            running.job.id,
+            running.job.queue,
+            error,
+        )
+        self.notifications.report_error(hub, registration, event, error)
+        try:
+            self._record(self._conclude(running.job, registration, error))
+        except Exception as failure:
+            self._backend_failed(f"finishing job {running.job.id} (it will come back)", failure)
 
     def start(self, *, burst: bool = False) -> Worker:
-        """Start ``concurrency`` threads; returns at once."""
-        if self._threads:
+        """Start ``concurrency`` threads (and the watcher of time limits); returns at once."""
+        if self.running:
             raise ConfigurationError("this worker is already running")
         self._stop.clear()
-        self._threads = [
-            threading.Thread(
-                target=self._loop, args=(burst,), name=f"notifycore-worker-{i}", daemon=True
-            )
-            for i in range(self.concurrency)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._stop_requested = self._stop_now = False
+        self.exhausted = False
+        self._burst = burst
+        self._outage = Outage(self.notifications.backend)
+        with self._cond:
+            self._generation += 1  # threads of an earlier run that linger do not come back
+            self._slots = []
+            self._watching = True
+            for _ in range(self.concurrency):
+                self._spawn()
+        self._watcher = threading.Thread(
+            target=self._watch, name="notifycore-worker-watcher", daemon=True
+        )
+        self._watcher.start()
         return self
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop reserving; wait (``timeout`` seconds at most) for the jobs in flight to finish."""
+    def request_stop(self, reason: str = "stop requested", *, now: bool = False) -> None:
+        """Ask :meth:`run` to stop (safe in a signal handler: it only sets flags).
+
+        The first request lets the jobs in flight finish within the grace
+        period; ``now=True`` gives them back to the queue at once.
+        """
+        self._stop_reason = reason
+        self._stop_now = self._stop_now or now
+        self._stop_requested = True
+
+    def _busy(self) -> bool:
+        return self._concluding > 0 or any(t.is_alive() for t in self._slots)
+
+    def stop(self, grace: float | None = None) -> int:
+        """Stop taking jobs and wait ``grace`` seconds at most for the jobs in flight.
+
+        ``grace`` defaults to the worker's grace period. Jobs still running at
+        the deadline (or at once after ``request_stop(now=True)``) go back to
+        their queue, visible again, their try not counted where the backend
+        allows (``release``); their threads are left behind. Returns how many
+        jobs went back.
+        """
+        grace = self.grace if grace is None else grace
+        self._stop_requested = True
         self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout)
-        self._threads = [t for t in self._threads if t.is_alive()]
+        deadline = time.monotonic() + grace
+        with self._cond:
+            self._cond.notify_all()
+            while self._busy() and not self._stop_now:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(min(left, 0.1))
+            held = [r for r in self._running.values() if not r.finishing and not r.abandoned]
+            for r in held:
+                r.abandoned = True
+                del self._running[r.thread]
+                self._stuck.append(r.thread)
+                if r.thread in self._slots:
+                    self._slots.remove(r.thread)
+        if held:
+            why = (
+                f"{self._stop_reason}: stopping now"
+                if self._stop_now
+                else f"the grace period ({grace:g} s) is over"
+            )
+            logger.warning("%s: giving %d job(s) in flight back to the queue", why, len(held))
+        returned = self._give_back(held)
+        # Threads that were waiting for a job end within a poll (one that gets a job now
+        # gives it back); the watcher ends with them.
+        until = time.monotonic() + self.poll + 0.5
+        for thread in self._slots:
+            thread.join(max(until - time.monotonic(), 0))
+        with self._cond:
+            self._slots = [t for t in self._slots if t.is_alive()]
+            self._watching = False
+            self._cond.notify_all()
+        return returned
+
+    def _give_back(self, held: list[_Running]) -> int:
+        returned = 0
+        for running in held:
+            try:
+                released = self.notifications.backend.release(running.job)
+            except Exception as error:  # it comes back after its visibility timeout instead
+                self._backend_failed(f"giving job {running.job.id} back", error)
+                continue
+            if released:
+                returned += 1
+                self._record(JobOutcome.RELEASED)
+        return returned
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until every thread ended (after :meth:`stop`, or a burst run that drained)."""
-        for thread in self._threads:
+        for thread in list(self._slots):
             thread.join(timeout)
-        alive = [t for t in self._threads if t.is_alive()]
-        return not alive
+        return not self._busy()
 
     @property
     def running(self) -> bool:
-        return any(t.is_alive() for t in self._threads)
+        """True while a thread of the worker takes or runs jobs."""
+        return self._busy()
+
+    @property
+    def stuck_threads(self) -> list[threading.Thread]:
+        """Threads left behind in consumers (past their time limit, or at a stop)."""
+        return [t for t in self._stuck if t.is_alive()]
 
     def run(self, *, burst: bool = False) -> None:
-        """Block until :meth:`stop` is called (from a signal handler, say), or drained in burst mode."""
+        """Block until :meth:`request_stop` (from a signal handler, say), exhaustion, or
+        drained in burst mode; then :meth:`stop` within the grace period."""
         self.start(burst=burst)
         try:
-            while self.running:
-                # Short joins keep the main thread responsive to signals.
-                for thread in self._threads:
-                    thread.join(0.2)
+            # Polled, not waited on: a signal handler may not take the lock a wait needs.
+            while self.running and not self._stop_requested and not self.exhausted:
+                time.sleep(0.1)
+            if self._stop_requested and not self._stop_now:
+                logger.warning(
+                    "%s: finishing the jobs in flight (at most %g s), taking no new ones",
+                    self._stop_reason,
+                    self.grace,
+                )
         finally:
             self.stop()

@@ -150,6 +150,23 @@ def test_a_listener_by_entry_point_name(build: Build, tmp_path: Path) -> None:
     assert n.backend.read(f"event-hub-{DEFAULT_HUB}", "0").messages == []
 
 
+def test_a_push_listener_is_private_by_default_and_may_broadcast(build: Build) -> None:
+    n = build(
+        {
+            "default": {"use": "push"},
+            "channel": {"use": "push", "per_recipient": "no", "broadcast_private": "yes"},
+        }
+    )
+    default, channel = consumer(n, "default"), consumer(n, "channel")
+    assert isinstance(default, PushConsumer) and isinstance(channel, PushConsumer)
+    assert (default.per_recipient, default.hub_stream, default.broadcast_private) == (
+        True,
+        True,
+        False,
+    )
+    assert (channel.per_recipient, channel.broadcast_private) == (False, True)
+
+
 def test_a_listener_by_dotted_module_is_kintos_contract(build: Build, package: str) -> None:
     n = build({"rec": {"use": f"{package}.kinto_style", "url": "redis://x", "tries": "3"}})
     rec = consumer(n, "rec")
@@ -238,6 +255,14 @@ def test_the_mail_plugins_smtp_consumer_loads_from_config(build: Build) -> None:
         ({"use": "log"}, "path .* or listeners.x.logger .* is required"),
         ({"use": "log", "path": "a", "level": "LOUD"}, "level must be a level name"),
         ({"use": "push", "per_recipient": "maybe"}, "per_recipient must be bool"),
+        (
+            {"use": "push", "per_recipient": "false"},
+            "listeners.x.per_recipient=False would publish events with recipients nowhere",
+        ),
+        (
+            {"use": "push", "hub_stream": "off", "broadcast_private": "on"},
+            "listeners.x.broadcast_private=True publishes private events",
+        ),
         ({"use": "function"}, r"listeners.x.function is required"),
         ({"use": "function", "function": "print"}, "must name a function as pkg.mod:func"),
         ({"use": "smtp", "port": "smtp"}, "listeners.x.port must be int"),
@@ -272,6 +297,21 @@ def test_every_way_a_listener_fails_to_load_is_one_clear_error(
         ({"x": {"use": "log", "max_tries": "0"}}, None, "max_tries must be at least 1"),
         ({"x": {"use": "log", "max_tries": 1.5}}, None, "max_tries must be int, not float"),
         ({"x": {"use": "log", "dedupe": "perhaps"}}, None, "dedupe must be bool"),
+        (
+            {"x": {"use": "log", "job_timeout": 5}},
+            None,
+            "listeners.x.job_timeout needs mode = 'queued'",
+        ),
+        (
+            {"x": {"use": "log", "mode": "queued", "job_timeout": "0"}},
+            None,
+            "listeners.x.job_timeout must be a positive number",
+        ),
+        (
+            {"x": {"use": "log", "mode": "queued", "job_timeout": "soon"}},
+            None,
+            "listeners.x.job_timeout must be float",
+        ),
         ({"x": {"use": "log", "filter": "{no"}}, None, "listeners.x.filter must be a filter table"),
         ({"x": {"use": "log", "filter": 3}}, None, "listeners.x.filter must be a filter table"),
         (
@@ -388,7 +428,12 @@ def test_queued_listeners_are_run_by_a_worker_on_the_named_queue(
         {
             "now": {"use": f"{package}.classes:Plain"},
             "later": {"use": f"{package}.classes:Plain", "mode": "queued", "queue": "slow"},
-            "default": {"use": f"{package}.classes:Plain", "mode": "queued", "max_tries": 2},
+            "default": {
+                "use": f"{package}.classes:Plain",
+                "mode": "queued",
+                "max_tries": 2,
+                "job_timeout": "2.5",
+            },
         }
     )
     result = n.send(Event(None, "t", "hello"))
@@ -400,6 +445,7 @@ def test_queued_listeners_are_run_by_a_worker_on_the_named_queue(
     assert consumer(n, "now").seen == ["hello"] and consumer(n, "later").seen == []
     assert n.backend.queue_length("slow") == 1 and n.backend.queue_length("notifycore") == 1
     assert n.get_hub(DEFAULT_HUB).get_registration("default").max_tries == 2
+    assert n.get_hub(DEFAULT_HUB).get_registration("default").timeout == 2.5
     assert Worker(n, ["slow"]).drain() == 1
     assert consumer(n, "later").seen == ["hello"] and consumer(n, "default").seen == []
     assert Worker(n).drain() == 1

@@ -273,3 +273,59 @@ def test_plugins_command_lists_plugins_backends_and_consumers() -> None:
     assert "shout = notifycore_tinyplugin:ShoutConsumer" in out
     bad = subprocess.run([str(script), "nope"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+@pytest.fixture
+def missing_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first-party backend whose distribution is not installed: 'ghost' from notify-ghost.
+
+    The real ones (redis, amqp, mail) are installed here; tests/test_packaging.py checks
+    them in a venv that has only the core.
+    """
+    monkeypatch.setitem(drivers.FIRST_PARTY_DRIVERS[drivers.BACKENDS], "ghost", "notify-ghost")  # type: ignore[index]
+    monkeypatch.setitem(drivers.FIRST_PARTY_SETTINGS, "GHOST_", "notify-ghost")  # type: ignore[index]
+
+
+def test_a_first_party_backend_that_is_not_installed_names_its_distribution(
+    make_notifications: Make, missing_plugin: None
+) -> None:
+    with pytest.raises(UnknownDriver) as info:
+        make_notifications(BACKEND="ghost")
+    assert str(info.value).startswith(
+        "The notifycore.backends driver 'ghost' comes with the notify-ghost distribution, "
+        "which is not installed: pip install notify-ghost (installed: "
+    )
+    assert info.value.distribution == "notify-ghost"
+
+
+def test_the_missing_backend_is_reported_before_its_unknown_settings(
+    make_notifications: Make, missing_plugin: None
+) -> None:
+    with pytest.raises(UnknownDriver, match="pip install notify-ghost"):
+        make_notifications(BACKEND="ghost", GHOST_URL="ghost://127.0.0.1")
+    # The same with the backend chosen in the environment.
+    with pytest.raises(UnknownDriver, match="pip install notify-ghost"):
+        Notifications(config={"GHOST_URL": "x"}, environ={"NOTIFYCORE_BACKEND": "ghost"})
+
+
+def test_a_setting_of_a_missing_plugin_names_its_distribution(
+    make_notifications: Make, missing_plugin: None
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        make_notifications(GHOST_URL="ghost://127.0.0.1")
+    assert str(info.value) == (
+        "unknown setting 'GHOST_URL' (from configuration): it is a setting of the notify-ghost "
+        "distribution, which is not installed (pip install notify-ghost)"
+    )
+
+
+def test_installed_first_party_drivers_resolve_as_before() -> None:
+    drivers.check_installed(drivers.BACKENDS, "redis")  # notify-redis is installed here
+    assert drivers.setting_distribution("REDIS_URL") == "notify-redis"
+    assert drivers.setting_distribution("MAIL_SERVER") == "notify-mail"
+    assert drivers.setting_distribution("MAX_TRIES") is None
+
+
+def test_an_extra_in_the_install_command_is_quoted_for_the_shell() -> None:
+    error = UnknownDriver(drivers.CONSUMERS, "flask_mail", ["log"], (), "notify-mail[flask-mail]")
+    assert "pip install 'notify-mail[flask-mail]'" in str(error)

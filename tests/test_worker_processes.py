@@ -14,7 +14,9 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,17 +45,36 @@ class Workers:
         }
         self.processes: list[subprocess.Popen[str]] = []
 
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            [NOTIFYCORE, "worker", "--app", "worker_app:notifications", *args],
-            env=self.env,
-            cwd=self.directory,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    def start(self, *args: str, log: str | None = None) -> subprocess.Popen[str]:
+        """A worker process; with ``log``, its standard error goes to a file read by :meth:`err`."""
+        stderr: Any = subprocess.PIPE
+        if log is not None:
+            stderr = open(self.directory / f"{log}.err", "w")  # noqa: SIM115 - closed below
+        try:
+            process = subprocess.Popen(
+                [NOTIFYCORE, "worker", "--app", "worker_app:notifications", *args],
+                env=self.env,
+                cwd=self.directory,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+            )
+        finally:
+            if log is not None:
+                stderr.close()
         self.processes.append(process)
         return process
+
+    def err(self, log: str) -> str:
+        return (self.directory / f"{log}.err").read_text()
+
+    def sender_for(self, consumer: str) -> Notifications:
+        """A sender whose events get jobs for the one consumer ``consumer`` of the app."""
+        n = Notifications(
+            config={"BACKEND": "sqlite", "BACKEND_URL": f"sqlite:///{self.db}"}, environ={}
+        )
+        n.create_hub("Jobs").register_consumer(lambda e: None, name=consumer, mode="queued")
+        return n
 
     def sender(self) -> Notifications:
         """A Notifications on the same file with the same queued consumers, to enqueue from."""
@@ -271,4 +292,125 @@ def test_sqlite_backend_file_is_what_the_cli_uses(workers: Callable[..., Workers
     sender = w.sender()
     assert isinstance(sender.backend, SQLiteBackend)
     assert Path(sender.backend.path) == w.db
+    sender.close()
+
+
+# -- worker faults: a consumer that kills its worker, one that hangs, stopping ---------------
+
+
+def _ended_or(process: subprocess.Popen[str], condition: Callable[[], bool]) -> bool:
+    return process.poll() is not None or condition()
+
+
+@pytest.mark.parametrize(
+    ("title", "deaths"), [("crash", 3), ("crash after an error", 2)], ids=["exits", "raises-first"]
+)
+def test_a_job_that_kills_its_worker_is_dead_lettered_after_max_tries_deliveries(
+    workers: Callable[..., Workers], title: str, deaths: int
+) -> None:
+    w = workers(VISIBILITY_TIMEOUT="1", MAX_TRIES="3")
+    sender = w.sender_for("crash")
+    poison = Event(None, "job", title)
+    sender.send(poison)
+    behind = [Event(None, "job", f"fine {i}") for i in range(3)]
+    sender.send_many(behind)
+
+    def dead() -> bool:
+        return bool(sender.backend.dead_letters("notifycore"))
+
+    exits: list[int] = []
+    worker = w.start()
+    while not dead():  # a supervisor: start a new worker whenever one dies
+        wait_for(partial(_ended_or, worker, dead), 60, "a death or the dead letter")
+        if worker.poll() is not None:
+            _, err = worker.communicate(timeout=30)
+            exits.append(worker.returncode)
+            assert len(exits) <= deaths, f"the job killed {len(exits)} workers: {err}"
+            worker = w.start()
+    wait_for(
+        lambda: {line.split()[0] for line in w.lines("crash-ok")} >= {e.event_id for e in behind},
+        60,
+        "the jobs behind the poison one",
+    )
+    worker.send_signal(signal.SIGTERM)
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert exits == [3] * deaths
+    tries = [line.split()[0] for line in w.lines("crash-tries")]
+    assert tries == [poison.event_id] * 3, "exactly MAX_TRIES deliveries ran the consumer"
+    (letter,) = sender.backend.dead_letters("notifycore")
+    assert poison.event_id.encode() in letter.payload
+    assert letter.attempts == 3
+    assert letter.error.startswith("worker died: try 3 of 3 never finished"), letter.error
+    if deaths == 2:
+        assert letter.error.endswith("; last error: ValueError: first try fails")
+    assert "worker died" in err, "the worker logs the dead job"
+    assert sorted(line.split()[0] for line in w.lines("crash-ok")) == sorted(
+        e.event_id for e in behind
+    )
+    assert sender.backend.queue_length("notifycore") == 0
+    sender.close()
+
+
+def test_a_hanging_consumer_fails_its_try_and_the_stuck_worker_exits_to_be_restarted(
+    workers: Callable[..., Workers],
+) -> None:
+    w = workers(JOB_TIMEOUT="1", VISIBILITY_TIMEOUT="60", MAX_TRIES="2")
+    sender = w.sender_for("hang")
+    job = Event(None, "job", "hangs")
+    sender.send(job)
+    timed_out = "consumer 'hang' of hub 'Jobs' timed out after 1 s"
+    for tries in (1, 2):
+        worker = w.start()
+        _, err = worker.communicate(timeout=120)
+        assert worker.returncode == 1, err
+        assert timed_out in err
+        assert "every worker thread is stuck in a consumer past its time limit" in err
+        assert [line.split()[0] for line in w.lines("hang-started")] == [job.event_id] * tries
+    (letter,) = sender.backend.dead_letters("notifycore")
+    assert letter.attempts == 2
+    assert letter.error == f"ConsumerTimeout: {timed_out}"
+    assert sender.backend.queue_length("notifycore") == 0
+    sender.close()
+
+
+def test_sigterm_gives_a_job_still_running_after_the_grace_period_back_untried(
+    workers: Callable[..., Workers],
+) -> None:
+    w = workers(JOB_TIMEOUT="300", VISIBILITY_TIMEOUT="600")
+    sender = w.sender_for("hang")
+    sender.send(Event(None, "job", "hangs"))
+    worker = w.start("--grace", "0.5")
+    wait_for(lambda: bool(w.lines("hang-started")), 60, "the job to start")
+    worker.send_signal(signal.SIGTERM)
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert "SIGTERM: finishing the jobs in flight (at most 0.5 s)" in err
+    assert "the grace period (0.5 s) is over: giving 1 job(s) in flight back to the queue" in err
+    assert "jobs: 1 released" in err
+    job = sender.backend.reserve("notifycore", visibility_timeout=30)
+    assert job is not None, "the job is visible again at once"
+    assert job.attempts == 1, "the interrupted try was not counted"
+    sender.close()
+
+
+def test_a_second_signal_stops_the_worker_at_once_and_gives_the_job_back(
+    workers: Callable[..., Workers],
+) -> None:
+    w = workers(JOB_TIMEOUT="300", VISIBILITY_TIMEOUT="600")
+    sender = w.sender_for("hang")
+    sender.send(Event(None, "job", "hangs"))
+    worker = w.start("--grace", "3600", log="worker")
+    wait_for(lambda: bool(w.lines("hang-started")), 60, "the job to start")
+    worker.send_signal(signal.SIGTERM)
+    wait_for(
+        lambda: "SIGTERM: finishing the jobs in flight" in w.err("worker"), 60, "the first signal"
+    )
+    worker.send_signal(signal.SIGINT)
+    worker.communicate(timeout=60)  # far sooner than the hour of grace
+    err = w.err("worker")
+    assert worker.returncode == 0, err
+    assert "SIGINT: stopping now: giving 1 job(s) in flight back to the queue" in err
+    job = sender.backend.reserve("notifycore", visibility_timeout=30)
+    assert job is not None and job.attempts == 1
     sender.close()

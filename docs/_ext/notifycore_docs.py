@@ -75,6 +75,10 @@ def _meaning(setting: Setting) -> str:
     text = setting.help
     if setting.minimum is not None:
         text += f" At least {setting.minimum:g}."
+    if setting.maximum is not None:
+        text += f" At most {setting.maximum:g}."
+    if setting.secret:
+        text += " Secret: shown as `***` (a URL: its password) in reprs and errors."
     return text.replace("|", "\\|")
 
 

@@ -3,8 +3,8 @@
 **Streams** keep published messages under monotonic, per-stream ids for replay
 (``read`` since an id) and live following (``read`` with ``block``).
 **Queues** hold jobs for workers: ``reserve`` hides a job for a visibility
-timeout, ``ack`` removes it, ``retry`` makes it visible again later and
-``dead_letter`` parks it with its error. A backend implements the sync
+timeout, ``ack`` removes it, ``retry`` makes it visible again later,
+``release`` gives it back untried and ``dead_letter`` parks it with its error. A backend implements the sync
 methods; the async twins run them in a thread unless the backend has native
 ones. ``notifycore.testing.BackendContract`` is the test every backend passes.
 """
@@ -19,9 +19,11 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
+from notifycore.config import mask_url
 from notifycore.errors import InvalidStreamId
 
 __all__ = [
+    "MAX_STREAM_ID_LENGTH",
     "Backend",
     "ConsecutiveIds",
     "DeadLetter",
@@ -29,7 +31,22 @@ __all__ = [
     "Outage",
     "StreamMessage",
     "StreamRead",
+    "id_number",
 ]
+
+#: The longest stream id any backend parses (a Redis id is at most 41 characters); a client's
+#: longer ``Last-Event-ID`` is refused before it is parsed, by backends and web adapters alike.
+MAX_STREAM_ID_LENGTH = 64
+#: Every number in a stream id fits a signed 64-bit integer (SQLite's, RabbitMQ's offsets).
+MAX_STREAM_ID_NUMBER = 2**63 - 1
+
+
+def id_number(text: str) -> int | None:
+    """The number ``text`` spells in ASCII digits; None if it is anything else or too large."""
+    if not (isinstance(text, str) and 0 < len(text) <= 19 and text.isascii() and text.isdigit()):
+        return None
+    number = int(text)
+    return number if number <= MAX_STREAM_ID_NUMBER else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +109,9 @@ class Backend(abc.ABC):
     shared: ClassVar[bool] = False
     #: Exceptions that mean the broker is unreachable (a retry may help).
     connection_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+    #: True when :meth:`release` does not count the delivery it ends (the default
+    #: implementation is a :meth:`retry`, which does).
+    release_keeps_tries: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -128,7 +148,7 @@ class Backend(abc.ABC):
         return str(settings.get(key) or default)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.url or ''}>".replace(" >", ">")
+        return f"<{type(self).__name__} {mask_url(self.url or '')}>".replace(" >", ">")
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections and files; the backend is not used afterwards."""
@@ -236,9 +256,23 @@ class Backend(abc.ABC):
     def retry(self, job: Job, *, delay: float, error: str) -> bool:
         """Make the job visible again after ``delay`` seconds, recording ``error``."""
 
+    def release(self, job: Job) -> bool:
+        """Give a reserved job back, visible again at once, as if this delivery never happened.
+
+        A stopping worker returns the jobs it could not finish this way. A
+        backend that can (``release_keeps_tries``) takes back the attempt the
+        reservation counted; this default is a :meth:`retry` without delay,
+        which keeps it. False when the reservation was no longer held.
+        """
+        return self.retry(job, delay=0.0, error=job.last_error or "")
+
     @abc.abstractmethod
     def dead_letter(self, job: Job, *, error: str) -> bool:
-        """Move the job to the queue's dead letters with ``error``."""
+        """Move the job to the queue's dead letters with ``error``, recording ``job.attempts`` tries.
+
+        (A worker that dead-letters a job on a delivery it does not run passes
+        the job with the tries it really had.)
+        """
 
     @abc.abstractmethod
     def dead_letters(self, queue: str, *, limit: int | None = None) -> list[DeadLetter]:
@@ -392,6 +426,7 @@ class ConsecutiveIds:
         """-1 for "from the start"; :class:`InvalidStreamId` for anything but digits."""
         if after is None:
             return -1
-        if isinstance(after, str) and after.isascii() and after.isdigit():
-            return int(after)
+        number = id_number(after)
+        if number is not None:
+            return number
         raise InvalidStreamId(f"not a {self.id_owner} stream id: {after!r}")

@@ -70,6 +70,7 @@ class MemoryBackend(ConsecutiveIds, Backend):
     name = "memory"
     id_owner = "memory"
     shared = False
+    release_keeps_tries = True
 
     def __init__(
         self,
@@ -312,6 +313,19 @@ class MemoryBackend(ConsecutiveIds, Backend):
             self._cond.notify_all()
             return True
 
+    def release(self, job: Job) -> bool:
+        with self._cond:
+            owned = self._owned(job)
+            if owned is None:
+                return False
+            queue, state = owned
+            queue.reserved.discard(job.id)
+            state.receipt = None
+            state.attempts = max(state.attempts - 1, 0)
+            heapq.heappush(queue.ready, (time.monotonic(), state.seq, job.id))
+            self._cond.notify_all()
+            return True
+
     def dead_letter(self, job: Job, *, error: str) -> bool:
         with self._cond:
             owned = self._owned(job)
@@ -321,7 +335,7 @@ class MemoryBackend(ConsecutiveIds, Backend):
             queue.reserved.discard(job.id)
             del queue.jobs[job.id]
             queue.dead[job.id] = DeadLetter(
-                job.id, job.queue, state.payload, state.attempts, error, time.time()
+                job.id, job.queue, state.payload, job.attempts, error, time.time()
             )
             return True
 

@@ -107,6 +107,7 @@ class SQLiteBackend(ConsecutiveIds, Backend):
     id_owner = "sqlite"
     shared = True
     connection_errors = (sqlite3.OperationalError,)
+    release_keeps_tries = True
 
     def __init__(
         self,
@@ -436,10 +437,20 @@ class SQLiteBackend(ConsecutiveIds, Backend):
             self._notify()
         return bool(done)
 
+    def release(self, job: Job) -> bool:
+        done = self._one(
+            "UPDATE nc_jobs SET visible_at = ?, receipt = NULL, attempts = MAX(attempts - 1, 0) "
+            "WHERE id = ? AND receipt = ? RETURNING id",
+            (time.time(), int(job.id), job.receipt),
+        )
+        if done:
+            self._notify()
+        return bool(done)
+
     def dead_letter(self, job: Job, *, error: str) -> bool:
         with self._write() as db:
             moved = db.execute(
-                "DELETE FROM nc_jobs WHERE id = ? AND receipt = ? RETURNING queue, payload, attempts",
+                "DELETE FROM nc_jobs WHERE id = ? AND receipt = ? RETURNING queue, payload",
                 (int(job.id), job.receipt),
             ).fetchone()
             if moved is None:
@@ -447,7 +458,7 @@ class SQLiteBackend(ConsecutiveIds, Backend):
             db.execute(
                 "INSERT INTO nc_dead_letters (id, queue, payload, attempts, error, failed_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (int(job.id), *moved, error, time.time()),
+                (int(job.id), *moved, job.attempts, error, time.time()),
             )
         return True
 

@@ -302,6 +302,40 @@ class BackendContract:
         assert backend.queue_length(queue) == 1
         assert backend.ack(again) is True
 
+    def test_release_gives_the_job_back_at_once_with_its_try_and_error(
+        self, backend: Backend
+    ) -> None:
+        queue = _name("q")
+        backend.enqueue(queue, b"held")
+        job = backend.reserve(queue, visibility_timeout=HOLD)
+        assert job is not None
+        assert backend.retry(job, delay=0.0, error="first failure") is True
+        job = _reserve_within(backend, queue, 10.0)
+        assert job is not None and job.attempts == 2
+        assert backend.release(job) is True
+        assert backend.release(job) is False, "a released reservation is no longer held"
+        assert backend.ack(job) is False
+        again = _reserve_within(backend, queue, 10.0)
+        assert again is not None, "a released job is visible again at once"
+        assert again.payload == b"held"
+        assert again.last_error == "first failure"
+        # A stopping worker's job keeps its try where the backend can take the attempt back.
+        assert again.attempts == (2 if backend.release_keeps_tries else 3)
+        assert backend.queue_length(queue) == 1
+        assert backend.ack(again) is True
+
+    def test_dead_letter_records_the_tries_the_worker_gives(self, backend: Backend) -> None:
+        queue = _name("q")
+        backend.enqueue(queue, b"lost")
+        job = backend.reserve(queue, visibility_timeout=HOLD)
+        assert job is not None and job.attempts == 1
+        # A worker that dead-letters on a delivery it does not run passes the tries it had.
+        job.attempts = 7
+        assert backend.dead_letter(job, error="worker died") is True
+        (letter,) = backend.dead_letters(queue)
+        assert letter.attempts == 7
+        assert letter.error == "worker died"
+
     def test_delayed_enqueue(self, backend: Backend) -> None:
         queue = _name("q")
         backend.enqueue(queue, b"later", delay=0.3)

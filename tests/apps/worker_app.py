@@ -4,7 +4,9 @@ Settings come from NOTIFYCORE_* variables; each consumer appends the event id
 to a file in $WORKER_TEST_DIR with a single write, so lines never interleave.
 When $WORKER_TEST_DIR/pause exists, every worker thread stops right after a
 de-duplicating consumer ran (its key recorded, the job not yet acked), so the
-test can SIGKILL the worker in the middle of jobs.
+test can SIGKILL the worker in the middle of jobs. The ``crash`` consumer ends
+its worker process (``os._exit``) on events titled "crash" (after a first try
+that raises, for "crash after an error"); ``hang`` never returns.
 """
 
 from __future__ import annotations
@@ -57,6 +59,23 @@ def slow(event: Event) -> None:
     (OUT / f"started-{event.event_id}").touch()
     time.sleep(1.0)
     record("slow", event)
+
+
+@hub.register_consumer(name="crash", mode="queued")
+def crash(event: Event) -> None:
+    if event.title.startswith("crash"):
+        record("crash-tries", event)
+        tries = (OUT / "crash-tries.log").read_text().count(event.event_id)
+        if event.title == "crash after an error" and tries == 1:
+            raise ValueError("first try fails")
+        os._exit(3)  # like an OOM kill or a segfault: no exception, no cleanup
+    record("crash-ok", event)
+
+
+@hub.register_consumer(name="hang", mode="queued")
+def hang(event: Event) -> None:
+    record("hang-started", event)
+    time.sleep(600)
 
 
 class PauseForKill:

@@ -63,6 +63,7 @@ from notifycore.backends.base import (
     Outage,
     StreamMessage,
     StreamRead,
+    id_number,
 )
 from notifycore.errors import BackendError, BackendUnavailable, ConfigurationError, InvalidStreamId
 
@@ -106,8 +107,9 @@ def _safe(url: str) -> str:
 
 def _parse_id(value: str) -> int:
     """A stream id: the message's stream offset plus one, so ``"0"`` is before the first."""
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
+    number = id_number(value)
+    if number is not None:
+        return number
     raise InvalidStreamId(f"not a RabbitMQ stream id: {value!r}")
 
 
@@ -412,6 +414,7 @@ class AmqpBackend(Backend):
         OSError,
         EOFError,
     )
+    release_keeps_tries = True
 
     def __init__(
         self,
@@ -1192,6 +1195,17 @@ class AmqpBackend(Backend):
             lease.channel.basic_ack(lease.tag)
 
         return self._finish(job, "retry", then)
+
+    def release(self, job: Job) -> bool:
+        # Published again with one attempt less, not rejected: a reject would count a delivery.
+        def then(link: _Link, lease: _Lease) -> None:
+            message = self._job_message(
+                job.id, job.payload, max(job.attempts - 1, 0), error=job.last_error
+            )
+            link.publish_confirmed([(self._route(link, job.queue, message, 0.0), message)])
+            lease.channel.basic_ack(lease.tag)
+
+        return self._finish(job, "release", then)
 
     def dead_letter(self, job: Job, *, error: str) -> bool:
         def then(link: _Link, lease: _Lease) -> None:

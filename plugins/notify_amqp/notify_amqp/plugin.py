@@ -9,7 +9,13 @@ from notifycore import Setting, hookimpl
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672//"
 
 SETTINGS = (
-    Setting("AMQP_URL", str, DEFAULT_URL, "The RabbitMQ server (amqp:// or amqps:// URL)."),
+    Setting(
+        "AMQP_URL",
+        str,
+        DEFAULT_URL,
+        "The RabbitMQ server (amqp:// or amqps:// URL).",
+        secret=True,
+    ),
     Setting(
         "AMQP_PREFIX", str, "notifycore.", "Prefix of every queue and stream notifycore declares."
     ),

@@ -10,8 +10,15 @@ from __future__ import annotations
 
 from typing import Any, Self
 
-from flask import Flask
-from flask_mailman import EmailMultiAlternatives
+try:
+    from flask import Flask
+    from flask_mailman import EmailMultiAlternatives
+except ImportError as error:  # notify-mail installed without the extra
+    raise ModuleNotFoundError(
+        f"FlaskEmailConsumer needs Flask and flask-mailman ({error}): "
+        "pip install 'notify-mail[flask-email]'",
+        name=error.name,
+    ) from error
 
 from notify_mail.message import MailConsumer, MailMessage, classify_smtp_error
 from notifycore import ConfigurationError

@@ -9,8 +9,15 @@ from __future__ import annotations
 
 from typing import Any, Self
 
-from flask import Flask
-from flask_mail import BadHeaderError, Message
+try:
+    from flask import Flask
+    from flask_mail import BadHeaderError, Message
+except ImportError as error:  # notify-mail installed without the extra
+    raise ModuleNotFoundError(
+        f"FlaskMailConsumer needs Flask and Flask-Mail ({error}): "
+        "pip install 'notify-mail[flask-mail]'",
+        name=error.name,
+    ) from error
 
 from notify_mail.message import MailConsumer, MailMessage, classify_smtp_error
 from notifycore import ConfigurationError, PermanentFailure

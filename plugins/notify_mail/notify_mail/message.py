@@ -6,8 +6,12 @@ recipients from the event (through a resolver) or a fixed list, attachments
 from the event's ``attachments`` field — and hands messages to
 :meth:`MailConsumer.deliver`, which each library's consumer implements.
 
+Event fields are HTML-escaped in the ``html`` template, unless the consumer
+names them in ``html_safe_fields``. A recipient is one address, never a list.
+
 Errors: a message that can never be sent (a newline in a header, no address,
-a template naming a missing field) and a permanent SMTP answer (5xx) raise
+a recipient that is not one address, a template naming a missing field) and
+a permanent SMTP answer (5xx) raise
 :class:`~notifycore.PermanentFailure`, so a worker dead-letters the job at
 once; temporary ones (4xx, refused connections, timeouts) are raised as they
 are, and the worker retries them with back-off.
@@ -17,7 +21,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import html
 import logging
+import re
 import smtplib
 import string
 import unicodedata
@@ -27,7 +33,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-from notifycore import Consumer, Event, PermanentFailure
+from notifycore import ConfigurationError, Consumer, Event, PermanentFailure
 
 logger = logging.getLogger("notify_mail")
 
@@ -103,7 +109,51 @@ class _FieldsOnly(string.Formatter):
         return str(format(value, format_spec))
 
 
+class _Raw:
+    """A field the consumer's ``html_safe_fields`` names: inserted into HTML as it is."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class _HtmlFields(_FieldsOnly):
+    """The HTML template's formatter: every field's text is escaped, but the safe ones'."""
+
+    def convert_field(self, value: Any, conversion: str | None) -> Any:
+        if isinstance(value, _Raw):
+            return _Raw(super().convert_field(value.value, conversion))
+        return super().convert_field(value, conversion)
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if isinstance(value, _Raw):
+            return super().format_field(value.value, format_spec)
+        # Escaped after formatting, so that a width or precision never cuts an entity.
+        return html.escape(super().format_field(value, format_spec), quote=True)
+
+
 _formatter = _FieldsOnly()
+_html_formatter = _HtmlFields()
+
+# One mailbox: local@domain, or a display name (plain, or quoted) and <local@domain>.
+# No comma, semicolon, colon or second address: a list or a group smuggled into one
+# recipient would reach every address in it.
+_ATOM = r"[^\s@,;:<>()\[\]\\\"]+"
+_ADDRESS = rf"{_ATOM}@{_ATOM}"
+_MAILBOX = re.compile(rf'{_ADDRESS}|(?:"(?:[^"\\]|\\.)*"|[^",;:<>@()\[\]\\]*?)\s*<{_ADDRESS}>')
+
+
+def _check_address(address: str) -> str:
+    """``address`` if it is one e-mail address, else :class:`PermanentFailure`."""
+    _check_header("recipient", address)
+    if not _MAILBOX.fullmatch(address.strip()):
+        shown = address if len(address) <= 100 else address[:97] + "..."
+        raise PermanentFailure(
+            f"recipient {shown!r} is not one e-mail address (a list, a group or a second "
+            "address in one recipient is refused)"
+        )
+    return address
 
 
 def _check_header(name: str, value: str) -> str:
@@ -179,6 +229,11 @@ class MailConsumer(Consumer):
     ``resolver`` (a callable or a mapping; by default a recipient containing
     ``@`` is its own address). ``attachments_field`` names the event field
     holding ``[{"filename", "content_type", "content" | "content_base64"}]``.
+
+    In ``html`` every field is HTML-escaped (``<``, ``>``, ``&``, quotes), so
+    an event's text cannot add markup; ``html_safe_fields`` names the fields
+    that hold HTML the application made (``("body_html",)``), inserted as they
+    are. Every recipient must be one address: ``a@x, b@y`` is refused.
     """
 
     def __init__(
@@ -190,10 +245,14 @@ class MailConsumer(Consumer):
         subject: str = "{title}",
         body: str = "{body}",
         html: str | None = None,
+        html_safe_fields: Iterable[str] = (),
         attachments_field: str = "attachments",
     ) -> None:
         self.sender = sender
         self.recipients = list(recipients) if recipients is not None else None
+        if isinstance(html_safe_fields, str):
+            raise ConfigurationError("html_safe_fields is a list of field names, not a string")
+        self.html_safe_fields = frozenset(html_safe_fields)
         if isinstance(resolver, Mapping):
             table = dict(resolver)
             self.resolver: Resolver = table.get
@@ -229,18 +288,23 @@ class MailConsumer(Consumer):
             if missing:
                 logger.warning("no e-mail address for %s; mailing the others", ", ".join(missing))
         for address in addresses:
-            _check_header("recipient", address)
+            _check_address(address)
         subject = _formatter.vformat(self.subject_template, (), fields)
         return MailMessage(
             subject=_check_header("subject", subject),
             sender=_check_header("sender", sender),
             recipients=addresses,
             text=_formatter.vformat(self.body_template, (), fields),
-            html=None
-            if self.html_template is None
-            else _formatter.vformat(self.html_template, (), fields),
+            html=None if self.html_template is None else self._html(fields),
             attachments=_attachments(event, self.attachments_field),
         )
+
+    def _html(self, fields: dict[str, Any]) -> str:
+        assert self.html_template is not None
+        safe = self.html_safe_fields
+        if safe:
+            fields = {k: _Raw(v) if k in safe else v for k, v in fields.items()}
+        return _html_formatter.vformat(self.html_template, (), fields)
 
     def consume(self, event: Event) -> None:
         self.deliver([self.compose(event)])

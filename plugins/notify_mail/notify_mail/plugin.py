@@ -12,7 +12,14 @@ SETTINGS = (
     Setting("MAIL_USE_TLS", bool, False, "Upgrade the connection with STARTTLS."),
     Setting("MAIL_USE_SSL", bool, False, "Connect with SSL/TLS from the start (SMTPS)."),
     Setting("MAIL_USERNAME", str, None, "Login name, if the server needs one.", nullable=True),
-    Setting("MAIL_PASSWORD", str, None, "Login password (never logged).", nullable=True),
+    Setting(
+        "MAIL_PASSWORD",
+        str,
+        None,
+        "Login password, if the server needs one.",
+        nullable=True,
+        secret=True,
+    ),
     Setting(
         "MAIL_DEFAULT_SENDER", str, None, "From address when a consumer names none.", nullable=True
     ),

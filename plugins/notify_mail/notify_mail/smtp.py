@@ -74,7 +74,7 @@ class SMTPConsumer(MailConsumer):
 
         ``host``, ``port``, ``use_tls``, ``use_ssl``, ``username``, ``password``,
         ``timeout``, ``max_emails``, and the message's ``sender``, ``recipients``,
-        ``subject``, ``body``, ``html`` and ``attachments_field``.
+        ``subject``, ``body``, ``html``, ``html_safe_fields`` and ``attachments_field``.
         """
         settings = config.settings
         recipients = config.get_list(prefix + "recipients") or None
@@ -86,6 +86,9 @@ class SMTPConsumer(MailConsumer):
             value = config.get_str(prefix + key)
             if value is not None:
                 options[key] = value
+        safe = config.get_list(prefix + "html_safe_fields")
+        if safe:
+            options["html_safe_fields"] = safe
         return cls(
             config.get_str(prefix + "host", settings.get("MAIL_SERVER") or "127.0.0.1"),
             config.get_int(prefix + "port", settings.get("MAIL_PORT") or 25, minimum=1),

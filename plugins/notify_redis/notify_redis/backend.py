@@ -9,8 +9,9 @@ Queues: one stream per queue read through a consumer group. Reserving is one
 Lua script (atomic on the server): move due delayed jobs onto the stream,
 take over one job whose lease (its visibility timeout, a sorted set of
 deadlines) ran out with ``XCLAIM``, or else read a new one with
-``XREADGROUP``; then record the new lease and a receipt. ``ack``, ``retry``
-and ``dead_letter`` are scripts too, and act only while the receipt matches.
+``XREADGROUP``; then record the new lease and a receipt. ``ack``, ``retry``,
+``release`` and ``dead_letter`` are scripts too, and act only while the
+receipt matches.
 Delayed jobs (retries with back-off) wait in a sorted set. Dead letters are a
 stream of their own.
 """
@@ -41,6 +42,7 @@ from notifycore.backends.base import (
     Outage,
     StreamMessage,
     StreamRead,
+    id_number,
 )
 from notifycore.errors import BackendError, BackendUnavailable, InvalidStreamId
 
@@ -283,13 +285,27 @@ return 1
 """
 )
 
-# KEYS[4]: dead stream; ARGV[4]: error, ARGV[5]: queue
+# KEYS[4]: dead stream; ARGV[4]: error, ARGV[5]: queue, ARGV[6]: the tries to record
 _DEAD = (
     _OWNED
     + """
 if p then
-  redis.call('XADD', KEYS[4], '*', 'p', p, 'a', a, 'e', ARGV[4], 't', now, 'q', ARGV[5])
+  redis.call('XADD', KEYS[4], '*', 'p', p, 'a', ARGV[6], 'e', ARGV[4], 't', now, 'q', ARGV[5])
 end
+return 1
+"""
+)
+
+# Back on the stream at once with the attempt this reservation counted taken back, and
+# the last error kept (read before the shared head forgets it).
+_RELEASE = (
+    "local e = redis.call('HGET', KEYS[3], 'e:' .. ARGV[2])\n"
+    + _OWNED
+    + """
+if not p then return 1 end
+local left = math.max(tonumber(a) - 1, 0)
+if e then redis.call('XADD', KEYS[1], '*', 'p', p, 'a', left, 'e', e)
+else redis.call('XADD', KEYS[1], '*', 'p', p, 'a', left) end
 return 1
 """
 )
@@ -297,10 +313,11 @@ return 1
 
 def parse_id(value: str) -> tuple[int, int]:
     """A Redis stream id (``"1700000000000-3"`` or ``"1700000000000"``) as a tuple."""
-    ms, _, seq = value.partition("-")
-    if not ms.isdigit() or (seq and not seq.isdigit()) or not ms.isascii():
+    ms, dash, seq = value.partition("-") if isinstance(value, str) else ("", "", "")
+    first, second = id_number(ms), id_number(seq) if dash else 0
+    if first is None or second is None:
         raise InvalidStreamId(f"not a Redis stream id: {value!r}")
-    return int(ms), int(seq or 0)
+    return first, second
 
 
 def _text(value: Any) -> str:
@@ -337,6 +354,7 @@ class RedisBackend(Backend):
     name = "redis"
     shared = True
     connection_errors = (redis.ConnectionError, redis.TimeoutError)
+    release_keeps_tries = True
 
     def __init__(
         self,
@@ -374,6 +392,7 @@ class RedisBackend(Backend):
         self._ack_many = self.client.register_script(_ACK_MANY)
         self._retry = self.client.register_script(_RETRY)
         self._dead = self.client.register_script(_DEAD)
+        self._release = self.client.register_script(_RELEASE)
         self._groups: set[str] = set()
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -766,9 +785,12 @@ class RedisBackend(Backend):
             self._retry, job, self._qkeys(job.queue), int(max(delay, 0.0) * 1000), error
         )
 
+    def release(self, job: Job) -> bool:
+        return self._finish(self._release, job, self._qkeys(job.queue)[:3])
+
     def dead_letter(self, job: Job, *, error: str) -> bool:
         keys = [*self._qkeys(job.queue)[:3], self._dead_key(job.queue)]
-        return self._finish(self._dead, job, keys, error, job.queue)
+        return self._finish(self._dead, job, keys, error, job.queue, job.attempts)
 
     def dead_letters(self, queue: str, *, limit: int | None = None) -> list[DeadLetter]:
         with self._calling("dead_letters"):

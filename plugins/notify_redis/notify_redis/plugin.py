@@ -9,7 +9,13 @@ from notifycore import Setting, hookimpl
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
 SETTINGS = (
-    Setting("REDIS_URL", str, DEFAULT_URL, "The Redis server (redis:// or rediss:// URL)."),
+    Setting(
+        "REDIS_URL",
+        str,
+        DEFAULT_URL,
+        "The Redis server (redis:// or rediss:// URL).",
+        secret=True,
+    ),
     Setting("REDIS_PREFIX", str, "notifycore:", "Prefix of every key notifycore writes in Redis."),
     Setting(
         "REDIS_RETRIES",

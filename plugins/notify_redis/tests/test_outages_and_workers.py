@@ -9,12 +9,14 @@ import sys
 import threading
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from notify_redis.backend import RedisBackend
+from notify_redis.testing import RedisServer
 from notifycore import BackendUnavailable, Event, Notifications, hookimpl
 from notifycore.plugins import get_plugins
 from notifycore.testing import wait_for
@@ -178,3 +180,138 @@ def test_worker_killed_mid_job_the_job_is_reclaimed_and_done(
     assert done_ids().count(slow.event_id) == 1, "the killed job was reclaimed and done once"
     assert sender.backend.dead_letters("notifycore") == []
     sender.close()
+
+
+def _worker_env(url: str, prefix: str, directory: Path, **settings: str) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("NOTIFYCORE_")},
+        "NOTIFYCORE_BACKEND": "redis",
+        "NOTIFYCORE_REDIS_URL": url,
+        "NOTIFYCORE_REDIS_PREFIX": prefix,
+        "WORKER_TEST_DIR": str(directory),
+        "PYTHONPATH": str(APPS),
+        **{f"NOTIFYCORE_{k}": v for k, v in settings.items()},
+    }
+
+
+def _start_worker(env: dict[str, str], cwd: Path, stderr: Any = subprocess.PIPE) -> Any:
+    return subprocess.Popen(
+        [NOTIFYCORE, "worker", "--app", "redis_app"],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
+
+
+def _ids(path: Path) -> list[str]:
+    return [line.split()[0] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_a_job_that_kills_its_worker_is_dead_lettered_after_max_tries_deliveries(
+    redis_server: Any, tmp_path: Path
+) -> None:
+    prefix = f"crash-{uuid.uuid4().hex[:6]}:"
+    env = _worker_env(redis_server.url, prefix, tmp_path, VISIBILITY_TIMEOUT="1", MAX_TRIES="3")
+    sender = Notifications(
+        config={"BACKEND": "redis", "REDIS_URL": redis_server.url, "REDIS_PREFIX": prefix},
+        environ={},
+    )
+    sender.create_hub("Jobs").register_consumer(lambda e: None, name="crash", mode="queued")
+    poison = Event(None, "job", "crash")
+    sender.send(poison)
+    behind = [Event(None, "job", f"fine {i}") for i in range(3)]
+    sender.send_many(behind)
+
+    def dead() -> bool:
+        return bool(sender.backend.dead_letters("notifycore"))
+
+    exits: list[int] = []
+    worker = _start_worker(env, tmp_path)
+    try:
+        while not dead():  # a supervisor: start a new worker whenever one dies
+            wait_for(partial(_ended_or, worker, dead), 60, "a death or the dead letter")
+            if worker.poll() is not None:
+                _, err = worker.communicate(timeout=30)
+                exits.append(worker.returncode)
+                assert len(exits) <= 3, f"the job killed {len(exits)} workers: {err}"
+                worker = _start_worker(env, tmp_path)
+        wait_for(
+            lambda: set(_ids(tmp_path / "crash-ok.log")) >= {e.event_id for e in behind},
+            60,
+            "the jobs behind the poison one",
+        )
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=60)
+    finally:
+        worker.kill()
+    assert worker.returncode == 0, err
+    assert exits == [3, 3, 3]
+    assert _ids(tmp_path / "crash-tries.log") == [poison.event_id] * 3
+    (letter,) = sender.backend.dead_letters("notifycore")
+    assert poison.event_id.encode() in letter.payload
+    assert letter.attempts == 3
+    assert letter.error.startswith("worker died: try 3 of 3 never finished"), letter.error
+    assert sorted(_ids(tmp_path / "crash-ok.log")) == sorted(e.event_id for e in behind)
+    assert sender.backend.queue_length("notifycore") == 0
+    sender.close()
+
+
+def _ended_or(process: Any, condition: Any) -> bool:
+    return process.poll() is not None or bool(condition())
+
+
+def test_a_worker_reports_a_redis_outage_once_and_its_recovery_once(tmp_path: Path) -> None:
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    prefix = f"outage-{uuid.uuid4().hex[:6]}:"
+    env = _worker_env(server.url, prefix, tmp_path, REDIS_RETRIES="1")
+    log = tmp_path / "worker.err"
+    with open(log, "w") as stderr:
+        worker = _start_worker(env, tmp_path, stderr)
+    sender = None
+    try:
+        wait_for(lambda: "thread(s)" in log.read_text(), 60, "the worker to start")
+        server.stop()
+        wait_for(lambda: "backend is down" in log.read_text(), 60, "the outage to be reported")
+        # Several failed reserves (each printed a traceback before: that ends the wait too).
+        wait_for(
+            lambda: (
+                len(_ids(tmp_path / "backend-errors.log")) >= 5
+                or log.read_text().count("Traceback") >= 5
+            ),
+            60,
+            "the worker to retry",
+        )
+        during = log.read_text()
+        assert "Traceback" not in during, during
+        assert during.count("backend is down") == 1, during
+        server.start()
+        wait_for(lambda: "answers again" in log.read_text(), 60, "the recovery to be reported")
+        sender = Notifications(
+            config={"BACKEND": "redis", "REDIS_URL": server.url, "REDIS_PREFIX": prefix},
+            environ={},
+        )
+        sender.create_hub("Jobs").register_consumer(lambda e: None, name="work", mode="queued")
+        event = Event(None, "job", "after the outage")
+        sender.send(event)
+        wait_for(lambda: event.event_id in _ids(tmp_path / "done.log"), 60, "the job to be done")
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=60)
+    finally:
+        worker.kill()
+        if sender is not None:
+            sender.close()
+        server.stop()
+    err = log.read_text()
+    assert worker.returncode == 0, err
+    lines = err.splitlines()
+    down = [line for line in lines if "backend is down" in line]
+    back = [line for line in lines if "answers again" in line]
+    assert len(down) == 1, err
+    assert "WARNING notifycore.worker: reserving a job failed, the backend is down: " in down[0]
+    assert len(back) == 1, err
+    assert "Traceback" not in err
+    assert len(lines) < 10, err

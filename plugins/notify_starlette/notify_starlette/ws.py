@@ -31,6 +31,20 @@ MAX_SUBSCRIPTIONS = 64
 #: Close codes: 1013 "try again later" for a slow client, 1012 "service restart" at shutdown.
 CLOSE_CODES = {"slow": 1013, "shutdown": 1012}
 _WAKE_SECONDS = 30.0
+#: Longest client message, and longest stream name in one, in characters.
+MAX_MESSAGE_CHARS = 64 * 1024
+MAX_STREAM_NAME = 1024
+
+
+def _is_text(value: str) -> bool:
+    """Whether UTF-8 can encode ``value`` (a JSON ``"\\ud800"`` gives a lone surrogate)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def event_message(stream_json: str, message: StreamMessage) -> str:
@@ -75,9 +89,14 @@ class Session:
             await self._handle(text)
 
     async def _handle(self, text: str) -> None:
+        if len(text) > MAX_MESSAGE_CHARS:
+            await self._error(
+                None, "bad_request", f"messages are {MAX_MESSAGE_CHARS} characters at most"
+            )
+            return
         try:
             request = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply to parse
             request = None
         if not isinstance(request, dict):
             await self._error(None, "bad_request", "messages are JSON objects")
@@ -86,8 +105,13 @@ class Session:
         if action not in ("subscribe", "unsubscribe"):
             await self._error(None, "bad_request", "action must be subscribe or unsubscribe")
             return
-        if not isinstance(name, str) or not name:
-            await self._error(None, "bad_request", "stream must be a non-empty string")
+        if not isinstance(name, str) or not name or len(name) > MAX_STREAM_NAME:
+            await self._error(
+                None, "bad_request", f"stream must be a string of 1 to {MAX_STREAM_NAME} characters"
+            )
+            return
+        if not _is_text(name):
+            await self._error(None, "bad_request", "stream must be valid Unicode text")
             return
         try:
             stream = self.endpoints.resolve(name, self.principal)
@@ -105,7 +129,7 @@ class Session:
             await self._send({"type": "unsubscribed", "stream": stream})
             return
         after = request.get("after")
-        if after is not None and not isinstance(after, str):
+        if after is not None and not (isinstance(after, str) and _is_text(after)):
             await self._error(stream, "bad_request", "after must be a string id")
             return
         await self._subscribe(stream, after or None)
