@@ -158,6 +158,33 @@ def test_errors_are_the_same_json(site: Site, notes: Notifications, http: httpx.
     assert mine.status_code == 200 and mine.json()["stream"] == "user:ann"
 
 
+def test_another_method_or_path_is_json_too(
+    site: Site, notes: Notifications, http: httpx.Client
+) -> None:
+    with site(notes) as base:
+        answers = {
+            "GET events": http.get(base + "/events"),
+            "PUT events": http.put(base + "/events", json={}),
+            "POST a stream": http.post(base + "/alerts/stream"),
+            "POST me": http.post(base + "/me/stream"),
+            "DELETE history": http.delete(base + "/me/events"),
+            "no route": http.get(base + "/a/b/c"),
+            "no route either": http.post(base + "/alerts"),
+        }
+    got = {what: (r.status_code, r.json()["error"]) for what, r in answers.items()}
+    assert got == {
+        "GET events": (405, "method_not_allowed"),
+        "PUT events": (405, "method_not_allowed"),
+        "POST a stream": (405, "method_not_allowed"),
+        "POST me": (405, "method_not_allowed"),
+        "DELETE history": (405, "method_not_allowed"),
+        "no route": (404, "not_found"),
+        "no route either": (404, "not_found"),
+    }
+    assert answers["GET events"].headers["allow"] == "POST"
+    assert answers["POST a stream"].headers["allow"] == "GET"
+
+
 def test_heartbeats_are_the_same_comment(
     site: Site, notes: Notifications, http: httpx.Client
 ) -> None:

@@ -15,7 +15,8 @@ replies, error codes, heartbeats and frames:
 
 Every answer other than a stream or a 202 is JSON ``{"error": code,
 "message": ...}``: 400 ``bad_request``, 401 ``unauthorized`` (with
-``WWW-Authenticate: Bearer``), 403 ``forbidden``, 404 ``not_found``, 415
+``WWW-Authenticate: Bearer``), 403 ``forbidden``, 404 ``not_found`` (no such
+hub, or no such route), 405 ``method_not_allowed``, 415
 ``unsupported_media_type``, 422 ``invalid_event`` (with ``field``), 503
 ``unavailable`` (the backend cannot be reached) or ``shutting_down``, and
 500 ``consumer_failed`` only under the ``raise`` error policy.
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
 __all__ = [
     "JSON",
     "MAX_HISTORY",
+    "OTHER_METHODS",
+    "ROUTES",
     "EventStream",
     "ProcessState",
     "Refusal",
@@ -63,6 +66,8 @@ __all__ = [
     "WebProtocol",
     "WebRequest",
     "error_reply",
+    "method_not_allowed",
+    "no_such_route",
     "process_state",
 ]
 
@@ -73,6 +78,16 @@ JSON = "application/json"
 MAX_HISTORY = 1000
 #: A stream waits at most this long for a batch, so a lost wake-up can never stall it.
 WAKE_SECONDS = 30.0
+#: Every route under an adapter's prefix, with its method (``{hub_id}``: a hub label or id).
+ROUTES: tuple[tuple[str, str], ...] = (
+    ("/me/stream", "GET"),
+    ("/me/events", "GET"),
+    ("/events", "POST"),
+    ("/{hub_id}/stream", "GET"),
+    ("/{hub_id}/events", "GET"),
+)
+#: The methods a route answers 405 to, but its own (frameworks answer HEAD and OPTIONS).
+OTHER_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
 # -- replies ---------------------------------------------------------------------------------
@@ -97,6 +112,20 @@ def error_reply(status: int, code: str, message: str, **extra: Any) -> Reply:
     """``{"error": code, "message": message, **extra}``; a 401 says it wants a Bearer token."""
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return Reply.json(status, {"error": code, "message": message, **extra}, headers)
+
+
+def method_not_allowed(allowed: str) -> Reply:
+    """405 for a route asked with another method than ``allowed``."""
+    return Reply.json(
+        405,
+        {"error": "method_not_allowed", "message": f"this route answers {allowed} only"},
+        {"Allow": allowed},
+    )
+
+
+def no_such_route() -> Reply:
+    """404 for a path under the adapter's prefix that is none of :data:`ROUTES`."""
+    return error_reply(404, "not_found", "no such route")
 
 
 class Refusal(Exception):

@@ -23,6 +23,7 @@ from flask import Blueprint, Response, request, stream_with_context
 from notify_flask.extension import notifications_of_current_app
 from notifycore.web import EventStream, Reply, WebOptions, WebProtocol, WebRequest
 from notifycore.web.access import Authenticate, Authorize, AuthorizeSend
+from notifycore.web.protocol import OTHER_METHODS, ROUTES, method_not_allowed, no_such_route
 
 if TYPE_CHECKING:
     from notifycore import Notifications
@@ -159,6 +160,20 @@ def stream_blueprint(
     blueprint.add_url_rule("/events", "send", lambda: answer(sending=True), methods=["POST"])
     blueprint.add_url_rule("/<hub_id>/stream", "hub_stream", stream)
     blueprint.add_url_rule("/<hub_id>/events", "history", answer)
+    # Another method, or a path that is no route: JSON answers too, as on every adapter.
+    for number, (path, method) in enumerate(ROUTES):
+        blueprint.add_url_rule(
+            path.replace("{hub_id}", "<hub_id>"),
+            f"not_allowed_{number}",
+            lambda method=method, **_: _response(method_not_allowed(method)),
+            methods=[m for m in OTHER_METHODS if m != method],
+        )
+    blueprint.add_url_rule(
+        "/<path:rest>",
+        "no_such_route",
+        lambda rest: _response(no_such_route()),
+        methods=OTHER_METHODS,
+    )
     return blueprint
 
 

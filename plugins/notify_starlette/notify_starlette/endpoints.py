@@ -18,15 +18,16 @@ from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
-from starlette.routing import Route, Router, WebSocketRoute
+from starlette.routing import BaseRoute, Route, Router, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketClose
 
 from notify_starlette._shared import drop_connection, flushed_or_dropped, incoming, response
 from notify_starlette.ws import Session
 from notifycore.web import Reply, WebOptions, WebProtocol, WebRequest, stream_for_hub
 from notifycore.web.access import Authenticate, Authorize, AuthorizeSend
 from notifycore.web.calls import arun
+from notifycore.web.protocol import OTHER_METHODS, ROUTES, method_not_allowed, no_such_route
 
 if TYPE_CHECKING:
     from notifycore import Notifications
@@ -215,14 +216,33 @@ def routes(
         named_events=named_events,
     )
     endpoints = Endpoints(WebProtocol(notifications, options, to_thread=anyio.to_thread.run_sync))
-    return Router(
-        routes=[
-            # /me/... first: a hub labelled "me" is reachable by its hub id only.
-            Route("/me/stream", endpoints.my_stream, methods=["GET"]),
-            Route("/me/events", endpoints.my_events, methods=["GET"]),
-            Route("/events", endpoints.post_event, methods=["POST"]),
-            Route("/{hub_id}/stream", endpoints.hub_stream, methods=["GET"]),
-            Route("/{hub_id}/events", endpoints.hub_events, methods=["GET"]),
-            WebSocketRoute("/ws", endpoints.websocket),
-        ]
-    )
+    handlers = {
+        "/me/stream": endpoints.my_stream,
+        "/me/events": endpoints.my_events,
+        "/events": endpoints.post_event,
+        "/{hub_id}/stream": endpoints.hub_stream,
+        "/{hub_id}/events": endpoints.hub_events,
+    }
+    # /me/... first (ROUTES' order): a hub labelled "me" is reachable by its hub id only.
+    table: list[BaseRoute] = [Route(p, handlers[p], methods=[m]) for p, m in ROUTES]
+    # Another method, or a path that is no route: JSON answers too, as on every adapter.
+    table += [
+        Route(p, _reply(method_not_allowed(m)), methods=[o for o in OTHER_METHODS if o != m])
+        for p, m in ROUTES
+    ]
+    table.append(WebSocketRoute("/ws", endpoints.websocket))
+    return Router(routes=table, default=_no_such_route)
+
+
+def _reply(reply: Reply) -> Callable[[Request], Awaitable[Response]]:
+    async def answer(request: Request) -> Response:
+        return response(reply)
+
+    return answer
+
+
+async def _no_such_route(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "websocket":
+        await WebSocketClose()(scope, receive, send)
+        return
+    await response(no_such_route())(scope, receive, send)
