@@ -165,6 +165,9 @@ async def _acall(step: Call, to_thread: ToThread) -> Any:
 
     try:
         result = await to_thread(work)
+        # A thread runner that cannot be cancelled (anyio's) hands the result back to a
+        # request cancelled meanwhile: the cancellation comes at this checkpoint.
+        await asyncio.sleep(0)
     except BaseException:
         with lock:
             abandoned = True
