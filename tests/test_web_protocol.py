@@ -55,7 +55,7 @@ def starlette_site(notifications: Notifications, **options: Any) -> Iterator[str
 
 @pytest.fixture(params=["flask", "starlette"])
 def site(request: pytest.FixtureRequest) -> Site:
-    return flask_site if request.param == "flask" else starlette_site  # type: ignore[return-value]
+    return flask_site if request.param == "flask" else starlette_site
 
 
 @pytest.fixture
@@ -324,7 +324,8 @@ def test_async_access_rules_are_awaited_on_both_adapters(
     site: Site, notes: Notifications, http: httpx.Client
 ) -> None:
     async def authenticate(request: Any) -> str | None:
-        return request.headers.get("x-user")
+        user: str | None = request.headers.get("x-user")
+        return user
 
     async def authorize(principal: Any, stream: str) -> bool:
         return bool(principal == "ann")
@@ -345,18 +346,19 @@ class AsyncRules:
 
     @hookimpl
     async def notifycore_authorize(self, principal: Any, stream: str) -> bool | None:
-        return principal == "ann"
+        return bool(principal == "ann")
 
     @hookimpl
     async def notifycore_authorize_send(self, principal: Any, event: Event) -> bool | None:
-        return principal == "ann"
+        return bool(principal == "ann")
 
 
 def test_async_access_hooks_are_awaited_on_both_adapters(
     site: Site, notes: Notifications, http: httpx.Client
 ) -> None:
     def authenticate(request: Any) -> str | None:
-        return request.headers.get("x-user")
+        user: str | None = request.headers.get("x-user")
+        return user
 
     get_plugins().register(AsyncRules(), name="async-rules")
     try:
@@ -378,7 +380,8 @@ def test_a_query_token_is_hidden_from_authenticate_but_the_rest_of_the_request_i
     def authenticate(request: Any) -> str | None:
         query = getattr(request, "args", None) or request.query_params
         seen.append((query.get("token"), query.get("other")))
-        return request.headers.get("x-user")
+        user: str | None = request.headers.get("x-user")
+        return user
 
     with site(notes, authenticate=authenticate) as base:
         mine = http.get(base + "/me/events?token=t&other=kept", headers={"x-user": "ann"})

@@ -79,7 +79,8 @@ def test_one_blueprint_serves_each_app_its_own_notifications() -> None:
         all_notifications.append(notifications)
     try:
         for app in apps:
-            events = app.test_client().get("/notifications/event-hub-Chat/events").json["events"]
+            history = app.test_client().get("/notifications/event-hub-Chat/events").get_json()
+            events = history["events"]
             assert [e["event"]["title"] for e in events] == [app.name]
     finally:
         for notifications in all_notifications:
