@@ -32,7 +32,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from notifycore.errors import BackendError, ConsumerError, InvalidEvent, InvalidStreamId, UnknownHub
+from notifycore.errors import (
+    BackendError,
+    ConsumerError,
+    InvalidEvent,
+    InvalidStreamId,
+    NotifycoreError,
+    UnknownHub,
+)
 from notifycore.web.access import (
     Access,
     Authenticate,
@@ -128,7 +135,7 @@ def no_such_route() -> Reply:
     return error_reply(404, "not_found", "no such route")
 
 
-class Refusal(Exception):
+class Refusal(NotifycoreError):
     """Ends a route with an error answer (raised inside its steps, turned into :attr:`reply`)."""
 
     def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
