@@ -8,10 +8,10 @@ configured, and closed once one is.
 
 Sending (``POST /events``): ``authorize_send(principal, event)`` (a callable,
 else the ``notifycore_authorize_send`` hook) sees the event with the sender
-the client claimed and decides; without either, the older pseudo-stream
-``"send"`` is asked through ``authorize``/``notifycore_authorize``, and the
-event's ``sender`` becomes the signed-in principal's id, whatever the client
-wrote.
+the client claimed and decides; without either, the older (deprecated)
+pseudo-stream ``"send"`` is asked through ``authorize``/``notifycore_authorize``,
+and the event's ``sender`` becomes the signed-in principal's id, whatever the
+client wrote.
 """
 
 from __future__ import annotations
