@@ -12,6 +12,9 @@ NotifycoreError
 ├── InvalidStreamId         a stream id (a browser's Last-Event-ID, say) the backend cannot read
 └── BackendError            the backend failed
     └── BackendUnavailable  the broker cannot be reached (after the retries it allows)
+
+(``notifycore.web.Refusal`` is below the root too, but never leaves a web
+route: ``WebProtocol.run`` turns it into the route's JSON error answer.)
 """
 
 from __future__ import annotations
