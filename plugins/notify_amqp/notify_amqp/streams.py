@@ -280,8 +280,9 @@ class AmqpStreams(AmqpNames):
                 if not resumed:
                     # A resumed follower reads first, as every backend's follower does: an id
                     # lost to retention, or one the stream never gave, is answered with a reset
-                    # and the oldest messages kept, before the consumer attaches after them.
-                    first = self.read(stream, after)
+                    # and the oldest message kept, and the consumer attaches after it. One
+                    # message: a read of a busy stream would go on until its cap.
+                    first = self.read(stream, after, limit=1)
                     resumed = True
                     if first.messages:
                         position = int(first.messages[-1].id)
