@@ -183,7 +183,7 @@ class Worker:
         return queues
 
     def _check_dedupe(self) -> None:
-        """De-duplication needs the backend's key-value store: refuse at start without one."""
+        """De-duplication needs the backend's claims (a capability): refuse to start without."""
         default_queue = self.notifications.settings["DEFAULT_QUEUE"]
         for hub in self.notifications.hubs.values():
             for registration in hub.registrations:

@@ -154,3 +154,25 @@ def test_a_dead_letter_envelope_keeps_its_id() -> None:
     letter = DeadEnvelope("42", b"\x00binary", 5, "worker died", 1700000000.5)
     assert open_dead(seal_dead(letter)) == letter
     assert open_job(seal_dead(letter))[1:] == (0, None), "a dead letter is not a retried job"
+
+
+def test_a_dedupe_consumer_registered_after_the_worker_started_gets_its_jobs_dead_lettered() -> (
+    None
+):
+    from notifycore import Event, JobOutcome, Notifications, Worker
+
+    notifications = Notifications(config={}, backend=Primitives(), environ={})
+    try:
+        hub = notifications.create_hub("late")
+        worker = Worker(notifications)  # no de-duplicating consumer yet: it starts
+        hub.register_consumer(lambda e: None, name="once", mode="queued", dedupe=True)
+        notifications.send(Event(None, "late", "registered late", ""))
+        job = worker.reserve(block=5.0)
+        assert job is not None
+        assert worker.process(job) is JobOutcome.DEAD
+        (letter,) = notifications.backend.dead_letters("notifycore")
+        assert letter.error.startswith("ConfigurationError: de-duplication (dedupe=True on ")
+        assert "needs a backend that offers claims" in letter.error
+        assert notifications.backend.queue_length("notifycore") == 0
+    finally:
+        notifications.close()
