@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import inspect
 import os
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from types import MappingProxyType
 from typing import Any
 
 from notifycore import drivers
 from notifycore.backends.base import Backend
 from notifycore.config import Setting, Settings, load_config
-from notifycore.errors import (
-    ConfigurationError,
-    ConsumerError,
-    ConsumerTimeout,
-    InvalidEvent,
-    UnknownHub,
-)
+from notifycore.delivery import Delivery, Steps
+from notifycore.errors import ConfigurationError, ConsumerError, InvalidEvent
 from notifycore.event import Event
 from notifycore.fanout import Fanout
-from notifycore.hub import HUB_ID_PREFIX, Hub, Registration
-from notifycore.jobs import encode_job
+from notifycore.hub import Hub
 from notifycore.listeners import (
     Declarations,
     LoadedHubs,
@@ -34,7 +24,7 @@ from notifycore.listeners import (
     parse_declarations,
 )
 from notifycore.plugins import Plugins, get_plugins
-from notifycore.result import ConsumerOutcome, SendResult, Status
+from notifycore.result import SendResult
 from notifycore.worker import Worker
 
 __all__ = ["Notifications", "collect_settings"]
@@ -59,41 +49,6 @@ def collect_settings(plugins: Plugins) -> dict[str, Setting]:
     return declared
 
 
-async def _await(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
-
-
-class _TimedOut(Exception):
-    """A coroutine run by :class:`_LoopThread` was cancelled at its time limit."""
-
-
-class _LoopThread:
-    """An event loop in a daemon thread, for async consumers reached from sync ``send()``."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(
-            target=self.loop.run_forever, name="notifycore-async", daemon=True
-        )
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, Any], timeout: float | None = None) -> Any:
-        """Run ``coro`` on the loop; past ``timeout`` seconds it is cancelled (``_TimedOut``)."""
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        if timeout is None:
-            return future.result()
-        finished, _ = concurrent.futures.wait([future], timeout)
-        if not finished and future.cancel():
-            raise _TimedOut
-        return future.result()
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
-        if not self.thread.is_alive():
-            self.loop.close()
-
-
 class Notifications:
     """The entry point: ``Notifications(app=None, *, config=None, config_prefix="")``.
 
@@ -116,13 +71,10 @@ class Notifications:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.plugins = get_plugins()
+        #: Routing and running consumers: what ``send()`` and workers share.
+        self.delivery = Delivery(self.plugins)
         self._environ = environ
-        self._hubs: dict[str, Hub] = {}
-        self._hub_list: tuple[Hub, ...] = ()
         self._lock = threading.RLock()
-        self._loop_thread: _LoopThread | None = None
-        self._stats_lock = threading.Lock()
-        self._stats: dict[str, int] = {"expired": 0, "failed": 0}
         self._backend: Backend | None = None
         self._worker: Worker | None = None
         self._fanout: Fanout | None = None
@@ -148,7 +100,7 @@ class Notifications:
             self._install(load_hubs(self, self.declarations))
 
     def __repr__(self) -> str:
-        return f"<Notifications backend={self._backend!r} hubs={list(self._hubs)}>"
+        return f"<Notifications backend={self._backend!r} hubs={list(self.hubs)}>"
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -183,7 +135,7 @@ class Notifications:
         self._max_event_size: int = settings["MAX_EVENT_SIZE"]
         self._max_event_depth: int = settings["MAX_EVENT_DEPTH"]
         self._raise_errors = settings["CONSUMER_ERRORS"] == "raise"
-        self._default_queue: str = settings["DEFAULT_QUEUE"]
+        self.delivery.configure(settings, backend)
         if old is not None and old is not backend:
             if self._fanout is not None:  # its followers read the old backend
                 self._fanout.close()
@@ -238,12 +190,7 @@ class Notifications:
         if self._fanout is not None:
             self._fanout.close()
             self._fanout = None
-        for hub in self._hub_list:
-            for registration in hub.registrations:
-                registration.consumer.close()
-        if self._loop_thread is not None:
-            self._loop_thread.close()
-            self._loop_thread = None
+        self.delivery.close()
         if self._backend is not None:
             self._backend.close()
 
@@ -251,43 +198,20 @@ class Notifications:
 
     def create_hub(self, label: str) -> Hub:
         """A new hub; its ``hub_id`` is ``"event-hub-" + label``."""
-        with self._lock:
-            if label in self._hubs:
-                raise ConfigurationError(f"a hub labelled {label!r} already exists")
-            hub = Hub(self, label)
-            self._hubs[label] = hub
-            self._hub_list = tuple(self._hubs.values())
-        return hub
+        return self.delivery.add_hub(Hub(self, label))
 
     def get_hub(self, label_or_id: str) -> Hub:
         """The hub with that label (or ``hub_id``); :class:`UnknownHub` otherwise."""
-        hub = self._hubs.get(label_or_id)
-        if hub is None and label_or_id.startswith(HUB_ID_PREFIX):
-            hub = self._hubs.get(label_or_id[len(HUB_ID_PREFIX) :])
-        if hub is None:
-            raise UnknownHub(label_or_id)
-        return hub
+        return self.delivery.get_hub(label_or_id)
 
     @property
     def hubs(self) -> Mapping[str, Hub]:
         """The hubs by label (a read-only view)."""
-        return MappingProxyType(self._hubs)
+        return self.delivery.hubs
 
     def remove_hub(self, label_or_id: str) -> Hub:
         """Remove a hub; events sent afterwards no longer reach its consumers."""
-        with self._lock:
-            hub = self.get_hub(label_or_id)
-            del self._hubs[hub.label]
-            self._hub_list = tuple(self._hubs.values())
-        return hub
-
-    def find_registration(self, hub: str, consumer: str) -> tuple[Hub, Registration]:
-        """The hub and registration a queued job names; ``LookupError`` when gone."""
-        found = self.get_hub(hub)
-        try:
-            return found, found.get_registration(consumer)
-        except KeyError:
-            raise LookupError(f"hub {hub!r} has no consumer named {consumer!r}") from None
+        return self.delivery.remove_hub(label_or_id)
 
     # -- background worker -------------------------------------------------------------------
 
@@ -302,7 +226,7 @@ class Notifications:
                 raise ConfigurationError(
                     "a background worker is already running; stop_worker() first"
                 )
-            self._worker = Worker(self, queues, concurrency=concurrency).start()
+            self._worker = Worker(self.delivery, queues, concurrency=concurrency).start()
             return self._worker
 
     def stop_worker(self, timeout: float | None = None) -> None:
@@ -323,14 +247,11 @@ class Notifications:
     @property
     def stats(self) -> dict[str, int]:
         """Counters: ``expired`` events dropped, ``failed`` consumer runs."""
-        with self._stats_lock:
-            return dict(self._stats)
+        return self.delivery.stats
 
     def count(self, name: str, value: int = 1) -> None:
         """Add to a counter and report it through the ``notifycore_metric`` hook."""
-        with self._stats_lock:
-            self._stats[name] = self._stats.get(name, 0) + value
-        self.plugins.metric(f"events.{name}", value)
+        self.delivery.count(name, value)
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -354,191 +275,19 @@ class Notifications:
             "event", f"send() takes an Event, a dict or JSON, not {type(event).__name__}"
         )
 
-    def _run_async(self, awaitable: Awaitable[Any], timeout: float | None = None) -> Any:
-        coro = awaitable if inspect.iscoroutine(awaitable) else _await(awaitable)
-        if self._loop_thread is None:
-            with self._lock:
-                if self._loop_thread is None:
-                    self._loop_thread = _LoopThread()
-        return self._loop_thread.run(coro, timeout)
-
-    def _before(self, hub: Hub, registration: Registration, event: Event) -> None:
-        if self.plugins.has_before_consume:
-            self.plugins.before_consume(hub, registration.name, event)
-        if registration.has_before:
-            registration.consumer.before_consume(event)
-
-    def _after(self, hub: Hub, registration: Registration, event: Event) -> None:
-        if registration.has_after:
-            registration.consumer.after_consume(event)
-        if self.plugins.has_after_consume:
-            self.plugins.after_consume(hub, registration.name, event)
-
-    def run_consumer(
-        self,
-        hub: Hub,
-        registration: Registration,
-        event: Event,
-        done: Callable[[], object] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> BaseException | None:
-        """Deliver ``event`` to one consumer with its hooks; return the error it raised, if any.
-
-        ``done`` runs as soon as the consumer returned, before the after-hooks
-        (workers record de-duplication keys there). An async consumer still
-        running after ``timeout`` seconds is cancelled and the error is a
-        :class:`~notifycore.errors.ConsumerTimeout` (a sync one cannot be
-        stopped from here: the worker watches those).
-        """
-        try:
-            self._before(hub, registration, event)
-            if registration.is_async:
-                self._await_consumer(
-                    registration.consumer.consume(event), hub, registration, timeout
-                )
-            else:
-                returned = registration.consumer.consume(event)
-                if returned is not None and inspect.isawaitable(returned):
-                    # a callable that returned a coroutine after all
-                    self._await_consumer(returned, hub, registration, timeout)
-            if done is not None:
-                done()
-            self._after(hub, registration, event)
-        except Exception as error:
-            self.report_error(hub, registration, event, error)
-            return error
-        return None
-
-    def _await_consumer(
-        self,
-        awaitable: Awaitable[Any],
-        hub: Hub,
-        registration: Registration,
-        timeout: float | None,
-    ) -> None:
-        try:
-            self._run_async(awaitable, timeout)
-        except _TimedOut:
-            assert timeout is not None
-            raise ConsumerTimeout(registration.name, hub.label, timeout) from None
-
-    async def arun_consumer(
-        self, hub: Hub, registration: Registration, event: Event
-    ) -> BaseException | None:
-        """:meth:`run_consumer` for async code: coroutine consumers are awaited in this loop."""
-        consumer = registration.consumer
-        try:
-            self._before(hub, registration, event)
-            aconsume = getattr(consumer, "aconsume", None)
-            if aconsume is not None:
-                await aconsume(event)
-            elif registration.is_async:
-                await consumer.consume(event)
-            else:
-                returned = consumer.consume(event)
-                if returned is not None and inspect.isawaitable(returned):
-                    await returned
-            self._after(hub, registration, event)
-        except Exception as error:
-            self.report_error(hub, registration, event, error)
-            return error
-        return None
-
-    def report_error(
-        self, hub: Hub, registration: Registration, event: Event, error: BaseException
-    ) -> None:
-        """Tell a consumer's ``on_error``, the ``notifycore_consumer_error`` hook and the
-        ``failed`` counter that it failed on ``event`` (a worker reports timeouts here)."""
-        try:
-            registration.consumer.on_error(event, error)
-        except Exception as hook_error:  # the report must go on; keep both errors
-            error.add_note(f"{registration.name}.on_error raised {hook_error!r}")
-        self.count("failed")
-        self.plugins.consumer_error(hub, registration.name, event, error)
-
-    def _route(
-        self, event: Event, result: SendResult
-    ) -> tuple[
-        list[tuple[Hub, Registration, ConsumerOutcome]],
-        dict[str, list[tuple[ConsumerOutcome, bytes]]],
-    ]:
-        """Match hubs and sort consumers into inline runs and queued jobs (no delivery yet)."""
-        inline: list[tuple[Hub, Registration, ConsumerOutcome]] = []
-        queued: dict[str, list[tuple[ConsumerOutcome, bytes]]] = {}
-        expired = result.expired
-        event_json: bytes | None = None
-        default_queue = self._default_queue
-        for hub in self._hub_list:
-            try:
-                if not hub.filter.matches(event):
-                    continue
-            except Exception as error:  # a broken filter fails its hub, not the whole send
-                self._filter_failed(hub, None, event, error, result)
-                continue
-            result.hubs.append(hub.label)
-            for registration in hub.registrations:
-                if expired:
-                    status = Status.EXPIRED
-                elif registration.filter is not None and not self._passes(
-                    hub, registration, event, result
-                ):
-                    status = Status.FILTERED
-                elif registration.mode == "inline":
-                    outcome = ConsumerOutcome(hub.label, registration.name, Status.RAN)
-                    inline.append((hub, registration, outcome))
-                    result.outcomes.append(outcome)
-                    continue
-                else:
-                    if event_json is None:
-                        event_json = event.to_json_bytes()
-                    outcome = ConsumerOutcome(hub.label, registration.name, Status.ENQUEUED)
-                    job = encode_job(hub.label, registration.name, event_json)
-                    queued.setdefault(registration.queue or default_queue, []).append(
-                        (outcome, job)
-                    )
-                    result.outcomes.append(outcome)
-                    continue
-                result.outcomes.append(ConsumerOutcome(hub.label, registration.name, status))
-        return inline, queued
-
-    def _passes(
-        self, hub: Hub, registration: Registration, event: Event, result: SendResult
-    ) -> bool:
-        assert registration.filter is not None
-        try:
-            return registration.filter.matches(event)
-        except Exception as error:
-            self._filter_failed(hub, registration, event, error, result)
-            return False
-
-    def _filter_failed(
-        self,
-        hub: Hub,
-        registration: Registration | None,
-        event: Event,
-        error: Exception,
-        result: SendResult,
-    ) -> None:
-        """A filter raised: its hub's consumers (or that one consumer) fail with the error."""
-        error.add_note(f"raised by the filter of hub {hub.label!r}")
-        for each in (registration,) if registration is not None else hub.registrations:
-            result.outcomes.append(ConsumerOutcome(hub.label, each.name, Status.FAILED, error))
-            self.count("failed")
-            self.plugins.consumer_error(hub, each.name, event, error)
-
-    def _start(self, event: EventLike) -> SendResult:
+    def _sending(self, event: EventLike, aio: bool) -> Steps[SendResult]:
+        """``send()`` in steps (see :mod:`notifycore.delivery`): check, hooks, deliver."""
         checked = self.coerce_event(event)
-        if self.plugins.has_before_send:
-            self.plugins.before_send(self, checked)
+        plugins = self.plugins
+        if plugins.has_before_send:
+            plugins.before_send(self, checked)
         expiration = checked.expiration_datetime
-        return SendResult(checked, expired=expiration is not None and expiration <= _now(_utc))
-
-    def _finish(self, result: SendResult) -> SendResult:
+        result = SendResult(checked, expired=expiration is not None and expiration <= _now(_utc))
+        yield from self.delivery.deliver(result, aio=aio)
         if result.expired:
-            self.count("expired")
-        if self.plugins.has_after_send:
-            self.plugins.after_send(self, result.event, result)
+            self.delivery.count("expired")
+        if plugins.has_after_send:
+            plugins.after_send(self, checked, result)
         if self._raise_errors:
             errors = [o.error for o in result.outcomes if o.error is not None]
             if errors:
@@ -552,31 +301,11 @@ class Notifications:
         here, one failure never stopping the others; queued ones get a job on
         the backend. Returns what happened to each consumer.
         """
-        result = self._start(event)
-        inline, queued = self._route(result.event, result)
-        for hub, registration, outcome in inline:
-            error = self.run_consumer(hub, registration, result.event)
-            if error is not None:
-                outcome.status, outcome.error = Status.FAILED, error
-        for queue, jobs in queued.items():
-            ids = self.backend.enqueue_many(queue, [job for _, job in jobs])
-            for (outcome, _), job_id in zip(jobs, ids, strict=True):
-                outcome.job_id = job_id
-        return self._finish(result)
+        return self.delivery.drive(self._sending(event, False))
 
     async def asend(self, event: EventLike) -> SendResult:
         """:meth:`send` for async code: awaits async consumers and the backend's async face."""
-        result = self._start(event)
-        inline, queued = self._route(result.event, result)
-        for hub, registration, outcome in inline:
-            error = await self.arun_consumer(hub, registration, result.event)
-            if error is not None:
-                outcome.status, outcome.error = Status.FAILED, error
-        for queue, jobs in queued.items():
-            ids = await self.backend.aenqueue_many(queue, [job for _, job in jobs])
-            for (outcome, _), job_id in zip(jobs, ids, strict=True):
-                outcome.job_id = job_id
-        return self._finish(result)
+        return await self.delivery.adrive(self._sending(event, True))
 
     def send_many(self, events: Iterable[EventLike]) -> list[SendResult]:
         """:meth:`send` for each event, in order."""

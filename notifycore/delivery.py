@@ -1,0 +1,388 @@
+"""Delivery: route an event through the hubs' filters and run its consumers with their hooks.
+
+``Notifications.send``/``asend`` and the :class:`~notifycore.worker.Worker`
+both sit on one :class:`Delivery`. It holds the hubs (an immutable snapshot a
+send reads without a lock), matches an event against hub and consumer filters,
+runs inline consumers with the plugin and consumer hooks, reports errors and
+counts them, and enqueues one job per queued consumer.
+
+Sync and async code share one implementation. A delivery is written once, as
+a generator of *steps*: it yields only what must be awaited (an ``async def``
+consumer or hook) and gets the result back. :meth:`Delivery.drive` runs those
+awaitables on a helper event loop, holding a consumer to its time limit;
+:meth:`Delivery.adrive` awaits them in the caller's loop. A sync consumer with
+sync hooks yields nothing, so the sync path never touches an event loop.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from types import MappingProxyType
+from typing import Any, TypeAlias, TypeVar
+
+from notifycore.backends.base import Backend
+from notifycore.errors import ConfigurationError, ConsumerTimeout, UnknownHub
+from notifycore.event import Event
+from notifycore.hub import HUB_ID_PREFIX, Hub, Registration
+from notifycore.jobs import encode_job
+from notifycore.loop_thread import LoopThread, TimedOut
+from notifycore.plugins import Plugins
+from notifycore.result import ConsumerOutcome, SendResult, Status
+
+__all__ = ["Delivery", "Steps"]
+
+T = TypeVar("T")
+#: A delivery in steps: yields awaitables, is sent their results, returns ``T``.
+Steps: TypeAlias = Generator[Awaitable[Any], Any, T]
+
+_Inline = list[tuple[Hub, Registration, ConsumerOutcome]]
+_Queued = dict[str, list[tuple[ConsumerOutcome, bytes]]]
+_Broken = list[tuple[Hub, str, Exception]]
+
+
+class _Consume:
+    """What an async consumer returned: the one kind of step :meth:`Delivery.drive` holds to
+    a time limit (``timeout`` seconds; None: none)."""
+
+    __slots__ = ("awaitable", "timeout")
+
+    def __init__(self, awaitable: Awaitable[Any], timeout: float | None) -> None:
+        self.awaitable = awaitable
+        self.timeout = timeout
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.awaitable.__await__()
+
+
+class Delivery:
+    """Routes events to the consumers of matching hubs and runs them (see the module).
+
+    :meth:`configure` gives it its settings and backend; the entry object
+    (:class:`~notifycore.Notifications`) does that, then adds hubs.
+    """
+
+    def __init__(self, plugins: Plugins) -> None:
+        self.plugins = plugins
+        self._backend: Backend | None = None
+        #: The validated settings (``DEFAULT_QUEUE``, the worker's ``MAX_TRIES``...).
+        self.settings: Mapping[str, Any] = {}
+        self._default_queue = "notifycore"
+        self._lock = threading.RLock()
+        self._hubs: dict[str, Hub] = {}
+        #: The hubs an event is matched against, in creation order; replaced, never mutated.
+        self.snapshot: tuple[Hub, ...] = ()
+        self._loop_thread: LoopThread | None = None
+        self._stats_lock = threading.Lock()
+        self._stats: dict[str, int] = {"expired": 0, "failed": 0}
+
+    def __repr__(self) -> str:
+        return f"<Delivery backend={self._backend!r} hubs={list(self._hubs)}>"
+
+    def configure(self, settings: Mapping[str, Any], backend: Backend) -> None:
+        """Take new settings and a backend (the caller closes the old backend)."""
+        self.settings = settings
+        self._default_queue = settings["DEFAULT_QUEUE"]
+        self._backend = backend
+
+    @property
+    def backend(self) -> Backend:
+        """The backend jobs are enqueued on and consumers publish to."""
+        backend = self._backend
+        if backend is None:
+            raise ConfigurationError("this delivery has no backend yet (configure() first)")
+        return backend
+
+    def close(self) -> None:
+        """Close every consumer and the helper event loop (not the backend: its owner does)."""
+        for hub in self.snapshot:
+            for registration in hub.registrations:
+                registration.consumer.close()
+        if self._loop_thread is not None:
+            self._loop_thread.close()
+            self._loop_thread = None
+
+    # -- hubs --------------------------------------------------------------------------------
+
+    def add_hub(self, hub: Hub) -> Hub:
+        """Match events against ``hub`` too (after the hubs added before it)."""
+        with self._lock:
+            if hub.label in self._hubs:
+                raise ConfigurationError(f"a hub labelled {hub.label!r} already exists")
+            self._hubs[hub.label] = hub
+            self.snapshot = tuple(self._hubs.values())
+        return hub
+
+    def get_hub(self, label_or_id: str) -> Hub:
+        """The hub with that label (or ``hub_id``); :class:`UnknownHub` otherwise."""
+        hub = self._hubs.get(label_or_id)
+        if hub is None and label_or_id.startswith(HUB_ID_PREFIX):
+            hub = self._hubs.get(label_or_id[len(HUB_ID_PREFIX) :])
+        if hub is None:
+            raise UnknownHub(label_or_id)
+        return hub
+
+    def remove_hub(self, label_or_id: str) -> Hub:
+        """Stop matching events against a hub; returns it."""
+        with self._lock:
+            hub = self.get_hub(label_or_id)
+            del self._hubs[hub.label]
+            self.snapshot = tuple(self._hubs.values())
+        return hub
+
+    @property
+    def hubs(self) -> Mapping[str, Hub]:
+        """The hubs by label (a read-only view)."""
+        return MappingProxyType(self._hubs)
+
+    def find_registration(self, hub: str, consumer: str) -> tuple[Hub, Registration]:
+        """The hub and registration a queued job names; ``LookupError`` when gone."""
+        found = self.get_hub(hub)
+        try:
+            return found, found.get_registration(consumer)
+        except KeyError:
+            raise LookupError(f"hub {hub!r} has no consumer named {consumer!r}") from None
+
+    # -- counters ----------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters: ``expired`` events dropped, ``failed`` consumer runs."""
+        with self._stats_lock:
+            return dict(self._stats)
+
+    def count(self, name: str, value: int = 1) -> None:
+        """Add to a counter and report it through the ``notifycore_metric`` hook."""
+        with self._stats_lock:
+            self._stats[name] = self._stats.get(name, 0) + value
+        self.plugins.metric(f"events.{name}", value)
+
+    # -- driving steps -----------------------------------------------------------------------
+
+    def drive(self, steps: Steps[T]) -> T:
+        """Run ``steps`` in this thread; what they yield runs on a helper event loop.
+
+        An async consumer still running at its time limit is cancelled (its
+        step fails with :class:`~notifycore.loop_thread.TimedOut`).
+        """
+        try:
+            step = next(steps)
+            while True:
+                try:
+                    value = self._run_async(step)
+                except BaseException as error:  # the steps decide what an error means
+                    step = steps.throw(error)
+                else:
+                    step = steps.send(value)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+
+    async def adrive(self, steps: Steps[T]) -> T:
+        """Run ``steps`` in the running event loop, awaiting what they yield."""
+        try:
+            step = next(steps)
+            while True:
+                try:
+                    value = await step
+                except BaseException as error:  # the steps decide what an error means
+                    step = steps.throw(error)
+                else:
+                    step = steps.send(value)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+
+    def _run_async(self, step: Awaitable[Any]) -> Any:
+        if self._loop_thread is None:
+            with self._lock:
+                if self._loop_thread is None:
+                    self._loop_thread = LoopThread()
+        if isinstance(step, _Consume):
+            return self._loop_thread.run(step.awaitable, step.timeout)
+        return self._loop_thread.run(step)
+
+    # -- routing -----------------------------------------------------------------------------
+
+    def route(self, event: Event, result: SendResult) -> tuple[_Inline, _Queued, _Broken]:
+        """Match hubs and sort their consumers into inline runs and queued jobs (nothing runs).
+
+        Every consumer of a matched hub gets its outcome in ``result``, in
+        order. A filter that raises fails its hub's consumers (or that one
+        consumer): those come back as *broken*, to be reported.
+        """
+        inline: _Inline = []
+        queued: _Queued = {}
+        broken: _Broken = []
+        outcomes = result.outcomes
+        expired = result.expired
+        event_json: bytes | None = None
+        default_queue = self._default_queue
+        for hub in self.snapshot:
+            try:
+                if not hub.filter.matches(event):
+                    continue
+            except Exception as error:  # a broken filter fails its hub, not the whole send
+                error.add_note(f"raised by the filter of hub {hub.label!r}")
+                for registration in hub.registrations:
+                    outcomes.append(
+                        ConsumerOutcome(hub.label, registration.name, Status.FAILED, error)
+                    )
+                    broken.append((hub, registration.name, error))
+                continue
+            result.hubs.append(hub.label)
+            for registration in hub.registrations:
+                if expired:
+                    status = Status.EXPIRED
+                elif registration.filter is not None and not self._passes(
+                    hub, registration, event, outcomes, broken
+                ):
+                    continue
+                elif registration.mode == "inline":
+                    outcome = ConsumerOutcome(hub.label, registration.name, Status.RAN)
+                    inline.append((hub, registration, outcome))
+                    outcomes.append(outcome)
+                    continue
+                else:
+                    if event_json is None:
+                        event_json = event.to_json_bytes()
+                    outcome = ConsumerOutcome(hub.label, registration.name, Status.ENQUEUED)
+                    job = encode_job(hub.label, registration.name, event_json)
+                    queued.setdefault(registration.queue or default_queue, []).append(
+                        (outcome, job)
+                    )
+                    outcomes.append(outcome)
+                    continue
+                outcomes.append(ConsumerOutcome(hub.label, registration.name, status))
+        return inline, queued, broken
+
+    @staticmethod
+    def _passes(
+        hub: Hub,
+        registration: Registration,
+        event: Event,
+        outcomes: list[ConsumerOutcome],
+        broken: _Broken,
+    ) -> bool:
+        """Whether the consumer's own filter lets ``event`` through; records the outcome if not."""
+        assert registration.filter is not None
+        try:
+            if registration.filter.matches(event):
+                return True
+        except Exception as error:
+            error.add_note(f"raised by the filter of hub {hub.label!r}")
+            outcomes.append(ConsumerOutcome(hub.label, registration.name, Status.FAILED, error))
+            broken.append((hub, registration.name, error))
+            return False
+        outcomes.append(ConsumerOutcome(hub.label, registration.name, Status.FILTERED))
+        return False
+
+    # -- delivering --------------------------------------------------------------------------
+
+    def deliver(self, result: SendResult, *, aio: bool = False) -> Steps[SendResult]:
+        """Deliver ``result.event``: report broken filters, run the inline consumers, enqueue
+        the jobs of queued ones; their outcomes fill ``result``. With ``aio``, async
+        consumers and the backend's async face are awaited (:meth:`adrive`)."""
+        event = result.event
+        inline, queued, broken = self.route(event, result)
+        for hub, name, broke in broken:
+            self.count("failed")
+            self.plugins.consumer_error(hub, name, event, broke)
+        for hub, registration, outcome in inline:
+            error = yield from self.consume(hub, registration, event, aio=aio)
+            if error is not None:
+                outcome.status, outcome.error = Status.FAILED, error
+        if queued:
+            backend = self.backend
+            for queue, jobs in queued.items():
+                payloads = [job for _, job in jobs]
+                ids = (
+                    (yield backend.aenqueue_many(queue, payloads))
+                    if aio
+                    else backend.enqueue_many(queue, payloads)
+                )
+                for (outcome, _), job_id in zip(jobs, ids, strict=True):
+                    outcome.job_id = job_id
+        return result
+
+    def consume(
+        self,
+        hub: Hub,
+        registration: Registration,
+        event: Event,
+        done: Callable[[], object] | None = None,
+        *,
+        aio: bool = False,
+        timeout: float | None = None,
+    ) -> Steps[BaseException | None]:
+        """One consumer gets ``event`` with its hooks; returns the error it raised, if any.
+
+        The order: the ``notifycore_before_consume`` hook, the consumer's
+        ``before_consume``, ``consume`` (``aconsume`` when there is one and
+        ``aio``), ``done`` (workers record de-duplication keys there), the
+        consumer's ``after_consume``, the ``notifycore_after_consume`` hook.
+        An error on the way is reported (:meth:`report_error`) and returned.
+        An async consumer still running after ``timeout`` seconds is cancelled
+        by :meth:`drive`: its error is a :class:`~notifycore.errors.ConsumerTimeout`.
+        """
+        consumer = registration.consumer
+        plugins = self.plugins
+        try:
+            if plugins.has_before_consume:
+                plugins.before_consume(hub, registration.name, event)
+            if registration.has_before:
+                consumer.before_consume(event)
+            aconsume = getattr(consumer, "aconsume", None) if aio else None
+            returned = consumer.consume(event) if aconsume is None else aconsume(event)
+            if returned is not None and inspect.isawaitable(returned):
+                try:
+                    yield _Consume(returned, timeout)
+                except TimedOut:
+                    assert timeout is not None
+                    raise ConsumerTimeout(registration.name, hub.label, timeout) from None
+            if done is not None:
+                done()
+            if registration.has_after:
+                consumer.after_consume(event)
+            if plugins.has_after_consume:
+                plugins.after_consume(hub, registration.name, event)
+        except Exception as error:
+            self.report_error(hub, registration, event, error)
+            return error
+        return None
+
+    def run(
+        self,
+        hub: Hub,
+        registration: Registration,
+        event: Event,
+        done: Callable[[], object] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> BaseException | None:
+        """:meth:`consume` from sync code (a worker's thread); returns the error, if any.
+
+        An async consumer still running after ``timeout`` seconds is cancelled
+        and the error is a :class:`~notifycore.errors.ConsumerTimeout` (a sync
+        one cannot be stopped from here: the worker watches those).
+        """
+        return self.drive(self.consume(hub, registration, event, done, timeout=timeout))
+
+    async def arun(
+        self, hub: Hub, registration: Registration, event: Event
+    ) -> BaseException | None:
+        """:meth:`consume` from async code: async consumers are awaited in this loop."""
+        return await self.adrive(self.consume(hub, registration, event, aio=True))
+
+    def report_error(
+        self, hub: Hub, registration: Registration, event: Event, error: BaseException
+    ) -> None:
+        """Tell a consumer's ``on_error``, the ``notifycore_consumer_error`` hook and the
+        ``failed`` counter that it failed on ``event`` (a worker reports timeouts here)."""
+        try:
+            registration.consumer.on_error(event, error)
+        except Exception as hook_error:  # the report must go on; keep both errors
+            error.add_note(f"{registration.name}.on_error raised {hook_error!r}")
+        self.count("failed")
+        self.plugins.consumer_error(hub, registration.name, event, error)
