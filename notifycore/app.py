@@ -198,7 +198,7 @@ class Notifications:
 
     def create_hub(self, label: str) -> Hub:
         """A new hub; its ``hub_id`` is ``"event-hub-" + label``."""
-        return self.delivery.add_hub(Hub(self, label))
+        return self.delivery.create_hub(label)
 
     def get_hub(self, label_or_id: str) -> Hub:
         """The hub with that label (or ``hub_id``); :class:`UnknownHub` otherwise."""

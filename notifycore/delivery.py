@@ -81,10 +81,14 @@ class Delivery:
         return f"<Delivery backend={self._backend!r} hubs={list(self._hubs)}>"
 
     def configure(self, settings: Mapping[str, Any], backend: Backend) -> None:
-        """Take new settings and a backend (the caller closes the old backend)."""
-        self.settings = settings
-        self._default_queue = settings["DEFAULT_QUEUE"]
-        self._backend = backend
+        """Take new settings and a backend; every hub's consumers are bound to the backend
+        (the caller closes the old one)."""
+        with self._lock:
+            self.settings = settings
+            self._default_queue = settings["DEFAULT_QUEUE"]
+            self._backend = backend
+            for hub in self.snapshot:
+                hub.use_backend(backend)
 
     @property
     def backend(self) -> Backend:
@@ -105,12 +109,13 @@ class Delivery:
 
     # -- hubs --------------------------------------------------------------------------------
 
-    def add_hub(self, hub: Hub) -> Hub:
-        """Match events against ``hub`` too (after the hubs added before it)."""
+    def create_hub(self, label: str) -> Hub:
+        """A new hub, matched against events after the hubs created before it."""
         with self._lock:
-            if hub.label in self._hubs:
-                raise ConfigurationError(f"a hub labelled {hub.label!r} already exists")
-            self._hubs[hub.label] = hub
+            if label in self._hubs:
+                raise ConfigurationError(f"a hub labelled {label!r} already exists")
+            hub = Hub(label, self._backend)
+            self._hubs[label] = hub
             self.snapshot = tuple(self._hubs.values())
         return hub
 
