@@ -198,28 +198,50 @@ class LogConsumer(Consumer):
 
 
 class PushConsumer(Consumer):
-    """Publishes the event to the hub's stream, and optionally one stream per recipient.
+    """Publishes events for browsers: public ones to the hub's stream, private ones to their recipients.
 
-    The hub's stream is named after its ``hub_id``; with ``per_recipient=True``
-    each recipient ``r`` also gets it on ``user:r`` (see :func:`user_stream`).
-    The JSON is the event's cached bytes, made once for every stream.
+    An event without recipients is public: it goes to the hub's stream, named
+    after its ``hub_id`` (unless ``hub_stream=False``). An event with
+    recipients is private: it goes to ``user:<r>`` for each recipient ``r``
+    (see :func:`user_stream`; ``per_recipient``, on by default) and to the
+    hub's stream only with ``broadcast_private=True`` — for a hub whose
+    readers the application's ``authorize`` restricts to the people
+    concerned. A combination that would publish private events nowhere is a
+    :class:`ConfigurationError`, never a silent loss. The JSON is the event's
+    cached bytes, made once for every stream.
     """
 
-    def __init__(self, *, per_recipient: bool = False, hub_stream: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        per_recipient: bool = True,
+        hub_stream: bool = True,
+        broadcast_private: bool = False,
+    ) -> None:
+        _check_push_options(per_recipient, hub_stream, broadcast_private, "")
         self.per_recipient = per_recipient
         self.hub_stream = hub_stream
+        self.broadcast_private = broadcast_private
         self._hub: Hub | None = None
         self._backend: Backend | None = None
 
     def __repr__(self) -> str:
-        return f"PushConsumer(per_recipient={self.per_recipient})"
+        options = [f"per_recipient={self.per_recipient}"]
+        if not self.hub_stream:
+            options.append("hub_stream=False")
+        if self.broadcast_private:
+            options.append("broadcast_private=True")
+        return f"PushConsumer({', '.join(options)})"
 
     @classmethod
     def load_from_config(cls, config: ListenerConfig, prefix: str) -> PushConsumer:
-        """Kinto's contract: ``per_recipient`` and ``hub_stream``, true or false."""
+        """Kinto's contract: ``per_recipient`` (true), ``hub_stream`` (true), ``broadcast_private`` (false)."""
+        per_recipient = config.get_bool(prefix + "per_recipient", True)
+        hub_stream = config.get_bool(prefix + "hub_stream", True)
+        broadcast_private = config.get_bool(prefix + "broadcast_private", False)
+        _check_push_options(per_recipient, hub_stream, broadcast_private, prefix)
         return cls(
-            per_recipient=config.get_bool(prefix + "per_recipient", False),
-            hub_stream=config.get_bool(prefix + "hub_stream", True),
+            per_recipient=per_recipient, hub_stream=hub_stream, broadcast_private=broadcast_private
         )
 
     def bind(self, binding: Binding) -> None:
@@ -238,8 +260,13 @@ class PushConsumer(Consumer):
         """The streams ``event`` goes to."""
         if self._hub is None:
             raise ConfigurationError("PushConsumer is not registered on a hub")
-        streams = [self._hub.hub_id] if self.hub_stream else []
-        if self.per_recipient:
+        private = bool(event.recipients)
+        streams = (
+            [self._hub.hub_id]
+            if self.hub_stream and (self.broadcast_private or not private)
+            else []
+        )
+        if private and self.per_recipient:
             streams.extend(user_stream(r) for r in dict.fromkeys(event.recipients))
         return streams
 
@@ -257,6 +284,24 @@ class PushConsumer(Consumer):
         data = event.to_json_bytes()
         for stream in self.streams(event):
             await backend.apublish(stream, data)
+
+
+def _check_push_options(
+    per_recipient: bool, hub_stream: bool, broadcast_private: bool, prefix: str
+) -> None:
+    """Refuse the combinations that would drop private events, or ask for the impossible."""
+    if broadcast_private and not hub_stream:
+        raise ConfigurationError(
+            f"{prefix}broadcast_private=True publishes private events to the hub's stream, "
+            f"which {prefix}hub_stream=False turns off"
+        )
+    if not per_recipient and not broadcast_private:
+        raise ConfigurationError(
+            f"{prefix}per_recipient=False would publish events with recipients nowhere: keep "
+            f"{prefix}per_recipient=True (each recipient's user:<id> stream), or pass "
+            f"{prefix}broadcast_private=True to publish them on the hub's stream (then restrict "
+            "who reads it), or keep them out of this hub with its filter"
+        )
 
 
 def is_async(consumer: Consumer) -> bool:

@@ -69,6 +69,11 @@ def notifycore_authorize(principal: Any, stream: str) -> bool | None:
     """Decide whether ``principal`` may read ``stream``; None leaves it to other plugins."""
 
 
+@hookspec(firstresult=True)
+def notifycore_authorize_send(principal: Any, event: Event) -> bool | None:
+    """Decide whether ``principal`` may send ``event`` (with the sender it claims); None: undecided."""
+
+
 @hookspec
 def notifycore_metric(name: str, value: float, tags: dict[str, str]) -> None:
     """Receive a counter increment or measurement (``events.sent``, ``events.expired``...)."""

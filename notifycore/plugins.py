@@ -186,6 +186,11 @@ class Plugins:
         answer = self.pm.hook.notifycore_authorize(principal=principal, stream=stream)
         return None if answer is None else bool(answer)
 
+    def authorize_send(self, principal: Any, event: Event) -> bool | None:
+        """The first plugin's answer, or None when no plugin decides."""
+        answer = self.pm.hook.notifycore_authorize_send(principal=principal, event=event)
+        return None if answer is None else bool(answer)
+
     def metric(self, name: str, value: float = 1, tags: dict[str, str] | None = None) -> None:
         if self.has_metric:
             self.pm.hook.notifycore_metric(name=name, value=value, tags=tags or {})

@@ -1,27 +1,52 @@
-"""What the Flask and Starlette adapters share: stream names, access decisions, resume ids.
+"""What the Flask and Starlette adapters share: stream names, access decisions, resume ids, CSRF.
 
-Access: with an ``authorize(principal, stream)`` callable configured, it
-decides. Otherwise the ``notifycore_authorize`` hook decides if a plugin
-answers. Otherwise a stream is open when no authentication is configured,
-and closed once one is: with auth configured, nothing is readable by default
-— except a signed-in user's own stream (``user:<id>``).
+Reading: a signed-in user may always read their own stream (``user:<id>``).
+Any other stream: with an ``authorize(principal, stream)`` callable
+configured, it decides; otherwise the ``notifycore_authorize`` hook decides
+if a plugin answers; otherwise a stream is open while no authentication is
+configured, and closed once one is.
+
+Sending (``POST /events``): ``authorize_send(principal, event)`` (a callable,
+else the ``notifycore_authorize_send`` hook) sees the event with the sender
+the client claimed and decides; without either, the older pseudo-stream
+``"send"`` is asked through ``authorize``/``notifycore_authorize``, and the
+event's ``sender`` becomes the signed-in principal's id, whatever the client
+wrote.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+from notifycore.backends.base import MAX_STREAM_ID_LENGTH
 from notifycore.consumers import user_stream
-from notifycore.errors import UnknownHub
+from notifycore.errors import InvalidStreamId, UnknownHub
 
 if TYPE_CHECKING:
     from notifycore.app import Notifications
+    from notifycore.event import Event
 
-__all__ = ["Access", "principal_id", "resume_id", "stream_for_hub", "unknown_hub_message"]
+__all__ = [
+    "SEND_PERMISSION",
+    "Access",
+    "bearer_token",
+    "client_stream_id",
+    "cross_site_refusal",
+    "is_json",
+    "principal_id",
+    "resume_id",
+    "stream_for_hub",
+    "unknown_hub_message",
+]
 
 Authenticate = Callable[[Any], Any]
 Authorize = Callable[[Any, str], bool]
+AuthorizeSend = Callable[[Any, "Event"], bool]
+
+#: The pseudo-stream ``authorize`` is asked about for sending, when no ``authorize_send`` decides.
+SEND_PERMISSION = "send"
 
 
 def stream_for_hub(notifications: Notifications, hub_id: str) -> str:
@@ -42,49 +67,166 @@ def principal_id(principal: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def client_stream_id(value: str | None, what: str = "stream id") -> str | None:
+    """A stream id from a client (``since``, ``after``...), stripped; None when empty.
+
+    Longer than ``MAX_STREAM_ID_LENGTH``: :class:`InvalidStreamId`, before any backend parses it.
+    """
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if len(value) > MAX_STREAM_ID_LENGTH:
+        raise InvalidStreamId(f"{what} is longer than {MAX_STREAM_ID_LENGTH} characters")
+    return value
+
+
 def resume_id(header: str | None, query: str | None) -> str | None:
-    """The id to resume after: the ``Last-Event-ID`` header, else the ``lastEventId`` query value."""
-    for value in (header, query):
-        if value is not None and value.strip():
-            return value.strip()
-    return None
+    """The id to resume after: the ``Last-Event-ID`` header, else the ``lastEventId`` query value.
+
+    :class:`InvalidStreamId` when it is longer than any backend's ids.
+    """
+    if header is not None and header.strip():
+        return client_stream_id(header, "Last-Event-ID")
+    return client_stream_id(query, "lastEventId")
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header."""
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def is_json(content_type: str | None) -> bool:
+    """True for a ``Content-Type`` of ``application/json`` (parameters such as charset allowed)."""
+    media_type = (content_type or "").partition(";")[0].strip().lower()
+    return media_type == "application/json"
+
+
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def _host(netloc: str, scheme: str | None = None) -> str:
+    """``host[:port]`` in lower case, without the scheme's default port."""
+    host, _, port = netloc.strip().lower().rpartition(":")
+    if not host or "]" in port:  # no port, or an IPv6 address without one
+        return netloc.strip().lower()
+    if port in ((_DEFAULT_PORTS[scheme],) if scheme in _DEFAULT_PORTS else ("80", "443")):
+        return host
+    return f"{host}:{port}"
+
+
+def _origin(value: str) -> str:
+    """``scheme://host[:port]`` of an origin, lower case, no trailing slash."""
+    parts = urlsplit(value.strip().lower())
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else value.strip()
+
+
+def cross_site_refusal(
+    *,
+    authorization: str | None,
+    origin: str | None,
+    fetch_site: str | None,
+    host: str | None,
+    trusted_origins: Iterable[str] = (),
+) -> str | None:
+    """Why a write must be refused as a cross-site request; None when it may go on.
+
+    A request with a Bearer token is not at risk (a browser never adds one by
+    itself). Any other request may be riding on the browser's cookies or
+    HTTP credentials, so it is refused when the browser says it comes from
+    another site (``Sec-Fetch-Site: cross-site``) or its ``Origin`` is not
+    the server's own host nor one of ``trusted_origins``. A request with
+    neither header (curl, a server-side client) goes on.
+    """
+    if bearer_token(authorization) is not None:
+        return None
+    trusted = {_origin(o) for o in trusted_origins}
+    if origin is not None and _origin(origin) in trusted:
+        return None
+    if fetch_site is not None and fetch_site.strip().lower() == "cross-site":
+        return "cross-site requests are refused"
+    if origin is None:
+        return None
+    parts = urlsplit(origin.strip())
+    if (
+        parts.scheme
+        and parts.netloc
+        and host
+        and _host(parts.netloc, parts.scheme.lower()) == _host(host)
+    ):
+        return None
+    return f"requests from origin {origin.strip()[:100]!r} are refused"
 
 
 class Access:
-    """Who may read which stream, for one web app."""
+    """Who may read which stream and who may send, for one web app."""
 
     def __init__(
         self,
         notifications: Notifications,
         authenticate: Authenticate | None = None,
         authorize: Authorize | None = None,
+        authorize_send: AuthorizeSend | None = None,
     ) -> None:
         self.notifications = notifications
         self.authenticate = authenticate
         self.authorize = authorize
+        self.authorize_send = authorize_send
 
     @property
     def configured(self) -> bool:
         """True once any authentication or authorisation is set up: then streams are closed by default."""
+        plugins = self.notifications.plugins
         return (
             self.authenticate is not None
             or self.authorize is not None
-            or self.notifications.plugins.implements("notifycore_authorize")
+            or self.authorize_send is not None
+            or plugins.implements("notifycore_authorize")
+            or plugins.implements("notifycore_authorize_send")
         )
 
     def principal(self, request: Any) -> Any:
         return None if self.authenticate is None else self.authenticate(request)
 
     def allows(self, principal: Any, stream: str) -> bool:
+        """May ``principal`` read ``stream``? Its owner always may read a user stream."""
+        user = principal_id(principal)
+        if user is not None and stream == user_stream(user):
+            return True
         if self.authorize is not None:
             return bool(self.authorize(principal, stream))
         answer = self.notifications.plugins.authorize(principal, stream)
         if answer is not None:
             return answer
-        user = principal_id(principal)
-        if user is not None and stream == user_stream(user):
-            return True
         return not self.configured
+
+    def sendable(self, principal: Any, event: Event) -> Event | None:
+        """The event to send on ``principal``'s behalf, or None when it may not send it.
+
+        A missing ``sender`` is the principal's id. ``authorize_send`` (or the
+        ``notifycore_authorize_send`` hook) sees the sender the client claimed
+        and decides; on the older ``"send"`` path the sender is always the
+        signed-in principal's id.
+        """
+        user = principal_id(principal)
+        claimed = event if user is None or event.sender else event.replace(sender=user)
+        if self.authorize_send is not None:
+            return claimed if self.authorize_send(principal, claimed) else None
+        plugins = self.notifications.plugins
+        if self.authorize is not None:
+            allowed = bool(self.authorize(principal, SEND_PERMISSION))
+        else:
+            answer = plugins.authorize_send(principal, claimed)
+            if answer is not None:
+                return claimed if answer else None
+            answer = plugins.authorize(principal, SEND_PERMISSION)
+            allowed = not self.configured if answer is None else answer
+        if not allowed:
+            return None
+        return claimed if user is None or claimed.sender == user else claimed.replace(sender=user)
 
     def user_stream(self, principal: Any) -> str | None:
         """The signed-in user's own stream, None when nobody is signed in."""

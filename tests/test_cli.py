@@ -330,9 +330,9 @@ def test_check_prints_the_hubs_filters_and_listeners_and_touches_no_backend(
         "  listener audit  use: log  mode: inline  filter: Field('action', 'create')"
         "  consumer: LogConsumer(<Logger orders (WARNING)>)",
         "  listener live  use: push  mode: queued (queue live)"
-        "  consumer: PushConsumer(per_recipient=False)",
+        "  consumer: PushConsumer(per_recipient=True)",
         "hub listeners  filter: Always()",
-        "  listener stray  use: push  mode: inline  consumer: PushConsumer(per_recipient=False)",
+        "  listener stray  use: push  mode: inline  consumer: PushConsumer(per_recipient=True)",
         "ok: 2 hub(s), 3 listener(s)",
     ]
     assert not db.exists()

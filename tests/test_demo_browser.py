@@ -63,15 +63,17 @@ def test_the_demo_page_shows_events_live_and_catches_up_after_a_reconnect(
         expect(page.locator("#user")).to_have_text("alice")
         expect(page.locator("#status")).to_have_text("live")
 
-        # The form sends through the POST route; the hub's stream brings it back.
+        # The form sends through the POST route, as the signed-in user; the hub's stream
+        # brings it back.
         page.fill("input[name=title]", "Hello from the form")
         page.fill("input[name=body]", "typed in Chromium")
         page.click("button[type=submit]")
         expect(page.locator("#feed li").last).to_contain_text(
-            "Hello from the form — typed in Chromium"
+            "Hello from the form — typed in Chromium (from alice)"
         )
 
-        # notifycore send in another process, on the same SQLite file, reaches the page.
+        # notifycore send in another process, on the same SQLite file, reaches alice's own
+        # stream, and not the feed: an event with recipients is private.
         env = {**os.environ, "NOTIFYCORE_BACKEND_URL": database, "PYTHONPATH": str(ROOT)}
         sent = subprocess.run(
             [
@@ -96,26 +98,50 @@ def test_the_demo_page_shows_events_live_and_catches_up_after_a_reconnect(
         )
         assert sent.returncode == 0, sent.stderr
         expect(page.locator("#mine li").last).to_contain_text("From the command line")
-        expect(page.locator("#feed li").last).to_contain_text("From the command line")
+        # Sent after it on the same hub: once it shows, the private one would have too.
+        notifications.send(Event(None, "chat", "Public after the private one"))
+        expect(page.locator("#feed li").last).to_contain_text("Public after the private one")
+        expect(page.locator("#feed li", has_text="From the command line")).to_have_count(0)
 
-        # Drop the connection, miss an event, reconnect: it arrives, once.
+        # Drop the connection, miss two events, reconnect: they arrive, once each.
         page.evaluate("window.demo.disconnect()")
         expect(page.locator("#status")).to_have_text("disconnected")
         notifications.send(
             Event(None, "chat", "Sent while you were away", sender="bob", recipients=["alice"])
         )
-        page.wait_for_timeout(300)
-        expect(page.locator("#mine li", has_text="Sent while you were away")).to_have_count(0)
+        notifications.send(Event(None, "chat", "Public while you were away", sender="bob"))
         page.evaluate("window.demo.reconnect()")
         expect(page.locator("#mine li", has_text="Sent while you were away")).to_have_count(1)
-        expect(page.locator("#feed li", has_text="Sent while you were away")).to_have_count(1)
+        expect(page.locator("#feed li", has_text="Public while you were away")).to_have_count(1)
+        expect(page.locator("#feed li", has_text="Sent while you were away")).to_have_count(0)
         expect(page.locator("#feed li", has_text="Hello from the form")).to_have_count(1)
 
-        # Bob's page never shows what was addressed to alice alone.
+        # Bob's page never shows what was addressed to alice alone, live or replayed.
         page.goto(f"{base}/login/bob")
+        expect(page.locator("#user")).to_have_text("bob")
         expect(page.locator("#status")).to_have_text("live")
         notifications.send(Event(None, "chat", "Only for alice", recipients=["alice"]))
         notifications.send(Event(None, "chat", "For bob", recipients=["bob"]))
+        notifications.send(Event(None, "chat", "For everyone, last"))
         expect(page.locator("#mine li").last).to_contain_text("For bob")
-        expect(page.locator("#mine li", has_text="Only for alice")).to_have_count(0)
+        expect(page.locator("#feed li").last).to_contain_text("For everyone, last")
+        for private in ("Only for alice", "Sent while you were away", "From the command line"):
+            expect(page.locator("li", has_text=private)).to_have_count(0)
+        # Bob replaying the whole feed, with his own cookie, finds none of alice's events.
+        history = page.evaluate(
+            "fetch('/notifications/event-hub-Demo/events').then((r) => r.json())"
+        )
+        titles = [item["event"]["title"] for item in history["events"]]
+        assert "For everyone, last" in titles
+        assert not {"Only for alice", "Sent while you were away", "From the command line"} & set(
+            titles
+        )
+        # Bob cannot post as alice: the demo's authorize_send refuses another sender.
+        refused = page.evaluate(
+            """fetch('/notifications/events', {method: 'POST',
+                  headers: {'Content-Type': 'application/json'},
+                  body: JSON.stringify({event_type: 'chat', title: 'forged', sender: 'alice'})})
+               .then((r) => r.status)"""
+        )
+        assert refused == 403
     notifications.close()

@@ -28,6 +28,7 @@ MODULES = [
     "notifycore.plugins",
     "notifycore.result",
     "notifycore.testing",
+    "notifycore.testing.web",
     "notifycore.worker",
 ]
 

@@ -433,12 +433,14 @@ def test_log_consumer_file_is_shared_safely_by_threads(
 def test_push_consumer_publishes_to_hub_and_user_streams(make_notifications: Make) -> None:
     n = make_notifications()
     hub = n.create_hub("Chat")
-    hub.register_consumer(PushConsumer(per_recipient=True))
+    hub.register_consumer(PushConsumer())
+    public = event()
+    n.send(public)
     e = event(recipients=["alice", "bob", "alice"])
     n.send(e)
     backend = n.backend
     hub_messages = backend.read("event-hub-Chat").messages
-    assert [m.data for m in hub_messages] == [e.to_json_bytes()]
+    assert [m.data for m in hub_messages] == [public.to_json_bytes()], "private: not on the hub"
     for user in ("alice", "bob"):
         assert [Event.from_json(m.data) for m in backend.read(user_stream(user)).messages] == [e]
     assert backend.read(user_stream("carol")).messages == []

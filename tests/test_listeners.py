@@ -150,6 +150,23 @@ def test_a_listener_by_entry_point_name(build: Build, tmp_path: Path) -> None:
     assert n.backend.read(f"event-hub-{DEFAULT_HUB}", "0").messages == []
 
 
+def test_a_push_listener_is_private_by_default_and_may_broadcast(build: Build) -> None:
+    n = build(
+        {
+            "default": {"use": "push"},
+            "channel": {"use": "push", "per_recipient": "no", "broadcast_private": "yes"},
+        }
+    )
+    default, channel = consumer(n, "default"), consumer(n, "channel")
+    assert isinstance(default, PushConsumer) and isinstance(channel, PushConsumer)
+    assert (default.per_recipient, default.hub_stream, default.broadcast_private) == (
+        True,
+        True,
+        False,
+    )
+    assert (channel.per_recipient, channel.broadcast_private) == (False, True)
+
+
 def test_a_listener_by_dotted_module_is_kintos_contract(build: Build, package: str) -> None:
     n = build({"rec": {"use": f"{package}.kinto_style", "url": "redis://x", "tries": "3"}})
     rec = consumer(n, "rec")
@@ -238,6 +255,14 @@ def test_the_mail_plugins_smtp_consumer_loads_from_config(build: Build) -> None:
         ({"use": "log"}, "path .* or listeners.x.logger .* is required"),
         ({"use": "log", "path": "a", "level": "LOUD"}, "level must be a level name"),
         ({"use": "push", "per_recipient": "maybe"}, "per_recipient must be bool"),
+        (
+            {"use": "push", "per_recipient": "false"},
+            "listeners.x.per_recipient=False would publish events with recipients nowhere",
+        ),
+        (
+            {"use": "push", "hub_stream": "off", "broadcast_private": "on"},
+            "listeners.x.broadcast_private=True publishes private events",
+        ),
         ({"use": "function"}, r"listeners.x.function is required"),
         ({"use": "function", "function": "print"}, "must name a function as pkg.mod:func"),
         ({"use": "smtp", "port": "smtp"}, "listeners.x.port must be int"),

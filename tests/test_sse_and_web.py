@@ -6,11 +6,27 @@ from typing import Any
 
 import pytest
 
-from notifycore import Event, Notifications, UnknownHub, hookimpl
-from notifycore.backends.base import StreamMessage
+from notifycore import (
+    ConfigurationError,
+    Event,
+    InvalidStreamId,
+    Notifications,
+    PushConsumer,
+    UnknownHub,
+    hookimpl,
+)
+from notifycore.backends.base import MAX_STREAM_ID_LENGTH, StreamMessage
 from notifycore.plugins import get_plugins
 from notifycore.sse import FrameCache, comment, event_type_of, frame, reset_frame, retry_frame
-from notifycore.web import Access, principal_id, resume_id, stream_for_hub
+from notifycore.web import (
+    Access,
+    client_stream_id,
+    cross_site_refusal,
+    is_json,
+    principal_id,
+    resume_id,
+    stream_for_hub,
+)
 
 
 def test_frames_carry_id_event_and_data_and_cannot_be_injected() -> None:
@@ -53,6 +69,15 @@ def test_principals_and_resume_ids() -> None:
     assert resume_id("12", "9") == "12"
     assert resume_id(None, "9") == "9"
     assert resume_id(" ", None) is None
+    assert resume_id(" 7 ", None) == "7"
+    longest = "1" * MAX_STREAM_ID_LENGTH
+    assert resume_id(longest, None) == longest and client_stream_id(longest) == longest
+    with pytest.raises(InvalidStreamId, match="Last-Event-ID is longer than 64"):
+        resume_id(longest + "1", None)
+    with pytest.raises(InvalidStreamId, match="lastEventId"):
+        resume_id(None, "9" * 5000)
+    with pytest.raises(InvalidStreamId, match="since"):
+        client_stream_id("9" * 65, "since")
 
 
 def test_access_rules() -> None:
@@ -68,7 +93,8 @@ def test_access_rules() -> None:
     assert closed.allows("bob", "user:bob") and not closed.allows("bob", "user:alice")
     assert closed.user_stream("bob") == "user:bob" and closed.user_stream(None) is None
     custom = Access(n, authorize=lambda principal, stream: principal == "admin")
-    assert custom.allows("admin", "user:bob") and not custom.allows("bob", "user:bob")
+    assert custom.allows("admin", "user:bob") and not custom.allows("bob", "user:alice")
+    assert custom.allows("bob", "user:bob"), "the owner always reads their own stream"
 
     class Plugin:
         @hookimpl
@@ -84,3 +110,124 @@ def test_access_rules() -> None:
     finally:
         get_plugins().unregister(name="authz")
     n.close()
+
+
+def test_sending_with_authorize_send() -> None:
+    n = Notifications(config={"BACKEND": "memory"}, environ={})
+    claims: list[tuple[Any, str]] = []
+
+    def authorize_send(principal: Any, event: Event) -> bool:
+        claims.append((principal, event.sender))
+        return principal == "admin" or event.sender == principal
+
+    access = Access(n, authorize_send=authorize_send)
+    assert access.configured
+    unsigned = Event(None, "chat", "x")
+    assert access.sendable("bob", unsigned) == unsigned.replace(sender="bob")
+    assert access.sendable("bob", unsigned.replace(sender="system")) is None
+    assert access.sendable("admin", unsigned.replace(sender="system")).sender == "system"
+    assert access.sendable(None, unsigned) is None
+    assert claims == [("bob", "bob"), ("bob", "system"), ("admin", "system"), (None, "")]
+    n.close()
+
+
+def test_sending_with_the_send_permission_is_as_the_principal() -> None:
+    n = Notifications(config={"BACKEND": "memory"}, environ={})
+    forged = Event(None, "chat", "x", sender="system")
+    older = Access(
+        n, authorize=lambda principal, stream: stream == "send" and principal is not None
+    )
+    assert older.sendable("bob", forged) == forged.replace(sender="bob")
+    assert older.sendable(None, forged) is None
+    open_access = Access(n)
+    assert open_access.sendable(None, forged) == forged, "nothing configured: anyone, as written"
+    assert open_access.sendable({"id": 7}, forged).sender == "7"
+    closed = Access(n, authenticate=lambda request: request)
+    assert closed.sendable("bob", forged) is None, "authentication alone allows no sending"
+    n.close()
+
+
+def test_the_authorize_send_hook_then_the_send_permission() -> None:
+    n = Notifications(config={"BACKEND": "memory"}, environ={})
+
+    class Plugin:
+        @hookimpl
+        def notifycore_authorize_send(self, principal: Any, event: Event) -> bool | None:
+            return None if event.event_type == "ask-the-other" else event.sender == principal
+
+        @hookimpl
+        def notifycore_authorize(self, principal: Any, stream: str) -> bool | None:
+            return stream == "send"
+
+    get_plugins().register(Plugin(), name="send-authz")
+    try:
+        hooked = Access(n)
+        assert hooked.configured
+        assert hooked.sendable("bob", Event(None, "t", "x")).sender == "bob"
+        assert hooked.sendable("bob", Event(None, "t", "x", sender="ann")) is None
+        fallback = hooked.sendable("bob", Event(None, "ask-the-other", "x", sender="ann"))
+        assert fallback is not None and fallback.sender == "bob"
+        # An app's own callable is asked before any plugin (which would refuse this one).
+        own = Access(n, authorize_send=lambda principal, event: True)
+        as_ann = own.sendable("bob", Event(None, "t", "x", sender="ann"))
+        assert as_ann is not None and as_ann.sender == "ann"
+    finally:
+        get_plugins().unregister(name="send-authz")
+    n.close()
+
+
+@pytest.mark.parametrize(
+    ("headers", "refused"),
+    [
+        ({}, False),
+        ({"origin": "http://app.test"}, False),
+        ({"origin": "HTTP://APP.TEST"}, False),
+        ({"origin": "http://app.test:80", "host": "app.test"}, False),
+        ({"origin": "https://app.test:443", "host": "app.test"}, False),
+        ({"origin": "https://app.test", "host": "app.test:443"}, False),
+        ({"fetch_site": "same-origin"}, False),
+        ({"fetch_site": "none"}, False),
+        ({"origin": "https://partner.test", "fetch_site": "cross-site"}, False),
+        ({"origin": "http://evil.test"}, True),
+        ({"origin": "http://app.test.evil.test"}, True),
+        ({"origin": "http://app.test:8080"}, True),
+        ({"origin": "null"}, True),
+        ({"origin": "not a url"}, True),
+        ({"fetch_site": "cross-site"}, True),
+        ({"fetch_site": "Cross-Site"}, True),
+        ({"origin": "http://app.test", "fetch_site": "cross-site"}, True),
+        ({"origin": "http://evil.test", "authorization": "Bearer t"}, False),
+        ({"origin": "http://evil.test", "authorization": "Basic eDp5"}, True),
+        ({"origin": "http://[::1]:8000", "host": "[::1]:8000"}, False),
+        ({"origin": "http://[::1]:8001", "host": "[::1]:8000"}, True),
+    ],
+)
+def test_cross_site_refusal(headers: dict[str, str], refused: bool) -> None:
+    arguments: dict[str, Any] = {
+        "authorization": None,
+        "origin": None,
+        "fetch_site": None,
+        "host": "app.test",
+        **headers,
+    }
+    reason = cross_site_refusal(**arguments, trusted_origins=["https://partner.test/"])
+    assert (reason is not None) is refused, reason
+
+
+def test_json_content_types() -> None:
+    assert is_json("application/json") and is_json("Application/JSON; charset=utf-8")
+    for other in (None, "", "text/plain", "application/jsonx", "multipart/form-data; x=1"):
+        assert not is_json(other)
+
+
+def test_push_consumer_options_that_would_lose_private_events_are_refused() -> None:
+    assert repr(PushConsumer()) == "PushConsumer(per_recipient=True)"
+    assert repr(PushConsumer(broadcast_private=True)) == (
+        "PushConsumer(per_recipient=True, broadcast_private=True)"
+    )
+    with pytest.raises(ConfigurationError, match="per_recipient=False would publish"):
+        PushConsumer(per_recipient=False)
+    with pytest.raises(ConfigurationError, match="hub_stream=False turns off"):
+        PushConsumer(hub_stream=False, broadcast_private=True)
+    PushConsumer(per_recipient=False, broadcast_private=True)
+    PushConsumer(hub_stream=False)

@@ -120,10 +120,14 @@ def create_app(database: str | None = None) -> tuple[Starlette, Notifications]:
         if unknown:
             return JSONResponse({"error": "unknown_users", "users": unknown}, 422)
         found = store.create(str(payload.get("subject", "")), participants)
-        # Its channel: a hub of its own messages, pushed to the hub's stream.
+        # Its channel: a hub of its own messages, pushed to the hub's stream. Messages name
+        # recipients, so they are private: the channel opts in to carrying them, because
+        # authorize lets only the participants read it.
         channel = notifications.create_hub(found.channel)
         channel.filter_by(WithEventType("message") & Field("correspondence", found.id))
-        channel.register_consumer(PushConsumer(), name="channel")
+        channel.register_consumer(
+            PushConsumer(per_recipient=False, broadcast_private=True), name="channel"
+        )
         return JSONResponse(
             {"id": found.id, "channel": found.channel, "participants": sorted(participants)}, 201
         )

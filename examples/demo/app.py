@@ -2,7 +2,9 @@
 
 Run it with ``./scripts/demo``. From another terminal, events sent with
 ``.venv/bin/notifycore send --app examples.demo.app:notifications --type chat
---title Hello --recipient alice`` appear on the page.
+--title Hello --recipient alice`` appear on alice's page, and only there: an
+event with recipients is private, so it goes to each recipient's own stream
+and never to the hub's feed that everyone reads.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from werkzeug.wrappers import Response
 
 from notify_flask import stream_blueprint
 from notifycore import Event, LogConsumer, Notifications, PushConsumer
+from notifycore.web import principal_id
 
 HERE = Path(__file__).resolve().parent
 USERS = ("alice", "bob")
@@ -30,11 +33,14 @@ def signed_in(req: Any) -> str | None:
     return user if user in USERS else None
 
 
-def may(principal: Any, stream: str) -> bool:
-    """Signed-in users read the demo hub and send; each reads only their own user stream."""
-    if principal is None:
-        return False
-    return stream in ("event-hub-Demo", "send") or stream == f"user:{principal}"
+def may_read(principal: Any, stream: str) -> bool:
+    """Signed-in users read the demo hub's feed (each always reads their own ``user:`` stream)."""
+    return principal is not None and stream == "event-hub-Demo"
+
+
+def may_send(principal: Any, event: Event) -> bool:
+    """Signed-in users send, as themselves only (the form leaves the sender to the server)."""
+    return principal is not None and event.sender == principal_id(principal)
 
 
 def create_app(database: str | None = None) -> tuple[Flask, Notifications]:
@@ -49,7 +55,9 @@ def create_app(database: str | None = None) -> tuple[Flask, Notifications]:
     )
     notifications = Notifications(app)
     hub = notifications.create_hub("Demo")
-    hub.register_consumer(PushConsumer(per_recipient=True))
+    # Events without recipients go to the hub's feed; events with recipients, to each
+    # recipient's own stream only (private by default).
+    hub.register_consumer(PushConsumer())
     hub.register_consumer(LogConsumer(logging.getLogger("notifycore.demo.events")), name="demo.log")
 
     @hub.register_consumer(name="demo.digest", mode="queued")
@@ -58,7 +66,11 @@ def create_app(database: str | None = None) -> tuple[Flask, Notifications]:
             "background worker handled %r for %s", event.title, list(event.recipients) or "everyone"
         )
 
-    app.register_blueprint(stream_blueprint(authenticate=signed_in, authorize=may, heartbeat=10))
+    app.register_blueprint(
+        stream_blueprint(
+            authenticate=signed_in, authorize=may_read, authorize_send=may_send, heartbeat=10
+        )
+    )
 
     @app.get("/")
     def index() -> str:

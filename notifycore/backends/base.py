@@ -23,6 +23,7 @@ from notifycore.config import mask_url
 from notifycore.errors import InvalidStreamId
 
 __all__ = [
+    "MAX_STREAM_ID_LENGTH",
     "Backend",
     "ConsecutiveIds",
     "DeadLetter",
@@ -30,7 +31,22 @@ __all__ = [
     "Outage",
     "StreamMessage",
     "StreamRead",
+    "id_number",
 ]
+
+#: The longest stream id any backend parses (a Redis id is at most 41 characters); a client's
+#: longer ``Last-Event-ID`` is refused before it is parsed, by backends and web adapters alike.
+MAX_STREAM_ID_LENGTH = 64
+#: Every number in a stream id fits a signed 64-bit integer (SQLite's, RabbitMQ's offsets).
+MAX_STREAM_ID_NUMBER = 2**63 - 1
+
+
+def id_number(text: str) -> int | None:
+    """The number ``text`` spells in ASCII digits; None if it is anything else or too large."""
+    if not (isinstance(text, str) and 0 < len(text) <= 19 and text.isascii() and text.isdigit()):
+        return None
+    number = int(text)
+    return number if number <= MAX_STREAM_ID_NUMBER else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,6 +426,7 @@ class ConsecutiveIds:
         """-1 for "from the start"; :class:`InvalidStreamId` for anything but digits."""
         if after is None:
             return -1
-        if isinstance(after, str) and after.isascii() and after.isdigit():
-            return int(after)
+        number = id_number(after)
+        if number is not None:
+            return number
         raise InvalidStreamId(f"not a {self.id_owner} stream id: {after!r}")

@@ -61,6 +61,7 @@ from notifycore.backends.base import (
     Outage,
     StreamMessage,
     StreamRead,
+    id_number,
 )
 from notifycore.errors import BackendError, BackendUnavailable, ConfigurationError, InvalidStreamId
 
@@ -103,8 +104,9 @@ def _safe(url: str) -> str:
 
 def _parse_id(value: str) -> int:
     """A stream id: the message's stream offset plus one, so ``"0"`` is before the first."""
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
+    number = id_number(value)
+    if number is not None:
+        return number
     raise InvalidStreamId(f"not a RabbitMQ stream id: {value!r}")
 
 

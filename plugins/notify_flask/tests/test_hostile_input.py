@@ -79,7 +79,11 @@ def test_a_body_over_the_size_limit_is_422_unread(site: tuple[httpx.Client, Noti
     limit = notifications.settings["MAX_EVENT_SIZE"]
     response = post(http, b'{"event_type": "chat", "body": "' + b"x" * limit + b'"}')
     assert response.status_code == 422
-    assert response.json()["message"] == f"event: is over the limit of {limit} bytes"
+    assert response.json() == {
+        "error": "invalid_event",
+        "field": "event",
+        "message": f"is over the limit of {limit} bytes",
+    }
 
 
 @FAST

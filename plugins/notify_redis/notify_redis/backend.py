@@ -42,6 +42,7 @@ from notifycore.backends.base import (
     Outage,
     StreamMessage,
     StreamRead,
+    id_number,
 )
 from notifycore.errors import BackendError, BackendUnavailable, InvalidStreamId
 
@@ -312,10 +313,11 @@ return 1
 
 def parse_id(value: str) -> tuple[int, int]:
     """A Redis stream id (``"1700000000000-3"`` or ``"1700000000000"``) as a tuple."""
-    ms, _, seq = value.partition("-")
-    if not ms.isdigit() or (seq and not seq.isdigit()) or not ms.isascii():
+    ms, dash, seq = value.partition("-") if isinstance(value, str) else ("", "", "")
+    first, second = id_number(ms), id_number(seq) if dash else 0
+    if first is None or second is None:
         raise InvalidStreamId(f"not a Redis stream id: {value!r}")
-    return int(ms), int(seq or 0)
+    return first, second
 
 
 def _text(value: Any) -> str:

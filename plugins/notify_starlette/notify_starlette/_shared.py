@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import threading
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -14,6 +15,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 
 from notifycore.sse import FrameCache
+from notifycore.web import SEND_PERMISSION, bearer_token
 
 if TYPE_CHECKING:
     from notifycore.app import Notifications
@@ -27,14 +29,13 @@ __all__ = [
     "authenticate",
     "bearer_token",
     "disconnected",
+    "drop_connection",
     "error",
+    "flushed_or_dropped",
     "process_state",
     "refusal",
     "subscribe",
 ]
-
-#: The permission ``POST /events`` asks ``authorize`` about (it is not a stream name).
-SEND_PERMISSION = "send"
 
 
 class ProcessState:
@@ -67,15 +68,6 @@ def process_state(notifications: Notifications) -> ProcessState:
         if state is None:
             state = _states[notifications] = ProcessState()
         return state
-
-
-def bearer_token(header: str | None) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header."""
-    if not header:
-        return None
-    scheme, _, token = header.strip().partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
 
 
 def _without_query_token(conn: HTTPConnection) -> HTTPConnection:
@@ -143,3 +135,45 @@ def disconnected(notifications: Notifications, reason: str, transport: str) -> N
     notifications.plugins.metric(
         "streams.disconnected", 1, {"reason": reason, "transport": transport}
     )
+
+
+def _transport(receive: Callable[[], Awaitable[Any]] | None) -> Any:
+    """The server's transport behind an ASGI ``receive``, or None when out of reach.
+
+    ASGI has no way to abort a connection; uvicorn's ``receive`` is a method
+    of the connection's cycle (HTTP) or protocol (WebSocket), which holds it.
+    """
+    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+    return transport if callable(getattr(transport, "abort", None)) else None
+
+
+def drop_connection(receive: Callable[[], Awaitable[Any]]) -> bool:
+    """Abort the client's connection now, its unsent data discarded; False if out of reach.
+
+    For a client that stopped reading: a graceful close would wait for it to
+    read what is buffered, forever, and keep the server from shutting down.
+    """
+    transport = _transport(receive)
+    if transport is None:
+        return False
+    transport.abort()
+    return True
+
+
+async def flushed_or_dropped(
+    receive: Callable[[], Awaitable[Any]] | None, timeout: float | None
+) -> bool:
+    """Give what the server still buffers ``timeout`` seconds to go out, else drop the client.
+
+    True when the connection was dropped.
+    """
+    transport = _transport(receive)
+    if transport is None or timeout is None:
+        return False
+    with anyio.move_on_after(timeout):
+        while transport.get_write_buffer_size():
+            await anyio.sleep(0.05)
+    if transport.get_write_buffer_size():
+        transport.abort()
+        return True
+    return False

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import anyio.to_thread
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, Router, WebSocketRoute
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from notify_starlette._shared import (
-    SEND_PERMISSION,
     authenticate,
     disconnected,
+    drop_connection,
     error,
+    flushed_or_dropped,
     process_state,
     refusal,
     subscribe,
@@ -26,7 +29,16 @@ from notify_starlette._shared import (
 from notify_starlette.ws import Session
 from notifycore.errors import ConsumerError, InvalidEvent, InvalidStreamId, UnknownHub
 from notifycore.sse import HEADERS, comment, reset_frame, retry_frame
-from notifycore.web import Access, resume_id, stream_for_hub, unknown_hub_message
+from notifycore.web import (
+    Access,
+    AuthorizeSend,
+    client_stream_id,
+    cross_site_refusal,
+    is_json,
+    resume_id,
+    stream_for_hub,
+    unknown_hub_message,
+)
 
 if TYPE_CHECKING:
     from notifycore.app import Notifications
@@ -47,6 +59,54 @@ class _Heartbeat(ServerSentEvent):
         return comment("heartbeat")
 
 
+def _timed_out(exc: BaseException) -> bool:
+    """True for a send timeout, alone or grouped with others (the ping and the body at once)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_timed_out(inner) for inner in exc.exceptions)
+    return isinstance(exc, TimeoutError)
+
+
+class _EventStream(EventSourceResponse):
+    """sse-starlette's response, where a client that stops reading is dropped, not waited for.
+
+    Every send is bounded by ``send_timeout`` (sse-starlette leaves its last
+    one unbounded); past it the connection is aborted. A response that
+    ended (at shutdown, say) is completed, then given ``send_timeout`` to
+    reach the client; one that does not read is dropped too. A graceful close
+    would wait for such a client to read, forever, and hold up the server's
+    shutdown.
+    """
+
+    def __init__(self, *args: Any, on_timeout: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_timeout = on_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        timeout = self.send_timeout
+        started = complete = False
+
+        async def bounded(message: Message) -> None:
+            nonlocal started, complete
+            with anyio.fail_after(timeout):
+                await send(message)
+            started = True
+            complete = message["type"] == "http.response.body" and not message.get("more_body")
+
+        try:
+            await super().__call__(scope, receive, bounded)
+            if started and not complete:  # cut short (shutdown): end the body properly
+                await bounded({"type": "http.response.body", "body": b"", "more_body": False})
+        except Exception as exc:
+            if not _timed_out(exc):
+                raise
+            self._on_timeout()
+            if drop_connection(receive):
+                await anyio.sleep(0)  # let the server see the connection is gone
+            return
+        if await flushed_or_dropped(receive, timeout):
+            await anyio.sleep(0)
+
+
 class Endpoints:
     """The handlers of one :func:`routes` router, sharing its access rules and options."""
 
@@ -60,10 +120,12 @@ class Endpoints:
         retry_ms: int,
         send_timeout: float | None,
         max_pending: int | None,
+        trusted_origins: Iterable[str] = (),
     ) -> None:
         self.notifications = notifications
         self.access = access
         self.allow_query_token = allow_query_token
+        self.trusted_origins = tuple(trusted_origins)
         self.heartbeat = heartbeat
         self.retry_ms = retry_ms
         self.send_timeout = send_timeout
@@ -102,17 +164,23 @@ class Endpoints:
     async def open_stream(self, request: Request, stream: str) -> Response:
         if self.state.closing:
             return error(503, "shutting_down", "the server is shutting down; reconnect")
-        after = resume_id(
-            request.headers.get("last-event-id"), request.query_params.get("lastEventId")
-        )
         try:
+            after = resume_id(
+                request.headers.get("last-event-id"), request.query_params.get("lastEventId")
+            )
             subscription = await subscribe(
                 self.notifications.fanout, stream, after, self.max_pending
             )
         except InvalidStreamId as exc:
             return error(400, "bad_request", f"malformed Last-Event-ID: {exc}")
-        return EventSourceResponse(
+
+        def timed_out() -> None:
+            subscription.close()
+            disconnected(self.notifications, "timeout", "sse")
+
+        return _EventStream(
             self.frames(subscription, stream, after),
+            on_timeout=timed_out,
             headers=HEADERS,
             ping=self.heartbeat,
             sep="\n",
@@ -160,7 +228,10 @@ class Endpoints:
         return stream if isinstance(stream, Response) else await self.history(request, stream)
 
     async def history(self, request: Request, stream: str) -> Response:
-        since = request.query_params.get("since") or None
+        try:
+            since = client_stream_id(request.query_params.get("since"), "since")
+        except InvalidStreamId as exc:
+            return error(400, "bad_request", f"malformed since: {exc}")
         raw_limit = request.query_params.get("limit", str(MAX_HISTORY))
         if (
             not (raw_limit.isascii() and raw_limit.isdigit())
@@ -187,10 +258,25 @@ class Endpoints:
 
     # -- sending -----------------------------------------------------------------------------
 
+    def cross_site(self, conn: HTTPConnection) -> str | None:
+        """Why a request riding on the browser's credentials is refused as cross-site, or None."""
+        return cross_site_refusal(
+            authorization=conn.headers.get("authorization"),
+            origin=conn.headers.get("origin"),
+            fetch_site=conn.headers.get("sec-fetch-site"),
+            host=conn.headers.get("host"),
+            trusted_origins=self.trusted_origins,
+        )
+
     async def post_event(self, request: Request) -> Response:
+        cross_site = self.cross_site(request)
+        if cross_site is not None:
+            return error(403, "forbidden", cross_site)
+        if not is_json(request.headers.get("content-type")):
+            return error(
+                415, "unsupported_media_type", "send the event as Content-Type: application/json"
+            )
         principal = await self.principal(request)
-        if not self.access.allows(principal, SEND_PERMISSION):
-            return refusal(principal)
         limit: int = self.notifications.settings["MAX_EVENT_SIZE"]
         body = bytearray()
         async for chunk in request.stream():
@@ -198,8 +284,15 @@ class Endpoints:
             if len(body) > limit:  # stop reading: the event is refused whatever follows
                 return _invalid(InvalidEvent("event", f"is over the limit of {limit} bytes"))
         try:
+            event = self.notifications.coerce_event(bytes(body))
+            allowed = self.access.sendable(principal, event)  # the sender it sets is checked too
+        except InvalidEvent as exc:
+            return _invalid(exc)
+        if allowed is None:
+            return refusal(principal)
+        try:
             # A thread: sync consumers (SMTP...) must not block the event loop.
-            result = await anyio.to_thread.run_sync(self.notifications.send, bytes(body))
+            result = await anyio.to_thread.run_sync(self.notifications.send, allowed)
         except InvalidEvent as exc:
             return _invalid(exc)
         except ConsumerError as exc:
@@ -207,6 +300,7 @@ class Endpoints:
         return JSONResponse(
             {
                 "event_id": result.event.event_id,
+                "sender": result.event.sender,
                 "hubs": result.hubs,
                 "consumers": [
                     {"hub": o.hub, "consumer": o.consumer, "status": str(o.status)}
@@ -219,8 +313,18 @@ class Endpoints:
     # -- WebSocket ---------------------------------------------------------------------------
 
     async def websocket(self, websocket: WebSocket) -> None:
+        # A browser opens a WebSocket from any page, with its cookies: refuse other sites'.
+        if self.cross_site(websocket) is not None and not (
+            self.allow_query_token and websocket.query_params.get("token")
+        ):
+            await websocket.close(1008, "cross-site WebSocket refused")
+            return
         principal = await self.principal(websocket)
         await Session(self, websocket, principal).run()
+        # A client that stopped reading (the session ended on a send timeout, or at shutdown)
+        # would hold the connection's graceful close forever. (Starlette keeps ASGI's receive
+        # private; uvicorn's holds the transport.)
+        await flushed_or_dropped(getattr(websocket, "_receive", None), self.send_timeout)
 
     def resolve(self, name: str, principal: Any) -> str:
         """A WebSocket stream name: ``me``, ``user:<id>``, or a hub label or id."""
@@ -243,7 +347,9 @@ def routes(
     *,
     authenticate: Callable[[Any], Any] | None = None,
     authorize: Callable[[Any, str], bool] | None = None,
+    authorize_send: AuthorizeSend | None = None,
     allow_query_token: bool = False,
+    trusted_origins: Iterable[str] = (),
     heartbeat: float = 15.0,
     retry_ms: int = 3000,
     send_timeout: float | None = 10.0,
@@ -254,7 +360,11 @@ def routes(
     ``authenticate(request)`` returns the principal or None (it may be async;
     the Bearer token, or ``?token=`` with ``allow_query_token``, is on
     ``request.state.token``). ``authorize(principal, stream)`` decides who
-    reads which stream, and who may send (the ``"send"`` permission).
+    reads which stream (a signed-in user always reads their own);
+    ``authorize_send(principal, event)`` who sends what (without it, the
+    ``"send"`` permission of ``authorize``, and the sender is the principal).
+    ``trusted_origins``: other sites whose pages may write with the
+    browser's cookies (``POST /events``, the WebSocket).
     ``heartbeat`` is the seconds between comment lines (0: none),
     ``retry_ms`` the reconnection hint, ``send_timeout`` the seconds one
     write to a client may take, ``max_pending`` the messages a client may
@@ -270,8 +380,9 @@ def routes(
         raise ValueError("max_pending must be >= 1")
     endpoints = Endpoints(
         notifications,
-        Access(notifications, authenticate, authorize),
+        Access(notifications, authenticate, authorize, authorize_send),
         allow_query_token=allow_query_token,
+        trusted_origins=trusted_origins,
         heartbeat=heartbeat,
         retry_ms=retry_ms,
         send_timeout=send_timeout,

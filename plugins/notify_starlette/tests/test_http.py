@@ -80,7 +80,7 @@ def test_history_unknown_hub(serve: Serve, notes: Notifications, client: httpx.C
 
 def test_post_event_sends_it(serve: Serve, notes: Notifications, client: httpx.Client) -> None:
     served = serve(notes)
-    response = client.post(served.base + "/events", json=event("posted", "alice", event_id="e-1"))
+    response = client.post(served.base + "/events", json=event("posted", event_id="e-1"))
     assert response.status_code == 202
     body = response.json()
     assert body["event_id"] == "e-1"
@@ -105,7 +105,9 @@ def test_post_event_validation(
     serve: Serve, notes: Notifications, client: httpx.Client, content: bytes, field: str
 ) -> None:
     served = serve(notes)
-    response = client.post(served.base + "/events", content=content)
+    response = client.post(
+        served.base + "/events", content=content, headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422
     body = response.json()
     assert body["error"] == "invalid_event"

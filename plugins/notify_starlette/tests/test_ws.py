@@ -67,9 +67,10 @@ def test_two_streams_on_one_connection(serve: Serve, notes: Notifications) -> No
     with ws_client(served) as ws:
         ask(ws, action="subscribe", stream="alerts")
         ask(ws, action="subscribe", stream="user:alice")
-        notes.send(event("both", "alice"))
+        notes.send(event("everyone"))
+        notes.send(event("alice's", "alice"))  # private: her stream only, never the hub's
         got = {(m["stream"], m["event"]["title"]) for m in (receive(ws), receive(ws))}
-    assert got == {("event-hub-alerts", "both"), ("user:alice", "both")}
+    assert got == {("event-hub-alerts", "everyone"), ("user:alice", "alice's")}
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,219 @@
+"""notify-flask under the access rules docs/web.md shows, loaded from the page itself.
+
+Private events stay off the hub's stream, the owner reads their own stream,
+the sender is the signed-in user, and cookie-authenticated writes are
+JSON-only and refused cross-site.
+"""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from flask import Flask, session
+
+from notify_flask import stream_blueprint
+from notify_flask.testing import read_events, serve
+from notifycore import Event, Notifications, PushConsumer
+
+WEB_MD = Path(__file__).resolve().parents[3] / "docs" / "web.md"
+FEED = "/notifications/event-hub-Comments"
+
+
+def doc_functions(heading: str, **names: Any) -> dict[str, Any]:
+    """The functions of the first Python block under ``heading`` in docs/web.md, verbatim."""
+    section = WEB_MD.read_text().split(heading + "\n", 1)[1]
+    block = textwrap.dedent(section.split("```python\n", 1)[1].split("```", 1)[0])
+    tree = ast.parse(block)
+    functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+    assert functions, f"no functions in the example under {heading!r}"
+    namespace = dict(names)
+    exec(compile(ast.Module(functions, []), str(WEB_MD), "exec"), namespace)
+    return {function.name: namespace[function.name] for function in functions}
+
+
+#: The Flask example, and the older way of authorising sends ("send" through authorize).
+EXAMPLES = {
+    "authorize_send": doc_functions("## Flask (`notify-flask`)", session=session),
+    "send_permission": doc_functions("## Who may send"),
+}
+
+
+def make_app(rules: dict[str, Any], **options: Any) -> tuple[Flask, Notifications]:
+    app = Flask("secure")
+    app.config.update(BACKEND="memory", SECRET_KEY="test")
+    notifications = Notifications(app, environ={})
+    notifications.create_hub("Comments").register_consumer(PushConsumer())
+    authenticate = rules.get("authenticate") or EXAMPLES["authorize_send"]["authenticate"]
+    if "authorize_send" in rules:
+        options["authorize_send"] = rules["authorize_send"]
+    app.register_blueprint(
+        stream_blueprint(
+            authenticate=authenticate, authorize=rules["authorize"], heartbeat=0.2, **options
+        )
+    )
+
+    @app.get("/login/<user>")
+    def login(user: str) -> str:
+        session["user_id"] = user
+        return user
+
+    return app, notifications
+
+
+@pytest.fixture(params=sorted(EXAMPLES))
+def docs_app(request: pytest.FixtureRequest) -> Iterator[tuple[Flask, Notifications, str]]:
+    app, notifications = make_app(EXAMPLES[request.param])
+    yield app, notifications, request.param
+    notifications.close()
+
+
+def titles(client: Any, path: str) -> list[str]:
+    response = client.get(path)
+    assert response.status_code == 200, response.text
+    return [item["event"]["title"] for item in response.json()["events"]]
+
+
+def test_the_owner_reads_their_stream_and_private_events_stay_off_the_feed(
+    docs_app: tuple[Flask, Notifications, str],
+) -> None:
+    app, notifications, _ = docs_app
+    with serve(app) as base, httpx.Client(base_url=base, timeout=20) as bob:
+        bob.get("/login/bob")
+        with bob.stream("GET", "/notifications/me/stream") as mine:
+            assert mine.status_code == 200, "the owner always reads their own stream"
+            threading.Timer(
+                0.2,
+                lambda: (
+                    notifications.send(Event(None, "chat", "for alice", recipients=["alice"])),
+                    notifications.send(Event(None, "chat", "for bob", recipients=["bob"])),
+                    notifications.send(Event(None, "chat", "for everyone")),
+                ),
+            ).start()
+            assert [e["data"]["title"] for e in read_events(mine, 1)] == ["for bob"]
+        with bob.stream("GET", FEED + "/stream") as feed:
+            assert feed.status_code == 200
+        # Replaying the whole feed gives bob none of the private events.
+        assert titles(bob, FEED + "/events") == ["for everyone"]
+        anonymous = httpx.get(base + "/notifications/me/stream")
+        assert anonymous.status_code == 401 and anonymous.json()["error"] == "unauthorized"
+
+
+def post(client: Any, payload: dict[str, Any], **headers: str) -> Any:
+    return client.post("/notifications/events", json=payload, headers=headers)
+
+
+def test_the_sender_is_the_signed_in_user(docs_app: tuple[Flask, Notifications, str]) -> None:
+    app, _, way = docs_app
+    client = app.test_client()
+    assert post(client, {"event_type": "chat", "title": "x"}).status_code == 401
+    client.get("/login/bob")
+    sent = post(client, {"event_type": "chat", "title": "unsigned"})
+    assert sent.status_code == 202 and sent.json["sender"] == "bob"
+    forged = post(client, {"event_type": "chat", "title": "forged", "sender": "system"})
+    if way == "authorize_send":
+        # authorize_send sees the claimed sender, and the docs' example refuses another one.
+        assert forged.status_code == 403 and forged.json["error"] == "forbidden"
+    else:
+        # The "send" permission cannot see the event: the sender becomes the principal.
+        assert forged.status_code == 202 and forged.json["sender"] == "bob"
+    senders = {
+        item["event"]["title"]: item["event"]["sender"]
+        for item in client.get(FEED + "/events").json["events"]
+    }
+    assert "system" not in senders.values()
+    assert senders["unsigned"] == "bob"
+
+
+def test_authorize_send_may_let_a_sender_through() -> None:
+    def authorize_send(user: Any, event: Event) -> bool:
+        return user == "admin" or event.sender == user
+
+    rules = {**EXAMPLES["authorize_send"], "authorize_send": authorize_send}
+    app, notifications = make_app(rules)
+    client = app.test_client()
+    client.get("/login/admin")
+    sent = post(client, {"event_type": "chat", "title": "notice", "sender": "system"})
+    assert sent.status_code == 202 and sent.json["sender"] == "system"
+    notifications.close()
+
+
+# -- cross-site requests ------------------------------------------------------------------------
+
+CROSS_SITE = [
+    {"Origin": "http://evil.example"},
+    {"Origin": "null"},
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"},
+    {"Origin": "http://localhost.evil.example"},
+]
+
+
+@pytest.mark.parametrize("headers", CROSS_SITE)
+def test_a_cross_site_post_with_the_session_cookie_is_refused(headers: dict[str, str]) -> None:
+    app, notifications = make_app(EXAMPLES["authorize_send"])
+    client = app.test_client()
+    client.get("/login/bob")
+    refused = post(client, {"event_type": "chat", "title": "csrf"}, **headers)
+    assert refused.status_code == 403 and refused.json["error"] == "forbidden"
+    assert client.get(FEED + "/events").json["events"] == []
+    notifications.close()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/plain", b'{"event_type": "chat", "title": "csrf"}'),
+        ("application/x-www-form-urlencoded", b"event_type=chat&title=csrf"),
+        ("multipart/form-data; boundary=x", b'--x\r\nContent-Disposition: form-data; name="a"'),
+        ("application/jsonx", b'{"event_type": "chat", "title": "csrf"}'),
+        (None, b'{"event_type": "chat", "title": "csrf"}'),
+    ],
+)
+def test_only_json_is_accepted(content_type: str | None, body: bytes) -> None:
+    app, notifications = make_app(EXAMPLES["authorize_send"])
+    client = app.test_client()
+    client.get("/login/bob")
+    headers = {"Origin": "http://localhost"}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    refused = client.post("/notifications/events", data=body, headers=headers)
+    assert refused.status_code == 415 and refused.json["error"] == "unsupported_media_type"
+    assert client.get(FEED + "/events").json["events"] == []
+    notifications.close()
+
+
+def test_same_site_trusted_and_token_requests_go_through() -> None:
+    tokens = {"t-bob": "bob"}
+
+    def authenticate(request: Any) -> Any:
+        header = request.headers.get("Authorization", "")
+        return tokens.get(header.removeprefix("Bearer ")) or session.get("user_id")
+
+    rules = {**EXAMPLES["authorize_send"], "authenticate": authenticate}
+    app, notifications = make_app(rules, trusted_origins=["https://app.example.com"])
+    cookie = app.test_client()
+    cookie.get("/login/bob")
+    payload = {"event_type": "chat", "title": "ok"}
+    assert post(cookie, payload, Origin="http://localhost").status_code == 202
+    assert post(cookie, payload, **{"Sec-Fetch-Site": "same-origin"}).status_code == 202
+    assert post(cookie, payload).status_code == 202, "no Origin: not a browser's cross-site post"
+    assert post(cookie, payload, Origin="https://app.example.com/").status_code == 202
+    token = app.test_client()
+    crossing = {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}
+    assert post(token, payload, Authorization="Bearer t-bob", **crossing).status_code == 202
+    assert len(cookie.get(FEED + "/events").json["events"]) == 5
+    notifications.close()
+
+
+def test_a_send_timeout_must_be_positive() -> None:
+    for wrong in (0, -1.0):
+        with pytest.raises(ValueError, match="send_timeout must be > 0 or None"):
+            stream_blueprint(send_timeout=wrong)
+    stream_blueprint(send_timeout=None)
