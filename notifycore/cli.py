@@ -21,7 +21,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 from notifycore import drivers
-from notifycore.app import Notifications
 from notifycore.backends.base import Backend
 from notifycore.backends.memory import MemoryBackend
 from notifycore.config import read_config_file
@@ -29,6 +28,7 @@ from notifycore.consumers import user_stream
 from notifycore.errors import ConfigurationError, InvalidEvent, NotifycoreError
 from notifycore.event import STANDARD_FIELDS, Event
 from notifycore.hub import HUB_ID_PREFIX
+from notifycore.notifications import Notifications
 from notifycore.plugins import get_plugins
 from notifycore.worker import Worker
 

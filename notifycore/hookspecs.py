@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from notifycore.app import Notifications
     from notifycore.backends.base import Backend
-    from notifycore.config import Setting
     from notifycore.event import Event
     from notifycore.hub import Hub
+    from notifycore.notifications import Notifications
     from notifycore.result import SendResult
+    from notifycore.settings import Setting
 
 hookspec = pluggy.HookspecMarker("notifycore")
 hookimpl = pluggy.HookimplMarker("notifycore")

@@ -26,8 +26,8 @@ from notifycore.errors import ConfigurationError, InvalidFilter
 from notifycore.filters import Always, And, EventFilter, Field, Or, filter_from_dict
 
 if TYPE_CHECKING:
-    from notifycore.app import Notifications
     from notifycore.hub import Hub
+    from notifycore.notifications import Notifications
 
 __all__ = [
     "ACTION_FIELD",
@@ -347,7 +347,7 @@ class ListenerConfig(Mapping[str, Any]):
     ) -> None:
         self._data = dict(settings or {})
         self._data.update(flat)
-        #: The validated settings (a :class:`~notifycore.config.Settings`).
+        #: The validated settings (a :class:`~notifycore.settings.Settings`).
         self.settings: Mapping[str, Any] = settings or {}
         #: The ``Notifications`` being built (None when only checking).
         self.notifications = notifications

@@ -26,17 +26,17 @@ from notifycore import hookspecs
 from notifycore.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from notifycore.app import Notifications
     from notifycore.backends.base import Backend
-    from notifycore.config import Setting
     from notifycore.event import Event
     from notifycore.hub import Hub
+    from notifycore.notifications import Notifications
     from notifycore.result import SendResult
+    from notifycore.settings import Setting
 
 __all__ = ["DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "PluginInfo", "Plugins", "get_plugins"]
 
 #: Modules registered as plugins before any external one.
-DEFAULT_PLUGINS: tuple[str, ...] = ("notifycore.builtin",)
+DEFAULT_PLUGINS: tuple[str, ...] = ("notifycore.core_plugin",)
 #: The entry-point group external plugins register in.
 ENTRY_POINT_GROUP = "notifycore"
 DISABLE_ENV = "NOTIFYCORE_DISABLE_PLUGINS"

@@ -25,8 +25,8 @@ from notifycore.consumers import user_stream
 from notifycore.errors import InvalidStreamId, UnknownHub
 
 if TYPE_CHECKING:
-    from notifycore.app import Notifications
     from notifycore.event import Event
+    from notifycore.notifications import Notifications
 
 __all__ = [
     "SEND_PERMISSION",

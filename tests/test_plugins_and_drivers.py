@@ -36,7 +36,7 @@ def test_installed_plugin_is_discovered_through_its_entry_point(make_notificatio
     import notifycore_tinyplugin
 
     names = [info.name for info in get_plugins().list_plugins()]
-    assert "tiny" in names and "notifycore.builtin" in names
+    assert "tiny" in names and "notifycore.core_plugin" in names
     info = next(i for i in get_plugins().list_plugins() if i.name == "tiny")
     assert (info.distribution, info.version) == ("notifycore-tinyplugin", "0.0.7")
     n = make_notifications()
@@ -71,7 +71,7 @@ def test_disable_plugins_environment_variable_blocks_them() -> None:
     assert "'tiny'" in normal.stdout
     blocked = run_python(code, NOTIFYCORE_DISABLE_PLUGINS="tiny, other")
     assert blocked.returncode == 0, blocked.stderr
-    assert "'tiny'" not in blocked.stdout and "notifycore.builtin" in blocked.stdout
+    assert "'tiny'" not in blocked.stdout and "notifycore.core_plugin" in blocked.stdout
 
 
 def test_load_plugins_environment_variable_allows_only_those() -> None:
@@ -81,7 +81,7 @@ def test_load_plugins_environment_variable_allows_only_those() -> None:
     )
     none = run_python(code, NOTIFYCORE_LOAD_PLUGINS="")
     assert none.returncode == 0, none.stderr
-    assert none.stdout.strip() == "['notifycore.builtin']"
+    assert none.stdout.strip() == "['notifycore.core_plugin']"
     only = run_python(code, NOTIFYCORE_LOAD_PLUGINS="tiny")
     assert "'tiny'" in only.stdout
 

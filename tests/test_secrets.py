@@ -9,10 +9,9 @@ import pytest
 
 from notifycore import ConfigurationError, Notifications, Setting
 from notifycore.backends.memory import MemoryBackend
-from notifycore.builtin import CORE_SETTINGS
 from notifycore.cli import main
-from notifycore.config import Settings, mask_url, redact
 from notifycore.listeners import parse_declarations
+from notifycore.settings import CORE_SETTINGS, Settings, mask_url, redact
 
 SECRET = "hunter2"
 declared = {s.name: s for s in CORE_SETTINGS}

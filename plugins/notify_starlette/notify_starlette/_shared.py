@@ -18,9 +18,9 @@ from notifycore.sse import FrameCache
 from notifycore.web import SEND_PERMISSION, bearer_token
 
 if TYPE_CHECKING:
-    from notifycore.app import Notifications
     from notifycore.backends.base import Backend
     from notifycore.fanout import Fanout, Subscription
+    from notifycore.notifications import Notifications
     from notifycore.web import Access
 
 __all__ = [

@@ -41,8 +41,8 @@ from notifycore.web import (
 )
 
 if TYPE_CHECKING:
-    from notifycore.app import Notifications
     from notifycore.fanout import Subscription
+    from notifycore.notifications import Notifications
 
 __all__ = ["routes"]
 

@@ -24,7 +24,7 @@ from sse_starlette.sse import AppStatus
 from notify_starlette._shared import ProcessState, process_state
 
 if TYPE_CHECKING:
-    from notifycore.app import Notifications
+    from notifycore.notifications import Notifications
 
 __all__ = ["close_streams", "lifespan"]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from notifycore import drivers
 from notifycore.backends.base import Backend
-from notifycore.config import Setting, Settings, load_config
+from notifycore.config import load_config
 from notifycore.delivery import Delivery, Steps
 from notifycore.errors import ConfigurationError, ConsumerError, InvalidEvent
 from notifycore.event import Event
@@ -23,30 +23,16 @@ from notifycore.listeners import (
     load_hubs,
     parse_declarations,
 )
-from notifycore.plugins import Plugins, get_plugins
+from notifycore.plugins import get_plugins
 from notifycore.result import SendResult
+from notifycore.settings import Settings, collect_settings
 from notifycore.worker import Worker
 
-__all__ = ["Notifications", "collect_settings"]
+__all__ = ["Notifications"]
 
 _utc = UTC
 _now = datetime.now
 EventLike = Event | Mapping[str, Any] | str | bytes
-
-
-def collect_settings(plugins: Plugins) -> dict[str, Setting]:
-    """Every setting declared by the registered plugins, by name."""
-    declared: dict[str, Setting] = {}
-
-    def register(setting: Setting) -> None:
-        if not isinstance(setting, Setting):
-            raise ConfigurationError(f"notifycore_register_settings got {setting!r}, not a Setting")
-        if setting.name in declared and declared[setting.name] != setting:
-            raise ConfigurationError(f"setting {setting.name!r} is declared twice, differently")
-        declared[setting.name] = setting
-
-    plugins.register_settings(register)
-    return declared
 
 
 class Notifications:
