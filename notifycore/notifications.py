@@ -11,18 +11,13 @@ from typing import Any
 from notifycore import drivers
 from notifycore.backends.base import Backend
 from notifycore.config import load_config
+from notifycore.declarations import Declarations, parse_declarations
 from notifycore.delivery import Delivery, Steps
 from notifycore.errors import ConfigurationError, ConsumerError, InvalidEvent
 from notifycore.event import Event
 from notifycore.fanout import Fanout
 from notifycore.hub import Hub
-from notifycore.listeners import (
-    Declarations,
-    LoadedHubs,
-    install_hubs,
-    load_hubs,
-    parse_declarations,
-)
+from notifycore.listeners import LoadedHubs, load_hubs
 from notifycore.plugins import get_plugins
 from notifycore.result import SendResult
 from notifycore.settings import Settings, collect_settings
@@ -132,8 +127,36 @@ class Notifications:
             self._install(loaded)
 
     def _install(self, loaded: LoadedHubs) -> None:
+        """Replace the hubs an earlier configuration declared with the loaded ones."""
         replaced, self._declared_hubs = self._declared_hubs, []
-        self._declared_hubs = [h.label for h in install_hubs(self, loaded, replace=replaced)]
+        self._remove_hubs(replaced)
+        built: list[Hub] = []
+        try:
+            for hub_spec, consumers in loaded:
+                hub = self.create_hub(hub_spec.label).filter_by(hub_spec.filter)
+                built.append(hub)
+                for listener, consumer in consumers:
+                    hub.register_consumer(
+                        consumer,
+                        name=listener.name,
+                        mode=listener.mode,
+                        filter=listener.filter,
+                        queue=listener.queue,
+                        max_tries=listener.max_tries,
+                        dedupe=listener.dedupe,
+                        timeout=listener.timeout,
+                    )
+        except BaseException:
+            self._remove_hubs([hub.label for hub in built])
+            raise
+        self._declared_hubs = [hub.label for hub in built]
+
+    def _remove_hubs(self, labels: Iterable[str]) -> None:
+        """Remove hubs (those built from an earlier configuration) and close their consumers."""
+        for label in labels:
+            if label in self.hubs:
+                for registration in self.remove_hub(label).registrations:
+                    registration.consumer.close()
 
     @staticmethod
     def _make_backend(settings: Settings) -> Backend:

@@ -15,6 +15,7 @@ MODULES = [
     "notifycore.backends.memory",
     "notifycore.config",
     "notifycore.consumers",
+    "notifycore.declarations",
     "notifycore.core_plugin",
     "notifycore.delivery",
     "notifycore.drivers",

@@ -24,8 +24,8 @@ from notifycore import (
     Status,
     Worker,
 )
+from notifycore.declarations import DEFAULT_HUB, parse_declarations
 from notifycore.filters import Always, And, Field, WithEventType, WithTag
-from notifycore.listeners import DEFAULT_HUB, parse_declarations
 
 PACKAGE = {
     "__init__.py": "",

@@ -10,7 +10,7 @@ import pytest
 from notifycore import ConfigurationError, Notifications, Setting
 from notifycore.backends.memory import MemoryBackend
 from notifycore.cli import main
-from notifycore.listeners import parse_declarations
+from notifycore.declarations import parse_declarations
 from notifycore.settings import CORE_SETTINGS, Settings, mask_url, redact
 
 SECRET = "hunter2"
