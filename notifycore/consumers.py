@@ -13,7 +13,7 @@ import inspect
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -260,11 +260,13 @@ class PushConsumer(Consumer):
         """The streams ``event`` goes to."""
         if self._hub is None:
             raise ConfigurationError("PushConsumer is not registered on a hub")
+        return self.streams_for(self._hub.hub_id, event)
+
+    def streams_for(self, hub_stream: str, event: Event) -> list[str]:
+        """The streams ``event`` goes to when the hub's stream is ``hub_stream``."""
         private = bool(event.recipients)
         streams = (
-            [self._hub.hub_id]
-            if self.hub_stream and (self.broadcast_private or not private)
-            else []
+            [hub_stream] if self.hub_stream and (self.broadcast_private or not private) else []
         )
         if private and self.per_recipient:
             streams.extend(user_stream(r) for r in dict.fromkeys(event.recipients))
@@ -311,6 +313,3 @@ def is_async(consumer: Consumer) -> bool:
         return True
     call = getattr(type(consume), "__call__", None)  # noqa: B004 - the class's, not the instance's
     return not inspect.isfunction(consume) and inspect.iscoroutinefunction(call)
-
-
-AsyncConsume = Callable[["Event"], Awaitable[Any]]

@@ -374,12 +374,6 @@ class Delivery:
         """
         return self.drive(self.consume(hub, registration, event, done, timeout=timeout))
 
-    async def arun(
-        self, hub: Hub, registration: Registration, event: Event
-    ) -> BaseException | None:
-        """:meth:`consume` from async code: async consumers are awaited in this loop."""
-        return await self.adrive(self.consume(hub, registration, event, aio=True))
-
     def report_error(
         self, hub: Hub, registration: Registration, event: Event, error: BaseException
     ) -> None:

@@ -22,13 +22,18 @@ from notifycore.filters import Always, EventFilter
 if TYPE_CHECKING:
     from notifycore.backends.base import Backend
 
-__all__ = ["HUB_ID_PREFIX", "Hub", "Registration"]
+__all__ = ["HUB_ID_PREFIX", "Hub", "Registration", "hub_id"]
 
 HUB_ID_PREFIX = "event-hub-"
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$")
 Mode = Literal["inline", "queued"]
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=Consumer)
+
+
+def hub_id(label: str) -> str:
+    """The id of the hub labelled ``label``: also the name of the stream it pushes to."""
+    return HUB_ID_PREFIX + label
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +70,7 @@ class Hub:
             )
         self._backend = backend
         self.label = label
-        self.hub_id = HUB_ID_PREFIX + label
+        self.hub_id = hub_id(label)
         self.filter: EventFilter = Always()
         self._lock = threading.Lock()
         self._registrations: dict[str, Registration] = {}

@@ -14,11 +14,16 @@ import threading
 from collections.abc import Awaitable, Coroutine
 from typing import Any
 
+from notifycore.errors import NotifycoreError
+
 __all__ = ["LoopThread", "TimedOut"]
 
 
-class TimedOut(Exception):
-    """A coroutine run by :meth:`LoopThread.run` was cancelled at its time limit."""
+class TimedOut(NotifycoreError):
+    """A coroutine run by :meth:`LoopThread.run` was cancelled at its time limit.
+
+    The delivery layer reports it as a :class:`~notifycore.errors.ConsumerTimeout`.
+    """
 
 
 async def _await(awaitable: Awaitable[Any]) -> Any:

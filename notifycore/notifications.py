@@ -159,16 +159,22 @@ class Notifications:
                     registration.consumer.close()
 
     @staticmethod
-    def _make_backend(settings: Settings) -> Backend:
-        spec = settings["BACKEND"]
-        if isinstance(spec, Backend):
-            return spec
+    def backend_class(spec: str | type) -> type[Backend]:
+        """The :class:`Backend` class that a ``BACKEND`` setting names (an entry-point name,
+        ``pkg.mod:Class``, or the class); :class:`ConfigurationError` for anything else."""
         cls = drivers.resolve(drivers.BACKENDS, spec)
         if not (isinstance(cls, type) and issubclass(cls, Backend)):
             raise ConfigurationError(
                 f"BACKEND {spec!r} names {cls!r}, which is not a Backend class"
             )
-        return cls.from_settings(settings)
+        return cls
+
+    @classmethod
+    def _make_backend(cls, settings: Settings) -> Backend:
+        spec = settings["BACKEND"]
+        if isinstance(spec, Backend):
+            return spec
+        return cls.backend_class(spec).from_settings(settings)
 
     @property
     def backend(self) -> Backend:

@@ -16,7 +16,7 @@ import importlib
 import importlib.metadata
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -197,10 +197,6 @@ class Plugins:
 
     def backend_state(self, backend: Backend, state: str, error: BaseException | None) -> None:
         self.pm.hook.notifycore_backend_state(backend=backend, state=state, error=error)
-
-    def hook_names(self) -> Iterable[str]:
-        """Names of every hook specification."""
-        return sorted(n for n in dir(hookspecs) if n.startswith("notifycore_"))
 
 
 def _version(dist: str) -> str | None:

@@ -39,9 +39,10 @@ from notifycore.errors import (
     BackendUnavailable,
     ConfigurationError,
     ConsumerTimeout,
+    InvalidJob,
     PermanentFailure,
 )
-from notifycore.jobs import InvalidJob, decode_job
+from notifycore.jobs import decode_job
 
 if TYPE_CHECKING:
     from notifycore.event import Event
