@@ -8,22 +8,26 @@ counts them, and enqueues one job per queued consumer.
 
 Sync and async code share one implementation. A delivery is written once, as
 a generator of *steps*: it yields only what must be awaited (an ``async def``
-consumer or hook) and gets the result back. :meth:`Delivery.drive` runs those
-awaitables on a helper event loop, holding a consumer to its time limit;
-:meth:`Delivery.adrive` awaits them in the caller's loop. A sync consumer with
-sync hooks yields nothing, so the sync path never touches an event loop.
+consumer or hook) and gets the result back; what it produces lands in the
+:class:`~notifycore.result.SendResult` or
+:class:`~notifycore.result.ConsumerOutcome` it is given. :meth:`Delivery.drive`
+runs those awaitables on a helper event loop, holding a consumer to its time
+limit; :meth:`Delivery.adrive` awaits them in the caller's loop. A sync
+consumer with sync hooks yields nothing, so the sync path never touches an
+event loop.
 """
 
 from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias
 
 from notifycore.backends.base import Backend
-from notifycore.errors import ConfigurationError, ConsumerTimeout, UnknownHub
+from notifycore.errors import ConfigurationError, ConsumerError, ConsumerTimeout, UnknownHub
 from notifycore.event import Event
 from notifycore.hub import HUB_ID_PREFIX, Hub, Registration
 from notifycore.jobs import encode_job
@@ -33,9 +37,11 @@ from notifycore.result import ConsumerOutcome, SendResult, Status
 
 __all__ = ["Delivery", "Steps"]
 
-T = TypeVar("T")
-#: A delivery in steps: yields awaitables, is sent their results, returns ``T``.
-Steps: TypeAlias = Generator[Awaitable[Any], Any, T]
+_utc = UTC
+_now = datetime.now
+#: A delivery in steps: yields awaitables and is sent their results.
+Steps: TypeAlias = Generator[Awaitable[Any], Any, None]
+_DONE: Any = object()
 
 _Inline = list[tuple[Hub, Registration, ConsumerOutcome]]
 _Queued = dict[str, list[tuple[ConsumerOutcome, bytes]]]
@@ -69,6 +75,7 @@ class Delivery:
         #: The validated settings (``DEFAULT_QUEUE``, the worker's ``MAX_TRIES``...).
         self.settings: Mapping[str, Any] = {}
         self._default_queue = "notifycore"
+        self._raise_errors = False
         self._lock = threading.RLock()
         self._hubs: dict[str, Hub] = {}
         #: The hubs an event is matched against, in creation order; replaced, never mutated.
@@ -86,6 +93,7 @@ class Delivery:
         with self._lock:
             self.settings = settings
             self._default_queue = settings["DEFAULT_QUEUE"]
+            self._raise_errors = settings["CONSUMER_ERRORS"] == "raise"
             self._backend = backend
             for hub in self.snapshot:
                 hub.use_backend(backend)
@@ -159,20 +167,31 @@ class Delivery:
 
     def count(self, name: str, value: int = 1) -> None:
         """Add to a counter and report it through the ``notifycore_metric`` hook."""
+        self.drive(self.counting(name, value))
+
+    def counting(self, name: str, value: int = 1, *, aio: bool = False) -> Steps:
+        """:meth:`count` in steps (``aio``: an async metric hook is awaited by :meth:`adrive`)."""
         with self._stats_lock:
             self._stats[name] = self._stats.get(name, 0) + value
-        self.plugins.metric(f"events.{name}", value)
+        plugins = self.plugins
+        if plugins.has_metric:
+            if aio:
+                yield plugins.ametric(f"events.{name}", value)
+            else:
+                plugins.metric(f"events.{name}", value)
 
     # -- driving steps -----------------------------------------------------------------------
 
-    def drive(self, steps: Steps[T]) -> T:
+    def drive(self, steps: Steps) -> None:
         """Run ``steps`` in this thread; what they yield runs on a helper event loop.
 
         An async consumer still running at its time limit is cancelled (its
         step fails with :class:`~notifycore.loop_thread.TimedOut`).
         """
+        step = next(steps, _DONE)  # most often the steps end here: nothing to await
+        if step is _DONE:
+            return
         try:
-            step = next(steps)
             while True:
                 try:
                     value = self._run_async(step)
@@ -180,14 +199,15 @@ class Delivery:
                     step = steps.throw(error)
                 else:
                     step = steps.send(value)
-        except StopIteration as stop:
-            result: T = stop.value
-            return result
+        except StopIteration:
+            return
 
-    async def adrive(self, steps: Steps[T]) -> T:
+    async def adrive(self, steps: Steps) -> None:
         """Run ``steps`` in the running event loop, awaiting what they yield."""
+        step = next(steps, _DONE)
+        if step is _DONE:
+            return
         try:
-            step = next(steps)
             while True:
                 try:
                     value = await step
@@ -195,9 +215,8 @@ class Delivery:
                     step = steps.throw(error)
                 else:
                     step = steps.send(value)
-        except StopIteration as stop:
-            result: T = stop.value
-            return result
+        except StopIteration:
+            return
 
     def _run_async(self, step: Awaitable[Any]) -> Any:
         if self._loop_thread is None:
@@ -285,19 +304,31 @@ class Delivery:
 
     # -- delivering --------------------------------------------------------------------------
 
-    def deliver(self, result: SendResult, *, aio: bool = False) -> Steps[SendResult]:
-        """Deliver ``result.event``: report broken filters, run the inline consumers, enqueue
-        the jobs of queued ones; their outcomes fill ``result``. With ``aio``, async
-        consumers and the backend's async face are awaited (:meth:`adrive`)."""
+    def sending(self, sender: Any, result: SendResult, *, aio: bool = False) -> Steps:
+        """The send path in steps, for ``result.event`` (already checked): the
+        ``before_send`` hook, matching (:meth:`route`), broken filters reported, inline
+        consumers run, queued ones' jobs enqueued, the expired counted, the
+        ``after_send`` hook, then the ``raise`` error policy; ``result`` is filled in.
+        ``sender`` is the ``Notifications`` the send hooks are told of. With ``aio``,
+        async consumers, hooks and the backend's async face are awaited (:meth:`adrive`)."""
         event = result.event
+        plugins = self.plugins
+        if plugins.has_before_send:
+            if aio:
+                yield plugins.abefore_send(sender, event)
+            else:
+                plugins.before_send(sender, event)
+        expiration = event.expiration_datetime
+        result.expired = expiration is not None and expiration <= _now(_utc)
         inline, queued, broken = self.route(event, result)
         for hub, name, broke in broken:
-            self.count("failed")
-            self.plugins.consumer_error(hub, name, event, broke)
-        for hub, registration, outcome in inline:
-            error = yield from self.consume(hub, registration, event, aio=aio)
-            if error is not None:
-                outcome.status, outcome.error = Status.FAILED, error
+            yield from self.counting("failed", aio=aio)
+            if aio:
+                yield plugins.aconsumer_error(hub, name, event, broke)
+            else:
+                plugins.consumer_error(hub, name, event, broke)
+        if inline:
+            yield from self._consume(inline, event, None, aio, None)
         if queued:
             backend = self.backend
             for queue, jobs in queued.items():
@@ -309,53 +340,69 @@ class Delivery:
                 )
                 for (outcome, _), job_id in zip(jobs, ids, strict=True):
                     outcome.job_id = job_id
-        return result
+        if result.expired:
+            yield from self.counting("expired", aio=aio)
+        if plugins.has_after_send:
+            if aio:
+                yield plugins.aafter_send(sender, event, result)
+            else:
+                plugins.after_send(sender, event, result)
+        if self._raise_errors:
+            errors = [o.error for o in result.outcomes if o.error is not None]
+            if errors:
+                raise ConsumerError(errors, result) from errors[0]
 
-    def consume(
+    def _consume(
         self,
-        hub: Hub,
-        registration: Registration,
+        runs: Iterable[tuple[Hub, Registration, ConsumerOutcome]],
         event: Event,
-        done: Callable[[], object] | None = None,
-        *,
-        aio: bool = False,
-        timeout: float | None = None,
-    ) -> Steps[BaseException | None]:
-        """One consumer gets ``event`` with its hooks; returns the error it raised, if any.
+        done: Callable[[], object] | None,
+        aio: bool,
+        timeout: float | None,
+    ) -> Steps:
+        """Each consumer of ``runs`` gets ``event`` with its hooks, in turn (one generator
+        for a whole send); the outcome of one that fails is marked failed.
 
         The order: the ``notifycore_before_consume`` hook, the consumer's
         ``before_consume``, ``consume`` (``aconsume`` when there is one and
         ``aio``), ``done`` (workers record de-duplication keys there), the
         consumer's ``after_consume``, the ``notifycore_after_consume`` hook.
-        An error on the way is reported (:meth:`report_error`) and returned.
-        An async consumer still running after ``timeout`` seconds is cancelled
-        by :meth:`drive`: its error is a :class:`~notifycore.errors.ConsumerTimeout`.
+        An error on the way is reported (:meth:`report`). An async consumer
+        still running after ``timeout`` seconds is cancelled by :meth:`drive`:
+        its error is a :class:`~notifycore.errors.ConsumerTimeout`.
         """
-        consumer = registration.consumer
         plugins = self.plugins
-        try:
-            if plugins.has_before_consume:
-                plugins.before_consume(hub, registration.name, event)
-            if registration.has_before:
-                consumer.before_consume(event)
-            aconsume = getattr(consumer, "aconsume", None) if aio else None
-            returned = consumer.consume(event) if aconsume is None else aconsume(event)
-            if returned is not None and inspect.isawaitable(returned):
-                try:
-                    yield _Consume(returned, timeout)
-                except TimedOut:
-                    assert timeout is not None
-                    raise ConsumerTimeout(registration.name, hub.label, timeout) from None
-            if done is not None:
-                done()
-            if registration.has_after:
-                consumer.after_consume(event)
-            if plugins.has_after_consume:
-                plugins.after_consume(hub, registration.name, event)
-        except Exception as error:
-            self.report_error(hub, registration, event, error)
-            return error
-        return None
+        before, after = plugins.has_before_consume, plugins.has_after_consume
+        for hub, registration, outcome in runs:
+            consumer = registration.consumer
+            try:
+                if before:
+                    if aio:
+                        yield plugins.abefore_consume(hub, registration.name, event)
+                    else:
+                        plugins.before_consume(hub, registration.name, event)
+                if registration.has_before:
+                    consumer.before_consume(event)
+                aconsume = getattr(consumer, "aconsume", None) if aio else None
+                returned = consumer.consume(event) if aconsume is None else aconsume(event)
+                if returned is not None and inspect.isawaitable(returned):
+                    try:
+                        yield _Consume(returned, timeout)
+                    except TimedOut:
+                        assert timeout is not None
+                        raise ConsumerTimeout(registration.name, hub.label, timeout) from None
+                if done is not None:
+                    done()
+                if registration.has_after:
+                    consumer.after_consume(event)
+                if after:
+                    if aio:
+                        yield plugins.aafter_consume(hub, registration.name, event)
+                    else:
+                        plugins.after_consume(hub, registration.name, event)
+            except Exception as error:
+                outcome.status, outcome.error = Status.FAILED, error
+                yield from self.report(hub, registration, event, error, aio=aio)
 
     def run(
         self,
@@ -366,22 +413,41 @@ class Delivery:
         *,
         timeout: float | None = None,
     ) -> BaseException | None:
-        """:meth:`consume` from sync code (a worker's thread); returns the error, if any.
+        """Run one consumer on ``event`` with its hooks (as a send does); return the error
+        it raised, if any. ``done`` runs as soon as the consumer returned, before the
+        after-hooks (workers record de-duplication keys there).
 
         An async consumer still running after ``timeout`` seconds is cancelled
         and the error is a :class:`~notifycore.errors.ConsumerTimeout` (a sync
         one cannot be stopped from here: the worker watches those).
         """
-        return self.drive(self.consume(hub, registration, event, done, timeout=timeout))
+        outcome = ConsumerOutcome(hub.label, registration.name, Status.RAN)
+        self.drive(self._consume(((hub, registration, outcome),), event, done, False, timeout))
+        return outcome.error
 
     def report_error(
         self, hub: Hub, registration: Registration, event: Event, error: BaseException
     ) -> None:
         """Tell a consumer's ``on_error``, the ``notifycore_consumer_error`` hook and the
         ``failed`` counter that it failed on ``event`` (a worker reports timeouts here)."""
+        self.drive(self.report(hub, registration, event, error))
+
+    def report(
+        self,
+        hub: Hub,
+        registration: Registration,
+        event: Event,
+        error: BaseException,
+        *,
+        aio: bool = False,
+    ) -> Steps:
+        """:meth:`report_error` in steps (``aio``: async hooks are awaited by :meth:`adrive`)."""
         try:
             registration.consumer.on_error(event, error)
         except Exception as hook_error:  # the report must go on; keep both errors
             error.add_note(f"{registration.name}.on_error raised {hook_error!r}")
-        self.count("failed")
-        self.plugins.consumer_error(hub, registration.name, event, error)
+        yield from self.counting("failed", aio=aio)
+        if aio:
+            yield self.plugins.aconsumer_error(hub, registration.name, event, error)
+        else:
+            self.plugins.consumer_error(hub, registration.name, event, error)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from notifycore import drivers
 from notifycore.backends.base import Backend
 from notifycore.config import load_config
 from notifycore.declarations import Declarations, parse_declarations
-from notifycore.delivery import Delivery, Steps
-from notifycore.errors import ConfigurationError, ConsumerError, InvalidEvent
+from notifycore.delivery import Delivery
+from notifycore.errors import ConfigurationError, InvalidEvent
 from notifycore.event import Event
 from notifycore.fanout import Fanout
 from notifycore.hub import Hub
@@ -25,8 +24,6 @@ from notifycore.worker import Worker
 
 __all__ = ["Notifications"]
 
-_utc = UTC
-_now = datetime.now
 EventLike = Event | Mapping[str, Any] | str | bytes
 
 
@@ -115,7 +112,6 @@ class Notifications:
         self.settings = settings
         self._max_event_size: int = settings["MAX_EVENT_SIZE"]
         self._max_event_depth: int = settings["MAX_EVENT_DEPTH"]
-        self._raise_errors = settings["CONSUMER_ERRORS"] == "raise"
         self.delivery.configure(settings, backend)
         if old is not None and old is not backend:
             if self._fanout is not None:  # its followers read the old backend
@@ -290,25 +286,6 @@ class Notifications:
             "event", f"send() takes an Event, a dict or JSON, not {type(event).__name__}"
         )
 
-    def _sending(self, event: EventLike, aio: bool) -> Steps[SendResult]:
-        """``send()`` in steps (see :mod:`notifycore.delivery`): check, hooks, deliver."""
-        checked = self.coerce_event(event)
-        plugins = self.plugins
-        if plugins.has_before_send:
-            plugins.before_send(self, checked)
-        expiration = checked.expiration_datetime
-        result = SendResult(checked, expired=expiration is not None and expiration <= _now(_utc))
-        yield from self.delivery.deliver(result, aio=aio)
-        if result.expired:
-            self.delivery.count("expired")
-        if plugins.has_after_send:
-            plugins.after_send(self, checked, result)
-        if self._raise_errors:
-            errors = [o.error for o in result.outcomes if o.error is not None]
-            if errors:
-                raise ConsumerError(errors, result) from errors[0]
-        return result
-
     def send(self, event: EventLike) -> SendResult:
         """Match the event against every hub and deliver it to their consumers.
 
@@ -316,11 +293,17 @@ class Notifications:
         here, one failure never stopping the others; queued ones get a job on
         the backend. Returns what happened to each consumer.
         """
-        return self.delivery.drive(self._sending(event, False))
+        result = SendResult(self.coerce_event(event))
+        delivery = self.delivery
+        delivery.drive(delivery.sending(self, result))
+        return result
 
     async def asend(self, event: EventLike) -> SendResult:
         """:meth:`send` for async code: awaits async consumers and the backend's async face."""
-        return await self.delivery.adrive(self._sending(event, True))
+        result = SendResult(self.coerce_event(event))
+        delivery = self.delivery
+        await delivery.adrive(delivery.sending(self, result, aio=True))
+        return result
 
     def send_many(self, events: Iterable[EventLike]) -> list[SendResult]:
         """:meth:`send` for each event, in order."""
