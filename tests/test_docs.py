@@ -118,6 +118,7 @@ def test_every_command_is_documented() -> None:
 
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert commands is not None
     text = (DOCS / "cli.md").read_text()
     for name in commands:
         assert f"notifycore {name}" in text, f"docs/cli.md does not show 'notifycore {name}'"

@@ -33,7 +33,7 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_installed_plugin_is_discovered_through_its_entry_point(make_notifications: Make) -> None:
-    import notifycore_tinyplugin
+    import notifycore_tinyplugin  # type: ignore[import-untyped]
 
     names = [info.name for info in get_plugins().list_plugins()]
     assert "tiny" in names and "notifycore.core_plugin" in names
@@ -182,7 +182,7 @@ def test_init_app_goes_to_the_first_plugin_that_claims_the_app() -> None:
         @hookimpl
         def notifycore_init_app(self, notifications: Any, app: Any) -> bool | None:
             if isinstance(app, App):
-                app.notifications = notifications
+                app.notifications = notifications  # type: ignore[attr-defined]
                 return True
             return None
 
@@ -282,8 +282,8 @@ def missing_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
     The real ones (redis, amqp, mail) are installed here; tests/test_packaging.py checks
     them in a venv that has only the core.
     """
-    monkeypatch.setitem(drivers.FIRST_PARTY_DRIVERS[drivers.BACKENDS], "ghost", "notify-ghost")  # type: ignore[index]
-    monkeypatch.setitem(drivers.FIRST_PARTY_SETTINGS, "GHOST_", "notify-ghost")  # type: ignore[index]
+    monkeypatch.setitem(drivers.FIRST_PARTY_DRIVERS[drivers.BACKENDS], "ghost", "notify-ghost")
+    monkeypatch.setitem(drivers.FIRST_PARTY_SETTINGS, "GHOST_", "notify-ghost")
 
 
 def test_a_first_party_backend_that_is_not_installed_names_its_distribution(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,7 @@ def test_the_settings_repr_masks_secret_settings_urls_and_secret_keys() -> None:
 def test_a_secret_setting_is_masked_in_its_errors() -> None:
     pin = Setting("PIN", int, 0, "A PIN.", secret=True)
     token = Setting("TOKEN", str, None, "A token.", nullable=True, secret=True)
-    cases = [
+    cases: list[Callable[[], object]] = [
         lambda: Settings({"PIN": pin}, environ={"NOTIFYCORE_PIN": SECRET}),
         lambda: Settings({"TOKEN": token}, {"TOKEN": 4_815_162_342}, environ={}),
         lambda: Settings(
