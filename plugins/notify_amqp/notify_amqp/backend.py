@@ -17,9 +17,11 @@ confirms. A job is reserved by ``basic.get``, or by a consumer (prefetch
 ``prefetch`` per connection) when the reservation may wait, and acked only
 after the consumer ran. The visibility timeout is kept by the process that
 reserved: a reservation that outlived it is returned to the queue
-(``basic.reject`` with requeue) by the next call that looks. When a worker's
-connection closes (a crash, SIGKILL), RabbitMQ itself hands its unacked jobs
-out again. Attempts are the ``x-nc-attempts`` header plus the quorum queue's
+(``basic.reject`` with requeue) by a *keeper* thread, which also sends the
+connections' AMQP heartbeats while their threads run consumers. When a
+worker's connection closes (a crash, SIGKILL) or goes silent (a frozen
+process: no heartbeats), RabbitMQ itself hands its unacked jobs out again.
+Attempts are the ``x-nc-attempts`` header plus the quorum queue's
 ``x-delivery-count``, so deliveries lost to crashes count too.
 
 Retries and delayed jobs wait in per-delay queues: classic queues with a
@@ -87,6 +89,7 @@ READ_CAP = 2.0
 #: Idle lifetime of a de-duplication key's queue (its marker expires with the ttl).
 DONE_EXPIRES_MS = 7 * 24 * 3600 * 1000
 
+_QUEUE_DECLARE = (50, 10)
 _ATTEMPTS = "x-nc-attempts"
 _ERROR = "x-nc-error"
 _NOT_BEFORE = "x-nc-not-before"
@@ -127,6 +130,27 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+def _recovering(exc: BaseException) -> bool:
+    """RabbitMQ's answer about a durable queue or stream that its node has not brought back
+    yet, after a restart: 404 "home node ... is down or inaccessible". It passes."""
+    return isinstance(exc, amqp.exceptions.NotFound) and "down or inaccessible" in str(exc)
+
+
+#: basic.ack, basic.reject and basic.nack wait for no answer: RabbitMQ's refusal of one
+#: arrives later, as the close of its channel.
+_UNANSWERED = {(0, 0), (60, 80), (60, 90), (60, 120)}
+
+
+def _closed_by_broker(exc: BaseException) -> bool:
+    """A channel RabbitMQ closed on its own (a consumer timeout: method 0, 0) or over an ack
+    it no longer took. py-amqp opens such a channel again, but without its consumers and
+    unacked deliveries, so the connection's state is no longer what notifycore holds."""
+    return (
+        isinstance(exc, amqp.exceptions.ChannelError)
+        and getattr(exc, "method_sig", None) in _UNANSWERED
+    )
+
+
 @dataclass(slots=True)
 class _Lease:
     channel: Any
@@ -144,6 +168,12 @@ class _Tail:
     waiting: dict[str, int | None] = field(default_factory=dict)
     unacked: int = 0
     last_tag: int = 0
+
+    def ack(self) -> None:
+        """Ack what came so far: RabbitMQ's consumer timeout also applies to stream deliveries."""
+        if self.unacked:
+            self.channel.basic_ack(self.last_tag, multiple=True)
+            self.unacked = 0
 
 
 class _Counts:
@@ -203,6 +233,10 @@ class _Link:
     # -- connection ---------------------------------------------------------------------------
 
     def connect(self) -> amqp.Connection:
+        if self.conn is not None and not self.conn.connected:
+            # The connection ended (py-amqp saw it): start afresh, rather than let kombu
+            # reconnect silently under channels and reservations of the old one.
+            self.reset()
         if self.conn is None or self.channel is None:
             if self.conn is None:
                 self.conn = self.backend._connect()
@@ -258,13 +292,25 @@ class _Link:
         return self.probe
 
     def drain(self, timeout: float) -> bool:
-        """Read what the server sent, waiting ``timeout`` seconds at most; False on a timeout."""
-        conn = self.connect()
-        try:
-            conn.drain_events(timeout=max(timeout, 0.0))
-        except TimeoutError:
-            return False
-        return True
+        """Read what the server sent, waiting ``timeout`` seconds at most; False on a timeout.
+
+        Heartbeats go on meanwhile: a thread waiting here for a job keeps its connection."""
+        return _read(self.connect(), timeout, self.backend.beat)
+
+    def tend(self, now: float) -> None:
+        """What the link's thread does while it waits, done while it is busy elsewhere (in a
+        consumer): read what RabbitMQ sent (its heartbeats, deliveries to our consumers),
+        send a heartbeat when one is due, ack what the tails saw, and give back reservations
+        past their visibility timeout."""
+        if self.conn is None or not self.conn.connected:
+            return
+        connection = self.conn.connection
+        for _ in range(64):  # what has arrived; the rest waits for the next round
+            if not _read(connection, 0.0, self.backend.beat):
+                break
+        for tail in self.tails.values():
+            tail.ack()
+        self.sweep(now)
 
     # -- confirmed publishing -----------------------------------------------------------------
 
@@ -311,14 +357,50 @@ class _Link:
                 lease.channel.basic_reject(lease.tag, requeue=True)
 
 
+def _read(connection: amqp.Connection, timeout: float, beat: float) -> bool:
+    """Read one method from ``connection`` within ``timeout`` seconds (False if none came),
+    sending heartbeats when due at least every ``beat`` seconds. (py-amqp's
+    ``drain_events`` starts its timeout again after each heartbeat frame the server sends,
+    so with short heartbeats it would never time out.)"""
+    deadline = time.monotonic() + max(timeout, 0.0)
+    while True:
+        connection.heartbeat_tick()  # raises ConnectionForced when the server went silent
+        left = deadline - time.monotonic()
+        try:
+            if connection.blocking_read(max(min(left, beat), 0.0)):
+                return True
+        except TimeoutError:
+            if time.monotonic() >= deadline:
+                return False
+        # A heartbeat or part of a message came: read on (with no wait once past the
+        # deadline) until a whole method is in or nothing more is there.
+
+
+def _keep(ref: weakref.ref[AmqpBackend], stop: threading.Event) -> None:
+    """The keeper thread: tend every link while the backend lives and is open."""
+    while True:
+        backend = ref()
+        if backend is None:
+            return
+        every = backend.beat
+        del backend  # only a weak reference between rounds: the backend may go
+        if stop.wait(every):
+            return
+        backend = ref()
+        if backend is None:
+            return
+        backend._tend()
+        del backend
+
+
 def _release(box: list[Any]) -> None:
     """Close a link's connection (from ``reset`` or when its thread ended)."""
     conn, box[0] = box[0], None
     if conn is not None:
         try:
             conn.release()
-        except Exception:
-            logger.debug("closing a RabbitMQ connection failed", exc_info=True)
+        except Exception as exc:  # it is gone either way; no traceback for a dead connection
+            logger.debug("closing a RabbitMQ connection failed: %s", exc)
 
 
 class AmqpBackend(Backend):
@@ -346,6 +428,8 @@ class AmqpBackend(Backend):
         prefetch: int = 0,
         retries: int = 3,
         read_quiet: float = 0.05,
+        heartbeat: int = 20,
+        recovery_wait: float = 30.0,
     ) -> None:
         super().__init__(
             url or DEFAULT_URL, stream_maxlen=stream_maxlen, stream_max_age=stream_max_age
@@ -361,6 +445,10 @@ class AmqpBackend(Backend):
         self.prefetch = prefetch
         self.retries = retries
         self.read_quiet = read_quiet
+        self.heartbeat = heartbeat
+        self.recovery_wait = recovery_wait
+        #: How often heartbeats are looked after (py-amqp wants a tick about every second).
+        self.beat = min(max(heartbeat / 4, 0.05), 1.0) if heartbeat else 1.0
         self._lock = threading.Lock()
         # Weak: a link belongs to its thread (``_local``) and goes when the thread ends.
         self._links: weakref.WeakValueDictionary[int, _Link] = weakref.WeakValueDictionary()
@@ -369,6 +457,8 @@ class AmqpBackend(Backend):
         self._declared: set[str] = set()
         self._checked = False
         self._closed = False
+        self._keeper: threading.Thread | None = None
+        self._stop = threading.Event()
 
     @classmethod
     def from_settings(cls, settings: Any) -> Self:
@@ -383,6 +473,8 @@ class AmqpBackend(Backend):
             prefetch=settings.get("AMQP_PREFETCH", 0),
             retries=settings.get("AMQP_RETRIES", 3),
             read_quiet=settings.get("AMQP_READ_QUIET", 0.05),
+            heartbeat=settings.get("AMQP_HEARTBEAT", 20),
+            recovery_wait=settings.get("AMQP_RECOVERY_WAIT", 30.0),
         )
 
     def __repr__(self) -> str:
@@ -390,6 +482,7 @@ class AmqpBackend(Backend):
 
     def close(self) -> None:
         self._closed = True
+        self._stop.set()
         with self._lock:
             links = list(self._links.values())
             self._links.clear()
@@ -401,7 +494,7 @@ class AmqpBackend(Backend):
 
     def _connect(self) -> Any:
         """A new connection (kombu retries the connect); checks the server once."""
-        conn = KombuConnection(self._url, connect_timeout=2.0, heartbeat=0)
+        conn = KombuConnection(self._url, connect_timeout=2.0, heartbeat=self.heartbeat)
         try:
             conn.ensure_connection(
                 max_retries=self.retries, interval_start=0.05, interval_step=0.25
@@ -435,41 +528,93 @@ class AmqpBackend(Backend):
             link = _Link(self, next(self._numbers))
             with self._lock:
                 self._links[link.number] = link
+                if self._keeper is None:
+                    self._keeper = threading.Thread(
+                        target=_keep,
+                        args=(weakref.ref(self), self._stop),
+                        name="notify-amqp-keeper",
+                        daemon=True,
+                    )
+                    self._keeper.start()
             self._local.link = link
         return link
 
+    def _tend(self) -> None:
+        """One round of the keeper: tend each link its thread is not using right now."""
+        now = time.monotonic()
+        with self._lock:
+            links = list(self._links.values())
+        for link in links:
+            if link.conn is None or not link.lock.acquire(blocking=False):
+                continue
+            try:
+                link.tend(now)
+            except (*self.connection_errors, amqp.exceptions.AMQPError) as exc:
+                # The connection died, or RabbitMQ closed one of its channels: start afresh
+                # (its jobs go back to RabbitMQ). Its thread learns it at its next call.
+                logger.debug("RabbitMQ connection %d given up: %s", link.number, exc)
+                link.reset()
+            except Exception:
+                logger.exception("looking after RabbitMQ connection %d failed", link.number)
+                link.reset()
+            finally:
+                link.lock.release()
+
     def _run(self, what: str, call: Callable[[_Link], T], link: _Link | None = None) -> T:
-        """Run ``call`` on a connection; reconnect and try again after a connection error."""
+        """Run ``call`` on a connection; reconnect and try again after a connection error
+        (``retries`` times), and wait for a queue a restarted node is still recovering
+        (``recovery_wait`` seconds), with back-off."""
         link = link or self._link()
         delay = 0.05
-        for attempt in range(self.retries + 1):
+        failures = 0
+        recovering_since: float | None = None
+        while True:
             with link.lock:
                 try:
                     link.connect()
                     return call(link)
                 except amqp.exceptions.NotFound as exc:
-                    # A queue or stream was deleted behind our back: declare again, once.
                     link.repair()
                     with self._lock:
                         self._declared.clear()
-                    if attempt == self.retries:
-                        raise BackendError(f"RabbitMQ at {self.safe_url}: {what}: {exc}") from exc
-                    continue
-                except self.connection_errors as exc:
+                    if _recovering(exc):
+                        now = time.monotonic()
+                        if recovering_since is None:
+                            recovering_since = now
+                            logger.debug("RabbitMQ is recovering (%s); waiting", exc)
+                        elif now - recovering_since >= self.recovery_wait:
+                            raise BackendUnavailable(
+                                f"RabbitMQ at {self.safe_url} did not recover what {what} needs "
+                                f"within {self.recovery_wait:g} s: {exc}"
+                            ) from exc
+                    else:
+                        # A queue or stream was deleted behind our back: declare again at once.
+                        failures += 1
+                        if failures > self.retries:
+                            raise BackendError(
+                                f"RabbitMQ at {self.safe_url}: {what}: {exc}"
+                            ) from exc
+                        continue
+                except (*self.connection_errors, amqp.exceptions.ChannelError) as exc:
+                    if not isinstance(exc, self.connection_errors) and not _closed_by_broker(exc):
+                        link.repair()  # RabbitMQ refused this call on its channel; the rest lives
+                        raise BackendError(
+                            f"RabbitMQ at {self.safe_url} refused {what}: {exc}"
+                        ) from exc
                     link.reset()
-                    if attempt == self.retries:
+                    failures += 1
+                    if failures > self.retries:
                         raise BackendUnavailable(
                             f"RabbitMQ at {self.safe_url} is unavailable ({what}, after "
                             f"{self.retries} retries): {exc}"
                         ) from exc
                 except amqp.exceptions.AMQPError as exc:
-                    link.repair()  # RabbitMQ closed a channel; the others (and their jobs) live
+                    link.repair()
                     raise BackendError(
                         f"RabbitMQ at {self.safe_url} refused {what}: {exc}"
                     ) from exc
             time.sleep(delay)
             delay = min(delay * 4, 1.0)
-        raise AssertionError("unreachable")
 
     # -- names and declarations -------------------------------------------------------------
 
@@ -490,28 +635,38 @@ class AmqpBackend(Backend):
             link.probe_channel().queue_declare(
                 name, durable=True, auto_delete=False, arguments=arguments
             )
-        except amqp.exceptions.PreconditionFailed as exc:
+        except amqp.exceptions.AMQPError as exc:
             link.probe = None
+            if getattr(exc, "method_sig", None) != _QUEUE_DECLARE or _recovering(exc):
+                # Not RabbitMQ's answer to this declaration (a channel it closed on its own,
+                # a lost connection), or a queue a restarted node has not recovered yet: a
+                # passing state that ``_run`` waits out, never a configuration error.
+                raise
+            self._refused(name, stream, exc)
+        with self._lock:
+            self._declared.add(name)
+        return name
+
+    def _refused(self, name: str, stream: bool, exc: amqp.exceptions.AMQPError) -> None:
+        """RabbitMQ refused to declare ``name``: keep an existing stream, or say what is wrong."""
+        if isinstance(exc, amqp.exceptions.PreconditionFailed):
             if stream and "x-queue-type" not in str(exc):
                 # An existing stream declared with other retention: keep it (a policy
                 # changes retention of existing streams), but say so.
                 logger.warning("stream %s exists with other arguments (%s); using it", name, exc)
-            else:
-                raise ConfigurationError(
-                    f"RabbitMQ refused to declare {name!r} as notifycore needs it: {exc}"
-                ) from exc
-        except amqp.exceptions.AMQPError as exc:
-            link.probe = None
-            if not stream or isinstance(exc, amqp.exceptions.RecoverableConnectionError):
-                raise
+                return
             raise ConfigurationError(
-                f"RabbitMQ at {self.safe_url} cannot create the stream queue {name!r} "
-                f"({exc}): notifycore keeps event history in RabbitMQ streams "
-                "(3.9 or newer, feature flag stream_queue enabled)"
+                f"RabbitMQ refused to declare {name!r} as notifycore needs it: {exc}"
             ) from exc
-        with self._lock:
-            self._declared.add(name)
-        return name
+        if not stream or isinstance(exc, amqp.exceptions.RecoverableConnectionError):
+            raise exc
+        # What a server without streams answers (541 "the corresponding feature flag is
+        # disabled", which also closes the connection).
+        raise ConfigurationError(
+            f"RabbitMQ at {self.safe_url} cannot create the stream queue {name!r} "
+            f"({exc}): notifycore keeps event history in RabbitMQ streams "
+            "(3.9 or newer, feature flag stream_queue enabled)"
+        ) from exc
 
     def _stream(self, link: _Link, stream: str) -> str:
         arguments: dict[str, Any] = {
@@ -581,7 +736,8 @@ class AmqpBackend(Backend):
                 if time.monotonic() > deadline:
                     raise BackendUnavailable(f"stream {stream!r} did not store a publish in time")
                 link.drain(deadline - time.monotonic())
-            # The tail acks in bulk as deliveries come (half its credit at a time).
+            # Acked now (and by the keeper while idle), not left to RabbitMQ's consumer timeout.
+            tail.ack()
             return [_id(tail.waiting.pop(t)) for t in tokens]
 
         return self._run("publish", call)
@@ -601,17 +757,11 @@ class AmqpBackend(Backend):
                 tail.last_tag = message.delivery_info["delivery_tag"]
                 tail.unacked += 1
                 if tail.unacked >= STREAM_CREDIT // 2:
-                    self._ack_tail(tail)
+                    tail.ack()
 
             channel.basic_consume(name, callback=delivered, arguments={"x-stream-offset": "next"})
             link.tails[name] = tail
         return tail
-
-    @staticmethod
-    def _ack_tail(tail: _Tail) -> None:
-        if tail.unacked:
-            tail.channel.basic_ack(tail.last_tag, multiple=True)
-            tail.unacked = 0
 
     def _find_tokens(
         self, link: _Link, name: str, since: float, tokens: set[str]
@@ -750,6 +900,7 @@ class AmqpBackend(Backend):
             conn: Any = None
             try:
                 conn = self._connect()
+                raw = conn.connection
                 link = _Link(self, 0)
                 link.conn, link.channel = conn, conn.channel()
                 name = self._stream(link, stream)
@@ -768,9 +919,10 @@ class AmqpBackend(Backend):
                 outage.recovered()
                 expected = None if position is None else max(position - 1, 0)
                 while stop is None or not stop.is_set():
-                    if not link.drain(poll):
+                    # Straight on this connection: a follower never reconnects silently.
+                    if not _read(raw, poll, self.beat):
                         continue
-                    while len(pending) < STREAM_CREDIT and link.drain(0):
+                    while len(pending) < STREAM_CREDIT and _read(raw, 0.0, self.beat):
                         pass
                     if not pending:
                         continue
@@ -793,15 +945,24 @@ class AmqpBackend(Backend):
                     if messages or reset:
                         yield StreamRead(messages, reset)
                 return
-            except (BackendUnavailable, *self.connection_errors) as exc:
+            except (
+                BackendUnavailable,
+                *self.connection_errors,
+                amqp.exceptions.ChannelError,
+            ) as exc:
+                if isinstance(exc, amqp.exceptions.ChannelError) and not (
+                    _recovering(exc) or _closed_by_broker(exc)
+                ):
+                    raise
+                # Down, restarting, or closed our consumer: reported once, tried again.
                 if outage.wait(exc, stop):
                     return
             finally:
                 if conn is not None:
                     try:
                         conn.release()
-                    except Exception:
-                        logger.debug("closing a follower's connection failed", exc_info=True)
+                    except Exception as exc:
+                        logger.debug("closing a follower's connection failed: %s", exc)
 
     async def afollow(
         self, stream: str, after: str | None = None, *, poll: float = 1.0
@@ -972,12 +1133,14 @@ class AmqpBackend(Backend):
             link.hold = visibility_timeout
             while True:
                 # A reservation that may wait is taken through a consumer (prefetch); one that
-                # may not is a basic.get (first in, first out), unless a consumer holds jobs.
+                # may not is a basic.get (first in, first out), unless this thread consumes
+                # the queue already: a basic.get beside a consumer would hold more jobs than
+                # its prefetch, and out of order.
                 buffer = self._consume(link, queue, name) if block else link.buffers.get(queue)
                 if buffer is not None and not buffer:
                     link.drain(0)
                 message = buffer.popleft()[1] if buffer else None
-                if message is None:
+                if message is None and queue not in link.consumers:
                     message = link.channel.basic_get(name)
                 if message is None:
                     left = deadline - time.monotonic()
@@ -999,6 +1162,10 @@ class AmqpBackend(Backend):
             return False
 
         def call(link: _Link) -> bool:
+            # First read what RabbitMQ sent: the end of a connection it gave up on (a frozen
+            # process, missed heartbeats) or of a channel it closed (a consumer timeout), so
+            # that the job it took back is not reported as done here.
+            link.drain(0)
             link.sweep(time.monotonic())
             lease = link.leases.pop(job.receipt, None)
             if lease is None or lease.generation != link.generation:

@@ -36,6 +36,25 @@ SETTINGS = (
         minimum=0,
     ),
     Setting(
+        "AMQP_HEARTBEAT",
+        int,
+        20,
+        "AMQP heartbeat interval in seconds (0: off). A thread of each process keeps "
+        "heartbeats going while its workers run consumers or wait for jobs; RabbitMQ closes "
+        "the connection of a process that went silent (frozen, paused, cut off) after two to "
+        "three intervals and gives its jobs to other workers.",
+        minimum=0,
+    ),
+    Setting(
+        "AMQP_RECOVERY_WAIT",
+        float,
+        30.0,
+        "Seconds a call waits, trying again with back-off, for a queue or stream that a "
+        "restarted RabbitMQ node has not recovered yet (404 'home node ... is down or "
+        "inaccessible') before it raises BackendUnavailable.",
+        minimum=0.0,
+    ),
+    Setting(
         "AMQP_STREAM_MAX_BYTES",
         int,
         100_000_000,

@@ -3,8 +3,15 @@
 ``RabbitServer(directory).start()`` runs ``rabbitmq-server`` with its own ports,
 data directory and Erlang port mapper, all bound to 127.0.0.1, and waits until
 it answers; ``restart()`` keeps its durable queues and streams;
-``shutdown()`` stops the node and its port mapper. Failing to start raises
-``RuntimeError`` with the end of the node's log.
+``shutdown()`` stops the node and its port mapper; ``ctl(...)`` runs
+``rabbitmqctl`` against it. Failing to start raises ``RuntimeError`` with the
+end of the node's log.
+
+The node has a broker-side consumer timeout (``consumer_timeout``, one minute
+by default, as docs/amqp.md recommends for a visibility timeout under a
+minute); ``timeout_check`` makes RabbitMQ look for timed-out deliveries that
+often instead of once a minute (``channel_tick_interval``), for tests that
+want it to act within seconds.
 """
 
 from __future__ import annotations
@@ -41,7 +48,13 @@ class RabbitServer:
     ``restart()`` keeps its data: queues and streams are durable.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        consumer_timeout: float = 60.0,
+        timeout_check: float | None = None,
+    ) -> None:
         self.binary = _server_binary()
         self.directory = directory
         self.port = free_port()
@@ -54,7 +67,15 @@ class RabbitServer:
             "loopback_users = none\n"
             "log.console = false\n"
             "log.file.level = warning\n"
+            f"consumer_timeout = {max(int(consumer_timeout * 1000), 1)}\n"
         )
+        # rabbitmq.conf cannot set how often channels look at their deliveries' age.
+        tick = (
+            ""
+            if timeout_check is None
+            else f"{{channel_tick_interval, {int(timeout_check * 1000)}}}"
+        )
+        (directory / "advanced.config").write_text(f"[{{rabbit, [{tick}]}}].\n")
         (directory / "enabled_plugins").write_text("[].\n")
         self.env = {
             **os.environ,
@@ -74,6 +95,24 @@ class RabbitServer:
             "RABBITMQ_ADVANCED_CONFIG_FILE": str(directory / "advanced.config"),
         }
 
+    def ctl(self, *args: str, timeout: float = 120) -> str:
+        """Run ``rabbitmqctl`` against this node; its output, or RuntimeError."""
+        ctl = str(Path(self.binary).with_name("rabbitmqctl"))
+        if not os.access(ctl, os.X_OK):
+            ctl = shutil.which("rabbitmqctl") or ctl
+        done = subprocess.run(
+            [ctl, "-n", self.env["RABBITMQ_NODENAME"], *args],
+            env=self.env,
+            cwd=self.directory,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {args[0]} failed: {done.stderr or done.stdout}")
+        return done.stdout
+
     def _answers(self) -> bool:
         try:
             connection = amqp.Connection(
@@ -86,23 +125,33 @@ class RabbitServer:
         return True
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [self.binary],
-            env=self.env,
-            cwd=self.directory,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        # What the node prints before its log files exist (an epmd or port failure) goes here.
+        with open(self.directory / "console.out", "ab") as console:
+            self.process = subprocess.Popen(
+                [self.binary],
+                env=self.env,
+                cwd=self.directory,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 90
         while not self._answers():
             if self.process.poll() is not None or time.monotonic() > deadline:
+                code = self.process.poll()
                 log = "\n".join(
-                    p.read_text(errors="replace")[-2000:]
-                    for p in (self.directory / "log").glob("*.log")
+                    f"--- {p.name}\n" + p.read_text(errors="replace")[-2000:]
+                    for p in [
+                        self.directory / "console.out",
+                        *(self.directory / "log").glob("*.log"),
+                    ]
+                    if p.exists()
                 )
                 self.stop()
-                raise RuntimeError(f"rabbitmq-server did not start on 127.0.0.1:{self.port}\n{log}")
+                raise RuntimeError(
+                    f"rabbitmq-server did not start on 127.0.0.1:{self.port} "
+                    f"(exit status {code})\n{log}"
+                )
             time.sleep(0.2)
 
     def stop(self) -> None:

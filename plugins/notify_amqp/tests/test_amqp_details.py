@@ -15,6 +15,7 @@ import pytest
 from notify_amqp import backend as amqp_backend
 from notify_amqp.backend import AmqpBackend
 from notifycore import ConfigurationError, InvalidStreamId
+from notifycore.testing import wait_for
 
 
 @pytest.fixture
@@ -124,15 +125,22 @@ def test_follow_after_retention_dropped_the_cursor_reports_a_reset(rabbit_server
         ids = [small.publish("s", f"m{i}".encode()) for i in range(60)]
         kept = small.read("s").messages
         assert kept and len(kept) < 60 and kept[-1].id == ids[-1]
-        batches = []
-        for batch in small.follow("s", ids[0], stop=stop, poll=0.1):
-            batches.append(batch)
-            if batch.messages and batch.messages[-1].id == ids[-1]:
-                break
+        batches: list[Any] = []
+
+        def follow() -> None:
+            for batch in small.follow("s", ids[0], stop=stop, poll=0.1):
+                batches.append(batch)
+                if batch.messages and batch.messages[-1].id == ids[-1]:
+                    return
+
+        thread = threading.Thread(target=follow)
+        thread.start()
+        wait_for(lambda: not thread.is_alive(), 60, "the follower to reach the last message")
         assert batches[0].reset is True
         assert not any(b.reset for b in batches[1:])
         assert [m.id for b in batches for m in b.messages] == [m.id for m in kept]
     finally:
+        stop.set()
         small.close()
 
 
@@ -144,18 +152,51 @@ def test_an_id_the_stream_never_held_is_a_reset(backend: AmqpBackend) -> None:
     assert backend.read("s", ids[-1]).reset is False
 
 
-def test_delayed_jobs_wait_for_their_whole_delay_and_are_counted(backend: AmqpBackend) -> None:
-    backend.enqueue("q", b"{}", delay=0.9)  # a 500 ms bucket, then round again for the rest
+class _StoppedClock:
+    """``time`` for the backend, with a wall clock that stands still (monotonic time runs)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def time(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def test_delayed_jobs_wait_for_their_whole_delay_and_are_counted(
+    backend: AmqpBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = _StoppedClock()
+    monkeypatch.setattr(amqp_backend, "time", clock)
+    backend.enqueue("q", b"{}", delay=0.3)  # a 250 ms bucket, then round again for the rest
     backend.enqueue("later", b"{}", delay=120)
     assert backend.queue_length("q") == 1
     assert backend.queue_length("later") == 1
-    # The 500 ms bucket brings it back early; it must go round again, not be handed out.
-    assert backend.reserve("q", visibility_timeout=30, block=0.6) is None
-    job = None
-    for _ in range(100):  # bounded: 20 s
+    # While the backend's clock says the delay has not passed, every time the bucket brings
+    # the job back it goes round again: it is never handed out early.
+    passes = []
+    real_pass_on = AmqpBackend._pass_on
+
+    def pass_on(link: Any, channel: Any, tag: int, items: list[tuple[str, Any]]) -> None:
+        passes.append(items[0][0])
+        real_pass_on(link, channel, tag, items)
+
+    monkeypatch.setattr(AmqpBackend, "_pass_on", staticmethod(pass_on))
+    got: list[Any] = []
+
+    def came_back_twice() -> bool:
         job = backend.reserve("q", visibility_timeout=30, block=0.2)
         if job is not None:
-            break
+            got.append(job)
+        return len(passes) >= 2 or bool(got)
+
+    wait_for(came_back_twice, 60, "the delay bucket to bring the job back twice")
+    assert not got, "a delayed job was handed out before its time"
+    assert all(".delay.250" in queue for queue in passes)
+    clock.now += 0.3  # its delay is over: the next time the bucket brings it back, it is due
+    job = backend.reserve("q", visibility_timeout=30, block=60)
     assert job is not None
     assert job.attempts == 1
     assert backend.ack(job) is True
@@ -241,13 +282,15 @@ def test_reads_end_on_a_stream_that_never_goes_quiet(rabbit_server: Any) -> None
     publisher = AmqpBackend(rabbit_server.url, prefix=prefix)
     reader = AmqpBackend(rabbit_server.url, prefix=prefix)
     stop = threading.Event()
+    feeding: list[int] = []
 
     def publish() -> None:
         for _i in range(3000):  # bounded: about half a minute at most
             if stop.is_set():
                 return
             publisher.publish_many("busy", [b"x"] * 5)
-            time.sleep(0.005)
+            feeding.append(_i)
+            stop.wait(0.005)  # pacing, not a wait: the stream stays busy without flooding it
 
     feeder = threading.Thread(target=publish)
     results: dict[str, Any] = {}
@@ -258,10 +301,10 @@ def test_reads_end_on_a_stream_that_never_goes_quiet(rabbit_server: Any) -> None
 
     feeder.start()
     try:
-        time.sleep(0.3)
+        wait_for(lambda: bool(feeding), 60, "the stream to be busy")
         worker = threading.Thread(target=read)
         worker.start()
-        worker.join(20)
+        worker.join(120)
         assert not worker.is_alive(), "a read on a busy stream must end"
     finally:
         stop.set()
@@ -305,16 +348,19 @@ def test_a_thread_that_ends_gives_back_the_jobs_its_consumer_held(rabbit_server:
 
         thread = threading.Thread(target=take_one)
         thread.start()
-        thread.join(30)
+        thread.join(60)
+        assert not thread.is_alive()
         got = []
-        for _ in range(20):
+
+        def take() -> bool:
             job = other.reserve("q", visibility_timeout=30, block=0.5)
             if job is not None:
                 got.append(job.payload)
                 other.ack(job)
-            if len(got) == 2:
-                break
-        assert len(got) == 2, "jobs prefetched by an ended thread came back"
+            return len(got) >= 2
+
+        wait_for(take, 60, "jobs prefetched by an ended thread to come back")
+        assert len(got) == 2
     finally:
         holder.close()
         other.close()

@@ -18,6 +18,14 @@ def work(event: Event) -> None:
     if event.title == "slow" and not (OUT / "slow-tried").exists():
         (OUT / "slow-tried").touch()
         time.sleep(600)  # the first try hangs; the test kills this worker here
+    if event.title == "hold" and not (OUT / "hold-tried").exists():
+        (OUT / "hold-tried").touch()
+        # The first try is a long consumer: the test freezes this worker here (SIGSTOP),
+        # lets another worker take the job, then lets this one go on.
+        for _ in range(6000):  # ten minutes at most
+            if (OUT / "hold-release").exists():
+                break
+            time.sleep(0.1)
     fd = os.open(OUT / "done.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, f"{event.event_id} {os.getpid()}\n".encode())
