@@ -2,7 +2,9 @@
 
 A plugin is a module (or object) with functions marked ``@hookimpl`` whose
 names are the ones below; it is registered through the ``notifycore``
-entry-point group. Each hook is documented in ``docs/hooks.md``.
+entry-point group. Each hook is documented in ``docs/hooks.md``. Any hook
+may be implemented ``async def``: async callers await it in their loop, sync
+ones run it on a helper loop (:mod:`notifycore.plugins`).
 """
 
 from __future__ import annotations
