@@ -66,7 +66,7 @@ class Delivery:
     """Routes events to the consumers of matching hubs and runs them (see the module).
 
     :meth:`configure` gives it its settings and backend; the entry object
-    (:class:`~notifycore.Notifications`) does that, then adds hubs.
+    (:class:`~notifycore.Notifications`) does that, then creates hubs.
     """
 
     def __init__(self, plugins: Plugins) -> None:
