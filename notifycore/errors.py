@@ -15,8 +15,10 @@ NotifycoreError
 │   └── BackendUnavailable  the broker cannot be reached (after the retries it allows)
 └── CommandError            a ``notifycore`` command that cannot go on (printed as one line)
 
-(``notifycore.loop_thread.TimedOut`` is below the root too, but never leaves the
-delivery layer, which reports it as a ``ConsumerTimeout``.)
+(``notifycore.web.Refusal`` is below the root too, but never leaves a web
+route: ``WebProtocol.run`` turns it into the route's JSON error answer;
+``notifycore.loop_thread.TimedOut`` never leaves the delivery layer, which
+reports it as a ``ConsumerTimeout``.)
 """
 
 from __future__ import annotations

@@ -17,8 +17,7 @@ from notifycore import (
 )
 from notifycore.backends.base import MAX_STREAM_ID_LENGTH, StreamMessage
 from notifycore.plugins import get_plugins
-from notifycore.sse import FrameCache, comment, event_type_of, frame, reset_frame, retry_frame
-from notifycore.web import (
+from notifycore.web.access import (
     Access,
     client_stream_id,
     cross_site_refusal,
@@ -27,6 +26,7 @@ from notifycore.web import (
     resume_id,
     stream_for_hub,
 )
+from notifycore.web.sse import FrameCache, comment, event_type_of, frame, reset_frame, retry_frame
 
 
 def test_frames_carry_id_event_and_data_and_cannot_be_injected() -> None:

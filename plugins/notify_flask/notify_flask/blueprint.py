@@ -1,40 +1,32 @@
-"""Live streams for Flask: a blueprint of SSE, history and send routes.
+"""Live streams for Flask: a blueprint binding notifycore's web protocol.
 
+The routes, replies, errors, heartbeats and frames are the core's
+(:mod:`notifycore.web.protocol`); this module only turns a Flask request into
+a :class:`~notifycore.web.WebRequest` and a reply into a Flask response.
 Each stream request subscribes to the process's fan-out (one follower per
-stream, shared by every client) and writes frames made once per event. A
-client that falls behind is disconnected and resumes with ``Last-Event-ID``;
-a sleeping client holds no broker connection, only a bounded buffer. A
-client that stops reading is dropped after ``send_timeout`` seconds on one
-write, so it never pins a server thread.
+stream, shared by every client). A client that stops reading is dropped
+after ``send_timeout`` seconds on one write, so it never pins a server thread.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+import threading
+import weakref
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
 
-from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
+from flask import Blueprint, Response, request, stream_with_context
 
-from notifycore import (
-    BackendUnavailable,
-    InvalidEvent,
-    InvalidStreamId,
-    Notifications,
-    UnknownHub,
-)
-from notifycore.sse import HEADERS, FrameCache, comment, reset_frame, retry_frame
-from notifycore.web import (
-    Access,
-    AuthorizeSend,
-    client_stream_id,
-    cross_site_refusal,
-    is_json,
-    resume_id,
-    stream_for_hub,
-)
+from notify_flask.extension import notifications_of_current_app
+from notifycore.web import EventStream, Reply, WebOptions, WebProtocol, WebRequest
+from notifycore.web.access import Authenticate, Authorize, AuthorizeSend
+from notifycore.web.protocol import OTHER_METHODS, ROUTES, method_not_allowed, no_such_route
+
+if TYPE_CHECKING:
+    from notifycore import Notifications
 
 __all__ = ["stream_blueprint"]
 
@@ -50,13 +42,7 @@ def _client_socket(environ: dict[str, Any]) -> socket.socket | None:
     return None
 
 
-def _error(status: int, code: str, message: str, **extra: Any) -> Response:
-    response = jsonify({"error": code, "message": message, **extra})
-    response.status_code = status
-    return response
-
-
-def _body(limit: int) -> bytes:
+def _read_body(limit: int) -> bytes:
     """The request body, read no further than one byte past ``limit`` (then it is refused)."""
     chunks: list[bytes] = []
     size = 0
@@ -69,187 +55,139 @@ def _body(limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _without_query_token(native: Any) -> Any:
+    """A copy of the request whose query string has no ``token``, the rest left byte for byte."""
+    environ = dict(native.environ)
+    pairs = environ.get("QUERY_STRING", "").split("&")
+    environ["QUERY_STRING"] = "&".join(
+        pair for pair in pairs if unquote_plus(pair.partition("=")[0]) != "token"
+    )
+    return native.__class__(environ)
+
+
+def _incoming() -> WebRequest:
+    return WebRequest(
+        # The request itself, not the context-local proxy: authenticate may keep it.
+        native=request._get_current_object(),  # type: ignore[attr-defined]
+        headers=request.headers,
+        query=request.args,
+        host=request.host,
+        without_query_token=_without_query_token,
+        read_body=_read_body,
+    )
+
+
+def _response(reply: Reply) -> Response:
+    return Response(reply.body, status=reply.status, headers=dict(reply.headers))
+
+
 def stream_blueprint(
     notifications: Notifications | None = None,
     *,
     name: str = "notifications",
     url_prefix: str = "/notifications",
-    authenticate: Callable[[Any], Any] | None = None,
-    authorize: Callable[[Any, str], bool] | None = None,
+    authenticate: Authenticate | None = None,
+    authorize: Authorize | None = None,
     authorize_send: AuthorizeSend | None = None,
     allow_query_token: bool = False,
     trusted_origins: Iterable[str] = (),
     heartbeat: float = 15.0,
     retry_ms: int = 3000,
     send_timeout: float | None = 10.0,
+    max_pending: int | None = None,
+    named_events: bool = True,
 ) -> Blueprint:
     """The routes, to register on the app (``app.register_blueprint(stream_blueprint(...))``).
 
-    ``authenticate(request) -> principal | None`` (a session, a Bearer token,
-    a signed token; ``?token=`` only reaches it when ``allow_query_token``);
-    ``authorize(principal, stream) -> bool``. With either configured, nothing
-    is readable unless allowed — but a signed-in user's own stream, always.
-    ``authorize_send(principal, event) -> bool`` decides who sends what
-    (else ``authorize(principal, "send")``, and the sender is the principal).
-    ``trusted_origins`` are other origins whose pages may ``POST /events``
-    with the browser's cookies. ``send_timeout`` bounds one write to a
-    stream's client (None: no bound).
+    Without ``notifications``, each request uses its app's
+    (``init_app``), so one blueprint serves several apps. The options are
+    :func:`notify_starlette.routes`'s and mean the same (docs/web.md):
+    ``authenticate(request) -> principal | None``, ``authorize(principal,
+    stream) -> bool``, ``authorize_send(principal, event) -> bool``, a
+    ``?token=`` only with ``allow_query_token``, ``trusted_origins`` for
+    cross-site posts, ``heartbeat`` seconds (0: none), the ``retry_ms``
+    hint, ``send_timeout`` for one write (None: no bound), ``max_pending``
+    messages a client may lag, and ``named_events=False`` for frames that
+    ``EventSource.onmessage`` receives.
     """
-    if send_timeout is not None and send_timeout <= 0:
-        raise ValueError("send_timeout must be > 0 or None")
+    options = WebOptions(
+        authenticate=authenticate,
+        authorize=authorize,
+        authorize_send=authorize_send,
+        allow_query_token=allow_query_token,
+        trusted_origins=tuple(trusted_origins),
+        heartbeat=heartbeat,
+        retry_ms=retry_ms,
+        send_timeout=send_timeout,
+        max_pending=max_pending,
+        named_events=named_events,
+    )
     blueprint = Blueprint(name, __name__, url_prefix=url_prefix)
-    frames = FrameCache()
-    trusted = tuple(trusted_origins)
+    protocols: weakref.WeakKeyDictionary[Notifications, WebProtocol] = weakref.WeakKeyDictionary()
+    lock = threading.Lock()
 
-    def state() -> tuple[Notifications, Access]:
-        found = notifications or current_app.extensions["notifications"]
-        return found, Access(found, authenticate, authorize, authorize_send)
+    def protocol() -> WebProtocol:
+        found = notifications if notifications is not None else notifications_of_current_app()
+        with lock:
+            made = protocols.get(found)
+            if made is None:
+                made = protocols[found] = WebProtocol(found, options)
+            return made
 
-    def principal(access: Access) -> Any:
-        if not allow_query_token and "token" in request.args:
-            return None  # a token in the URL ends up in logs: refused unless the app opts in
-        # The request itself, not the context-local proxy: authenticate may keep it.
-        return access.principal(request._get_current_object())  # type: ignore[attr-defined]
-
-    def stream_response(found: Notifications, stream: str) -> Response:
-        try:
-            resume = resume_id(
-                request.headers.get("Last-Event-ID"), request.args.get("lastEventId")
-            )
-            subscription = found.fanout.subscribe(stream, resume)
-        except InvalidStreamId as exc:
-            return _error(400, "bad_request", f"malformed Last-Event-ID: {exc}")
-        except BackendUnavailable as exc:
-            return _error(503, "unavailable", str(exc))
+    def stream(hub_id: str | None) -> Response:
+        found = protocol()
+        result = found.run(found.stream(_incoming(), hub_id))
+        if isinstance(result, Reply):
+            return _response(result)
         # Bounds each write: a client that stops reading fails it, and the server drops it.
         client = _client_socket(request.environ) if send_timeout is not None else None
-
-        def generate() -> Iterator[bytes]:
-            sent = resume
-            previous = client.gettimeout() if client is not None else None
-            try:
-                if client is not None:
-                    client.settimeout(send_timeout)
-                yield retry_frame(retry_ms)
-                while True:
-                    batch = subscription.get(heartbeat)
-                    if batch is None:
-                        if subscription.closed:
-                            return  # slow (it resumes with Last-Event-ID) or shutting down
-                        yield comment("ping")
-                        continue
-                    if batch.reset:
-                        # The reset carries where the client already is: a reconnect right
-                        # after it must not skip the messages that follow.
-                        yield reset_frame(stream, sent)
-                    for message in batch.messages:
-                        yield frames.get(stream, message)
-                        sent = message.id
-            finally:
-                subscription.close()
-                if client is not None:
-                    with contextlib.suppress(OSError):  # the server may have closed it already
-                        client.settimeout(previous)
-
         response = Response(
-            stream_with_context(generate()), headers=HEADERS, direct_passthrough=True
+            stream_with_context(_bounded(result, client, send_timeout)),
+            headers=EventStream.headers,
+            direct_passthrough=True,
         )
         # A response whose body never starts (HEAD, a client gone at once) still lets go.
-        response.call_on_close(subscription.close)
+        response.call_on_close(result.close)
         return response
 
-    def readable(hub_id: str | None) -> tuple[Notifications, str] | Response:
-        """The stream this request may read (the hub's, or the user's own), or the refusal."""
-        found, access = state()
-        who = principal(access)  # authenticate once per request
-        if hub_id is None:
-            stream = access.user_stream(who)
-            if stream is None:
-                return _error(401, "unauthorized", "sign in to read your stream")
-        else:
-            try:
-                stream = stream_for_hub(found, hub_id)
-            except UnknownHub as exc:
-                return _error(404, "not_found", str(exc))
-        if not access.allows(who, stream):
-            if who is None and access.configured:
-                return _error(401, "unauthorized", "authentication required")
-            return _error(403, "forbidden", f"you may not read {stream}")
-        return found, stream
+    def answer(hub_id: str | None = None, *, sending: bool = False) -> Response:
+        found = protocol()
+        steps = found.send(_incoming()) if sending else found.history(_incoming(), hub_id)
+        return _response(found.run(steps))
 
-    @blueprint.get("/me/stream")
-    def my_stream() -> Response:
-        target = readable(None)
-        return target if isinstance(target, Response) else stream_response(*target)
-
-    @blueprint.get("/<hub_id>/stream")
-    def hub_stream(hub_id: str) -> Response:
-        target = readable(hub_id)
-        return target if isinstance(target, Response) else stream_response(*target)
-
-    @blueprint.get("/<hub_id>/events")
-    def history(hub_id: str) -> Response:
-        target = readable(hub_id)
-        if isinstance(target, Response):
-            return target
-        found, stream = target
-        try:
-            since = client_stream_id(request.args.get("since"), "since")
-            batch = found.backend.read(stream, since, limit=1000)
-        except InvalidStreamId as exc:
-            return _error(400, "bad_request", f"malformed since: {exc}")
-        except BackendUnavailable as exc:
-            return _error(503, "unavailable", str(exc))
-        events = [{"id": m.id, "event": json.loads(m.data)} for m in batch.messages]
-        return jsonify({"stream": stream, "events": events, "reset": batch.reset})
-
-    @blueprint.post("/events")
-    def send() -> Response:
-        found, access = state()
-        cross_site = cross_site_refusal(
-            authorization=request.headers.get("Authorization"),
-            origin=request.headers.get("Origin"),
-            fetch_site=request.headers.get("Sec-Fetch-Site"),
-            host=request.host,
-            trusted_origins=trusted,
+    blueprint.add_url_rule("/me/stream", "my_stream", lambda: stream(None))
+    blueprint.add_url_rule("/me/events", "my_events", lambda: answer(None))
+    blueprint.add_url_rule("/events", "send", lambda: answer(sending=True), methods=["POST"])
+    blueprint.add_url_rule("/<hub_id>/stream", "hub_stream", stream)
+    blueprint.add_url_rule("/<hub_id>/events", "history", answer)
+    # Another method, or a path that is no route: JSON answers too, as on every adapter.
+    for number, (path, method) in enumerate(ROUTES):
+        blueprint.add_url_rule(
+            path.replace("{hub_id}", "<hub_id>"),
+            f"not_allowed_{number}",
+            lambda method=method, **_: _response(method_not_allowed(method)),
+            methods=[m for m in OTHER_METHODS if m != method],
         )
-        if cross_site is not None:
-            return _error(403, "forbidden", cross_site)
-        if not is_json(request.headers.get("Content-Type")):
-            return _error(
-                415, "unsupported_media_type", "send the event as Content-Type: application/json"
-            )
-        who = principal(access)
-        try:
-            limit: int = found.settings["MAX_EVENT_SIZE"]
-            data = _body(limit)
-            if len(data) > limit:  # only limit + 1 bytes were read: the size is unknown
-                raise InvalidEvent("event", f"is over the limit of {limit} bytes")
-            event = found.coerce_event(data)
-            allowed = access.sendable(who, event)  # the sender it sets is checked like any
-        except InvalidEvent as exc:
-            return _error(422, "invalid_event", exc.message, field=exc.field)
-        if allowed is None:
-            if who is None and access.configured:
-                return _error(401, "unauthorized", "authentication required")
-            return _error(403, "forbidden", "you may not send this event")
-        try:
-            result = found.send(allowed)
-        except InvalidEvent as exc:
-            return _error(422, "invalid_event", exc.message, field=exc.field)
-        except BackendUnavailable as exc:
-            return _error(503, "unavailable", str(exc))
-        body = {
-            "event_id": result.event.event_id,
-            "sender": result.event.sender,
-            "hubs": result.hubs,
-            "outcomes": [
-                {"hub": o.hub, "consumer": o.consumer, "status": str(o.status)}
-                for o in result.outcomes
-            ],
-        }
-        response = jsonify(body)
-        response.status_code = 202
-        return response
-
+    blueprint.add_url_rule(
+        "/<path:rest>",
+        "no_such_route",
+        lambda rest: _response(no_such_route()),
+        methods=OTHER_METHODS,
+    )
     return blueprint
+
+
+def _bounded(
+    body: EventStream, client: socket.socket | None, send_timeout: float | None
+) -> Iterator[bytes]:
+    """The stream's body, with a timeout on the client's socket for as long as it lasts."""
+    previous = client.gettimeout() if client is not None else None
+    try:
+        if client is not None:
+            client.settimeout(send_timeout)
+        yield from body
+    finally:
+        body.close()
+        if client is not None:
+            with contextlib.suppress(OSError):  # the server may have closed it already
+                client.settimeout(previous)

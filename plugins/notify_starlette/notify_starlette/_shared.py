@@ -1,73 +1,23 @@
-"""What the SSE, HTTP and WebSocket endpoints share: process state, authentication, JSON errors."""
+"""What the SSE, HTTP and WebSocket endpoints share: requests in, replies out, dropping clients."""
 
 from __future__ import annotations
 
-import inspect
-import threading
-import weakref
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import anyio
-import anyio.to_thread
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 
-from notifycore.sse import FrameCache
-from notifycore.web import SEND_PERMISSION, bearer_token
-
-if TYPE_CHECKING:
-    from notifycore.backends.base import Backend
-    from notifycore.fanout import Fanout, Subscription
-    from notifycore.notifications import Notifications
-    from notifycore.web import Access
+from notifycore.web import Reply, WebRequest, bearer_token
 
 __all__ = [
-    "SEND_PERMISSION",
-    "ProcessState",
-    "authenticate",
-    "bearer_token",
-    "disconnected",
     "drop_connection",
-    "error",
     "flushed_or_dropped",
-    "process_state",
-    "refusal",
-    "subscribe",
+    "incoming",
+    "response",
 ]
-
-
-class ProcessState:
-    """Per ``Notifications``: the one frame cache of the process, and the shutdown flag."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._frames: FrameCache | None = None
-        self._frames_of: weakref.ref[Backend] | None = None
-        #: Set once the server began shutting down: new streams are refused with 503.
-        self.closing = False
-
-    def frames(self, backend: Backend) -> FrameCache:
-        """The frame cache for ``backend``'s ids (a new backend restarts ids, so a new cache)."""
-        with self._lock:
-            if self._frames is None or self._frames_of is None or self._frames_of() is not backend:
-                self._frames = FrameCache()
-                self._frames_of = weakref.ref(backend)
-            return self._frames
-
-
-_states: weakref.WeakKeyDictionary[Notifications, ProcessState] = weakref.WeakKeyDictionary()
-_states_lock = threading.Lock()
-
-
-def process_state(notifications: Notifications) -> ProcessState:
-    """The state shared by every router and lifespan made for ``notifications``."""
-    with _states_lock:
-        state = _states.get(notifications)
-        if state is None:
-            state = _states[notifications] = ProcessState()
-        return state
 
 
 def _without_query_token(conn: HTTPConnection) -> HTTPConnection:
@@ -78,8 +28,8 @@ def _without_query_token(conn: HTTPConnection) -> HTTPConnection:
     return Request(scope) if scope["type"] == "http" else HTTPConnection(scope)
 
 
-async def authenticate(access: Access, conn: HTTPConnection, *, allow_query_token: bool) -> Any:
-    """The principal of a request or WebSocket (None: anonymous).
+def incoming(conn: HTTPConnection, *, allow_query_token: bool) -> WebRequest:
+    """The protocol's view of a request or WebSocket handshake.
 
     The credential found is put on ``conn.state.token`` for the app's
     ``authenticate``: the Bearer header, else ``?token=`` when allowed.
@@ -88,53 +38,31 @@ async def authenticate(access: Access, conn: HTTPConnection, *, allow_query_toke
     if token is None and allow_query_token:
         token = conn.query_params.get("token") or None
     conn.state.token = token
-    if access.authenticate is None:
-        return None
-    target = conn
-    if not allow_query_token and "token" in conn.query_params:
-        target = _without_query_token(conn)
-    principal = access.principal(target)
-    if inspect.isawaitable(principal):
-        principal = await principal
-    return principal
-
-
-def error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
-    """A JSON error answer: ``{"error": code, "message": ..., **extra}``."""
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"error": code, "message": message, **extra}, status, headers=headers)
-
-
-def refusal(principal: Any) -> JSONResponse:
-    """401 for an anonymous caller, 403 for a known one who may not."""
-    if principal is None:
-        return error(401, "unauthorized", "authentication required")
-    return error(403, "forbidden", "not allowed")
-
-
-async def subscribe(
-    fanout: Fanout, stream: str, after: str | None, max_pending: int | None
-) -> Subscription:
-    """``fanout.subscribe`` in a worker thread (it reads the backend), never leaking on cancel."""
-    made: list[Subscription] = []
-
-    def run() -> None:
-        made.append(fanout.subscribe(stream, after, max_pending=max_pending))
-
-    try:
-        await anyio.to_thread.run_sync(run)
-    except BaseException:
-        for subscription in made:  # cancelled while the thread finished: nobody else closes it
-            subscription.close()
-        raise
-    return made[0]
-
-
-def disconnected(notifications: Notifications, reason: str, transport: str) -> None:
-    """Report a stream the server ended (``slow``, ``shutdown``) as a metric."""
-    notifications.plugins.metric(
-        "streams.disconnected", 1, {"reason": reason, "transport": transport}
+    return WebRequest(
+        native=conn,
+        headers=conn.headers,
+        query=conn.query_params,
+        host=conn.headers.get("host"),
+        without_query_token=_without_query_token,
+        read_body=_body_reader(conn) if isinstance(conn, Request) else None,
     )
+
+
+def _body_reader(request: Request) -> Callable[[int], Awaitable[bytes]]:
+    async def read(limit: int) -> bytes:
+        """The body, no further than the chunk that goes past ``limit`` (then it is refused)."""
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                break
+        return bytes(body)
+
+    return read
+
+
+def response(reply: Reply) -> Response:
+    return Response(reply.body, reply.status, headers=dict(reply.headers))
 
 
 def _transport(receive: Callable[[], Awaitable[Any]] | None) -> Any:

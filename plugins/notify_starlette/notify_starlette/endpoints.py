@@ -1,62 +1,38 @@
-"""The routes: SSE streams, history, sending, and the WebSocket, as one mountable Router."""
+"""The routes: SSE streams, history, sending, and the WebSocket, as one mountable Router.
+
+The routes, replies, errors, heartbeats and frames are the core's
+(:mod:`notifycore.web.protocol`); this module binds them to Starlette and
+runs them without blocking the event loop: the app's sync ``authenticate``,
+``authorize``, ``authorize_send`` and hooks run in worker threads, ``async
+def`` ones are awaited.
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, Router, WebSocketRoute
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route, Router, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketClose
 
-from notify_starlette._shared import (
-    authenticate,
-    disconnected,
-    drop_connection,
-    error,
-    flushed_or_dropped,
-    process_state,
-    refusal,
-    subscribe,
-)
+from notify_starlette._shared import drop_connection, flushed_or_dropped, incoming, response
 from notify_starlette.ws import Session
-from notifycore.errors import ConsumerError, InvalidEvent, InvalidStreamId, UnknownHub
-from notifycore.sse import HEADERS, comment, reset_frame, retry_frame
-from notifycore.web import (
-    Access,
-    AuthorizeSend,
-    client_stream_id,
-    cross_site_refusal,
-    is_json,
-    resume_id,
-    stream_for_hub,
-    unknown_hub_message,
-)
+from notifycore.web import Reply, WebOptions, WebProtocol, WebRequest, stream_for_hub
+from notifycore.web.access import Authenticate, Authorize, AuthorizeSend
+from notifycore.web.calls import arun
+from notifycore.web.protocol import OTHER_METHODS, ROUTES, method_not_allowed, no_such_route
 
 if TYPE_CHECKING:
-    from notifycore.fanout import Subscription
-    from notifycore.notifications import Notifications
+    from notifycore import Notifications
 
 __all__ = ["routes"]
-
-#: ``aget`` wakes at least this often, so a lost wake-up can never stall a stream.
-_WAKE_SECONDS = 30.0
-#: Largest ``limit`` of ``GET /{hub_id}/events``.
-MAX_HISTORY = 1000
-
-
-class _Heartbeat(ServerSentEvent):
-    """sse-starlette's ping, written as notifycore's heartbeat comment."""
-
-    def encode(self) -> bytes:
-        return comment("heartbeat")
 
 
 def _timed_out(exc: BaseException) -> bool:
@@ -77,7 +53,9 @@ class _EventStream(EventSourceResponse):
     shutdown.
     """
 
-    def __init__(self, *args: Any, on_timeout: Callable[[], None], **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, on_timeout: Callable[[], Awaitable[None]], **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._on_timeout = on_timeout
 
@@ -99,7 +77,7 @@ class _EventStream(EventSourceResponse):
         except Exception as exc:
             if not _timed_out(exc):
                 raise
-            self._on_timeout()
+            await self._on_timeout()
             if drop_connection(receive):
                 await anyio.sleep(0)  # let the server see the connection is gone
             return
@@ -108,214 +86,69 @@ class _EventStream(EventSourceResponse):
 
 
 class Endpoints:
-    """The handlers of one :func:`routes` router, sharing its access rules and options."""
+    """The handlers of one :func:`routes` router: Starlette around the core's protocol."""
 
-    def __init__(
-        self,
-        notifications: Notifications,
-        access: Access,
-        *,
-        allow_query_token: bool,
-        heartbeat: float,
-        retry_ms: int,
-        send_timeout: float | None,
-        max_pending: int | None,
-        trusted_origins: Iterable[str] = (),
-    ) -> None:
-        self.notifications = notifications
-        self.access = access
-        self.allow_query_token = allow_query_token
-        self.trusted_origins = tuple(trusted_origins)
-        self.heartbeat = heartbeat
-        self.retry_ms = retry_ms
-        self.send_timeout = send_timeout
-        self.max_pending = max_pending
-        self.state = process_state(notifications)
+    def __init__(self, protocol: WebProtocol) -> None:
+        self.protocol = protocol
+        self.notifications = protocol.notifications
+        self.options = protocol.options
 
-    async def principal(self, conn: Request | WebSocket) -> Any:
-        return await authenticate(self.access, conn, allow_query_token=self.allow_query_token)
+    def incoming(self, conn: HTTPConnection) -> WebRequest:
+        return incoming(conn, allow_query_token=self.options.allow_query_token)
+
+    async def principal(self, conn: HTTPConnection) -> Any:
+        return await arun(self.protocol.principal(self.incoming(conn)), self.protocol.to_thread)
 
     # -- SSE ---------------------------------------------------------------------------------
 
-    async def readable(self, request: Request, *, own: bool) -> str | Response:
-        """The stream the request may read (the hub's, or with ``own`` the user's), or the refusal."""
-        principal = await self.principal(request)
-        if own:
-            stream = self.access.user_stream(principal)
-            if stream is None:
-                return refusal(None)
-        else:
-            try:
-                stream = stream_for_hub(self.notifications, request.path_params["hub_id"])
-            except UnknownHub as exc:
-                return JSONResponse(unknown_hub_message(exc), 404)
-        if not self.access.allows(principal, stream):
-            return refusal(principal)
-        return stream
-
     async def hub_stream(self, request: Request) -> Response:
-        stream = await self.readable(request, own=False)
-        return stream if isinstance(stream, Response) else await self.open_stream(request, stream)
+        return await self.open_stream(request, request.path_params["hub_id"])
 
     async def my_stream(self, request: Request) -> Response:
-        stream = await self.readable(request, own=True)
-        return stream if isinstance(stream, Response) else await self.open_stream(request, stream)
+        return await self.open_stream(request, None)
 
-    async def open_stream(self, request: Request, stream: str) -> Response:
-        if self.state.closing:
-            return error(503, "shutting_down", "the server is shutting down; reconnect")
-        try:
-            after = resume_id(
-                request.headers.get("last-event-id"), request.query_params.get("lastEventId")
-            )
-            subscription = await subscribe(
-                self.notifications.fanout, stream, after, self.max_pending
-            )
-        except InvalidStreamId as exc:
-            return error(400, "bad_request", f"malformed Last-Event-ID: {exc}")
+    async def open_stream(self, request: Request, hub_id: str | None) -> Response:
+        protocol = self.protocol
+        body = await protocol.arun(protocol.stream(self.incoming(request), hub_id))
+        if isinstance(body, Reply):
+            return response(body)
 
-        def timed_out() -> None:
-            subscription.close()
-            disconnected(self.notifications, "timeout", "sse")
+        async def timed_out() -> None:
+            body.close()
+            await protocol.arun(protocol.report_disconnect("timeout", "sse"))
 
         return _EventStream(
-            self.frames(subscription, stream, after),
+            body.__aiter__(),
             on_timeout=timed_out,
-            headers=HEADERS,
-            ping=self.heartbeat,
+            headers=body.headers,
+            ping=0,  # the protocol's heartbeat comes with the body
             sep="\n",
-            ping_message_factory=_Heartbeat,
-            send_timeout=self.send_timeout,
+            send_timeout=self.options.send_timeout,
             # Runs even when the body never started (HEAD, early disconnect).
-            background=BackgroundTask(subscription.close),
+            background=BackgroundTask(body.close),
         )
 
-    async def frames(
-        self, subscription: Subscription, stream: str, after: str | None
-    ) -> AsyncIterator[bytes]:
-        """The response body: the retry hint, then one chunk of cached frames per batch."""
-        cache = self.state.frames(self.notifications.fanout.backend)
-        position = after
-        try:
-            yield retry_frame(self.retry_ms)
-            while True:
-                batch = await subscription.aget(_WAKE_SECONDS)
-                if subscription.closed:
-                    # Slow or shutting down: end now; the client resumes with Last-Event-ID.
-                    reason = subscription.closed_reason or "closed"
-                    if reason != "closed":
-                        disconnected(self.notifications, reason, "sse")
-                    return
-                if batch is None:
-                    continue
-                parts = [reset_frame(stream, position)] if batch.reset else []
-                parts.extend(cache.get(stream, message) for message in batch.messages)
-                if batch.messages:
-                    position = batch.messages[-1].id
-                if parts:
-                    yield b"".join(parts)
-        finally:
-            subscription.close()
-
-    # -- history -----------------------------------------------------------------------------
+    # -- history and sending -----------------------------------------------------------------
 
     async def hub_events(self, request: Request) -> Response:
-        stream = await self.readable(request, own=False)
-        return stream if isinstance(stream, Response) else await self.history(request, stream)
+        protocol = self.protocol
+        hub_id = request.path_params["hub_id"]
+        return response(await protocol.arun(protocol.history(self.incoming(request), hub_id)))
 
     async def my_events(self, request: Request) -> Response:
-        stream = await self.readable(request, own=True)
-        return stream if isinstance(stream, Response) else await self.history(request, stream)
-
-    async def history(self, request: Request, stream: str) -> Response:
-        try:
-            since = client_stream_id(request.query_params.get("since"), "since")
-        except InvalidStreamId as exc:
-            return error(400, "bad_request", f"malformed since: {exc}")
-        raw_limit = request.query_params.get("limit", str(MAX_HISTORY))
-        if (
-            not (raw_limit.isascii() and raw_limit.isdigit())
-            or not 0 < int(raw_limit) <= MAX_HISTORY
-        ):
-            return error(400, "bad_request", f"limit must be an integer from 1 to {MAX_HISTORY}")
-        limit = int(raw_limit)
-        backend = self.notifications.backend
-        try:
-            read = await anyio.to_thread.run_sync(lambda: backend.read(stream, since, limit=limit))
-        except InvalidStreamId as exc:
-            return error(400, "bad_request", f"malformed since: {exc}")
-        # The stored event JSON is embedded as it is: parsed and re-serialised by no one.
-        items = b",".join(
-            b'{"id":' + json.dumps(m.id).encode() + b',"event":' + m.data + b"}"
-            for m in read.messages
-        )
-        reset = b"true" if read.reset else b"false"
-        return Response(
-            b'{"events":[' + items + b'],"reset":' + reset + b"}",
-            media_type="application/json",
-            headers={"Cache-Control": "no-cache"},
-        )
-
-    # -- sending -----------------------------------------------------------------------------
-
-    def cross_site(self, conn: HTTPConnection) -> str | None:
-        """Why a request riding on the browser's credentials is refused as cross-site, or None."""
-        return cross_site_refusal(
-            authorization=conn.headers.get("authorization"),
-            origin=conn.headers.get("origin"),
-            fetch_site=conn.headers.get("sec-fetch-site"),
-            host=conn.headers.get("host"),
-            trusted_origins=self.trusted_origins,
-        )
+        protocol = self.protocol
+        return response(await protocol.arun(protocol.history(self.incoming(request), None)))
 
     async def post_event(self, request: Request) -> Response:
-        cross_site = self.cross_site(request)
-        if cross_site is not None:
-            return error(403, "forbidden", cross_site)
-        if not is_json(request.headers.get("content-type")):
-            return error(
-                415, "unsupported_media_type", "send the event as Content-Type: application/json"
-            )
-        principal = await self.principal(request)
-        limit: int = self.notifications.settings["MAX_EVENT_SIZE"]
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:  # stop reading: the event is refused whatever follows
-                return _invalid(InvalidEvent("event", f"is over the limit of {limit} bytes"))
-        try:
-            event = self.notifications.coerce_event(bytes(body))
-            allowed = self.access.sendable(principal, event)  # the sender it sets is checked too
-        except InvalidEvent as exc:
-            return _invalid(exc)
-        if allowed is None:
-            return refusal(principal)
-        try:
-            # A thread: sync consumers (SMTP...) must not block the event loop.
-            result = await anyio.to_thread.run_sync(self.notifications.send, allowed)
-        except InvalidEvent as exc:
-            return _invalid(exc)
-        except ConsumerError as exc:
-            return error(500, "consumer_failed", str(exc), event_id=exc.result.event.event_id)
-        return JSONResponse(
-            {
-                "event_id": result.event.event_id,
-                "sender": result.event.sender,
-                "hubs": result.hubs,
-                "consumers": [
-                    {"hub": o.hub, "consumer": o.consumer, "status": str(o.status)}
-                    for o in result.outcomes
-                ],
-            },
-            202,
-        )
+        protocol = self.protocol
+        return response(await protocol.arun(protocol.send(self.incoming(request))))
 
     # -- WebSocket ---------------------------------------------------------------------------
 
     async def websocket(self, websocket: WebSocket) -> None:
         # A browser opens a WebSocket from any page, with its cookies: refuse other sites'.
-        if self.cross_site(websocket) is not None and not (
-            self.allow_query_token and websocket.query_params.get("token")
+        if self.protocol.cross_site(self.incoming(websocket)) is not None and not (
+            self.options.allow_query_token and websocket.query_params.get("token")
         ):
             await websocket.close(1008, "cross-site WebSocket refused")
             return
@@ -324,12 +157,12 @@ class Endpoints:
         # A client that stopped reading (the session ended on a send timeout, or at shutdown)
         # would hold the connection's graceful close forever. (Starlette keeps ASGI's receive
         # private; uvicorn's holds the transport.)
-        await flushed_or_dropped(getattr(websocket, "_receive", None), self.send_timeout)
+        await flushed_or_dropped(getattr(websocket, "_receive", None), self.options.send_timeout)
 
     def resolve(self, name: str, principal: Any) -> str:
         """A WebSocket stream name: ``me``, ``user:<id>``, or a hub label or id."""
         if name == "me":
-            stream = self.access.user_stream(principal)
+            stream = self.protocol.access.user_stream(principal)
             if stream is None:
                 raise PermissionError("unauthorized")
             return stream
@@ -338,15 +171,11 @@ class Endpoints:
         return stream_for_hub(self.notifications, name)
 
 
-def _invalid(exc: InvalidEvent) -> JSONResponse:
-    return error(422, "invalid_event", exc.message, field=exc.field)
-
-
 def routes(
     notifications: Notifications,
     *,
-    authenticate: Callable[[Any], Any] | None = None,
-    authorize: Callable[[Any, str], bool] | None = None,
+    authenticate: Authenticate | None = None,
+    authorize: Authorize | None = None,
     authorize_send: AuthorizeSend | None = None,
     allow_query_token: bool = False,
     trusted_origins: Iterable[str] = (),
@@ -354,48 +183,66 @@ def routes(
     retry_ms: int = 3000,
     send_timeout: float | None = 10.0,
     max_pending: int | None = None,
+    named_events: bool = True,
 ) -> Router:
     """The notification endpoints, to ``Mount`` at a prefix of a Starlette app.
 
-    ``authenticate(request)`` returns the principal or None (it may be async;
-    the Bearer token, or ``?token=`` with ``allow_query_token``, is on
+    ``authenticate(request)`` returns the principal or None (the Bearer
+    token, or ``?token=`` with ``allow_query_token``, is on
     ``request.state.token``). ``authorize(principal, stream)`` decides who
     reads which stream (a signed-in user always reads their own);
     ``authorize_send(principal, event)`` who sends what (without it, the
     ``"send"`` permission of ``authorize``, and the sender is the principal).
+    Each may be ``async def`` (awaited) or sync (run in a worker thread).
     ``trusted_origins``: other sites whose pages may write with the
     browser's cookies (``POST /events``, the WebSocket).
     ``heartbeat`` is the seconds between comment lines (0: none),
     ``retry_ms`` the reconnection hint, ``send_timeout`` the seconds one
     write to a client may take, ``max_pending`` the messages a client may
-    lag before it is disconnected (default: the fan-out's).
+    lag before it is disconnected (default: the fan-out's),
+    ``named_events=False`` serves frames without ``event:``, which
+    ``EventSource.onmessage`` receives.
     """
-    if heartbeat < 0:
-        raise ValueError("heartbeat must be >= 0 (0 disables it)")
-    if retry_ms < 0:
-        raise ValueError("retry_ms must be >= 0")
-    if send_timeout is not None and send_timeout <= 0:
-        raise ValueError("send_timeout must be > 0 or None")
-    if max_pending is not None and max_pending < 1:
-        raise ValueError("max_pending must be >= 1")
-    endpoints = Endpoints(
-        notifications,
-        Access(notifications, authenticate, authorize, authorize_send),
+    options = WebOptions(
+        authenticate=authenticate,
+        authorize=authorize,
+        authorize_send=authorize_send,
         allow_query_token=allow_query_token,
-        trusted_origins=trusted_origins,
+        trusted_origins=tuple(trusted_origins),
         heartbeat=heartbeat,
         retry_ms=retry_ms,
         send_timeout=send_timeout,
         max_pending=max_pending,
+        named_events=named_events,
     )
-    return Router(
-        routes=[
-            # /me/... first: a hub labelled "me" is reachable by its hub id only.
-            Route("/me/stream", endpoints.my_stream, methods=["GET"]),
-            Route("/me/events", endpoints.my_events, methods=["GET"]),
-            Route("/events", endpoints.post_event, methods=["POST"]),
-            Route("/{hub_id}/stream", endpoints.hub_stream, methods=["GET"]),
-            Route("/{hub_id}/events", endpoints.hub_events, methods=["GET"]),
-            WebSocketRoute("/ws", endpoints.websocket),
-        ]
-    )
+    endpoints = Endpoints(WebProtocol(notifications, options, to_thread=anyio.to_thread.run_sync))
+    handlers = {
+        "/me/stream": endpoints.my_stream,
+        "/me/events": endpoints.my_events,
+        "/events": endpoints.post_event,
+        "/{hub_id}/stream": endpoints.hub_stream,
+        "/{hub_id}/events": endpoints.hub_events,
+    }
+    # /me/... first (ROUTES' order): a hub labelled "me" is reachable by its hub id only.
+    table: list[BaseRoute] = [Route(p, handlers[p], methods=[m]) for p, m in ROUTES]
+    # Another method, or a path that is no route: JSON answers too, as on every adapter.
+    table += [
+        Route(p, _reply(method_not_allowed(m)), methods=[o for o in OTHER_METHODS if o != m])
+        for p, m in ROUTES
+    ]
+    table.append(WebSocketRoute("/ws", endpoints.websocket))
+    return Router(routes=table, default=_no_such_route)
+
+
+def _reply(reply: Reply) -> Callable[[Request], Awaitable[Response]]:
+    async def answer(request: Request) -> Response:
+        return response(reply)
+
+    return answer
+
+
+async def _no_such_route(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "websocket":
+        await WebSocketClose()(scope, receive, send)
+        return
+    await response(no_such_route())(scope, receive, send)

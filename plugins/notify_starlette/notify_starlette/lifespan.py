@@ -21,10 +21,10 @@ import anyio
 import anyio.to_thread
 from sse_starlette.sse import AppStatus
 
-from notify_starlette._shared import ProcessState, process_state
+from notifycore.web import process_state
 
 if TYPE_CHECKING:
-    from notifycore.notifications import Notifications
+    from notifycore import Notifications
 
 __all__ = ["close_streams", "lifespan"]
 
@@ -42,7 +42,7 @@ def _server_exiting() -> bool:
 
 async def close_streams(notifications: Notifications) -> None:
     """End every open stream of ``notifications`` now and refuse new ones (503)."""
-    state: ProcessState = process_state(notifications)
+    state = process_state(notifications)
     state.closing = True
     # close() joins the followers' threads: not on the event loop.
     await anyio.to_thread.run_sync(notifications.fanout.close)

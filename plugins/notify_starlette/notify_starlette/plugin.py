@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from notifycore import hookimpl
 
 if TYPE_CHECKING:
-    from notifycore.notifications import Notifications
+    from notifycore import Notifications
 
 
 @hookimpl

@@ -16,8 +16,9 @@ import anyio
 from anyio.abc import TaskGroup
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from notify_starlette._shared import disconnected, subscribe
-from notifycore.errors import InvalidStreamId, UnknownHub
+from notifycore.errors import UnknownHub
+from notifycore.web import Refusal
+from notifycore.web.calls import arun
 
 if TYPE_CHECKING:
     from notify_starlette.endpoints import Endpoints
@@ -135,7 +136,9 @@ class Session:
         await self._subscribe(stream, after or None)
 
     async def _subscribe(self, stream: str, after: str | None) -> None:
-        if not self.endpoints.access.allows(self.principal, stream):
+        protocol = self.endpoints.protocol
+        allowed = await protocol.access.aallows(self.principal, stream, protocol.to_thread)
+        if not allowed:
             code = "unauthorized" if self.principal is None else "forbidden"
             await self._error(stream, code, "not allowed to read this stream")
             return
@@ -145,15 +148,13 @@ class Session:
         if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
             await self._error(stream, "too_many_subscriptions", f"at most {MAX_SUBSCRIPTIONS}")
             return
-        if self.endpoints.state.closing:
+        if protocol.state.closing:
             await self._error(stream, "shutting_down", "the server is shutting down")
             return
         try:
-            subscription = await subscribe(
-                self.endpoints.notifications.fanout, stream, after, self.endpoints.max_pending
-            )
-        except InvalidStreamId as exc:
-            await self._error(stream, "bad_request", f"malformed after: {exc}")
+            subscription = await arun(protocol.subscribe(stream, after), protocol.to_thread)
+        except Refusal as refusal:  # a malformed after, the backend unreachable
+            await self._error(stream, refusal.code, refusal.message)
             return
         scope = anyio.CancelScope()
         self.subscriptions[stream] = (subscription, scope)
@@ -172,7 +173,8 @@ class Session:
                 if subscription.closed:
                     reason = subscription.closed_reason or "closed"
                     if reason in CLOSE_CODES:
-                        disconnected(self.endpoints.notifications, reason, "websocket")
+                        protocol = self.endpoints.protocol
+                        await protocol.arun(protocol.report_disconnect(reason, "websocket"))
                         await self._close(CLOSE_CODES[reason], reason)
                     return
                 if batch is None:
@@ -192,7 +194,7 @@ class Session:
         """Send, or end the connection when the client is gone or takes too long to read."""
         if self._closed:
             return
-        timeout = self.endpoints.send_timeout
+        timeout = self.endpoints.options.send_timeout
         try:
             with anyio.fail_after(timeout):
                 async with self._send_lock:
@@ -204,7 +206,7 @@ class Session:
     async def _close(self, code: int, reason: str) -> None:
         if not self._closed:
             self._closed = True
-            with anyio.move_on_after(self.endpoints.send_timeout):
+            with anyio.move_on_after(self.endpoints.options.send_timeout):
                 async with self._send_lock:
                     # Already gone: nothing more to tell it.
                     with contextlib.suppress(WebSocketDisconnect, RuntimeError):

@@ -64,7 +64,7 @@ def assert_answered(response: httpx.Response) -> None:
     assert response.status_code in (202, 422), response.text[:300]
     body: dict[str, Any] = response.json()
     if response.status_code == 202:
-        assert all(c["status"] != "failed" for c in body["consumers"]), body
+        assert all(c["status"] != "failed" for c in body["outcomes"]), body
     else:
         assert body["error"] == "invalid_event" and isinstance(body["field"], str), body
 

@@ -24,6 +24,7 @@ def test_history(serve: Serve, notes: Notifications, client: httpx.Client) -> No
     assert everything.status_code == 200
     assert everything.headers["content-type"] == "application/json"
     assert everything.json() == {
+        "stream": "event-hub-alerts",
         "events": [{"id": str(i + 1), "event": e.to_dict()} for i, e in enumerate(sent)],
         "reset": False,
     }
@@ -32,6 +33,7 @@ def test_history(serve: Serve, notes: Notifications, client: httpx.Client) -> No
     limited = client.get(served.base + "/alerts/events", params={"since": "0", "limit": "1"})
     assert [item["event"]["title"] for item in limited.json()["events"]] == ["a"]
     assert client.get(served.base + "/alerts/events", params={"since": "3"}).json() == {
+        "stream": "event-hub-alerts",
         "events": [],
         "reset": False,
     }
@@ -85,7 +87,7 @@ def test_post_event_sends_it(serve: Serve, notes: Notifications, client: httpx.C
     body = response.json()
     assert body["event_id"] == "e-1"
     assert body["hubs"] == ["alerts"]
-    assert [c["status"] for c in body["consumers"]] == ["ran"]
+    assert [c["status"] for c in body["outcomes"]] == ["ran"]
     history = client.get(served.base + "/alerts/events").json()["events"]
     assert [item["event"]["event_id"] for item in history] == ["e-1"]
 
@@ -140,7 +142,10 @@ def test_with_auth_nothing_is_readable_by_default(
         assert anonymous.headers["www-authenticate"] == "Bearer"
         known = client.get(served.base + path, headers=ALICE)
         assert known.status_code == 403
-        assert known.json() == {"error": "forbidden", "message": "not allowed"}
+        assert known.json() == {
+            "error": "forbidden",
+            "message": "not allowed to read event-hub-alerts",
+        }
     # Sending is a permission too: refused unless authorize grants "send".
     assert client.post(served.base + "/events", json=event("x")).status_code == 401
     assert client.post(served.base + "/events", json=event("x"), headers=ALICE).status_code == 403

@@ -14,8 +14,8 @@ from websockets.sync.client import connect
 
 import notify_starlette
 from notify_starlette import plugin
-from notify_starlette._shared import process_state
 from notifycore import ConfigurationError, Notifications
+from notifycore.web import process_state
 
 
 def test_shutdown_ends_open_streams(serve: Serve, notes: Notifications) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 from starlette_helpers import SSE, WAIT, Serve, data_of, event, make_notifications
 
-from notify_starlette._shared import process_state
 from notifycore import hookimpl
+from notifycore.web import process_state
 
 FRAME = re.compile(rb"id: (\d+)\nevent: alert\ndata: [^\n]*\n\n")
 

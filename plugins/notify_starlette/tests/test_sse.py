@@ -177,7 +177,7 @@ def test_closing_the_client_ends_the_subscription(
 def test_one_frame_cache_per_process(
     serve: Serve, notes: Notifications, client: httpx.Client
 ) -> None:
-    from notify_starlette._shared import process_state
+    from notifycore.web import process_state
 
     served = serve(notes)
     with (

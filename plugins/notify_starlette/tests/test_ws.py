@@ -137,3 +137,28 @@ def test_disconnect_closes_subscriptions(serve: Serve, notes: Notifications) -> 
     while notes.fanout.streams and time.monotonic() < deadline:
         time.sleep(0.01)
     assert notes.fanout.streams == []
+
+
+def test_an_unreachable_backend_is_an_error_message_and_the_session_goes_on(
+    serve: Serve, notes: Notifications, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from notifycore import BackendUnavailable
+    from notifycore.testing import wait_for
+
+    served = serve(notes)
+    real_last_id = notes.backend.last_id
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise BackendUnavailable("the broker is away")
+
+    with ws_client(served) as ws:
+        monkeypatch.setattr(notes.backend, "last_id", down)
+        assert ask(ws, action="subscribe", stream="alerts") == {
+            "type": "error",
+            "stream": "event-hub-alerts",
+            "error": "unavailable",
+            "message": "the broker is away",
+        }
+        monkeypatch.setattr(notes.backend, "last_id", real_last_id)
+        assert ask(ws, action="subscribe", stream="alerts")["type"] == "subscribed"
+    wait_for(lambda: notes.fanout.streams == [], WAIT, "the closed session to let go")

@@ -1,7 +1,8 @@
-"""Server-Sent Events framing shared by the web adapters.
+"""Server-Sent Events framing for every web adapter.
 
 A frame carries ``id:`` (the stream id, for ``Last-Event-ID``), ``event:``
-(the event type) and ``data:`` (the event JSON). Newlines inside the data are
+(the event type; left out for unnamed frames, which browsers dispatch as
+``message``) and ``data:`` (the event JSON). Newlines inside the data are
 framed as further ``data:`` lines, never trusted, so an event cannot inject
 frames of its own. :class:`FrameCache` makes each message's frame once per
 process, however many clients receive it.
@@ -17,6 +18,7 @@ from notifycore.backends.base import StreamMessage
 
 __all__ = [
     "HEADERS",
+    "HEARTBEAT",
     "FrameCache",
     "comment",
     "event_type_of",
@@ -37,18 +39,27 @@ def _line_safe(value: str) -> str:
     return value.replace("\r", " ").replace("\n", " ")
 
 
-def frame(message_id: str, event_type: str, data: bytes) -> bytes:
-    """One SSE frame; every line of ``data`` gets its own ``data:`` field."""
+def frame(message_id: str, event_type: str | None, data: bytes) -> bytes:
+    """One SSE frame; every line of ``data`` gets its own ``data:`` field.
+
+    Without ``event_type`` the frame has no ``event:`` field: a browser's
+    ``EventSource.onmessage`` receives it.
+    """
     lines = (
         data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n").split("\n")
     )
     body = "".join(f"data: {line}\n" for line in lines)
-    return f"id: {_line_safe(message_id)}\nevent: {_line_safe(event_type)}\n{body}\n".encode()
+    name = "" if event_type is None else f"event: {_line_safe(event_type)}\n"
+    return f"id: {_line_safe(message_id)}\n{name}{body}\n".encode()
 
 
 def comment(text: str = "") -> bytes:
     """A comment line (heartbeat): ignored by EventSource, keeps proxies from closing the stream."""
     return f": {_line_safe(text)}\n\n".encode()
+
+
+#: The heartbeat comment every adapter sends on an idle stream.
+HEARTBEAT = comment("heartbeat")
 
 
 def retry_frame(milliseconds: int) -> bytes:
@@ -77,20 +88,21 @@ class FrameCache:
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
-        self._frames: OrderedDict[tuple[str, str, bytes], bytes] = OrderedDict()
+        self._frames: OrderedDict[tuple[str, str, bytes, bool], bytes] = OrderedDict()
         self._lock = threading.Lock()
         self.made = 0
 
-    def get(self, stream: str, message: StreamMessage) -> bytes:
+    def get(self, stream: str, message: StreamMessage, *, named: bool = True) -> bytes:
+        """The frame of ``message``; ``named=False`` leaves out the ``event:`` field."""
         # The data is part of the key: ids restart when a backend is replaced or emptied.
         # (A bytes object caches its hash, and every client shares the batch's bytes.)
-        key = (stream, message.id, message.data)
+        key = (stream, message.id, message.data, named)
         with self._lock:
             found = self._frames.get(key)
             if found is not None:
                 self._frames.move_to_end(key)
                 return found
-        made = frame(message.id, event_type_of(message.data), message.data)
+        made = frame(message.id, event_type_of(message.data) if named else None, message.data)
         with self._lock:
             self.made += 1
             self._frames[key] = made

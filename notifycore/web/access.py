@@ -1,4 +1,4 @@
-"""What the Flask and Starlette adapters share: stream names, access decisions, resume ids, CSRF.
+"""Who may read which stream and who may send; the request facts those decisions read.
 
 Reading: a signed-in user may always read their own stream (``user:<id>``).
 Any other stream: with an ``authorize(principal, stream)`` callable
@@ -8,25 +8,26 @@ configured, and closed once one is.
 
 Sending (``POST /events``): ``authorize_send(principal, event)`` (a callable,
 else the ``notifycore_authorize_send`` hook) sees the event with the sender
-the client claimed and decides; without either, the older pseudo-stream
-``"send"`` is asked through ``authorize``/``notifycore_authorize``, and the
-event's ``sender`` becomes the signed-in principal's id, whatever the client
-wrote.
+the client claimed and decides; without either, the older (deprecated)
+pseudo-stream ``"send"`` is asked through ``authorize``/``notifycore_authorize``,
+and the event's ``sender`` becomes the signed-in principal's id, whatever the
+client wrote.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from notifycore.backends.base import MAX_STREAM_ID_LENGTH
 from notifycore.consumers import user_stream
-from notifycore.errors import InvalidStreamId, UnknownHub
+from notifycore.errors import InvalidStreamId
+from notifycore.web.calls import Call, FirstAnswer, Steps, ToThread, arun, run
 
 if TYPE_CHECKING:
+    from notifycore import Notifications
     from notifycore.event import Event
-    from notifycore.notifications import Notifications
 
 __all__ = [
     "SEND_PERMISSION",
@@ -38,12 +39,14 @@ __all__ = [
     "principal_id",
     "resume_id",
     "stream_for_hub",
-    "unknown_hub_message",
 ]
 
+#: ``authenticate(request) -> principal | None``; may be ``async def``.
 Authenticate = Callable[[Any], Any]
-Authorize = Callable[[Any, str], bool]
-AuthorizeSend = Callable[[Any, "Event"], bool]
+#: ``authorize(principal, stream) -> bool``; may be ``async def``.
+Authorize = Callable[[Any, str], "bool | Awaitable[bool]"]
+#: ``authorize_send(principal, event) -> bool``; may be ``async def``.
+AuthorizeSend = Callable[[Any, "Event"], "bool | Awaitable[bool]"]
 
 #: The pseudo-stream ``authorize`` is asked about for sending, when no ``authorize_send`` decides.
 SEND_PERMISSION = "send"
@@ -162,7 +165,13 @@ def cross_site_refusal(
 
 
 class Access:
-    """Who may read which stream and who may send, for one web app."""
+    """Who may read which stream and who may send, for one web app.
+
+    Each decision has a sync face (``allows``...) and an async one
+    (``aallows``...), both running the same steps (:mod:`notifycore.web.calls`):
+    the async face awaits an ``async def`` callable or hook and runs a sync one
+    in a worker thread.
+    """
 
     def __init__(
         self,
@@ -188,51 +197,84 @@ class Access:
             or plugins.implements("notifycore_authorize_send")
         )
 
+    # -- the faces ---------------------------------------------------------------------------
+
     def principal(self, request: Any) -> Any:
-        return None if self.authenticate is None else self.authenticate(request)
+        """The app's ``authenticate(request)``, or None without one."""
+        return run(self.principal_steps(request))
+
+    async def aprincipal(self, request: Any, to_thread: ToThread | None = None) -> Any:
+        return await arun(self.principal_steps(request), to_thread)
 
     def allows(self, principal: Any, stream: str) -> bool:
         """May ``principal`` read ``stream``? Its owner always may read a user stream."""
-        user = principal_id(principal)
-        if user is not None and stream == user_stream(user):
-            return True
-        if self.authorize is not None:
-            return bool(self.authorize(principal, stream))
-        answer = self.notifications.plugins.authorize(principal, stream)
-        if answer is not None:
-            return answer
-        return not self.configured
+        return run(self.allows_steps(principal, stream))
+
+    async def aallows(self, principal: Any, stream: str, to_thread: ToThread | None = None) -> bool:
+        return await arun(self.allows_steps(principal, stream), to_thread)
 
     def sendable(self, principal: Any, event: Event) -> Event | None:
-        """The event to send on ``principal``'s behalf, or None when it may not send it.
+        """The event to send on ``principal``'s behalf, or None when it may not send it."""
+        return run(self.sendable_steps(principal, event))
 
-        A missing ``sender`` is the principal's id. ``authorize_send`` (or the
-        ``notifycore_authorize_send`` hook) sees the sender the client claimed
-        and decides; on the older ``"send"`` path the sender is always the
-        signed-in principal's id.
-        """
-        user = principal_id(principal)
-        claimed = event if user is None or event.sender else event.replace(sender=user)
-        if self.authorize_send is not None:
-            return claimed if self.authorize_send(principal, claimed) else None
-        plugins = self.notifications.plugins
-        if self.authorize is not None:
-            allowed = bool(self.authorize(principal, SEND_PERMISSION))
-        else:
-            answer = plugins.authorize_send(principal, claimed)
-            if answer is not None:
-                return claimed if answer else None
-            answer = plugins.authorize(principal, SEND_PERMISSION)
-            allowed = not self.configured if answer is None else answer
-        if not allowed:
-            return None
-        return claimed if user is None or claimed.sender == user else claimed.replace(sender=user)
+    async def asendable(
+        self, principal: Any, event: Event, to_thread: ToThread | None = None
+    ) -> Event | None:
+        return await arun(self.sendable_steps(principal, event), to_thread)
 
     def user_stream(self, principal: Any) -> str | None:
         """The signed-in user's own stream, None when nobody is signed in."""
         user = principal_id(principal)
         return None if user is None else user_stream(user)
 
+    # -- the decisions, once -----------------------------------------------------------------
 
-def unknown_hub_message(error: UnknownHub) -> dict[str, str]:
-    return {"error": "not_found", "message": str(error)}
+    def principal_steps(self, request: Any) -> Steps[Any]:
+        if self.authenticate is None:
+            return None
+        return (yield Call(self.authenticate, (request,)))
+
+    def allows_steps(self, principal: Any, stream: str) -> Steps[bool]:
+        user = principal_id(principal)
+        if user is not None and stream == user_stream(user):
+            return True
+        if self.authorize is not None:
+            return bool((yield Call(self.authorize, (principal, stream))))
+        answer = yield from self._ask("notifycore_authorize", principal=principal, stream=stream)
+        return not self.configured if answer is None else answer
+
+    def sendable_steps(self, principal: Any, event: Event) -> Steps[Event | None]:
+        """A missing ``sender`` is the principal's id.
+
+        ``authorize_send`` (or the ``notifycore_authorize_send`` hook) sees
+        the sender the client claimed and decides; on the older ``"send"``
+        path the sender is always the signed-in principal's id.
+        """
+        user = principal_id(principal)
+        claimed = event if user is None or event.sender else event.replace(sender=user)
+        if self.authorize_send is not None:
+            allowed = yield Call(self.authorize_send, (principal, claimed))
+            return claimed if allowed else None
+        if self.authorize is not None:
+            allowed = bool((yield Call(self.authorize, (principal, SEND_PERMISSION))))
+        else:
+            answer = yield from self._ask(
+                "notifycore_authorize_send", principal=principal, event=claimed
+            )
+            if answer is not None:
+                return claimed if answer else None
+            answer = yield from self._ask(
+                "notifycore_authorize", principal=principal, stream=SEND_PERMISSION
+            )
+            allowed = not self.configured if answer is None else answer
+        if not allowed:
+            return None
+        return claimed if user is None or claimed.sender == user else claimed.replace(sender=user)
+
+    def _ask(self, hook: str, **kwargs: Any) -> Steps[bool | None]:
+        """A ``firstresult`` hook's answer; None when no plugin implements it or decides."""
+        plugins = self.notifications.plugins
+        if not plugins.implements(hook):
+            return None
+        answer = yield FirstAnswer(plugins, hook, kwargs)
+        return None if answer is None else bool(answer)

@@ -1,0 +1,197 @@
+"""Web logic written once, run by a sync adapter (Flask) or an async one (Starlette).
+
+A route's logic is a generator of *steps*: each ``yield`` hands the driver a
+call that may block — the app's ``authenticate`` or ``authorize``, an
+authorisation hook, a backend read, ``send`` — and gets its result back (or
+its exception thrown in). :func:`run` makes the calls in the caller's
+thread; :func:`arun` awaits ``async def`` callables on the event loop and
+runs the others in a worker thread, so an async endpoint never blocks its
+loop on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import threading
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from notifycore.plugins import Plugins
+
+__all__ = ["Call", "FirstAnswer", "Step", "Steps", "ToThread", "arun", "run"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Call:
+    """Call ``function(*args)``; ``discard(result)`` undoes a result nobody waits for any more."""
+
+    function: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    #: For a call that makes a resource (a subscription): a request cancelled while a
+    #: thread still made it would leak it.
+    discard: Callable[[Any], None] | None = None
+
+
+@dataclass(frozen=True)
+class FirstAnswer:
+    """The first answer other than None of a ``firstresult`` hook's implementations.
+
+    Implementations are asked in pluggy's order; an ``async def`` one is
+    awaited like any other call (a sync adapter runs it to completion).
+    """
+
+    plugins: Plugins
+    hook: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def calls(self) -> list[Call]:
+        caller = getattr(self.plugins.pm.hook, self.hook)
+        implementations = caller.get_hookimpls()
+        if any(i.hookwrapper or i.wrapper for i in implementations):
+            # Wrappers need pluggy's own loop: one call, its answer awaited if it is awaitable.
+            return [Call(lambda: caller(**self.kwargs))]
+        # pluggy calls the last registered first (tryfirst ones sort last, trylast ones first).
+        return [
+            Call(i.function, tuple(self.kwargs[name] for name in i.argnames))
+            for i in reversed(implementations)
+        ]
+
+
+Step = Call | FirstAnswer
+#: A generator of steps returning ``T``; drive it with :func:`run` or :func:`arun`.
+Steps = Generator[Step, Any, T]
+#: Runs a function in a worker thread and returns its result: ``anyio.to_thread.run_sync``...
+ToThread = Callable[[Callable[[], Any]], Awaitable[Any]]
+
+
+def run(steps: Steps[T]) -> T:
+    """Drive ``steps`` in this thread; an awaitable answer is run to completion on its own loop."""
+    value: Any = None
+    error: Exception | None = None
+    try:
+        while True:
+            try:
+                step = steps.send(value) if error is None else steps.throw(error)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            try:
+                value, error = _perform(step), None
+            except Exception as exc:
+                value, error = None, exc
+    finally:
+        steps.close()
+
+
+async def arun(steps: Steps[T], to_thread: ToThread | None = None) -> T:
+    """Drive ``steps`` on the running loop: ``async def`` calls awaited, the others in a thread.
+
+    ``to_thread`` runs a function in a worker thread (default: the loop's executor).
+    """
+    value: Any = None
+    error: Exception | None = None
+    try:
+        while True:
+            try:
+                step = steps.send(value) if error is None else steps.throw(error)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            try:
+                value, error = await _aperform(step, to_thread or _executor), None
+            except Exception as exc:
+                value, error = None, exc
+    finally:
+        steps.close()
+
+
+def _perform(step: Step) -> Any:
+    if isinstance(step, Call):
+        return _settle(step.function(*step.args))
+    for each in step.calls():
+        answer = _settle(each.function(*each.args))
+        if answer is not None:
+            return answer
+    return None
+
+
+async def _aperform(step: Step, to_thread: ToThread) -> Any:
+    if isinstance(step, Call):
+        return await _acall(step, to_thread)
+    for each in step.calls():
+        answer = await _acall(each, to_thread)
+        if answer is not None:
+            return answer
+    return None
+
+
+def _settle(result: Any) -> Any:
+    """An awaitable result (an async callable given to a sync adapter), run to completion."""
+    if inspect.isawaitable(result):
+        return asyncio.run(_wait(result))
+    return result
+
+
+async def _wait(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+def _is_async(function: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)  # noqa: B004 (an object with an async __call__)
+    )
+
+
+async def _acall(step: Call, to_thread: ToThread) -> Any:
+    if _is_async(step.function):
+        return await step.function(*step.args)
+    lock = threading.Lock()
+    made: list[Any] = []
+    abandoned = False
+
+    def work() -> Any:
+        result = step.function(*step.args)
+        with lock:
+            keep = not abandoned
+            if keep:
+                made.append(result)
+        if not keep and step.discard is not None:
+            step.discard(result)  # the request went away while this thread made it
+        return result
+
+    try:
+        result = await to_thread(work)
+        # A thread runner that cannot be cancelled (anyio's) hands the result back to a
+        # request cancelled meanwhile: the cancellation comes at this checkpoint.
+        await asyncio.sleep(0)
+    except BaseException:
+        with lock:
+            abandoned = True
+            leftovers = list(made)
+        if step.discard is not None:
+            for each in leftovers:  # made, but the request was cancelled: nobody else will
+                step.discard(each)
+        raise
+    if inspect.isawaitable(result):  # a sync callable that hands back a coroutine
+        result = await result
+    return result
+
+
+async def _executor(work: Callable[[], Any]) -> Any:
+    """``work`` in the loop's default executor; a cancelled request does not wait for it."""
+    loop = asyncio.get_running_loop()
+    future = loop.run_in_executor(None, contextvars.copy_context().run, work)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        future.add_done_callback(_retrieve)
+        raise
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: no "exception was never retrieved" warning

@@ -1,0 +1,144 @@
+"""The steps both web adapters run: sync callables, async ones, hooks, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import pytest
+
+from notifycore import hookimpl
+from notifycore.plugins import Plugins
+from notifycore.testing import wait_for
+from notifycore.web.calls import Call, FirstAnswer, Steps, arun, run
+
+
+def where(label: str) -> tuple[str, int]:
+    return label, threading.get_ident()
+
+
+async def awhere(label: str) -> tuple[str, int]:
+    return label, threading.get_ident()
+
+
+def both() -> Steps[list[tuple[str, int]]]:
+    first = yield Call(where, ("sync",))
+    second = yield Call(awhere, ("async",))
+    return [first, second]
+
+
+def failing() -> Steps[str]:
+    def broken() -> None:
+        raise LookupError("gone")
+
+    try:
+        yield Call(broken)
+    except LookupError as exc:
+        return f"handled {exc}"
+    return "not reached"
+
+
+def test_run_makes_the_calls_here_and_runs_async_ones_to_completion() -> None:
+    here = threading.get_ident()
+    assert run(both()) == [("sync", here), ("async", here)]
+    assert run(failing()) == "handled gone", "an error is thrown back into the steps"
+
+
+@pytest.mark.parametrize("to_thread", [None, anyio.to_thread.run_sync], ids=["executor", "anyio"])
+def test_arun_awaits_async_calls_on_the_loop_and_runs_sync_ones_in_a_thread(
+    to_thread: Any,
+) -> None:
+    async def main() -> tuple[int, list[tuple[str, int]], str]:
+        return (
+            threading.get_ident(),
+            await arun(both(), to_thread),
+            await arun(failing(), to_thread),
+        )
+
+    loop_thread, answers, handled = anyio.run(main)
+    assert answers[1] == ("async", loop_thread)
+    assert answers[0][0] == "sync" and answers[0][1] != loop_thread
+    assert handled == "handled gone"
+
+
+class Early:
+    @hookimpl(tryfirst=True)
+    def notifycore_authorize(self, principal: Any, stream: str) -> bool | None:
+        return None  # undecided: the next one is asked
+
+
+class AsyncNo:
+    @hookimpl
+    async def notifycore_authorize(self, principal: Any, stream: str) -> bool | None:
+        await asyncio.sleep(0)
+        return False if stream == "closed" else None
+
+
+class Yes:
+    @hookimpl(trylast=True)
+    def notifycore_authorize(self, principal: Any) -> bool | None:
+        return True
+
+
+def test_first_answer_asks_in_pluggys_order_and_awaits_async_implementations() -> None:
+    plugins = Plugins()
+    for plugin in (Yes(), AsyncNo(), Early()):
+        plugins.register(plugin)
+
+    def ask(stream: str) -> Steps[Any]:
+        return (
+            yield FirstAnswer(plugins, "notifycore_authorize", {"principal": "p", "stream": stream})
+        )
+
+    assert [run(ask("closed")), run(ask("open"))] == [False, True]
+    assert anyio.run(lambda: arun(ask("closed"))) is False
+    assert anyio.run(lambda: arun(ask("open"))) is True
+
+
+class Wrapper:
+    @hookimpl(wrapper=True)
+    def notifycore_authorize(self, principal: Any, stream: str) -> Any:
+        answer = yield
+        return not answer
+
+
+def test_first_answer_leaves_wrappers_to_pluggy() -> None:
+    plugins = Plugins()
+    plugins.register(Yes())
+    plugins.register(Wrapper())
+    steps = FirstAnswer(plugins, "notifycore_authorize", {"principal": "p", "stream": "s"})
+
+    def ask() -> Steps[Any]:
+        return (yield steps)
+
+    assert run(ask()) is False
+
+
+@pytest.mark.parametrize("to_thread", [None, anyio.to_thread.run_sync], ids=["executor", "anyio"])
+def test_what_a_thread_makes_for_a_cancelled_request_is_discarded(to_thread: Any) -> None:
+    started, release = threading.Event(), threading.Event()
+    discarded: list[str] = []
+
+    def make() -> str:
+        started.set()
+        release.wait(30)
+        return "subscription"
+
+    def steps() -> Steps[str]:
+        made: str = yield Call(make, discard=discarded.append)
+        return made
+
+    async def main() -> None:
+        with anyio.move_on_after(30) as scope:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(arun, steps(), to_thread)
+                await anyio.to_thread.run_sync(started.wait, 30)
+                tasks.cancel_scope.cancel()
+                release.set()
+        assert not scope.cancelled_caught, "the request was cancelled at once, not after 30 s"
+
+    anyio.run(main)
+    wait_for(lambda: discarded == ["subscription"], 30, "the thread's result to be discarded")
