@@ -47,6 +47,10 @@ class Subscription:
         self._wakeup: asyncio.Event | None = None
         self._replaying = True
         self._held: list[StreamRead] = []
+        # Until a live batch goes past it, the key of the newest message the replay queued:
+        # the feed may offer batches it read before the replay did (see _offer).
+        self._replayed: Any = None
+        self._key: Callable[[str], Any] | None = None
         #: Why the subscription ended: ``"slow"``, ``"closed"`` or ``"shutdown"``; None while open.
         self.closed_reason: str | None = None
         #: The id of the newest message handed to the subscriber.
@@ -68,12 +72,29 @@ class Subscription:
             if self._replaying:
                 self._held.append(batch)
                 return
+            if self._replayed is not None and batch.messages:
+                # The feed took its list of subscribers, then the replay read the backend
+                # before the feed offered what it had read: those messages are queued already.
+                batch = self._after_replay(batch)
+                if not batch.messages and not batch.reset:
+                    return
             # One batch is always taken by a reader who is keeping up, however large.
             if self._pending and self._pending_messages + len(batch.messages) > self.max_pending:
                 self._end("slow")
                 return
             self._push(batch)
             self._notify()
+
+    def _after_replay(self, batch: StreamRead) -> StreamRead:
+        assert self._key is not None
+        key, limit = self._key, self._replayed
+        if key(batch.messages[0].id) > limit:
+            self._replayed = None  # batches come in order: every later one is newer too
+            return batch
+        fresh = [m for m in batch.messages if key(m.id) > limit]
+        if fresh:
+            self._replayed = None
+        return StreamRead(fresh, batch.reset)
 
     def _push(self, batch: StreamRead) -> None:
         self._pending.append(batch)
@@ -95,6 +116,11 @@ class Subscription:
                 if messages:
                     self._push(StreamRead(messages, batch.reset))
             self._held = []
+            newest_queued = next(
+                (b.messages[-1].id for b in reversed(self._pending) if b.messages), newest
+            )
+            self._key = key
+            self._replayed = None if newest_queued is None else key(newest_queued)
             self._replaying = False
             self._notify()
 

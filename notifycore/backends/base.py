@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 from notifycore.backends.envelope import DeadEnvelope, open_dead, open_job, seal_dead, seal_job
-from notifycore.config import mask_url
 from notifycore.errors import BackendUnavailable, InvalidStreamId
+from notifycore.settings import mask_url
 
 __all__ = [
     "MAX_STREAM_ID_LENGTH",

@@ -69,7 +69,7 @@ def test_ack_many_of_thousands_of_jobs(backend: RedisBackend) -> None:
 def test_a_retried_enqueue_adds_one_job(backend: RedisBackend) -> None:
     keys = backend.keys.queue("q")
     enqueue = backend.connection.script(scripts.ENQUEUE)
-    args = ["publisher-1", "token-1", b"job"]
+    args: list[str | bytes] = ["publisher-1", "token-1", b"job"]
     first = enqueue(keys=[keys.jobs, keys.publishers], args=args)
     again = enqueue(keys=[keys.jobs, keys.publishers], args=args)  # a retry after a lost reply
     assert again == first
