@@ -117,7 +117,7 @@ def test_the_contract_checks_the_refusal_of_a_capability_a_backend_does_not_offe
     try:
         contract.test_set_get_and_delete(backend)
         contract.test_counts_go_up_and_down_and_read_back(backend)
-        contract.test_a_worker_de_duplicates_with_claims_or_refuses_to_start()
+        contract.test_a_worker_de_duplicates_with_claims_or_the_consumer_is_refused()
     finally:
         backend.close()
 
@@ -156,17 +156,38 @@ def test_a_dead_letter_envelope_keeps_its_id() -> None:
     assert open_job(seal_dead(letter))[1:] == (0, None), "a dead letter is not a retried job"
 
 
-def test_a_dedupe_consumer_registered_after_the_worker_started_gets_its_jobs_dead_lettered() -> (
-    None
-):
-    from notifycore import Event, JobOutcome, Notifications, Worker
+def test_a_dedupe_consumer_is_refused_on_a_backend_without_claims() -> None:
+    from notifycore import Notifications, Worker
 
     notifications = Notifications(config={}, backend=Primitives(), environ={})
     try:
+        hub = notifications.create_hub("jobs")
+        with pytest.raises(ConfigurationError) as refused:
+            hub.register_consumer(lambda e: None, name="once", mode="queued", dedupe=True)
+        assert str(refused.value).startswith(
+            "de-duplication (dedupe=True on consumer 'once' of hub 'jobs') needs a backend "
+            "that offers claims"
+        )
+        hub.register_consumer(lambda e: None, name="plain", mode="queued")
+        Worker(notifications)  # nothing to refuse
+    finally:
+        notifications.close()
+
+
+def test_a_worker_refuses_to_start_for_a_dedupe_consumer_once_the_backend_has_no_claims() -> None:
+    from notifycore import Event, JobOutcome, Notifications, Worker
+
+    notifications = Notifications(config={}, backend=MemoryBackend(), environ={})
+    try:
         hub = notifications.create_hub("late")
-        worker = Worker(notifications)  # no de-duplicating consumer yet: it starts
         hub.register_consumer(lambda e: None, name="once", mode="queued", dedupe=True)
-        notifications.send(Event(None, "late", "registered late", ""))
+        worker = Worker(notifications)
+        # The backend is replaced by one without claims (configure() with another backend).
+        notifications.configure(notifications.config, backend=Primitives())
+        with pytest.raises(ConfigurationError, match="needs a backend that offers claims"):
+            Worker(notifications)
+        # A worker that was running already dead-letters such jobs, with the reason.
+        notifications.send(Event(None, "late", "after the switch", ""))
         job = worker.reserve(block=5.0)
         assert job is not None
         assert worker.process(job) is JobOutcome.DEAD
