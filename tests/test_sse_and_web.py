@@ -200,6 +200,24 @@ def test_the_authorize_send_hook_then_the_send_permission() -> None:
         ({"origin": "http://evil.test", "authorization": "Basic eDp5"}, True),
         ({"origin": "http://[::1]:8000", "host": "[::1]:8000"}, False),
         ({"origin": "http://[::1]:8001", "host": "[::1]:8000"}, True),
+        # The scheme, when the adapter gives it, is part of the origin.
+        ({"origin": "http://app.test", "scheme": "http"}, False),
+        ({"origin": "https://app.test", "scheme": "http"}, True),
+        ({"origin": "http://app.test", "scheme": "https"}, True),
+        ({"origin": "https://app.test", "scheme": "HTTPS"}, False),
+        ({"origin": "http://app.test", "scheme": "ws"}, False),
+        ({"origin": "https://app.test", "scheme": "wss"}, False),
+        ({"origin": "https://app.test", "scheme": "ws"}, True),
+        ({"origin": "http://app.test:443", "host": "app.test", "scheme": "http"}, True),
+        ({"origin": "https://app.test:443", "host": "app.test", "scheme": "https"}, False),
+        # A token exempts a request that carries no cookie, never one that does.
+        ({"origin": "http://evil.test", "query_token": True}, False),
+        ({"origin": "http://evil.test", "authorization": "Bearer t", "cookie": "sid=1"}, True),
+        ({"origin": "http://evil.test", "query_token": True, "cookie": "sid=1"}, True),
+        ({"fetch_site": "cross-site", "authorization": "Bearer t", "cookie": "a=b"}, True),
+        ({"origin": "http://evil.test", "authorization": "Bearer t", "cookie": " "}, False),
+        ({"origin": "http://app.test", "authorization": "Bearer t", "cookie": "sid=1"}, False),
+        ({"origin": "https://partner.test", "cookie": "sid=1"}, False),
     ],
 )
 def test_cross_site_refusal(headers: dict[str, str], refused: bool) -> None:

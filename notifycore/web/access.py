@@ -109,6 +109,8 @@ def is_json(content_type: str | None) -> bool:
 
 
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+#: A WebSocket handshake's scheme, as the page's origin has it.
+_WEB_SCHEMES = {"ws": "http", "wss": "https"}
 
 
 def _host(netloc: str, scheme: str | None = None) -> str:
@@ -127,6 +129,19 @@ def _origin(value: str) -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else value.strip()
 
 
+def _same_origin(origin: str, host: str | None, scheme: str | None) -> bool:
+    """Whether ``origin`` is the server's own: its scheme (when known) and ``host``."""
+    parts = urlsplit(origin.strip())
+    theirs = parts.scheme.lower()
+    if not (theirs and parts.netloc and host):
+        return False
+    if scheme is None:  # an adapter that cannot say: the host alone
+        return _host(parts.netloc, theirs) == _host(host)
+    ours = scheme.strip().lower()
+    ours = _WEB_SCHEMES.get(ours, ours)
+    return theirs == ours and _host(parts.netloc, theirs) == _host(host, ours)
+
+
 def cross_site_refusal(
     *,
     authorization: str | None,
@@ -134,32 +149,30 @@ def cross_site_refusal(
     fetch_site: str | None,
     host: str | None,
     trusted_origins: Iterable[str] = (),
+    scheme: str | None = None,
+    cookie: str | None = None,
+    query_token: bool = False,
 ) -> str | None:
-    """Why a write must be refused as a cross-site request; None when it may go on.
+    """Why a request must be refused as a cross-site request; None when it may go on.
 
-    A request with a Bearer token is not at risk (a browser never adds one by
-    itself). Any other request may be riding on the browser's cookies or
-    HTTP credentials, so it is refused when the browser says it comes from
-    another site (``Sec-Fetch-Site: cross-site``) or its ``Origin`` is not
-    the server's own host nor one of ``trusted_origins``. A request with
-    neither header (curl, a server-side client) goes on.
+    A request from another site (``Sec-Fetch-Site: cross-site``, or an
+    ``Origin`` that is neither the server's own — its ``scheme``, as the app
+    sees it, and ``host`` — nor one of ``trusted_origins``) may be riding on
+    the browser's cookies or HTTP credentials, so it is refused. Only one
+    that brings its own credential (an ``Authorization: Bearer`` token, or
+    an allowed ``?token=``: ``query_token``) **and no cookie at all** is not
+    at risk: a browser never adds such a token by itself, but with a cookie
+    beside it nobody can tell which of the two ``authenticate`` went by. A
+    request with neither header (curl, a server-side client) goes on.
     """
-    if bearer_token(authorization) is not None:
+    if origin is not None and _origin(origin) in {_origin(o) for o in trusted_origins}:
         return None
-    trusted = {_origin(o) for o in trusted_origins}
-    if origin is not None and _origin(origin) in trusted:
+    own_credential = bearer_token(authorization) is not None or query_token
+    if own_credential and not (cookie and cookie.strip()):
         return None
     if fetch_site is not None and fetch_site.strip().lower() == "cross-site":
         return "cross-site requests are refused"
-    if origin is None:
-        return None
-    parts = urlsplit(origin.strip())
-    if (
-        parts.scheme
-        and parts.netloc
-        and host
-        and _host(parts.netloc, parts.scheme.lower()) == _host(host)
-    ):
+    if origin is None or _same_origin(origin, host, scheme):
         return None
     return f"requests from origin {origin.strip()[:100]!r} are refused"
 

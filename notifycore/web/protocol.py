@@ -244,6 +244,9 @@ class WebRequest:
     query: Lookup
     #: The ``Host`` the request was sent to (the cross-site check compares ``Origin`` with it).
     host: str | None = None
+    #: The scheme as the app sees it (``http``, ``https``, ``ws``, ``wss``), after the
+    #: framework applied any trusted proxy headers; None: unknown, ``Origin``'s is not compared.
+    scheme: str | None = None
     #: A copy of ``native`` without ``?token=``, for ``authenticate`` unless query tokens are allowed.
     without_query_token: Callable[[Any], Any] | None = None
     #: ``read_body(limit)``: the body, read no further than one byte past ``limit``; may be async.
@@ -480,6 +483,9 @@ class WebProtocol:
             fetch_site=request.headers.get("Sec-Fetch-Site"),
             host=request.host,
             trusted_origins=self.options.trusted_origins,
+            scheme=request.scheme,
+            cookie=request.headers.get("Cookie"),
+            query_token=self.options.allow_query_token and bool(request.query.get("token")),
         )
 
     def send(self, request: WebRequest) -> Steps[Reply]:

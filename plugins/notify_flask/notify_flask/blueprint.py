@@ -72,6 +72,8 @@ def _incoming() -> WebRequest:
         headers=request.headers,
         query=request.args,
         host=request.host,
+        # The app's view: werkzeug's ProxyFix, when the app uses it, applied X-Forwarded-Proto.
+        scheme=request.scheme,
         without_query_token=_without_query_token,
         read_body=_read_body,
     )

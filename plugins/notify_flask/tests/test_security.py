@@ -212,6 +212,70 @@ def test_same_site_trusted_and_token_requests_go_through() -> None:
     notifications.close()
 
 
+
+def cookie_or_token_rules() -> dict[str, Any]:
+    tokens = {"t-bob": "bob"}
+
+    def authenticate(request: Any) -> Any:
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ") or request.args.get("token", "")
+        return tokens.get(token) or session.get("user_id")
+
+    return {**EXAMPLES["authorize_send"], "authenticate": authenticate}
+
+
+def test_a_token_never_exempts_a_cross_site_request_that_carries_cookies() -> None:
+    """A junk (or even a valid) token beside the session cookie is no proof of intent."""
+    app, notifications = make_app(cookie_or_token_rules(), allow_query_token=True)
+    cookie = app.test_client()
+    cookie.get("/login/bob")
+    payload = {"event_type": "chat", "title": "csrf"}
+    evil = {"Origin": "http://evil.example"}
+    for path, headers in (
+        ("/notifications/events", {"Authorization": "Bearer junk"}),
+        ("/notifications/events", {"Authorization": "Bearer t-bob"}),
+        ("/notifications/events?token=junk", {}),
+        ("/notifications/events?token=t-bob", {}),
+    ):
+        refused = cookie.post(path, json=payload, headers={**evil, **headers})
+        assert refused.status_code == 403 and refused.json["error"] == "forbidden", path
+    assert cookie.get(FEED + "/events").json["events"] == []
+    # Without cookies a token is the request's own credential, from any page.
+    token = app.test_client()
+    sent = post(token, payload, Authorization="Bearer t-bob", **evil)
+    assert sent.status_code == 202 and sent.json["sender"] == "bob"
+    in_query = token.post("/notifications/events?token=t-bob", json=payload, headers=evil)
+    assert in_query.status_code == 202
+    notifications.close()
+
+
+def test_an_origin_with_another_scheme_is_another_site() -> None:
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    app, notifications = make_app(EXAMPLES["authorize_send"])
+    client = app.test_client()
+    client.get("/login/bob")
+    payload = {"event_type": "chat", "title": "ok"}
+    refused = post(client, payload, Origin="https://localhost")
+    assert refused.status_code == 403 and refused.json["error"] == "forbidden"
+    forwarded = {"Origin": "https://localhost", "X-Forwarded-Proto": "https"}
+    assert post(client, payload, **forwarded).status_code == 403, "no ProxyFix: not believed"
+    assert client.get(FEED + "/events").json["events"] == []
+    # The scheme the app sees counts: behind ProxyFix, X-Forwarded-Proto says it.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1)  # type: ignore[method-assign]
+    assert post(client, payload, **forwarded).status_code == 202
+    assert post(client, payload, Origin="https://localhost").status_code == 403
+    secure = app.test_client()
+    secure.get("/login/bob", base_url="https://localhost")
+    sent = secure.post(
+        "/notifications/events", json=payload, headers={"Origin": "https://localhost"},
+        base_url="https://localhost",
+    )
+    assert sent.status_code == 202
+    assert len(client.get(FEED + "/events").json["events"]) == 2
+    notifications.close()
+
+
 def test_a_send_timeout_must_be_positive() -> None:
     for wrong in (0, -1.0):
         with pytest.raises(ValueError, match="send_timeout must be > 0 or None"):

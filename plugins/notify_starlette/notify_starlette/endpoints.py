@@ -147,9 +147,7 @@ class Endpoints:
 
     async def websocket(self, websocket: WebSocket) -> None:
         # A browser opens a WebSocket from any page, with its cookies: refuse other sites'.
-        if self.protocol.cross_site(self.incoming(websocket)) is not None and not (
-            self.options.allow_query_token and websocket.query_params.get("token")
-        ):
+        if self.protocol.cross_site(self.incoming(websocket)) is not None:
             await websocket.close(1008, "cross-site WebSocket refused")
             return
         principal = await self.principal(websocket)
