@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -66,6 +67,12 @@ def test_principals_and_resume_ids() -> None:
     assert principal_id({"id": 7}) == "7"
     assert principal_id(User()) == "42"
     assert principal_id(None) is None
+    # Any scalar id, itself or as the id: the same text for user:<id> and for the sender.
+    uid = uuid.UUID(int=5)
+    assert principal_id(42) == principal_id({"id": 42}) == principal_id(User()) == "42"
+    assert principal_id(uid) == principal_id({"id": uid}) == str(uid)
+    for nothing in (True, False, "", "  ", {"id": None}, {"id": ""}, {"id": True}, object()):
+        assert principal_id(nothing) is None, nothing
     assert resume_id("12", "9") == "12"
     assert resume_id(None, "9") == "9"
     assert resume_id(" ", None) is None
@@ -139,6 +146,11 @@ def test_sending_with_the_send_permission_is_as_the_principal() -> None:
     )
     assert older.sendable("bob", forged) == forged.replace(sender="bob")
     assert older.sendable(None, forged) is None
+    assert older.sendable(42, forged) == forged.replace(sender="42")
+    assert older.sendable(uuid.UUID(int=1), forged).sender == str(uuid.UUID(int=1))
+    public = Access(n, authorize=lambda principal, stream: stream == "send")
+    assert public.sendable(None, forged) == forged.replace(sender=""), "no id: no sender"
+    assert public.sendable(object(), forged) == forged.replace(sender="")
     open_access = Access(n)
     assert open_access.sendable(None, forged) == forged, "nothing configured: anyone, as written"
     assert open_access.sendable({"id": 7}, forged).sender == "7"

@@ -10,8 +10,8 @@ Sending (``POST /events``): ``authorize_send(principal, event)`` (a callable,
 else the ``notifycore_authorize_send`` hook) sees the event with the sender
 the client claimed and decides; without either, the older (deprecated)
 pseudo-stream ``"send"`` is asked through ``authorize``/``notifycore_authorize``,
-and the event's ``sender`` becomes the signed-in principal's id, whatever the
-client wrote.
+and the event's ``sender`` becomes the signed-in principal's id (none, when
+the principal has no id), whatever the client wrote.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+from uuid import UUID
 
 from notifycore.backends.base import MAX_STREAM_ID_LENGTH
 from notifycore.consumers import user_stream
@@ -57,17 +58,29 @@ def stream_for_hub(notifications: Notifications, hub_id: str) -> str:
     return notifications.get_hub(hub_id).hub_id
 
 
-def principal_id(principal: Any) -> str | None:
-    """A principal's user id: itself if a string, else its ``id`` attribute or ``"id"`` key."""
-    if principal is None:
+def _id_text(value: Any) -> str | None:
+    """An id as text; None for no id (None, a bool, an empty or blank string)."""
+    if value is None or isinstance(value, bool):
         return None
-    if isinstance(principal, str):
-        return principal
+    text = value if isinstance(value, str) else str(value)
+    return text if text.strip() else None
+
+
+def principal_id(principal: Any) -> str | None:
+    """A principal's user id as text, the same for its own stream and as the sender.
+
+    A string is the id itself, so is an ``int`` or a :class:`~uuid.UUID`
+    (``session["user_id"] = 42`` gives ``"42"``); a mapping's ``"id"`` key,
+    or else an object's ``id`` attribute, is turned into text the same way.
+    None when there is no id (None, a bool, an empty id, an object without one).
+    """
+    if principal is None or isinstance(principal, bool):
+        return None
+    if isinstance(principal, (str, int, UUID)):
+        return _id_text(principal)
     if isinstance(principal, Mapping):
-        value = principal.get("id")
-    else:
-        value = getattr(principal, "id", None)
-    return None if value is None else str(value)
+        return _id_text(principal.get("id"))
+    return _id_text(getattr(principal, "id", None))
 
 
 def client_stream_id(value: str | None, what: str = "stream id") -> str | None:
@@ -260,8 +273,10 @@ class Access:
         """A missing ``sender`` is the principal's id.
 
         ``authorize_send`` (or the ``notifycore_authorize_send`` hook) sees
-        the sender the client claimed and decides; on the older ``"send"``
-        path the sender is always the signed-in principal's id.
+        the sender the client claimed and decides. On the older ``"send"``
+        path the sender is always the signed-in principal's id — none at all
+        when the principal has no id — whatever the client claimed. With
+        nothing configured, the event goes as written.
         """
         user = principal_id(principal)
         claimed = event if user is None or event.sender else event.replace(sender=user)
@@ -279,10 +294,17 @@ class Access:
             answer = yield from self._ask(
                 "notifycore_authorize", principal=principal, stream=SEND_PERMISSION
             )
-            allowed = not self.configured if answer is None else answer
+            if answer is None:  # nobody decides: open only while nothing is configured
+                if self.configured:
+                    return None
+                if user is None:  # and nobody signed in: the event goes as written
+                    return claimed
+            allowed = True if answer is None else answer
         if not allowed:
             return None
-        return claimed if user is None or claimed.sender == user else claimed.replace(sender=user)
+        # The "send" permission cannot see the event: it goes as its principal, or as no one.
+        sender = user or ""
+        return claimed if claimed.sender == sender else claimed.replace(sender=sender)
 
     def _ask(self, hook: str, **kwargs: Any) -> Steps[bool | None]:
         """A ``firstresult`` hook's answer; None when no plugin implements it or decides."""

@@ -144,6 +144,43 @@ def test_authorize_send_may_let_a_sender_through() -> None:
     notifications.close()
 
 
+def test_the_send_permission_never_passes_a_claimed_sender_through() -> None:
+    """An int user id is the sender (and owns user:42); with no id, the claim is cleared."""
+    app = Flask("int-ids")
+    app.config.update(BACKEND="memory", SECRET_KEY="test")
+    notifications = Notifications(app, environ={})
+    notifications.create_hub("Comments").register_consumer(PushConsumer())
+
+    def authorize(user: Any, stream: str) -> bool:
+        # Anyone may send, signed-in users read the feed: the "send" pseudo-stream only.
+        return stream == "send" or (user is not None and stream == "event-hub-Comments")
+
+    app.register_blueprint(
+        stream_blueprint(authenticate=lambda request: session.get("user_id"), authorize=authorize)
+    )
+
+    @app.get("/login/<int:uid>")
+    def login(uid: int) -> str:
+        session["user_id"] = uid
+        return "ok"
+
+    forged = {"event_type": "chat", "title": "forged", "sender": "system"}
+    anonymous = app.test_client()
+    sent = post(anonymous, forged)
+    assert sent.status_code == 202 and sent.json["sender"] == "", "no id: no sender"
+    user = app.test_client()
+    user.get("/login/42")
+    sent = post(user, forged)
+    assert sent.status_code == 202 and sent.json["sender"] == "42"
+    notifications.send(Event(None, "chat", "for 42", recipients=["42"]))
+    mine = user.get("/notifications/me/events")
+    assert mine.status_code == 200 and mine.json["stream"] == "user:42"
+    assert [item["event"]["title"] for item in mine.json["events"]] == ["for 42"]
+    senders = [item["event"]["sender"] for item in user.get(FEED + "/events").json["events"]]
+    assert senders == ["", "42"]
+    notifications.close()
+
+
 # -- cross-site requests ------------------------------------------------------------------------
 
 CROSS_SITE = [

@@ -124,6 +124,33 @@ def test_the_send_permission_sends_as_the_principal(
     assert [i["event"]["sender"] for i in history] == ["bob"]
 
 
+def test_the_send_permission_never_passes_a_claimed_sender_through(
+    serve: Serve, comments: Notifications, client: httpx.Client
+) -> None:
+    """An int user id is the sender (and owns user:42); with no id, the claim is cleared."""
+
+    def authenticate(request: Any) -> Any:
+        return {"t-42": 42}.get(request.state.token or "")
+
+    def authorize(user: Any, stream: str) -> bool:
+        # Anyone may send, signed-in users read the feed: the "send" pseudo-stream only.
+        return stream == "send" or (user is not None and stream == "event-hub-Comments")
+
+    served = serve(comments, authenticate=authenticate, authorize=authorize)
+    forged = {"event_type": "chat", "title": "forged", "sender": "system"}
+    sent = client.post(served.base + "/events", json=forged)
+    assert sent.status_code == 202 and sent.json()["sender"] == "", "no id: no sender"
+    user = {"Authorization": "Bearer t-42"}
+    sent = client.post(served.base + "/events", json=forged, headers=user)
+    assert sent.status_code == 202 and sent.json()["sender"] == "42"
+    comments.send({"event_type": "chat", "title": "for 42", "recipients": ["42"]})
+    assert titles(client, served.base + "/me/events", user) == ["for 42"]
+    with client.stream("GET", served.base + "/me/stream", headers=user) as response:
+        assert response.status_code == 200
+    history = client.get(served.base + "/Comments/events", headers=user).json()["events"]
+    assert [item["event"]["sender"] for item in history] == ["", "42"]
+
+
 # -- cross-site requests ------------------------------------------------------------------------
 
 SESSIONS = {"s-bob": User("bob")}
