@@ -185,6 +185,29 @@ def test_another_method_or_path_is_json_too(
     assert answers["POST a stream"].headers["allow"] == "GET"
 
 
+def test_recipients_and_tags_that_are_not_lists_of_ids_are_refused(
+    site: Site, notes: Notifications, http: httpx.Client
+) -> None:
+    odd = {
+        "recipients as an object": {"recipients": {"bob": 1}},
+        "tags as an object": {"tags": {"a": 1}},
+        "an empty recipient": {"recipients": [""]},
+        "a blank recipient": {"recipients": ["  "]},
+        "a padded recipient": {"recipients": ["bob "]},
+    }
+    with site(notes) as base:
+        answers = {
+            what: http.post(base + "/events", json={"event_type": "alert", **fields})
+            for what, fields in odd.items()
+        }
+        history = http.get(base + "/alerts/events").json()["events"]
+    got = {
+        what: (r.status_code, r.json()["error"], r.json()["field"]) for what, r in answers.items()
+    }
+    assert got == {what: (422, "invalid_event", next(iter(fields))) for what, fields in odd.items()}
+    assert history == [] and "user:" not in notes.fanout.streams
+
+
 def test_heartbeats_are_the_same_comment(
     site: Site, notes: Notifications, http: httpx.Client
 ) -> None:

@@ -249,7 +249,6 @@ def test_same_site_trusted_and_token_requests_go_through() -> None:
     notifications.close()
 
 
-
 def cookie_or_token_rules() -> dict[str, Any]:
     tokens = {"t-bob": "bob"}
 
@@ -305,7 +304,9 @@ def test_an_origin_with_another_scheme_is_another_site() -> None:
     secure = app.test_client()
     secure.get("/login/bob", base_url="https://localhost")
     sent = secure.post(
-        "/notifications/events", json=payload, headers={"Origin": "https://localhost"},
+        "/notifications/events",
+        json=payload,
+        headers={"Origin": "https://localhost"},
         base_url="https://localhost",
     )
     assert sent.status_code == 202

@@ -321,5 +321,7 @@ def test_an_origin_with_another_scheme_is_another_site(
     # 127.0.0.1 (its forwarded_allow_ips default), so the https page is the server's own.
     proxied = {"Origin": https_twin, "X-Forwarded-Proto": "https"}
     assert client.post(base + "/events", json=payload, headers=proxied).status_code == 202
-    assert client.post(base + "/events", json=payload, headers={"Origin": server}).status_code == 202
+    assert (
+        client.post(base + "/events", json=payload, headers={"Origin": server}).status_code == 202
+    )
     assert sent_titles(base, client) == ["ok", "ok"]
