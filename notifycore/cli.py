@@ -220,9 +220,11 @@ def _cmd_send(args: argparse.Namespace) -> int:
         for event in events:
             if args.hub:
                 data = notifications.coerce_event(event).to_json_bytes()
-                streams = [_stream_name(h) for h in args.hub]
-                if args.per_recipient:
-                    streams.extend(user_stream(r) for r in event.recipients)
+                # PushConsumer's privacy rule: an event with recipients goes to their own
+                # streams, and to the hub's only when explicitly broadcast.
+                hubs = [_stream_name(h) for h in args.hub]
+                private = [user_stream(r) for r in event.recipients]
+                streams = hubs + private if not private or args.broadcast_private else private
                 for stream in streams:
                     notifications.backend.publish(stream, data)
                 line = f"{event.event_id} published to {', '.join(streams)}"
@@ -541,11 +543,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="events as JSON (an object, a list or JSON Lines); - for stdin",
     )
     send.add_argument(
-        "--hub", action="append", metavar="LABEL", help="publish straight to this hub's stream"
+        "--hub",
+        action="append",
+        metavar="LABEL",
+        help="publish straight to this hub's stream (with recipients: to theirs instead)",
     )
     send.add_argument(
-        "--per-recipient", action="store_true", help="with --hub: also to user:<id> streams"
+        "--broadcast-private",
+        action="store_true",
+        help="with --hub: an event with recipients goes to the hub's stream too",
     )
+    # Kept for old scripts: recipients' own streams are always published to now.
+    send.add_argument("--per-recipient", action="store_true", help=argparse.SUPPRESS)
     send.set_defaults(handler=_cmd_send)
 
     tail = commands.add_parser("tail", parents=[common], help="follow a hub's stream")
