@@ -4,18 +4,19 @@ The public names are re-exported here; ``tests/test_exported_members.py``
 keeps ``__all__`` honest.
 """
 
-from notifycore.app import Notifications
 from notifycore.backends.base import Backend, DeadLetter, Job, StreamMessage, StreamRead
-from notifycore.config import Setting, Settings, load_config
+from notifycore.config import load_config
 from notifycore.consumers import Consumer, FunctionConsumer, LogConsumer, PushConsumer, user_stream
 from notifycore.errors import (
     BackendError,
     BackendUnavailable,
+    CommandError,
     ConfigurationError,
     ConsumerError,
     ConsumerTimeout,
     InvalidEvent,
     InvalidFilter,
+    InvalidJob,
     InvalidStreamId,
     NotifycoreError,
     PermanentFailure,
@@ -26,7 +27,9 @@ from notifycore.event import Event
 from notifycore.hookspecs import hookimpl
 from notifycore.hub import Hub, Registration
 from notifycore.listeners import ListenerConfig
+from notifycore.notifications import Notifications
 from notifycore.result import ConsumerOutcome, SendResult, Status
+from notifycore.settings import Setting, Settings
 from notifycore.worker import JobOutcome, Worker
 
 __version__ = "0.1.0"
@@ -35,6 +38,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "BackendUnavailable",
+    "CommandError",
     "ConfigurationError",
     "Consumer",
     "ConsumerError",
@@ -46,6 +50,7 @@ __all__ = [
     "Hub",
     "InvalidEvent",
     "InvalidFilter",
+    "InvalidJob",
     "InvalidStreamId",
     "Job",
     "JobOutcome",

@@ -21,22 +21,17 @@ from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 from notifycore import drivers
-from notifycore.app import Notifications
-from notifycore.backends.base import Backend
 from notifycore.backends.memory import MemoryBackend
 from notifycore.config import read_config_file
-from notifycore.consumers import user_stream
-from notifycore.errors import ConfigurationError, InvalidEvent, NotifycoreError
+from notifycore.consumers import PushConsumer
+from notifycore.errors import CommandError, InvalidEvent, NotifycoreError, UnknownHub
 from notifycore.event import STANDARD_FIELDS, Event
-from notifycore.hub import HUB_ID_PREFIX
+from notifycore.hub import HUB_ID_PREFIX, hub_id
+from notifycore.notifications import Notifications
 from notifycore.plugins import get_plugins
 from notifycore.worker import Worker
 
-__all__ = ["build_parser", "load_app", "main"]
-
-
-class CommandError(NotifycoreError):
-    """A command that cannot go on; printed as one line."""
+__all__ = ["CommandError", "build_parser", "load_app", "main"]
 
 
 # -- building the Notifications ------------------------------------------------------------------
@@ -215,16 +210,18 @@ def _cmd_send(args: argparse.Namespace) -> int:
     events = list(_events_from_json(args.json)) if args.json else [_event_from_options(args)]
     notifications = notifications_from(args)
     progress = Progress("sent") if args.json else None
+    # What a default PushConsumer of each hub would publish: an event with recipients to their
+    # own streams, and to the hub's only when explicitly broadcast (the privacy rule).
+    pusher = PushConsumer(broadcast_private=args.broadcast_private)
     try:
         events = [notifications.coerce_event(event) for event in events]  # sizes too, first
+        targets = [_stream_name(notifications, h) for h in args.hub or ()]
         for event in events:
-            if args.hub:
-                data = notifications.coerce_event(event).to_json_bytes()
-                # PushConsumer's privacy rule: an event with recipients goes to their own
-                # streams, and to the hub's only when explicitly broadcast.
-                hubs = [_stream_name(h) for h in args.hub]
-                private = [user_stream(r) for r in event.recipients]
-                streams = hubs + private if not private or args.broadcast_private else private
+            if targets:
+                data = event.to_json_bytes()
+                streams = list(
+                    dict.fromkeys(s for t in targets for s in pusher.streams_for(t, event))
+                )
                 for stream in streams:
                     notifications.backend.publish(stream, data)
                 line = f"{event.event_id} published to {', '.join(streams)}"
@@ -246,15 +243,21 @@ def _cmd_send(args: argparse.Namespace) -> int:
 # -- tail -------------------------------------------------------------------------------------
 
 
-def _stream_name(hub: str) -> str:
-    if hub.startswith(HUB_ID_PREFIX) or ":" in hub:
-        return hub
-    return HUB_ID_PREFIX + hub
+def _stream_name(notifications: Notifications, name: str) -> str:
+    """The stream of the hub ``name`` (a label or hub id), or ``name`` itself when it names a
+    stream (``user:alice``) rather than a hub."""
+    try:
+        return notifications.get_hub(name).hub_id
+    except UnknownHub:
+        pass
+    if name.startswith(HUB_ID_PREFIX) or ":" in name:
+        return name
+    return hub_id(name)
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
     notifications = notifications_from(args)
-    stream = _stream_name(args.hub)
+    stream = _stream_name(notifications, args.hub)
     stop = threading.Event()
     if args.timeout is not None:
         timer = threading.Timer(args.timeout, stop.set)
@@ -448,10 +451,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
             # A memory backend: checking connects to no broker and creates no file.
             notifications = Notifications(config=where, backend=MemoryBackend())
             spec = notifications.settings["BACKEND"]
-            cls = drivers.resolve(drivers.BACKENDS, spec)
-            if not (isinstance(cls, type) and issubclass(cls, Backend)):
+            try:
+                cls = Notifications.backend_class(spec)
+            except NotifycoreError:
                 notifications.close()
-                raise ConfigurationError(f"BACKEND {spec!r} names {cls!r}, not a Backend class")
+                raise
         except NotifycoreError as exc:
             message = str(exc)
             raise CommandError(message if where in message else f"{where}: {message}") from exc
@@ -609,7 +613,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
-    except (NotifycoreError, ConfigurationError) as exc:
+    except NotifycoreError as exc:
         sys.stderr.write(f"notifycore: error: {exc}\n")
         return 1
     except OSError as exc:

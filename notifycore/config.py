@@ -1,16 +1,11 @@
-"""Settings: declared keys with types and defaults, read from one loader.
+"""Configuration sources: every way settings arrive, read into one canonical mapping.
 
-Keys are declared through the ``notifycore_register_settings`` hook, so a
-plugin's own keys (``REDIS_URL``...) are validated like the core's.
-:func:`load_config` turns every source (a mapping, a Flask config with an
-optional key prefix, a TOML, INI or JSON file) into one canonical mapping;
-:class:`Settings` validates it and lays ``NOTIFYCORE_<KEY>`` environment
-variables over it: the environment wins.
-
-Secrets (a setting declared ``secret=True``, the password in any URL, a
-``password``/``token``/``secret`` key in a table) are shown as ``***`` in
-every repr and error this module makes; :func:`redact` does the same for
-anyone else printing a value.
+:func:`load_config` takes a mapping (a Flask config, with an optional key
+prefix) or the path of a TOML, INI or JSON file (:func:`read_config_file`) and
+returns the same canonical form: upper-case setting names, and the ``HUBS``
+and ``LISTENERS`` tables gathered from nested tables or Kinto's flat keys.
+Nothing is validated here but the shape: :class:`~notifycore.settings.Settings`
+checks names and types and adds the environment.
 """
 
 from __future__ import annotations
@@ -19,252 +14,14 @@ import configparser
 import difflib
 import json
 import os
-import re
 import tomllib
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
-from notifycore import drivers
 from notifycore.errors import ConfigurationError
+from notifycore.settings import split_names
 
-__all__ = [
-    "DECLARATION_KEYS",
-    "ENV_PREFIX",
-    "Setting",
-    "Settings",
-    "load_config",
-    "mask_url",
-    "read_config_file",
-    "redact",
-]
-
-ENV_PREFIX = "NOTIFYCORE_"
-#: Environment variables with the prefix that are not settings.
-_NOT_SETTINGS = frozenset(
-    {
-        "NOTIFYCORE_DISABLE_PLUGINS",
-        "NOTIFYCORE_LOAD_PLUGINS",
-        "NOTIFYCORE_APP",
-        "NOTIFYCORE_CONFIG",
-    }
-)
-#: The settings that declare hubs and listeners (tables in files, dicts in a mapping).
-DECLARATION_KEYS = ("HUBS", "LISTENERS")
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
-
-#: What a masked secret shows instead of its value.
-MASK = "***"
-# Where each URL starts; its userinfo runs to the last "@" before the next one.
-_URL_START = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-# ?password=... &sentinel_password=... &token=... in a query string.
-_QUERY_SECRET = re.compile(
-    r"([?&;][^=&;#\s]*(?:password|passwd|secret|token)[^=&;#\s]*=)[^&;#\s]*", re.IGNORECASE
-)
-# Keys of a table (a listener's options, say) whose values are secrets.
-_SECRET_KEY = re.compile(
-    r"(^|[_.-])pass(wd)?$|password|secret|token|api_?key|credential", re.IGNORECASE
-)
-
-
-def mask_url(text: str) -> str:
-    """``text`` with the password of every URL in it (user part or query) as ``***``.
-
-    A password may hold any character unencoded (``,`` ``;`` ``@``, a space),
-    so a URL's userinfo is everything from its ``scheme://`` to the **last**
-    ``@`` before the next ``scheme://`` (each URL of a kombu failover list
-    ``a;b;c`` starts with one): the user is kept up to the first ``:``, the
-    rest is masked. In doubt it masks too much, never too little.
-    """
-    if "://" not in text:
-        return text
-    pieces: list[str] = []
-    done = 0
-    starts = list(_URL_START.finditer(text))
-    for number, start in enumerate(starts):
-        end = starts[number + 1].start() if number + 1 < len(starts) else len(text)
-        at = text.rfind("@", start.end(), end)
-        colon = text.find(":", start.end(), at) if at != -1 else -1
-        if colon != -1:  # user:password@ (a user alone is no secret)
-            pieces += (text[done : colon + 1], MASK)
-            done = at
-    text = "".join(pieces) + text[done:]
-    return _QUERY_SECRET.sub(rf"\1{MASK}", text)
-
-
-def redact(value: Any, *, secret: bool = False) -> Any:
-    """``value`` fit to print: URL passwords masked, secret-looking keys of tables masked.
-
-    With ``secret``, the whole value is a secret: a URL keeps all but its
-    password, anything else (but ``None``) becomes ``***``.
-    """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        if secret and "://" not in value:
-            return MASK
-        return mask_url(value)
-    if secret:
-        return MASK
-    if isinstance(value, Mapping):
-        return {
-            key: MASK
-            if isinstance(key, str) and _SECRET_KEY.search(key) and item is not None
-            else redact(item)
-            for key, item in value.items()
-        }
-    if isinstance(value, list):
-        return [redact(item) for item in value]
-    if isinstance(value, tuple):
-        return tuple(redact(item) for item in value)
-    return value
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One configuration key: its name, Python type, default and a line of help."""
-
-    name: str
-    type: type
-    default: Any
-    help: str
-    choices: tuple[Any, ...] | None = None
-    nullable: bool = False
-    #: Also accept objects (a backend class instead of its name, say).
-    allow_objects: bool = False
-    #: Smallest number allowed (int and float settings).
-    minimum: float | None = None
-    #: Largest number allowed (int and float settings).
-    maximum: float | None = None
-    #: A password, or a URL that may hold one: masked in reprs, errors and logs.
-    secret: bool = False
-
-    def show(self, value: Any) -> str:
-        """``repr(value)`` fit for a message: masked when secret, never too long."""
-        text = repr(redact(value, secret=self.secret))
-        return text if len(text) <= 200 else text[:197] + "..."
-
-    def convert(self, value: Any, source: str) -> Any:
-        """Check (and for strings from the environment, convert) ``value``."""
-        if value is None and (self.nullable or self.default is None):
-            return None
-        if isinstance(value, str) and self.type is not str:
-            value = self._parse(value, source)
-        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        ok = isinstance(value, self.type) and not (self.type is int and isinstance(value, bool))
-        if not ok and not self.allow_objects:
-            raise ConfigurationError(
-                f"{self.name} (from {source}) must be {self.type.__name__}, "
-                f"not {type(value).__name__}: {self.show(value)}"
-            )
-        if self.type in (int, float) and isinstance(value, (int, float)):
-            if value != value or value in (float("inf"), float("-inf")):
-                raise ConfigurationError(f"{self.name} (from {source}) must be a finite number")
-            if self.minimum is not None and value < self.minimum:
-                raise ConfigurationError(
-                    f"{self.name} (from {source}) must be at least {self.minimum:g}, "
-                    f"not {self.show(value)}"
-                )
-            if self.maximum is not None and value > self.maximum:
-                raise ConfigurationError(
-                    f"{self.name} (from {source}) must be at most {self.maximum:g}, "
-                    f"not {self.show(value)}"
-                )
-        if self.choices is not None and value not in self.choices:
-            allowed = ", ".join(repr(c) for c in self.choices)
-            raise ConfigurationError(
-                f"{self.name} (from {source}) must be one of {allowed}, not {self.show(value)}"
-            )
-        return value
-
-    def _parse(self, text: str, source: str) -> Any:
-        if self.type in (dict, list):  # tables and lists come from the environment as JSON
-            try:
-                return json.loads(text)
-            except ValueError:
-                kind = "object" if self.type is dict else "array"
-                raise ConfigurationError(
-                    f"{self.name} (from {source}) must be a JSON {kind}, not {self.show(text)}"
-                ) from None
-        try:
-            if self.type is bool:
-                lowered = text.strip().lower()
-                if lowered in _TRUE:
-                    return True
-                if lowered in _FALSE:
-                    return False
-                raise ValueError(text)
-            return self.type(text.strip())
-        except ValueError:
-            raise ConfigurationError(
-                f"{self.name} (from {source}) must be {self.type.__name__}, not {self.show(text)}"
-            ) from None
-
-
-class Settings(Mapping[str, Any]):
-    """Validated settings: every declared key, with its default when not given."""
-
-    def __init__(
-        self,
-        declared: Mapping[str, Setting],
-        values: Mapping[str, Any] | None = None,
-        environ: Mapping[str, str] | None = None,
-        *,
-        source: str = "configuration",
-    ) -> None:
-        self.declared = dict(declared)
-        resolved = {name: s.default for name, s in self.declared.items()}
-        env = os.environ if environ is None else environ
-        # A missing backend plugin is the cause of its settings being unknown: report it first.
-        self._backend = env.get(ENV_PREFIX + "BACKEND", (values or {}).get("BACKEND"))
-        for key, value in (values or {}).items():
-            resolved[key] = self._setting(key, source).convert(value, source)
-        for var, text in env.items():
-            if not var.startswith(ENV_PREFIX) or var in _NOT_SETTINGS:
-                continue
-            key = var[len(ENV_PREFIX) :]
-            source = f"environment variable {var}"
-            resolved[key] = self._setting(key, source).convert(text, source)
-        self._values = resolved
-
-    def _setting(self, key: str, source: str) -> Setting:
-        setting = self.declared.get(key)
-        if setting is None:
-            if isinstance(self._backend, str):
-                drivers.check_installed(drivers.BACKENDS, self._backend.strip())
-            message = f"unknown setting {key!r} (from {source})"
-            distribution = drivers.setting_distribution(str(key))
-            close = difflib.get_close_matches(str(key).upper(), self.declared, n=1)
-            if distribution is not None:
-                message += (
-                    f": it is a setting of the {distribution} distribution, which is not "
-                    f"installed (pip install {distribution})"
-                )
-            elif close:
-                message += f"; did you mean {close[0]!r}?"
-            raise ConfigurationError(message)
-        return setting
-
-    def __getitem__(self, key: str) -> Any:
-        return self._values[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def __repr__(self) -> str:
-        shown = {
-            key: redact(value, secret=key in self.declared and self.declared[key].secret)
-            for key, value in self._values.items()
-        }
-        return f"Settings({shown!r})"
-
-    def __str__(self) -> str:
-        return repr(self)
+__all__ = ["load_config", "read_config_file"]
 
 
 def load_config(
@@ -362,11 +119,12 @@ def _canonical(data: Mapping[Any, Any], where: str) -> dict[str, Any]:
 
 
 def _names(value: str | list[Any] | tuple[Any, ...], what: str, where: str) -> list[str]:
-    items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
-    for item in items:
-        if not isinstance(item, str) or not item:
-            raise ConfigurationError(f"{where}: {what} must name strings, not {item!r}")
-    return items
+    try:
+        return split_names(value)
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"{where}: {what} must name strings, not {exc.args[0]!r}"
+        ) from None
 
 
 #: Values read from INI files are strings; these suffixes mark the file types.

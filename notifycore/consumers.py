@@ -13,17 +13,20 @@ import inspect
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from notifycore.errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from notifycore.backends.base import Backend
     from notifycore.event import Event
     from notifycore.hub import Hub
     from notifycore.listeners import ListenerConfig
 
 __all__ = [
+    "Binding",
     "Consumer",
     "FunctionConsumer",
     "LogConsumer",
@@ -46,6 +49,19 @@ def default_name(obj: object) -> str:
     module = getattr(target, "__module__", None) or "?"
     qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
     return f"{module}.{qualname}"
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """What a consumer is given when it is registered: its hub, and the backend in use.
+
+    :meth:`Consumer.bind` receives it once the hub has a backend, and again
+    (with the same hub) whenever the backend is replaced (``configure()``).
+    """
+
+    hub: Hub
+    #: The backend events are published to and jobs enqueued on.
+    backend: Backend
 
 
 class Consumer:
@@ -72,11 +88,11 @@ class Consumer:
     def on_error(self, event: Event, error: BaseException) -> None:
         """Called when :meth:`consume` (or ``before_consume``) raised ``error``."""
 
-    def bind(self, hub: Hub) -> None:
-        """Called when the consumer is registered on ``hub``."""
+    def bind(self, binding: Binding) -> None:
+        """Called when the consumer is registered on ``binding.hub`` (see :class:`Binding`)."""
 
-    def unbind(self, hub: Hub) -> None:
-        """Called when the consumer is removed from ``hub``."""
+    def unbind(self, binding: Binding) -> None:
+        """Called when the consumer is removed from ``binding.hub``."""
 
     def close(self) -> None:
         """Release files or connections the consumer holds."""
@@ -207,6 +223,7 @@ class PushConsumer(Consumer):
         self.hub_stream = hub_stream
         self.broadcast_private = broadcast_private
         self._hub: Hub | None = None
+        self._backend: Backend | None = None
 
     def __repr__(self) -> str:
         options = [f"per_recipient={self.per_recipient}"]
@@ -227,43 +244,45 @@ class PushConsumer(Consumer):
             per_recipient=per_recipient, hub_stream=hub_stream, broadcast_private=broadcast_private
         )
 
-    def bind(self, hub: Hub) -> None:
-        if self._hub is not None and self._hub is not hub:
+    def bind(self, binding: Binding) -> None:
+        if self._hub is not None and self._hub is not binding.hub:
             raise ConfigurationError(
                 f"this PushConsumer already pushes for hub {self._hub.label!r}; "
                 "create one PushConsumer per hub"
             )
-        self._hub = hub
+        self._hub, self._backend = binding.hub, binding.backend
 
-    def unbind(self, hub: Hub) -> None:
-        if self._hub is hub:
-            self._hub = None
+    def unbind(self, binding: Binding) -> None:
+        if self._hub is binding.hub:
+            self._hub = self._backend = None
 
     def streams(self, event: Event) -> list[str]:
         """The streams ``event`` goes to."""
         if self._hub is None:
             raise ConfigurationError("PushConsumer is not registered on a hub")
+        return self.streams_for(self._hub.hub_id, event)
+
+    def streams_for(self, hub_stream: str, event: Event) -> list[str]:
+        """The streams ``event`` goes to when the hub's stream is ``hub_stream``."""
         private = bool(event.recipients)
         streams = (
-            [self._hub.hub_id]
-            if self.hub_stream and (self.broadcast_private or not private)
-            else []
+            [hub_stream] if self.hub_stream and (self.broadcast_private or not private) else []
         )
         if private and self.per_recipient:
             streams.extend(user_stream(r) for r in dict.fromkeys(event.recipients))
         return streams
 
     def consume(self, event: Event) -> None:
-        assert self._hub is not None, "PushConsumer is not registered on a hub"
-        backend = self._hub.notifications.backend
+        backend = self._backend
+        assert backend is not None, "PushConsumer is not registered on a hub"
         data = event.to_json_bytes()
         for stream in self.streams(event):
             backend.publish(stream, data)
 
     async def aconsume(self, event: Event) -> None:
         """The async face used by ``Notifications.asend``."""
-        assert self._hub is not None, "PushConsumer is not registered on a hub"
-        backend = self._hub.notifications.backend
+        backend = self._backend
+        assert backend is not None, "PushConsumer is not registered on a hub"
         data = event.to_json_bytes()
         for stream in self.streams(event):
             await backend.apublish(stream, data)
@@ -294,6 +313,3 @@ def is_async(consumer: Consumer) -> bool:
         return True
     call = getattr(type(consume), "__call__", None)  # noqa: B004 - the class's, not the instance's
     return not inspect.isfunction(consume) and inspect.iscoroutinefunction(call)
-
-
-AsyncConsume = Callable[["Event"], Awaitable[Any]]

@@ -2,6 +2,7 @@
 
 NotifycoreError
 ├── InvalidEvent            an event (or its JSON) that breaks a rule; ``.field`` names it
+├── InvalidJob              a queued job's payload that can never run (it goes to the dead letters)
 ├── ConfigurationError      a bad setting, an unknown driver name, a duplicate hub or consumer
 │   └── UnknownDriver       a backend or consumer name that no installed plugin provides
 ├── UnknownHub              no hub with that label or id (also a ``KeyError``)
@@ -10,11 +11,14 @@ NotifycoreError
 ├── ConsumerTimeout         a queued job's consumer ran past its time limit (also a ``TimeoutError``)
 ├── InvalidFilter           a filter dict that cannot be turned back into a filter
 ├── InvalidStreamId         a stream id (a browser's Last-Event-ID, say) the backend cannot read
-└── BackendError            the backend failed
-    └── BackendUnavailable  the broker cannot be reached (after the retries it allows)
+├── BackendError            the backend failed
+│   └── BackendUnavailable  the broker cannot be reached (after the retries it allows)
+└── CommandError            a ``notifycore`` command that cannot go on (printed as one line)
 
 (``notifycore.web.Refusal`` is below the root too, but never leaves a web
-route: ``WebProtocol.run`` turns it into the route's JSON error answer.)
+route: ``WebProtocol.run`` turns it into the route's JSON error answer;
+``notifycore.loop_thread.TimedOut`` never leaves the delivery layer, which
+reports it as a ``ConsumerTimeout``.)
 """
 
 from __future__ import annotations
@@ -28,11 +32,13 @@ if TYPE_CHECKING:
 __all__ = [
     "BackendError",
     "BackendUnavailable",
+    "CommandError",
     "ConfigurationError",
     "ConsumerError",
     "ConsumerTimeout",
     "InvalidEvent",
     "InvalidFilter",
+    "InvalidJob",
     "InvalidStreamId",
     "NotifycoreError",
     "PermanentFailure",
@@ -52,6 +58,10 @@ class InvalidEvent(NotifycoreError, ValueError):
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}")
+
+
+class InvalidJob(NotifycoreError, ValueError):
+    """A job payload that cannot be run; the reason goes with it to the dead letters."""
 
 
 class InvalidFilter(NotifycoreError, ValueError):
@@ -151,3 +161,7 @@ class BackendError(NotifycoreError):
 
 class BackendUnavailable(BackendError):
     """The broker cannot be reached."""
+
+
+class CommandError(NotifycoreError):
+    """A ``notifycore`` command that cannot go on; printed as one line (exit status 1)."""

@@ -10,8 +10,7 @@ with its last id and never delays the others.
 A subscription can start from an id (``Last-Event-ID``): it replays what the
 backend still keeps after that id, then continues live without a gap or a
 duplicate, because live batches that arrive during the replay are held and
-filtered by id, and so are the ones the stream's follower, lagging behind the
-replay, hands out after it.
+filtered by id.
 """
 
 from __future__ import annotations
@@ -48,9 +47,9 @@ class Subscription:
         self._wakeup: asyncio.Event | None = None
         self._replaying = True
         self._held: list[StreamRead] = []
-        # After the replay: the key of the newest id it gave, and how to key an id. The stream's
-        # follower may still hand out what the replay read (it lags on a busy machine): dropped.
-        self._floor: Any = None
+        # Until a live batch goes past it, the key of the newest message the replay queued:
+        # the feed may offer batches it read before the replay did (see _offer).
+        self._replayed: Any = None
         self._key: Callable[[str], Any] | None = None
         #: Why the subscription ended: ``"slow"``, ``"closed"`` or ``"shutdown"``; None while open.
         self.closed_reason: str | None = None
@@ -73,17 +72,29 @@ class Subscription:
             if self._replaying:
                 self._held.append(batch)
                 return
-            if self._floor is not None:
-                found = self._newer(batch)
-                if found is None:
+            if self._replayed is not None and batch.messages:
+                # The feed took its list of subscribers, then the replay read the backend
+                # before the feed offered what it had read: those messages are queued already.
+                batch = self._after_replay(batch)
+                if not batch.messages and not batch.reset:
                     return
-                batch = found
             # One batch is always taken by a reader who is keeping up, however large.
             if self._pending and self._pending_messages + len(batch.messages) > self.max_pending:
                 self._end("slow")
                 return
             self._push(batch)
             self._notify()
+
+    def _after_replay(self, batch: StreamRead) -> StreamRead:
+        assert self._key is not None
+        key, limit = self._key, self._replayed
+        if key(batch.messages[0].id) > limit:
+            self._replayed = None  # batches come in order: every later one is newer too
+            return batch
+        fresh = [m for m in batch.messages if key(m.id) > limit]
+        if fresh:
+            self._replayed = None
+        return StreamRead(fresh, batch.reset)
 
     def _push(self, batch: StreamRead) -> None:
         self._pending.append(batch)
@@ -97,25 +108,21 @@ class Subscription:
         with self._lock:
             if history.messages or history.reset:
                 self._push(history)
-            self._floor = None if newest is None else key(newest)
-            self._key = key
-            for held in self._held:
-                batch = self._newer(held) if self._floor is not None else held
-                if batch is not None and batch.messages:
-                    self._push(batch)
+            limit = None if newest is None else key(newest)
+            for batch in self._held:
+                messages = batch.messages
+                if limit is not None:
+                    messages = [m for m in messages if key(m.id) > limit]
+                if messages:
+                    self._push(StreamRead(messages, batch.reset))
             self._held = []
+            newest_queued = next(
+                (b.messages[-1].id for b in reversed(self._pending) if b.messages), newest
+            )
+            self._key = key
+            self._replayed = None if newest_queued is None else key(newest_queued)
             self._replaying = False
             self._notify()
-
-    def _newer(self, batch: StreamRead) -> StreamRead | None:
-        """``batch`` less what the subscriber already had (None: nothing left)."""
-        assert self._key is not None
-        key, floor = self._key, self._floor
-        messages = [m for m in batch.messages if key(m.id) > floor]
-        if messages and len(messages) == len(batch.messages):
-            self._floor = None  # past the replay for good: ids only grow
-            return batch
-        return StreamRead(messages, batch.reset) if messages or batch.reset else None
 
     def _notify(self) -> None:
         self._ready.notify_all()

@@ -2,7 +2,9 @@
 
 A plugin is a module (or object) with functions marked ``@hookimpl`` whose
 names are the ones below; it is registered through the ``notifycore``
-entry-point group. Each hook is documented in ``docs/hooks.md``.
+entry-point group. Each hook is documented in ``docs/hooks.md``. Any hook
+may be implemented ``async def``: async callers await it in their loop, sync
+ones run it on a helper loop (:mod:`notifycore.plugins`).
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from notifycore.app import Notifications
     from notifycore.backends.base import Backend
-    from notifycore.config import Setting
     from notifycore.event import Event
     from notifycore.hub import Hub
+    from notifycore.notifications import Notifications
     from notifycore.result import SendResult
+    from notifycore.settings import Setting
 
 hookspec = pluggy.HookspecMarker("notifycore")
 hookimpl = pluggy.HookimplMarker("notifycore")

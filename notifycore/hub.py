@@ -2,7 +2,9 @@
 
 ``send()`` reads a hub's registrations as an immutable snapshot, so
 registering or removing consumers from other threads never disturbs a send
-that is under way.
+that is under way. A hub knows the backend in use (given by the delivery
+layer, which owns the hubs) only to hand it to its consumers when it binds
+them (:class:`~notifycore.consumers.Binding`).
 """
 
 from __future__ import annotations
@@ -13,20 +15,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from notifycore.consumers import Consumer, FunctionConsumer, default_name, is_async
+from notifycore.consumers import Binding, Consumer, FunctionConsumer, default_name, is_async
 from notifycore.errors import ConfigurationError
 from notifycore.filters import Always, EventFilter
 
 if TYPE_CHECKING:
-    from notifycore.app import Notifications
+    from notifycore.backends.base import Backend
 
-__all__ = ["HUB_ID_PREFIX", "Hub", "Registration"]
+__all__ = ["HUB_ID_PREFIX", "Hub", "Registration", "hub_id"]
 
 HUB_ID_PREFIX = "event-hub-"
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$")
 Mode = Literal["inline", "queued"]
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=Consumer)
+
+
+def hub_id(label: str) -> str:
+    """The id of the hub labelled ``label``: also the name of the stream it pushes to."""
+    return HUB_ID_PREFIX + label
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,15 +62,15 @@ def _overrides(consumer: Consumer, method: str) -> bool:
 class Hub:
     """Events that pass the hub's filter go to every consumer registered on it."""
 
-    def __init__(self, notifications: Notifications, label: str) -> None:
+    def __init__(self, label: str, backend: Backend | None = None) -> None:
         if not isinstance(label, str) or not _LABEL.match(label):
             raise ConfigurationError(
                 f"hub label {label!r} must be 1-200 characters of letters, digits and _.:@- "
                 "starting with a letter or digit"
             )
-        self.notifications = notifications
+        self._backend = backend
         self.label = label
-        self.hub_id = HUB_ID_PREFIX + label
+        self.hub_id = hub_id(label)
         self.filter: EventFilter = Always()
         self._lock = threading.Lock()
         self._registrations: dict[str, Registration] = {}
@@ -79,6 +86,20 @@ class Hub:
             raise TypeError(f"filter_by() needs an EventFilter, not {type(event_filter).__name__}")
         self.filter = event_filter
         return self
+
+    @property
+    def backend(self) -> Backend | None:
+        """The backend its consumers are bound to (None until the hub is given one)."""
+        return self._backend
+
+    def use_backend(self, backend: Backend) -> None:
+        """Bind every consumer again, to ``backend`` (the delivery layer calls it)."""
+        with self._lock:
+            if backend is self._backend:
+                return
+            self._backend = backend
+            for registration in self.registrations:
+                registration.consumer.bind(Binding(self, backend))
 
     # -- registration ------------------------------------------------------------------------
 
@@ -223,7 +244,8 @@ class Hub:
                     f"hub {self.label!r} already has a consumer named {name!r}; "
                     "pass name=... to register another one"
                 )
-            consumer.bind(self)
+            if self._backend is not None:
+                consumer.bind(Binding(self, self._backend))
             self._registrations[name] = registration
             self.registrations = tuple(self._registrations.values())
         return registration
@@ -247,7 +269,9 @@ class Hub:
                 raise ConfigurationError(f"hub {self.label!r} has no consumer {consumer_or_name!r}")
             registration = self._registrations.pop(name)
             self.registrations = tuple(self._registrations.values())
-        registration.consumer.unbind(self)
+            backend = self._backend
+        if backend is not None:
+            registration.consumer.unbind(Binding(self, backend))
 
     def is_registered(self, consumer_or_name: object) -> bool:
         """True when the consumer (name, instance or function) is registered here."""

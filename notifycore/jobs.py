@@ -10,17 +10,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from notifycore.errors import InvalidEvent, NotifycoreError
+from notifycore.errors import InvalidEvent, InvalidJob
 from notifycore.event import Event
 
-__all__ = ["JOB_VERSION", "InvalidJob", "JobSpec", "decode_job", "encode_job"]
+__all__ = ["JOB_VERSION", "JobSpec", "decode_job", "encode_job"]
 
 JOB_VERSION = 1
 _encode_str = json.JSONEncoder(ensure_ascii=False).encode
-
-
-class InvalidJob(NotifycoreError, ValueError):
-    """A job payload that cannot be run; the reason goes with it to the dead letters."""
 
 
 @dataclass(frozen=True, slots=True)

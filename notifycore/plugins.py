@@ -8,15 +8,24 @@ entry-point group. Loading is explicit, lazy and happens once;
 the default plugins still load). The rest of the
 code calls hooks only through the typed methods of :class:`Plugins`, which
 also skip hooks that nobody implements.
+
+Any hook may be implemented ``async def``. Hooks called from async code have
+an awaitable twin (``abefore_send``, ``aauthorize``...) that awaits such
+implementations in the caller's event loop, so an async endpoint never blocks
+its loop on a hook; the sync method runs them on a helper event loop in a
+thread and waits. Sync implementations run where the hook is called, either
+way. A first-result hook keeps its meaning: an async implementation that
+answers None leaves the decision to the next one.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,19 +33,20 @@ import pluggy
 
 from notifycore import hookspecs
 from notifycore.errors import ConfigurationError
+from notifycore.loop_thread import LoopThread
 
 if TYPE_CHECKING:
-    from notifycore.app import Notifications
     from notifycore.backends.base import Backend
-    from notifycore.config import Setting
     from notifycore.event import Event
     from notifycore.hub import Hub
+    from notifycore.notifications import Notifications
     from notifycore.result import SendResult
+    from notifycore.settings import Setting
 
 __all__ = ["DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "PluginInfo", "Plugins", "get_plugins"]
 
 #: Modules registered as plugins before any external one.
-DEFAULT_PLUGINS: tuple[str, ...] = ("notifycore.builtin",)
+DEFAULT_PLUGINS: tuple[str, ...] = ("notifycore.core_plugin",)
 #: The entry-point group external plugins register in.
 ENTRY_POINT_GROUP = "notifycore"
 DISABLE_ENV = "NOTIFYCORE_DISABLE_PLUGINS"
@@ -68,6 +78,9 @@ class Plugins:
         self._loaded = False
         self._lock = threading.RLock()
         self._active: frozenset[str] = frozenset()
+        #: Hooks that some ``async def`` implementation answers.
+        self._async: frozenset[str] = frozenset()
+        self._loop: LoopThread | None = None
         self._refresh()
 
     # -- loading -----------------------------------------------------------------------------
@@ -111,8 +124,13 @@ class Plugins:
             registered = self.pm.register(plugin, name=name)
             if registered is None:
                 raise ConfigurationError(f"plugin {name or plugin!r} is blocked")
-            self.pm.check_pending()
-            self._refresh()
+            try:
+                self.pm.check_pending()
+                self._refresh()
+            except BaseException:
+                self.pm.unregister(name=registered)
+                self._refresh()
+                raise
             return registered
 
     def unregister(self, plugin: object | None = None, name: str | None = None) -> None:
@@ -123,11 +141,22 @@ class Plugins:
 
     def _refresh(self) -> None:
         active = set()
+        coroutines = set()
         for hook_name in dir(self.pm.hook):
             caller = getattr(self.pm.hook, hook_name)
-            if isinstance(caller, pluggy.HookCaller) and caller.get_hookimpls():
-                active.add(hook_name)
+            if not isinstance(caller, pluggy.HookCaller) or not caller.get_hookimpls():
+                continue
+            active.add(hook_name)
+            impls = caller.get_hookimpls()
+            if any(inspect.iscoroutinefunction(impl.function) for impl in impls):
+                coroutines.add(hook_name)
+                if any(impl.hookwrapper or impl.wrapper for impl in impls):
+                    raise ConfigurationError(
+                        f"{hook_name} has an async def implementation and a hook wrapper; "
+                        "wrappers cannot wrap async implementations"
+                    )
         self._active = frozenset(active)
+        self._async = frozenset(coroutines)
         self.has_before_send = "notifycore_before_send" in active
         self.has_after_send = "notifycore_after_send" in active
         self.has_before_consume = "notifycore_before_consume" in active
@@ -155,52 +184,159 @@ class Plugins:
             infos.append(PluginInfo(name, dist_name, version, hooks))
         return infos
 
+    # -- calling hooks: sync and async faces ---------------------------------------------------
+
+    def _helper_loop(self) -> LoopThread:
+        if self._loop is None:
+            with self._lock:
+                if self._loop is None:
+                    self._loop = LoopThread("notifycore-hooks")
+        return self._loop
+
+    def _call(self, hook: str, **kwargs: Any) -> list[Any]:
+        """Every implementation's result, each awaited (on the helper loop when async)."""
+        results: list[Any] = getattr(self.pm.hook, hook)(**kwargs)
+        if hook not in self._async:
+            return results
+        with _closing(results):
+            return [self._helper_loop().run(r) if inspect.isawaitable(r) else r for r in results]
+
+    async def _acall(self, hook: str, **kwargs: Any) -> list[Any]:
+        """Every implementation's result, awaited in the running loop when async."""
+        results: list[Any] = getattr(self.pm.hook, hook)(**kwargs)
+        if hook not in self._async:
+            return results
+        with _closing(results):
+            return [await r if inspect.isawaitable(r) else r for r in results]
+
+    def _answers(self, hook: str, kwargs: dict[str, Any]) -> Iterator[Any]:
+        """A first-result hook's answers one by one, in pluggy's order (awaitables as such)."""
+        if hook not in self._async:
+            yield getattr(self.pm.hook, hook)(**kwargs)
+            return
+        # pluggy would stop at the first coroutine, whatever it answers once awaited.
+        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
+            yield impl.function(*(kwargs[name] for name in impl.argnames))
+
+    def _first(self, hook: str, **kwargs: Any) -> Any:
+        """The first answer that is not None (async ones run on the helper loop)."""
+        for answer in self._answers(hook, kwargs):
+            if inspect.isawaitable(answer):
+                answer = self._helper_loop().run(answer)
+            if answer is not None:
+                return answer
+        return None
+
+    async def _afirst(self, hook: str, **kwargs: Any) -> Any:
+        """:meth:`_first` for async code: async answers are awaited in the running loop."""
+        for answer in self._answers(hook, kwargs):
+            if inspect.isawaitable(answer):
+                answer = await answer
+            if answer is not None:
+                return answer
+        return None
+
     # -- typed hook calls --------------------------------------------------------------------
 
     def register_settings(self, register: Callable[[Setting], None]) -> None:
-        self.pm.hook.notifycore_register_settings(register=register)
+        self._call("notifycore_register_settings", register=register)
 
     def init_app(self, notifications: Notifications, app: Any) -> bool:
-        return bool(self.pm.hook.notifycore_init_app(notifications=notifications, app=app))
+        return bool(self._first("notifycore_init_app", notifications=notifications, app=app))
 
     def notifications_created(self, notifications: Notifications) -> None:
-        self.pm.hook.notifycore_notifications_created(notifications=notifications)
+        self._call("notifycore_notifications_created", notifications=notifications)
 
     def before_send(self, notifications: Notifications, event: Event) -> None:
-        self.pm.hook.notifycore_before_send(notifications=notifications, event=event)
+        self._call("notifycore_before_send", notifications=notifications, event=event)
+
+    async def abefore_send(self, notifications: Notifications, event: Event) -> None:
+        await self._acall("notifycore_before_send", notifications=notifications, event=event)
 
     def after_send(self, notifications: Notifications, event: Event, result: SendResult) -> None:
-        self.pm.hook.notifycore_after_send(notifications=notifications, event=event, result=result)
+        self._call("notifycore_after_send", notifications=notifications, event=event, result=result)
+
+    async def aafter_send(
+        self, notifications: Notifications, event: Event, result: SendResult
+    ) -> None:
+        await self._acall(
+            "notifycore_after_send", notifications=notifications, event=event, result=result
+        )
 
     def before_consume(self, hub: Hub, consumer: str, event: Event) -> None:
-        self.pm.hook.notifycore_before_consume(hub=hub, consumer=consumer, event=event)
+        self._call("notifycore_before_consume", hub=hub, consumer=consumer, event=event)
+
+    async def abefore_consume(self, hub: Hub, consumer: str, event: Event) -> None:
+        await self._acall("notifycore_before_consume", hub=hub, consumer=consumer, event=event)
 
     def after_consume(self, hub: Hub, consumer: str, event: Event) -> None:
-        self.pm.hook.notifycore_after_consume(hub=hub, consumer=consumer, event=event)
+        self._call("notifycore_after_consume", hub=hub, consumer=consumer, event=event)
+
+    async def aafter_consume(self, hub: Hub, consumer: str, event: Event) -> None:
+        await self._acall("notifycore_after_consume", hub=hub, consumer=consumer, event=event)
 
     def consumer_error(self, hub: Hub, consumer: str, event: Event, error: BaseException) -> None:
-        self.pm.hook.notifycore_consumer_error(hub=hub, consumer=consumer, event=event, error=error)
+        self._call(
+            "notifycore_consumer_error", hub=hub, consumer=consumer, event=event, error=error
+        )
+
+    async def aconsumer_error(
+        self, hub: Hub, consumer: str, event: Event, error: BaseException
+    ) -> None:
+        await self._acall(
+            "notifycore_consumer_error", hub=hub, consumer=consumer, event=event, error=error
+        )
 
     def authorize(self, principal: Any, stream: str) -> bool | None:
         """The first plugin's answer, or None when no plugin decides."""
-        answer = self.pm.hook.notifycore_authorize(principal=principal, stream=stream)
+        answer = self._first("notifycore_authorize", principal=principal, stream=stream)
+        return None if answer is None else bool(answer)
+
+    async def aauthorize(self, principal: Any, stream: str) -> bool | None:
+        """:meth:`authorize` for async code."""
+        answer = await self._afirst("notifycore_authorize", principal=principal, stream=stream)
         return None if answer is None else bool(answer)
 
     def authorize_send(self, principal: Any, event: Event) -> bool | None:
         """The first plugin's answer, or None when no plugin decides."""
-        answer = self.pm.hook.notifycore_authorize_send(principal=principal, event=event)
+        answer = self._first("notifycore_authorize_send", principal=principal, event=event)
+        return None if answer is None else bool(answer)
+
+    async def aauthorize_send(self, principal: Any, event: Event) -> bool | None:
+        """:meth:`authorize_send` for async code."""
+        answer = await self._afirst("notifycore_authorize_send", principal=principal, event=event)
         return None if answer is None else bool(answer)
 
     def metric(self, name: str, value: float = 1, tags: dict[str, str] | None = None) -> None:
         if self.has_metric:
-            self.pm.hook.notifycore_metric(name=name, value=value, tags=tags or {})
+            self._call("notifycore_metric", name=name, value=value, tags=tags or {})
+
+    async def ametric(
+        self, name: str, value: float = 1, tags: dict[str, str] | None = None
+    ) -> None:
+        if self.has_metric:
+            await self._acall("notifycore_metric", name=name, value=value, tags=tags or {})
 
     def backend_state(self, backend: Backend, state: str, error: BaseException | None) -> None:
-        self.pm.hook.notifycore_backend_state(backend=backend, state=state, error=error)
+        self._call("notifycore_backend_state", backend=backend, state=state, error=error)
 
-    def hook_names(self) -> Iterable[str]:
-        """Names of every hook specification."""
-        return sorted(n for n in dir(hookspecs) if n.startswith("notifycore_"))
+
+class _closing:
+    """Close the coroutines of ``results`` left unawaited when awaiting one of them failed."""
+
+    def __init__(self, results: list[Any]) -> None:
+        self.results = results
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:
+            for result in self.results:
+                if inspect.iscoroutine(result) and inspect.getcoroutinestate(result) == (
+                    inspect.CORO_CREATED
+                ):
+                    result.close()
 
 
 def _version(dist: str) -> str | None:

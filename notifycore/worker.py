@@ -31,23 +31,24 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from notifycore.backends.base import Job, Outage
+from notifycore.delivery import Delivery
 from notifycore.errors import (
     BackendUnavailable,
     ConfigurationError,
     ConsumerTimeout,
+    InvalidJob,
     PermanentFailure,
 )
-from notifycore.jobs import InvalidJob, decode_job
+from notifycore.jobs import decode_job
 
 if TYPE_CHECKING:
-    from notifycore.app import Notifications
     from notifycore.event import Event
     from notifycore.hub import Hub, Registration
 
-__all__ = ["JobOutcome", "Worker", "backoff_delay", "dedupe_key"]
+__all__ = ["HasDelivery", "JobOutcome", "Worker", "backoff_delay", "dedupe_key"]
 
 logger = logging.getLogger("notifycore.worker")
 
@@ -78,6 +79,13 @@ def dedupe_key(event_id: str, hub: str, consumer: str) -> str:
     return f"done:{hub}:{consumer}:{event_id}"
 
 
+class HasDelivery(Protocol):
+    """An object holding a :class:`~notifycore.delivery.Delivery` (a ``Notifications``)."""
+
+    @property
+    def delivery(self) -> Delivery: ...
+
+
 @dataclasses.dataclass(eq=False, slots=True)
 class _Running:
     """A job one of the worker's threads holds, from its reservation to its end."""
@@ -97,9 +105,11 @@ class _Running:
 
 
 class Worker:
-    """Runs queued jobs for one :class:`~notifycore.Notifications`.
+    """Runs queued jobs through a :class:`~notifycore.delivery.Delivery`.
 
-    ``queues`` defaults to the ``DEFAULT_QUEUE`` setting plus every queue a
+    ``delivery`` is the delivery layer of a :class:`~notifycore.Notifications`
+    (``notifications.delivery``); for convenience the ``Notifications`` itself
+    (anything with a ``delivery`` attribute) is accepted. ``queues`` defaults to the ``DEFAULT_QUEUE`` setting plus every queue a
     queued consumer names. ``concurrency`` threads each reserve and run one
     job at a time. ``grace`` (default: the ``WORKER_GRACE_PERIOD`` setting) is
     how long :meth:`stop` lets jobs in flight finish. ``on_outcome`` is called
@@ -108,7 +118,7 @@ class Worker:
 
     def __init__(
         self,
-        notifications: Notifications,
+        delivery: Delivery | HasDelivery,
         queues: Iterable[str] | None = None,
         *,
         concurrency: int = 1,
@@ -118,11 +128,14 @@ class Worker:
     ) -> None:
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigurationError(f"concurrency must be a positive integer, not {concurrency!r}")
-        self.notifications = notifications
+        if not isinstance(delivery, Delivery):
+            delivery = delivery.delivery
+        #: Where jobs are routed and run: hubs, consumers, hooks, backend and settings.
+        self.delivery = delivery
         self.queues = list(queues) if queues is not None else self._default_queues()
         if not self.queues:
             raise ConfigurationError("a worker needs at least one queue")
-        settings = notifications.settings
+        settings = delivery.settings
         self.visibility_timeout: float = settings["VISIBILITY_TIMEOUT"]
         self.max_tries: int = settings["MAX_TRIES"]
         self.backoff: float = settings["RETRY_BACKOFF"]
@@ -161,7 +174,7 @@ class Worker:
         self._watching = False
         self._burst = False
         self._outage_lock = threading.Lock()
-        self._outage = Outage(notifications.backend)
+        self._outage = Outage(delivery.backend)
         self._down_since = 0.0
         self._errors_before = 0
 
@@ -169,8 +182,8 @@ class Worker:
         return f"<Worker queues={self.queues} concurrency={self.concurrency}>"
 
     def _default_queues(self) -> list[str]:
-        queues = [self.notifications.settings["DEFAULT_QUEUE"]]
-        for hub in self.notifications.hubs.values():
+        queues = [self.delivery.settings["DEFAULT_QUEUE"]]
+        for hub in self.delivery.hubs.values():
             for registration in hub.registrations:
                 if registration.queue and registration.queue not in queues:
                     queues.append(registration.queue)
@@ -184,8 +197,8 @@ class Worker:
                 f"JOB_TIMEOUT ({job_timeout:g} s) is longer than VISIBILITY_TIMEOUT ({vt:g} s): "
                 "another worker would take a job while it still runs; raise VISIBILITY_TIMEOUT"
             )
-        default_queue = self.notifications.settings["DEFAULT_QUEUE"]
-        for hub in self.notifications.hubs.values():
+        default_queue = self.delivery.settings["DEFAULT_QUEUE"]
+        for hub in self.delivery.hubs.values():
             for registration in hub.registrations:
                 if (
                     registration.timeout is not None
@@ -208,7 +221,7 @@ class Worker:
 
     def reserve(self, block: float | None = None) -> Job | None:
         """The next job from any of the worker's queues, waiting ``block`` seconds at most."""
-        backend = self.notifications.backend
+        backend = self.delivery.backend
         for queue in self.queues:
             job = backend.reserve(queue, visibility_timeout=self.visibility_timeout)
             if job is not None:
@@ -239,11 +252,11 @@ class Worker:
 
     def _process(self, job: Job, running: _Running | None) -> JobOutcome | None:
         """One job; None when the watcher or a stop took it over meanwhile (``running``)."""
-        notifications = self.notifications
-        backend = notifications.backend
+        delivery = self.delivery
+        backend = delivery.backend
         try:
-            spec = decode_job(job.payload, max_event_size=notifications.settings["MAX_EVENT_SIZE"])
-            hub, registration = notifications.find_registration(spec.hub, spec.consumer)
+            spec = decode_job(job.payload, max_event_size=delivery.settings["MAX_EVENT_SIZE"])
+            hub, registration = delivery.find_registration(spec.hub, spec.consumer)
         except (InvalidJob, LookupError) as exc:
             reason = f"{type(exc).__name__}: {exc}"
             logger.error("job %s of queue %s cannot run: %s", job.id, job.queue, reason)
@@ -251,7 +264,7 @@ class Worker:
         event = spec.event
         expiration = event.expiration_datetime
         if expiration is not None and expiration <= datetime.now(UTC):
-            notifications.count("expired")
+            delivery.count("expired")
             return JobOutcome.EXPIRED if backend.ack(job) else JobOutcome.LOST
         done: Callable[[], object] | None = None
         if registration.dedupe:
@@ -269,7 +282,7 @@ class Worker:
         timeout = self.timeout_for(registration)
         if running is not None and not self._begin(running, hub, registration, event, timeout):
             return None
-        error = notifications.run_consumer(hub, registration, event, done, timeout=timeout)
+        error = delivery.run(hub, registration, event, done, timeout=timeout)
         if running is not None and not self._end(running):
             return None
         return self._conclude(job, registration, error)
@@ -286,14 +299,14 @@ class Worker:
         logger.error("job %s of queue %s dead: %s", job.id, job.queue, reason)
         # This delivery is not a try: the dead letter records the tries the job had.
         letter = dataclasses.replace(job, attempts=tries)
-        dead = self.notifications.backend.dead_letter(letter, error=reason)
+        dead = self.delivery.backend.dead_letter(letter, error=reason)
         return JobOutcome.DEAD if dead else JobOutcome.LOST
 
     def _conclude(
         self, job: Job, registration: Registration, error: BaseException | None
     ) -> JobOutcome:
         """Ack a job whose consumer succeeded; retry or dead-letter one whose consumer failed."""
-        backend = self.notifications.backend
+        backend = self.delivery.backend
         if error is None:
             return JobOutcome.DONE if backend.ack(job) else JobOutcome.LOST
         reason = f"{type(error).__name__}: {error}"
@@ -352,7 +365,7 @@ class Worker:
 
     def _backend_failed(self, what: str, error: BaseException) -> float:
         """Note a failed backend call; the first of an outage is logged. Returns the back-off."""
-        backend = self.notifications.backend
+        backend = self.delivery.backend
         with self._outage_lock:
             self.backend_errors += 1
             first = not self._outage.down
@@ -360,7 +373,7 @@ class Worker:
                 self._down_since = time.monotonic()
                 self._errors_before = self.backend_errors - 1
             delay = self._outage.failed(error)  # tells notifycore_backend_state, once
-        self.notifications.plugins.metric("worker.backend_errors", 1)
+        self.delivery.plugins.metric("worker.backend_errors", 1)
         if not first:
             logger.debug("%s failed again: %s: %s", what, type(error).__name__, error)
         elif isinstance(error, (BackendUnavailable, *backend.connection_errors)):
@@ -507,7 +520,7 @@ class Worker:
             running.job.queue,
             error,
         )
-        self.notifications.report_error(hub, registration, event, error)
+        self.delivery.report_error(hub, registration, event, error)
         try:
             self._record(self._conclude(running.job, registration, error))
         except Exception as failure:
@@ -521,7 +534,7 @@ class Worker:
         self._stop_requested = self._stop_now = False
         self.exhausted = False
         self._burst = burst
-        self._outage = Outage(self.notifications.backend)
+        self._outage = Outage(self.delivery.backend)
         with self._cond:
             self._generation += 1  # threads of an earlier run that linger do not come back
             self._slots = []
@@ -597,7 +610,7 @@ class Worker:
         returned = 0
         for running in held:
             try:
-                released = self.notifications.backend.release(running.job)
+                released = self.delivery.backend.release(running.job)
             except Exception as error:  # it comes back after its visibility timeout instead
                 self._backend_failed(f"giving job {running.job.id} back", error)
                 continue

@@ -160,6 +160,26 @@ def test_send_through_an_app_uses_its_hubs(env: dict[str, str], tmp_path: Path) 
         n.close()
 
 
+def test_send_to_hubs_publishes_what_their_push_consumers_would_once_per_stream(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'push.db'}"
+    monkeypatch.setenv("NOTIFYCORE_BACKEND_URL", url)
+    # Broadcast explicitly: a private event goes to the hub's stream as well (once).
+    args = ["send", "--hub", "Chat", "--hub", "event-hub-Chat", "--type", "t"]
+    args.append("--broadcast-private")
+    assert main([*args, "--recipient", "bob", "--recipient", "bob"]) == 0
+    assert capsys.readouterr().out.endswith(" published to event-hub-Chat, user:bob\n")
+    assert main(["send", "--hub", "user:ann", "--type", "t"]) == 0  # a stream, not a hub
+    n = Notifications(config={"BACKEND_URL": url}, environ={})
+    try:
+        assert len(n.backend.read("event-hub-Chat").messages) == 1
+        assert len(n.backend.read("user:bob").messages) == 1
+        assert len(n.backend.read("user:ann").messages) == 1
+    finally:
+        n.close()
+
+
 def test_bulk_send_from_json_lines_on_stdin_shows_a_count(env: dict[str, str]) -> None:
     events = "\n".join(Event(None, "bulk", f"n{i}").to_json() for i in range(50))
     done = run(env, "send", "--hub", "Chat", "--json", "-", stdin=events)

@@ -160,7 +160,7 @@ MAPPING = {
             "listeners": ["audit", "pusher"],
         }
     },
-    "LISTENERS": JSON_FORM["notifycore"]["listeners"],  # type: ignore[index]
+    "LISTENERS": JSON_FORM["notifycore"]["listeners"],
 }
 
 
@@ -329,4 +329,4 @@ def test_loader_refuses_what_it_cannot_read(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="mapping or a file path, not int"):
         load_config(3)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="setting names are strings"):
-        load_config({1: "x"})
+        load_config({1: "x"})  # type: ignore[dict-item]

@@ -14,9 +14,8 @@ from types import ModuleType
 import pytest
 
 from notifycore import Setting, hookimpl, hookspecs
-from notifycore.app import collect_settings
-from notifycore.builtin import CORE_SETTINGS
 from notifycore.plugins import Plugins, get_plugins
+from notifycore.settings import CORE_SETTINGS, collect_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -71,7 +70,7 @@ def test_the_settings_reference_lists_every_setting_of_every_repository_plugin()
 
 def test_the_repository_plugins_are_the_core_and_the_plugins_folders() -> None:
     wanted = docs_extension().repository_plugins()
-    assert wanted["notifycore.builtin"] == "notifycore"
+    assert wanted["notifycore.core_plugin"] == "notifycore"
     assert wanted["redis"] == "notify-redis"
     assert wanted["mail"] == "notify-mail"
     assert "template" not in wanted  # plugins/_template is a starting point, not a plugin
@@ -85,9 +84,11 @@ class _NewPlugin:
 
 def test_a_newly_registered_setting_shows_up_in_the_reference() -> None:
     plugins = Plugins()
-    plugins.register(importlib.import_module("notifycore.builtin"), name="notifycore.builtin")
+    plugins.register(
+        importlib.import_module("notifycore.core_plugin"), name="notifycore.core_plugin"
+    )
     plugins.register(_NewPlugin(), name="new")
-    wanted = {"notifycore.builtin": "notifycore", "new": "notify-new"}
+    wanted = {"notifycore.core_plugin": "notifycore", "new": "notify-new"}
     text = docs_extension().render_settings(plugins, wanted, pytest.fail)
     assert "## notify-new\n\nDeclared by the plugin `new`." in text
     assert "| `NEW_THING` | float | `2.5` | A brand \\| new setting. At least 0.5. |" in text
@@ -96,10 +97,12 @@ def test_a_newly_registered_setting_shows_up_in_the_reference() -> None:
 
 def test_a_repository_plugin_that_is_not_installed_is_reported() -> None:
     plugins = Plugins()
-    plugins.register(importlib.import_module("notifycore.builtin"), name="notifycore.builtin")
+    plugins.register(
+        importlib.import_module("notifycore.core_plugin"), name="notifycore.core_plugin"
+    )
     warnings: list[str] = []
     text = docs_extension().render_settings(
-        plugins, {"notifycore.builtin": "notifycore", "amqp": "notify-amqp"}, warnings.append
+        plugins, {"notifycore.core_plugin": "notifycore", "amqp": "notify-amqp"}, warnings.append
     )
     assert "| `BACKEND` |" in text
     assert len(warnings) == 1
@@ -115,6 +118,7 @@ def test_every_command_is_documented() -> None:
 
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert commands is not None
     text = (DOCS / "cli.md").read_text()
     for name in commands:
         assert f"notifycore {name}" in text, f"docs/cli.md does not show 'notifycore {name}'"

@@ -72,7 +72,7 @@ def test_mapping_access_works_like_the_original_dict() -> None:
 def test_events_are_immutable_and_replace_makes_a_copy() -> None:
     event = Event("id-1", "test", "T")
     with pytest.raises(AttributeError):
-        event.title = "changed"  # type: ignore[misc]
+        event.title = "changed"
     with pytest.raises(TypeError):
         event["title"] = "changed"  # type: ignore[index]
     changed = event.replace(title="changed", extra_field=1)

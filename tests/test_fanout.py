@@ -172,3 +172,40 @@ def test_id_keys_order_ids() -> None:
     assert backend.id_key("1700000000000-2") > backend.id_key("1700000000000-1")
     batch = StreamRead([])
     assert batch.last_id is None
+
+
+class _FeedByHand(MemoryBackend):
+    """A backend whose followers never read: the test offers the feed's batches itself."""
+
+    def follow(
+        self, stream: str, after: str | None = None, *, stop: Any = None, poll: float = 1.0
+    ) -> Any:
+        if stop is not None:
+            stop.wait()
+        return iter(())
+
+
+def test_a_batch_the_feed_read_before_the_replay_is_not_delivered_twice() -> None:
+    # The race behind a duplicate seen in the demo's browser test: the stream's thread takes
+    # its list of subscribers (the new one included) and is descheduled before offering a
+    # batch; the replay then reads the same messages from the backend. Offered late, that
+    # batch must add only what the replay did not have.
+    backend = _FeedByHand()
+    fanout = Fanout(backend, poll=0.1)
+    first = backend.publish("s", b"m1")
+    backend.publish("s", b"m2")
+    backend.publish("s", b"m3")
+    subscription = fanout.subscribe("s", after=first)
+    assert collect(subscription, 2) == [b"m2", b"m3"]
+    late = backend.read("s", first)  # what the feed had read: m2 and m3
+    m4 = backend.publish("s", b"m4")
+    subscription._offer(StreamRead([*late.messages, *backend.read("s", late.last_id).messages]))
+    assert collect(subscription, 1) == [b"m4"]
+    assert subscription.last_id == m4
+    assert subscription.get(0.05) is None, "m2 and m3 came once"
+    m5 = backend.publish("s", b"m5")
+    subscription._offer(backend.read("s", m4))
+    assert collect(subscription, 1) == [b"m5"], "live batches still flow after the check"
+    assert subscription.last_id == m5
+    subscription.close()
+    fanout.close()

@@ -139,7 +139,7 @@ def test_the_readme_filter() -> None:
 def test_filters_are_immutable() -> None:
     flt = WithEventType("a")
     with pytest.raises(AttributeError):
-        flt.values = ("b",)  # type: ignore[misc]
+        flt.values = ("b",)
     with pytest.raises(AttributeError):
         del flt.values
 

@@ -25,8 +25,9 @@ from notifycore import (
     Status,
     Worker,
 )
+from notifycore.errors import InvalidJob
 from notifycore.event import EVENT_DEPTH_CEILING, parse_event_json
-from notifycore.jobs import InvalidJob, decode_job, encode_job
+from notifycore.jobs import decode_job, encode_job
 from tests.hostile import FAST, event_fields, json_bodies, json_texts, nested, to_json
 
 Make = Callable[..., Notifications]

@@ -197,7 +197,7 @@ def test_registration_errors(make_notifications: Make) -> None:
     with pytest.raises(TypeError, match="callable"):
         hub.register_consumer(42)  # type: ignore[call-overload]
     with pytest.raises(TypeError, match="instance"):
-        hub.register_consumer(Recorder)  # type: ignore[call-overload]
+        hub.register_consumer(Recorder)
     with pytest.raises(ConfigurationError, match="mode"):
         hub.register_consumer(print, mode="later")  # type: ignore[call-overload]
     with pytest.raises(ConfigurationError, match="max_tries"):
@@ -491,3 +491,34 @@ def test_capture_events_records_what_was_sent(make_notifications: Make) -> None:
     n.send(event())
     assert list(captured) == [first]
     assert captured.results[0].event is first
+
+
+# -- the delivery layer and bindings ----------------------------------------------------------
+
+
+def test_push_consumers_follow_the_backend_that_configure_puts_in_place(
+    make_notifications: Make,
+) -> None:
+    n = make_notifications()
+    hub = n.create_hub("Chat")
+    hub.register_consumer(PushConsumer())
+    first = n.backend
+    n.configure({"BACKEND": "memory"})
+    assert n.backend is not first and hub.backend is n.backend
+    n.send(event(title="after"))
+    (message,) = n.backend.read(hub.hub_id).messages
+    assert Event.from_json(message.data).title == "after"
+    assert not hasattr(hub, "notifications"), "a hub holds no reference back to its owner"
+
+
+def test_a_worker_needs_only_the_delivery_layer(make_notifications: Make) -> None:
+    from notifycore import JobOutcome, Worker
+
+    n = make_notifications()
+    seen: list[str] = []
+    n.create_hub("h").register_consumer(lambda e: seen.append(e.title), name="q", mode="queued")
+    n.send(event(title="queued"))
+    worker = Worker(n.delivery)
+    assert worker.delivery is n.delivery and not hasattr(worker, "notifications")
+    assert worker.run_once() is JobOutcome.DONE
+    assert seen == ["queued"]

@@ -66,7 +66,7 @@ def run(*args: str | Path, cwd: Path | None = None, timeout: float = 300) -> str
 
 def pip(*args: str | Path, python: Path | None = None) -> str:
     """This environment's pip, offline, ignoring every pip configuration on the machine."""
-    target = ["--python", python] if python is not None else []
+    target: list[str | Path] = ["--python", python] if python is not None else []
     return run(sys.executable, "-m", "pip", "--isolated", *target, *args, "--no-input")
 
 
@@ -285,7 +285,7 @@ def installed(python: Path, name: str) -> dict[str, Any]:
 
 def distributions(python: Path) -> list[str]:
     """Every distribution installed in the venv."""
-    return sorted(  # type: ignore[no-any-return]
+    names: list[str] = sorted(
         in_venv(
             python,
             """
@@ -294,6 +294,7 @@ def distributions(python: Path) -> list[str]:
             """,
         )
     )
+    return names
 
 
 CORE_CHECKS = """

@@ -33,10 +33,10 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_installed_plugin_is_discovered_through_its_entry_point(make_notifications: Make) -> None:
-    import notifycore_tinyplugin
+    import notifycore_tinyplugin  # type: ignore[import-untyped]
 
     names = [info.name for info in get_plugins().list_plugins()]
-    assert "tiny" in names and "notifycore.builtin" in names
+    assert "tiny" in names and "notifycore.core_plugin" in names
     info = next(i for i in get_plugins().list_plugins() if i.name == "tiny")
     assert (info.distribution, info.version) == ("notifycore-tinyplugin", "0.0.7")
     n = make_notifications()
@@ -71,7 +71,7 @@ def test_disable_plugins_environment_variable_blocks_them() -> None:
     assert "'tiny'" in normal.stdout
     blocked = run_python(code, NOTIFYCORE_DISABLE_PLUGINS="tiny, other")
     assert blocked.returncode == 0, blocked.stderr
-    assert "'tiny'" not in blocked.stdout and "notifycore.builtin" in blocked.stdout
+    assert "'tiny'" not in blocked.stdout and "notifycore.core_plugin" in blocked.stdout
 
 
 def test_load_plugins_environment_variable_allows_only_those() -> None:
@@ -81,7 +81,7 @@ def test_load_plugins_environment_variable_allows_only_those() -> None:
     )
     none = run_python(code, NOTIFYCORE_LOAD_PLUGINS="")
     assert none.returncode == 0, none.stderr
-    assert none.stdout.strip() == "['notifycore.builtin']"
+    assert none.stdout.strip() == "['notifycore.core_plugin']"
     only = run_python(code, NOTIFYCORE_LOAD_PLUGINS="tiny")
     assert "'tiny'" in only.stdout
 
@@ -182,7 +182,7 @@ def test_init_app_goes_to_the_first_plugin_that_claims_the_app() -> None:
         @hookimpl
         def notifycore_init_app(self, notifications: Any, app: Any) -> bool | None:
             if isinstance(app, App):
-                app.notifications = notifications
+                app.notifications = notifications  # type: ignore[attr-defined]
                 return True
             return None
 
@@ -282,8 +282,8 @@ def missing_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
     The real ones (redis, amqp, mail) are installed here; tests/test_packaging.py checks
     them in a venv that has only the core.
     """
-    monkeypatch.setitem(drivers.FIRST_PARTY_DRIVERS[drivers.BACKENDS], "ghost", "notify-ghost")  # type: ignore[index]
-    monkeypatch.setitem(drivers.FIRST_PARTY_SETTINGS, "GHOST_", "notify-ghost")  # type: ignore[index]
+    monkeypatch.setitem(drivers.FIRST_PARTY_DRIVERS[drivers.BACKENDS], "ghost", "notify-ghost")
+    monkeypatch.setitem(drivers.FIRST_PARTY_SETTINGS, "GHOST_", "notify-ghost")
 
 
 def test_a_first_party_backend_that_is_not_installed_names_its_distribution(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,9 @@ from hypothesis import strategies as st
 
 from notifycore import ConfigurationError, Notifications, Setting
 from notifycore.backends.memory import MemoryBackend
-from notifycore.builtin import CORE_SETTINGS
 from notifycore.cli import main
-from notifycore.config import Settings, mask_url, redact
-from notifycore.listeners import parse_declarations
+from notifycore.declarations import parse_declarations
+from notifycore.settings import CORE_SETTINGS, Settings, mask_url, redact
 
 SECRET = "hunter2"
 declared = {s.name: s for s in CORE_SETTINGS}
@@ -117,7 +117,7 @@ def test_the_settings_repr_masks_secret_settings_urls_and_secret_keys() -> None:
 def test_a_secret_setting_is_masked_in_its_errors() -> None:
     pin = Setting("PIN", int, 0, "A PIN.", secret=True)
     token = Setting("TOKEN", str, None, "A token.", nullable=True, secret=True)
-    cases = [
+    cases: list[Callable[[], object]] = [
         lambda: Settings({"PIN": pin}, environ={"NOTIFYCORE_PIN": SECRET}),
         lambda: Settings({"TOKEN": token}, {"TOKEN": 4_815_162_342}, environ={}),
         lambda: Settings(

@@ -125,14 +125,15 @@ def test_sending_with_authorize_send() -> None:
 
     def authorize_send(principal: Any, event: Event) -> bool:
         claims.append((principal, event.sender))
-        return principal == "admin" or event.sender == principal
+        return bool(principal == "admin" or event.sender == principal)
 
     access = Access(n, authorize_send=authorize_send)
     assert access.configured
     unsigned = Event(None, "chat", "x")
     assert access.sendable("bob", unsigned) == unsigned.replace(sender="bob")
     assert access.sendable("bob", unsigned.replace(sender="system")) is None
-    assert access.sendable("admin", unsigned.replace(sender="system")).sender == "system"
+    admin = access.sendable("admin", unsigned.replace(sender="system"))
+    assert admin is not None and admin.sender == "system"
     assert access.sendable(None, unsigned) is None
     assert claims == [("bob", "bob"), ("bob", "system"), ("admin", "system"), (None, "")]
     n.close()
@@ -153,7 +154,8 @@ def test_sending_with_the_send_permission_is_as_the_principal() -> None:
     assert public.sendable(object(), forged) == forged.replace(sender="")
     open_access = Access(n)
     assert open_access.sendable(None, forged) == forged, "nothing configured: anyone, as written"
-    assert open_access.sendable({"id": 7}, forged).sender == "7"
+    seven = open_access.sendable({"id": 7}, forged)
+    assert seven is not None and seven.sender == "7"
     closed = Access(n, authenticate=lambda request: request)
     assert closed.sendable("bob", forged) is None, "authentication alone allows no sending"
     n.close()
@@ -175,7 +177,8 @@ def test_the_authorize_send_hook_then_the_send_permission() -> None:
     try:
         hooked = Access(n)
         assert hooked.configured
-        assert hooked.sendable("bob", Event(None, "t", "x")).sender == "bob"
+        bob = hooked.sendable("bob", Event(None, "t", "x"))
+        assert bob is not None and bob.sender == "bob"
         assert hooked.sendable("bob", Event(None, "t", "x", sender="ann")) is None
         fallback = hooked.sendable("bob", Event(None, "ask-the-other", "x", sender="ann"))
         assert fallback is not None and fallback.sender == "bob"

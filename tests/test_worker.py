@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from notifycore import Event, JobOutcome, Notifications, Worker
-from notifycore.jobs import InvalidJob, decode_job, encode_job
+from notifycore.errors import InvalidJob
+from notifycore.jobs import decode_job, encode_job
 from notifycore.worker import backoff_delay
 
 Make = Callable[..., Notifications]

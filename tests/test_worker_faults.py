@@ -124,7 +124,9 @@ def test_a_sync_consumer_past_its_timeout_fails_its_try_and_a_new_thread_goes_on
     n.send(hang)
     worker = Worker(n, concurrency=3, poll=0.05).start()
     try:
-        wait_for(lambda: n.backend.dead_letters("notifycore"), 60, "the hanging job to be dead")
+        wait_for(
+            lambda: bool(n.backend.dead_letters("notifycore")), 60, "the hanging job to be dead"
+        )
         n.send(Event(None, "t", "after"))
         wait_for(lambda: "after" in done, 60, "a job after the hanging one")
         (letter,) = n.backend.dead_letters("notifycore")
@@ -178,7 +180,7 @@ def test_an_async_consumer_past_its_timeout_is_cancelled_and_no_thread_is_lost(
     n.send(event)
     worker = Worker(n, poll=0.05).start()
     try:
-        wait_for(lambda: n.backend.dead_letters("notifycore"), 60, "the slow job to be dead")
+        wait_for(lambda: bool(n.backend.dead_letters("notifycore")), 60, "the slow job to be dead")
     finally:
         worker.stop(grace=5)
     (letter,) = n.backend.dead_letters("notifycore")
@@ -241,7 +243,7 @@ def test_time_limits_are_checked(make_notifications: Make) -> None:
     hub = n.create_hub("H")
     for bad in (0, -1, float("nan"), float("inf"), "5", True):
         with pytest.raises(ConfigurationError, match="timeout must be a positive number"):
-            hub.register_consumer(lambda e: None, name="bad", mode="queued", timeout=bad)
+            hub.register_consumer(lambda e: None, name="bad", mode="queued", timeout=bad)  # type: ignore[call-overload]
     with pytest.raises(ConfigurationError, match="timeout needs mode='queued'"):
         hub.register_consumer(lambda e: None, name="inline", timeout=1)
     hub.register_consumer(lambda e: None, name="long", mode="queued", timeout=30)

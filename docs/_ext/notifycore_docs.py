@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from notifycore.config import Setting
 from notifycore.plugins import DEFAULT_PLUGINS, Plugins, get_plugins
+from notifycore.settings import Setting
 
 MARKER = "```{notifycore-settings}\n```"
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
-from notifycore.config import mask_url
 from notifycore.errors import InvalidStreamId
+from notifycore.settings import mask_url
 
 __all__ = [
     "MAX_STREAM_ID_LENGTH",

@@ -18,8 +18,8 @@ from notifycore.hookspecs import hookimpl
 from notifycore.plugins import get_plugins
 
 if TYPE_CHECKING:
-    from notifycore.app import Notifications
     from notifycore.event import Event
+    from notifycore.notifications import Notifications
     from notifycore.result import SendResult
 
 __all__ = ["CapturedEvents", "capture_events", "free_port", "wait_for"]

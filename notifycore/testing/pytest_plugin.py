@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from notifycore.app import Notifications
+from notifycore.notifications import Notifications
 from notifycore.testing import CapturedEvents, capture_events
 
 

@@ -23,7 +23,7 @@ def run_task(base: str, name: str) -> dict[str, Any]:
 
     def ran() -> bool:
         status.update(httpx.get(f"{base}/tasks/{task_id}", timeout=WAIT).json())
-        return status["status"] == "done"
+        return bool(status["status"] == "done")
 
     wait_for(ran, WAIT, f"task {name!r} to run")
     return status

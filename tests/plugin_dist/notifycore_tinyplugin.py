@@ -24,6 +24,7 @@ def notifycore_after_send(notifications: Any, event: Event, result: Any) -> None
 
 class TinyBackend(MemoryBackend):
     name = "tiny"
+    greeting: str = ""
 
     @classmethod
     def from_settings(cls, settings: Any) -> TinyBackend:

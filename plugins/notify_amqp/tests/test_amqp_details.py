@@ -301,7 +301,7 @@ def test_reads_end_on_a_stream_that_never_goes_quiet(rabbit_server: Any) -> None
 
     feeder.start()
     try:
-        wait_for(lambda: feeding, 60, "the stream to be busy")
+        wait_for(lambda: bool(feeding), 60, "the stream to be busy")
         worker = threading.Thread(target=read)
         worker.start()
         worker.join(120)

@@ -19,7 +19,7 @@ from flask import Flask, current_app
 from werkzeug.local import LocalProxy
 
 from notifycore import ConfigurationError, Notifications
-from notifycore.app import collect_settings
+from notifycore.settings import collect_settings
 
 __all__ = ["current_notifications", "init_app", "notifications_of_current_app"]
 

@@ -11,11 +11,19 @@ from typing import Any
 import httpx
 import pytest
 from flask import Flask, render_template_string
+from werkzeug.test import TestResponse
 
 from notify_flask import current_notifications, stream_blueprint
 from notify_flask.testing import lines, read_events, serve
 from notifycore import Event, Notifications, PushConsumer
 from notifycore.backends.memory import MemoryBackend
+
+
+def json_of(response: TestResponse) -> Any:
+    """The JSON body of a test client's response (there must be one)."""
+    data = response.get_json()
+    assert data is not None, response.data
+    return data
 
 
 def make_app(**blueprint_options: Any) -> tuple[Flask, Notifications]:
@@ -101,11 +109,11 @@ def test_errors_are_json(chat: tuple[Flask, Notifications]) -> None:
     app, _ = chat
     client = app.test_client()
     missing = client.get("/notifications/event-hub-Nope/stream")
-    assert missing.status_code == 404 and missing.json["error"] == "not_found"
+    assert missing.status_code == 404 and json_of(missing)["error"] == "not_found"
     bad = client.get("/notifications/event-hub-Chat/stream", headers={"Last-Event-ID": "x-y"})
-    assert bad.status_code == 400 and bad.json["error"] == "bad_request"
+    assert bad.status_code == 400 and json_of(bad)["error"] == "bad_request"
     anonymous = client.get("/notifications/me/stream")
-    assert anonymous.status_code == 401 and anonymous.json["error"] == "unauthorized"
+    assert anonymous.status_code == 401 and json_of(anonymous)["error"] == "unauthorized"
 
 
 def test_history_and_send(chat: tuple[Flask, Notifications]) -> None:
@@ -115,14 +123,14 @@ def test_history_and_send(chat: tuple[Flask, Notifications]) -> None:
         "/notifications/events", json={"event_type": "chat", "title": "posted", "sender": "ann"}
     )
     assert sent.status_code == 202
-    assert sent.json["hubs"] == ["Chat"]
-    history = client.get("/notifications/event-hub-Chat/events").json
+    assert json_of(sent)["hubs"] == ["Chat"]
+    history = json_of(client.get("/notifications/event-hub-Chat/events"))
     assert [e["event"]["title"] for e in history["events"]] == ["posted"] and history[
         "reset"
     ] is False
-    since = client.get(
-        f"/notifications/event-hub-Chat/events?since={history['events'][0]['id']}"
-    ).json
+    since = json_of(
+        client.get(f"/notifications/event-hub-Chat/events?since={history['events'][0]['id']}")
+    )
     assert since["events"] == []
     for body, field in (
         ({"title": "no type"}, "event_type"),
@@ -130,7 +138,7 @@ def test_history_and_send(chat: tuple[Flask, Notifications]) -> None:
         ([1], "event"),
     ):
         refused = client.post("/notifications/events", json=body)
-        assert refused.status_code == 422 and refused.json["field"] == field
+        assert refused.status_code == 422 and json_of(refused)["field"] == field
 
 
 def authed_app() -> tuple[Flask, Notifications]:
@@ -152,11 +160,11 @@ def test_auth_rules_and_private_streams() -> None:
     app, notifications = authed_app()
     client = app.test_client()
     anonymous = client.get("/notifications/event-hub-Chat/stream")
-    assert anonymous.status_code == 401 and anonymous.json["error"] == "unauthorized"
+    assert anonymous.status_code == 401 and json_of(anonymous)["error"] == "unauthorized"
     signed_in = client.get(
         "/notifications/event-hub-Chat/stream", headers={"Authorization": "Bearer t-bob"}
     )
-    assert signed_in.status_code == 403 and signed_in.json["error"] == "forbidden"
+    assert signed_in.status_code == 403 and json_of(signed_in)["error"] == "forbidden"
     history = client.get(
         "/notifications/event-hub-Chat/events", headers={"Authorization": "Bearer t-bob"}
     )
@@ -274,7 +282,11 @@ def test_hundreds_of_concurrent_clients_get_every_event_in_order(
 
 def test_request_is_the_flask_request(chat: tuple[Flask, Notifications]) -> None:
     seen: list[Any] = []
-    app, notifications = make_app(authenticate=lambda req: seen.append(req) or None)
+
+    def authenticate(request: Any) -> None:
+        seen.append(request)
+
+    app, notifications = make_app(authenticate=authenticate)
     app.test_client().get("/notifications/me/stream")
     assert seen and seen[0].path == "/notifications/me/stream"
     notifications.close()
@@ -324,7 +336,7 @@ def test_an_unreachable_backend_is_a_503(
     monkeypatch.setattr(notifications.backend, "publish", down)
     client = app.test_client()
     history = client.get("/notifications/event-hub-Chat/events")
-    assert history.status_code == 503 and history.json["error"] == "unavailable"
+    assert history.status_code == 503 and json_of(history)["error"] == "unavailable"
     monkeypatch.setattr(notifications, "send", down)
     sent = client.post("/notifications/events", json={"event_type": "chat"})
     assert sent.status_code == 503

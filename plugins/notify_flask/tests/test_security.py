@@ -17,10 +17,19 @@ from typing import Any
 import httpx
 import pytest
 from flask import Flask, session
+from werkzeug.test import TestResponse
 
 from notify_flask import stream_blueprint
 from notify_flask.testing import read_events, serve
 from notifycore import Event, Notifications, PushConsumer
+
+
+def json_of(response: TestResponse) -> Any:
+    """The JSON body of a test client's response (there must be one)."""
+    data = response.get_json()
+    assert data is not None, response.data
+    return data
+
 
 WEB_MD = Path(__file__).resolve().parents[3] / "docs" / "web.md"
 FEED = "/notifications/event-hub-Comments"
@@ -34,7 +43,7 @@ def doc_functions(heading: str, **names: Any) -> dict[str, Any]:
     functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
     assert functions, f"no functions in the example under {heading!r}"
     namespace = dict(names)
-    exec(compile(ast.Module(functions, []), str(WEB_MD), "exec"), namespace)
+    exec(compile(ast.Module(list[ast.stmt](functions), []), str(WEB_MD), "exec"), namespace)
     return {function.name: namespace[function.name] for function in functions}
 
 
@@ -115,17 +124,17 @@ def test_the_sender_is_the_signed_in_user(docs_app: tuple[Flask, Notifications, 
     assert post(client, {"event_type": "chat", "title": "x"}).status_code == 401
     client.get("/login/bob")
     sent = post(client, {"event_type": "chat", "title": "unsigned"})
-    assert sent.status_code == 202 and sent.json["sender"] == "bob"
+    assert sent.status_code == 202 and json_of(sent)["sender"] == "bob"
     forged = post(client, {"event_type": "chat", "title": "forged", "sender": "system"})
     if way == "authorize_send":
         # authorize_send sees the claimed sender, and the docs' example refuses another one.
-        assert forged.status_code == 403 and forged.json["error"] == "forbidden"
+        assert forged.status_code == 403 and json_of(forged)["error"] == "forbidden"
     else:
         # The "send" permission cannot see the event: the sender becomes the principal.
-        assert forged.status_code == 202 and forged.json["sender"] == "bob"
+        assert forged.status_code == 202 and json_of(forged)["sender"] == "bob"
     senders = {
         item["event"]["title"]: item["event"]["sender"]
-        for item in client.get(FEED + "/events").json["events"]
+        for item in json_of(client.get(FEED + "/events"))["events"]
     }
     assert "system" not in senders.values()
     assert senders["unsigned"] == "bob"
@@ -133,14 +142,14 @@ def test_the_sender_is_the_signed_in_user(docs_app: tuple[Flask, Notifications, 
 
 def test_authorize_send_may_let_a_sender_through() -> None:
     def authorize_send(user: Any, event: Event) -> bool:
-        return user == "admin" or event.sender == user
+        return bool(user == "admin" or event.sender == user)
 
     rules = {**EXAMPLES["authorize_send"], "authorize_send": authorize_send}
     app, notifications = make_app(rules)
     client = app.test_client()
     client.get("/login/admin")
     sent = post(client, {"event_type": "chat", "title": "notice", "sender": "system"})
-    assert sent.status_code == 202 and sent.json["sender"] == "system"
+    assert sent.status_code == 202 and json_of(sent)["sender"] == "system"
     notifications.close()
 
 
@@ -198,8 +207,8 @@ def test_a_cross_site_post_with_the_session_cookie_is_refused(headers: dict[str,
     client = app.test_client()
     client.get("/login/bob")
     refused = post(client, {"event_type": "chat", "title": "csrf"}, **headers)
-    assert refused.status_code == 403 and refused.json["error"] == "forbidden"
-    assert client.get(FEED + "/events").json["events"] == []
+    assert refused.status_code == 403 and json_of(refused)["error"] == "forbidden"
+    assert json_of(client.get(FEED + "/events"))["events"] == []
     notifications.close()
 
 
@@ -221,8 +230,8 @@ def test_only_json_is_accepted(content_type: str | None, body: bytes) -> None:
     if content_type is not None:
         headers["Content-Type"] = content_type
     refused = client.post("/notifications/events", data=body, headers=headers)
-    assert refused.status_code == 415 and refused.json["error"] == "unsupported_media_type"
-    assert client.get(FEED + "/events").json["events"] == []
+    assert refused.status_code == 415 and json_of(refused)["error"] == "unsupported_media_type"
+    assert json_of(client.get(FEED + "/events"))["events"] == []
     notifications.close()
 
 
@@ -245,7 +254,7 @@ def test_same_site_trusted_and_token_requests_go_through() -> None:
     token = app.test_client()
     crossing = {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}
     assert post(token, payload, Authorization="Bearer t-bob", **crossing).status_code == 202
-    assert len(cookie.get(FEED + "/events").json["events"]) == 5
+    assert len(json_of(cookie.get(FEED + "/events"))["events"]) == 5
     notifications.close()
 
 

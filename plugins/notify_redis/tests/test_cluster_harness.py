@@ -140,7 +140,7 @@ def test_a_killed_master_is_replaced_by_its_replica_and_the_client_follows(
         def reads_through() -> bool:
             try:
                 return client.get(key) == "before"
-            except (redis.ConnectionError, redis.ClusterDownError):
+            except (redis.ConnectionError, redis.exceptions.ClusterDownError):
                 return False
 
         wait_for(reads_through, 30, "the cluster client to follow the failover")
@@ -200,7 +200,7 @@ def test_sentinel_failover_is_followed_by_master_for(sentinel: RedisSentinelServ
 
     def follows() -> bool:
         try:
-            return client.get("sentinel:kept") == "before"
+            return bool(client.get("sentinel:kept") == "before")
         except redis.ConnectionError:
             return False
 

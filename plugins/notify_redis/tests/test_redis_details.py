@@ -65,7 +65,7 @@ def test_ack_many_of_thousands_of_jobs(backend: RedisBackend) -> None:
 
 def test_a_retried_enqueue_adds_one_job(backend: RedisBackend) -> None:
     key = backend._qkeys("q")[0]
-    args = ["publisher-1", "token-1", b"job"]
+    args: list[str | bytes] = ["publisher-1", "token-1", b"job"]
     first = backend._enqueue(keys=[key, f"{key}:publishers"], args=args)
     again = backend._enqueue(
         keys=[key, f"{key}:publishers"], args=args

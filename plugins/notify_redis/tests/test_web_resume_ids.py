@@ -60,7 +60,7 @@ def test_starlette_answers_400_and_the_websocket_goes_on(notifications: Notifica
     with serve(app) as base, httpx.Client(base_url=base, timeout=30) as client:
 
         def get(path: str, query: Mapping[str, str], headers: Mapping[str, str]) -> tuple[int, Any]:
-            raw = {k: v.encode("latin-1") for k, v in headers.items()}
+            raw = {k.encode(): v.encode("latin-1") for k, v in headers.items()}
             response = client.get(path, params=dict(query), headers=raw)
             return response.status_code, response.json()
 

@@ -76,7 +76,11 @@ def test_slow_client_is_disconnected_without_delaying_a_fast_one(
             notifications.send(event(payload, number=i))
             # Paced by the fast client: it must get each event while the slow one reads nothing.
             with changed:
-                assert changed.wait_for(lambda i=i: len(got) > i, WAIT)
+
+                def caught_up(i: int = i) -> bool:
+                    return len(got) > i
+
+                assert changed.wait_for(caught_up, WAIT)
         reader.join(WAIT)
         assert got == [str(i) for i in range(1, total + 1)]
 

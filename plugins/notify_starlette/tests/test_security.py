@@ -20,6 +20,7 @@ import pytest
 from starlette_helpers import SSE, WAIT, Serve, data_of
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from notifycore import Notifications, PushConsumer
 
@@ -34,7 +35,7 @@ def doc_functions(heading: str, **names: Any) -> dict[str, Any]:
     functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
     assert functions, f"no functions in the example under {heading!r}"
     namespace = dict(names)
-    exec(compile(ast.Module(functions, []), str(WEB_MD), "exec"), namespace)
+    exec(compile(ast.Module(list[ast.stmt](functions), []), str(WEB_MD), "exec"), namespace)
     return {function.name: namespace[function.name] for function in functions}
 
 
@@ -243,13 +244,13 @@ def test_a_cross_site_websocket_riding_on_cookies_is_refused(
     with pytest.raises(InvalidStatus) as refused:
         connect(
             url,
-            origin="http://evil.example",
+            origin=Origin("http://evil.example"),
             additional_headers={"Cookie": "sid=s-bob"},
             open_timeout=WAIT,
         )
     assert refused.value.response.status_code == 403
     for headers in ({"Cookie": "sid=s-bob"}, {"Authorization": "Bearer t-bob"}):
-        origin = None if "Cookie" in headers else "http://evil.example"
+        origin = None if "Cookie" in headers else Origin("http://evil.example")
         with connect(
             url,
             origin=origin,
