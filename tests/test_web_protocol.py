@@ -214,7 +214,7 @@ def test_another_method_or_path_is_json_too(
 def test_recipients_and_tags_that_are_not_lists_of_ids_are_refused(
     site: Site, notes: Notifications, http: httpx.Client
 ) -> None:
-    odd = {
+    odd: dict[str, dict[str, Any]] = {
         "recipients as an object": {"recipients": {"bob": 1}},
         "tags as an object": {"tags": {"a": 1}},
         "an empty recipient": {"recipients": [""]},

@@ -176,16 +176,16 @@ def test_the_send_permission_never_passes_a_claimed_sender_through() -> None:
     forged = {"event_type": "chat", "title": "forged", "sender": "system"}
     anonymous = app.test_client()
     sent = post(anonymous, forged)
-    assert sent.status_code == 202 and sent.json["sender"] == "", "no id: no sender"
+    assert sent.status_code == 202 and json_of(sent)["sender"] == "", "no id: no sender"
     user = app.test_client()
     user.get("/login/42")
     sent = post(user, forged)
-    assert sent.status_code == 202 and sent.json["sender"] == "42"
+    assert sent.status_code == 202 and json_of(sent)["sender"] == "42"
     notifications.send(Event(None, "chat", "for 42", recipients=["42"]))
     mine = user.get("/notifications/me/events")
-    assert mine.status_code == 200 and mine.json["stream"] == "user:42"
-    assert [item["event"]["title"] for item in mine.json["events"]] == ["for 42"]
-    senders = [item["event"]["sender"] for item in user.get(FEED + "/events").json["events"]]
+    assert mine.status_code == 200 and json_of(mine)["stream"] == "user:42"
+    assert [item["event"]["title"] for item in json_of(mine)["events"]] == ["for 42"]
+    senders = [item["event"]["sender"] for item in json_of(user.get(FEED + "/events"))["events"]]
     assert senders == ["", "42"]
     notifications.close()
 
@@ -283,12 +283,12 @@ def test_a_token_never_exempts_a_cross_site_request_that_carries_cookies() -> No
         ("/notifications/events?token=t-bob", {}),
     ):
         refused = cookie.post(path, json=payload, headers={**evil, **headers})
-        assert refused.status_code == 403 and refused.json["error"] == "forbidden", path
-    assert cookie.get(FEED + "/events").json["events"] == []
+        assert refused.status_code == 403 and json_of(refused)["error"] == "forbidden", path
+    assert json_of(cookie.get(FEED + "/events"))["events"] == []
     # Without cookies a token is the request's own credential, from any page.
     token = app.test_client()
     sent = post(token, payload, Authorization="Bearer t-bob", **evil)
-    assert sent.status_code == 202 and sent.json["sender"] == "bob"
+    assert sent.status_code == 202 and json_of(sent)["sender"] == "bob"
     in_query = token.post("/notifications/events?token=t-bob", json=payload, headers=evil)
     assert in_query.status_code == 202
     notifications.close()
@@ -302,10 +302,10 @@ def test_an_origin_with_another_scheme_is_another_site() -> None:
     client.get("/login/bob")
     payload = {"event_type": "chat", "title": "ok"}
     refused = post(client, payload, Origin="https://localhost")
-    assert refused.status_code == 403 and refused.json["error"] == "forbidden"
+    assert refused.status_code == 403 and json_of(refused)["error"] == "forbidden"
     forwarded = {"Origin": "https://localhost", "X-Forwarded-Proto": "https"}
     assert post(client, payload, **forwarded).status_code == 403, "no ProxyFix: not believed"
-    assert client.get(FEED + "/events").json["events"] == []
+    assert json_of(client.get(FEED + "/events"))["events"] == []
     # The scheme the app sees counts: behind ProxyFix, X-Forwarded-Proto says it.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1)  # type: ignore[method-assign]
     assert post(client, payload, **forwarded).status_code == 202
@@ -319,7 +319,7 @@ def test_an_origin_with_another_scheme_is_another_site() -> None:
         base_url="https://localhost",
     )
     assert sent.status_code == 202
-    assert len(client.get(FEED + "/events").json["events"]) == 2
+    assert len(json_of(client.get(FEED + "/events"))["events"]) == 2
     notifications.close()
 
 

@@ -272,7 +272,7 @@ def test_a_token_never_exempts_a_cross_site_request_that_carries_cookies(
         authorize_send=EXAMPLE["authorize_send"],
         allow_query_token=True,
     )
-    evil = "http://evil.example"
+    evil = Origin("http://evil.example")
     cookie = {"Cookie": "sid=s-bob"}
     for query, headers in (
         ("?token=junk", cookie),
@@ -305,7 +305,7 @@ def test_an_origin_with_another_scheme_is_another_site(
 ) -> None:
     base, client = cookie_app
     server = base.split("/n", 1)[0]  # http://127.0.0.1:PORT
-    https_twin = server.replace("http://", "https://")
+    https_twin = Origin(server.replace("http://", "https://"))
     payload = {"event_type": "chat", "title": "ok"}
     refused = client.post(base + "/events", json=payload, headers={"Origin": https_twin})
     assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
