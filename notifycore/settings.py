@@ -54,6 +54,7 @@ _NOT_SETTINGS = frozenset(
         "NOTIFYCORE_LOAD_PLUGINS",
         "NOTIFYCORE_APP",
         "NOTIFYCORE_CONFIG",
+        "NOTIFYCORE_PROGRESS_EVERY",
     }
 )
 _TRUE = frozenset({"1", "true", "yes", "on"})
