@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from notifycore.errors import ConfigurationError
 from notifycore.event import Event
@@ -74,6 +74,21 @@ class Consumer:
 
     #: Default registration name; None means the qualified class name.
     name: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], **options: Any) -> Self:
+        """The consumer built from validated settings, ``options`` winning over them.
+
+        The one path by which settings reach a consumer, however it is chosen:
+        code calls ``MyConsumer.from_settings(notifications.settings, ...)``,
+        and a listener declared with ``use = "<entry point>"`` or
+        ``use = "pkg.mod:MyConsumer"`` is built by
+        ``MyConsumer.from_settings(settings, **its_keys)`` (unless the class
+        offers Kinto's ``load_from_config``). This default ignores the
+        settings: ``cls(**options)``. A plugin overrides it to read its own
+        keys (``options.setdefault("path", settings["SINK_PATH"])``).
+        """
+        return cls(**options)
 
     def consume(self, event: Event) -> Any:
         """Handle one event."""
