@@ -135,7 +135,7 @@ def _progress_every(tty: bool) -> float:
 class Progress:
     """A live count on standard error: rewritten in place on a terminal, a line now and then otherwise.
 
-    ``total`` (when known) is shown as ``n/total``. The final count is shown
+    ``total`` (when known) is shown as ``(of total)``. The final count is shown
     once by :meth:`done`, never twice.
     """
 
