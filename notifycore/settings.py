@@ -54,6 +54,8 @@ _NOT_SETTINGS = frozenset(
         "NOTIFYCORE_LOAD_PLUGINS",
         "NOTIFYCORE_APP",
         "NOTIFYCORE_CONFIG",
+        "NOTIFYCORE_PROGRESS_EVERY",
+        "NOTIFYCORE_VENV",  # where scripts/test and scripts/demo make the virtualenv
     }
 )
 _TRUE = frozenset({"1", "true", "yes", "on"})
