@@ -275,8 +275,9 @@ def _cmd_send(args: argparse.Namespace) -> int:
     events = list(_events_from_json(args.json)) if args.json else [_event_from_options(args)]
     notifications = notifications_from(args)
     progress: Progress | None = None
-    # What a PushConsumer of each hub would publish; with recipients too (an explicit --hub).
-    pusher = PushConsumer(per_recipient=args.per_recipient, broadcast_private=True)
+    # What a default PushConsumer of each hub would publish: an event with recipients to their
+    # own streams, and to the hub's only when explicitly broadcast (the privacy rule).
+    pusher = PushConsumer(broadcast_private=args.broadcast_private)
     try:
         if not args.hub and not notifications.hubs:
             raise CommandError(
@@ -697,11 +698,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="events as JSON (an object, a list or JSON Lines); - for stdin",
     )
     send.add_argument(
-        "--hub", action="append", metavar="LABEL", help="publish straight to this hub's stream"
+        "--hub",
+        action="append",
+        metavar="LABEL",
+        help="publish straight to this hub's stream (with recipients: to theirs instead)",
     )
     send.add_argument(
-        "--per-recipient", action="store_true", help="with --hub: also to user:<id> streams"
+        "--broadcast-private",
+        action="store_true",
+        help="with --hub: an event with recipients goes to the hub's stream too",
     )
+    # Kept for old scripts: recipients' own streams are always published to now.
+    send.add_argument("--per-recipient", action="store_true", help=argparse.SUPPRESS)
     send.set_defaults(handler=_cmd_send)
 
     tail = commands.add_parser("tail", parents=[common], help="follow a hub's stream")

@@ -176,7 +176,9 @@ def test_send_to_hubs_publishes_what_their_push_consumers_would_once_per_stream(
     monkeypatch.setenv("NOTIFYCORE_BACKEND_URL", url)
     monkeypatch.delenv("NOTIFYCORE_CONFIG", raising=False)
     # Nothing declares hubs: a hub id is taken as it is, and a label once its stream has events.
-    args = ["send", "--hub", "event-hub-Chat", "--hub", "Chat", "--type", "t", "--per-recipient"]
+    # Broadcast explicitly: a private event goes to the hub's stream as well (once).
+    args = ["send", "--hub", "event-hub-Chat", "--hub", "Chat", "--type", "t"]
+    args.append("--broadcast-private")
     assert main([*args, "--recipient", "bob", "--recipient", "bob"]) == 1
     assert "no hub named 'Chat'" in capsys.readouterr().err
     assert main(["send", "--hub", "event-hub-Chat", "--type", "t", "--title", "first"]) == 0
@@ -418,3 +420,36 @@ def test_check_reads_an_ini_file_and_the_environment_wins(
     out = capsys.readouterr().out
     assert "backend: memory (notifycore.backends.memory:MemoryBackend)" in out
     assert "  listener audit  use: log  mode: inline  consumer: LogConsumer('a.jsonl')" in out
+
+
+def test_send_to_a_hub_keeps_private_events_off_its_stream(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The privacy rule of PushConsumer: recipients get it on their own streams, the hub not."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    send = ["send", "--hub", "event-hub-Chat", "--type", "chat"]
+    assert main([*send, "--title", "for alice", "--recipient", "alice", "--recipient", "bob"]) == 0
+    assert main([*send, "--title", "for carol", "--recipient", "carol", "--per-recipient"]) == 0
+    assert main([*send, "--title", "for all"]) == 0
+    announced = ["--title", "broadcast", "--recipient", "dave", "--broadcast-private"]
+    assert main([*send, *announced]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" published to ", 1)[1] for line in lines] == [
+        "user:alice, user:bob",
+        "user:carol",
+        "event-hub-Chat",
+        "event-hub-Chat, user:dave",
+    ]
+    n = Notifications(config={"BACKEND_URL": env["NOTIFYCORE_BACKEND_URL"]}, environ={})
+    try:
+
+        def titles(stream: str) -> list[str]:
+            return [Event.from_json(m.data).title for m in n.backend.read(stream).messages]
+
+        assert titles("event-hub-Chat") == ["for all", "broadcast"]
+        assert titles("user:alice") == titles("user:bob") == ["for alice"]
+        assert titles("user:carol") == ["for carol"]
+        assert titles("user:dave") == ["broadcast"]
+    finally:
+        n.close()
