@@ -3,21 +3,27 @@
 Every command reads settings from ``--config FILE`` (TOML, INI or JSON) and
 ``NOTIFYCORE_*`` environment variables, or uses the application given with
 ``--app module:notifications`` (``NOTIFYCORE_APP``). Errors print as one line
-on standard error with exit status 1 (2 for usage errors, as argparse does).
+on standard error with exit status 1 (2 for usage errors, as argparse does);
+``--traceback`` adds the whole traceback. Output cut short by a closed pipe
+(``notifycore plugins | head``) ends quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator, Sequence
+from importlib import metadata
 from typing import Any, TextIO
 
 from notifycore import drivers
@@ -31,7 +37,10 @@ from notifycore.notifications import Notifications
 from notifycore.plugins import get_plugins
 from notifycore.worker import Worker
 
-__all__ = ["CommandError", "build_parser", "load_app", "main"]
+__all__ = ["DEFAULT_SENDER", "CommandError", "Progress", "build_parser", "load_app", "main"]
+
+#: The sender of an event ``notifycore send`` builds when ``--sender`` is not given.
+DEFAULT_SENDER = "cli"
 
 
 # -- building the Notifications ------------------------------------------------------------------
@@ -51,6 +60,12 @@ def load_app(spec: str) -> Notifications:
         raise CommandError(f"cannot import the app module {module_name!r}: {exc}") from exc
     except (ValueError, TypeError) as exc:
         raise CommandError(f"--app takes package.module:attribute, not {spec!r}: {exc}") from exc
+    except Exception as exc:
+        # The application's own error: one line here, the whole traceback with --traceback.
+        raise CommandError(
+            f"importing the app module {module_name!r} raised {_one_line(exc)} "
+            "(--traceback shows where)"
+        ) from exc
     target: Any = module
     for part in attribute.split("."):
         try:
@@ -58,7 +73,14 @@ def load_app(spec: str) -> Notifications:
         except AttributeError:
             raise CommandError(f"module {module_name!r} has no attribute {attribute!r}") from None
     if not isinstance(target, Notifications) and callable(target):
-        target = target()
+        try:
+            target = target()
+        except NotifycoreError:
+            raise
+        except Exception as exc:
+            raise CommandError(
+                f"calling {spec} raised {_one_line(exc)} (--traceback shows where)"
+            ) from exc
     if not isinstance(target, Notifications):
         extensions = getattr(target, "extensions", None)
         if isinstance(extensions, dict) and isinstance(
@@ -68,6 +90,12 @@ def load_app(spec: str) -> Notifications:
     if not isinstance(target, Notifications):
         raise CommandError(f"{spec!r} is {type(target).__name__}, not a Notifications object")
     return target
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line (the first line of a long message)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def notifications_from(args: argparse.Namespace) -> Notifications:
@@ -82,42 +110,84 @@ def notifications_from(args: argparse.Namespace) -> Notifications:
 # -- live counts ------------------------------------------------------------------------------
 
 
-class Progress:
-    """A live count on standard error: rewritten in place on a terminal, a line now and then otherwise."""
+#: How often a progress line is written when standard error is not a terminal (seconds).
+PROGRESS_EVERY = 2.0
+#: How often the count is rewritten in place on a terminal.
+PROGRESS_EVERY_TTY = 0.2
 
-    def __init__(self, label: str, stream: TextIO | None = None, every: float = 2.0) -> None:
+
+def _progress_every(tty: bool) -> float:
+    """``NOTIFYCORE_PROGRESS_EVERY`` seconds if set, else the default for the kind of stream."""
+    text = os.environ.get("NOTIFYCORE_PROGRESS_EVERY")
+    if text is not None:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not 0 <= value < float("inf"):
+            raise CommandError(
+                f"NOTIFYCORE_PROGRESS_EVERY must be a number of seconds >= 0, not {text!r}"
+            )
+        return value
+    return PROGRESS_EVERY_TTY if tty else PROGRESS_EVERY
+
+
+class Progress:
+    """A live count on standard error: rewritten in place on a terminal, a line now and then otherwise.
+
+    ``total`` (when known) is shown as ``(of total)``. The final count is shown
+    once by :meth:`done`, never twice.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        stream: TextIO | None = None,
+        every: float | None = None,
+        total: int | None = None,
+    ) -> None:
         self.label = label
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
-        self.every = 0.2 if self.tty else every
+        self.every = _progress_every(self.tty) if every is None else every
+        self.total = total
         self.counts: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._shown = 0.0
+        # A terminal shows the count at once; a log gets its first line only after a while,
+        # so that quick work writes one line, the final count.
+        self._shown: float | None = None if self.tty else time.monotonic()
         self._last = ""
 
     def add(self, name: str, value: int = 1) -> None:
         with self._lock:
             self.counts[name] = self.counts.get(name, 0) + value
             now = time.monotonic()
-            if now - self._shown >= self.every:
+            if self._shown is None or now - self._shown >= self.every:
                 self._shown = now
                 self._show(final=False)
 
     def _text(self) -> str:
         parts = ", ".join(f"{n} {k}" for k, n in self.counts.items()) or "nothing yet"
+        if self.total is not None:
+            parts += f" (of {self.total})"
         return f"{self.label}: {parts}"
 
     def _show(self, final: bool) -> None:
         text = self._text()
-        if self.tty:
-            self.stream.write("\r" + text + ("\n" if final else ""))
-        elif final or text != self._last:
-            self.stream.write(text + "\n")
+        try:
+            if self.tty:
+                # Padded over a longer earlier text; a newline ends the line for good.
+                pad = " " * max(0, len(self._last) - len(text))
+                self.stream.write("\r" + text + pad + ("\n" if final else ""))
+            elif text != self._last:
+                self.stream.write(text + "\n")
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):  # a closed stream never stops the work
+            pass
         self._last = text
-        self.stream.flush()
 
     def done(self) -> None:
-        """Show the final count (nothing when nothing was counted)."""
+        """Show the final count once (nothing when nothing was counted)."""
         with self._lock:
             if self.counts:
                 self._show(final=True)
@@ -201,20 +271,24 @@ def _event_from_options(args: argparse.Namespace) -> Event:
 
 
 def _cmd_send(args: argparse.Namespace) -> int:
-    if not args.app and not args.hub:
-        raise CommandError(
-            "nothing would receive the event: pass --app module:notifications to send through "
-            "its hubs, or --hub LABEL to publish to a hub's stream"
-        )
     # Every event is parsed and validated before the first is sent: a bad line sends nothing.
     events = list(_events_from_json(args.json)) if args.json else [_event_from_options(args)]
     notifications = notifications_from(args)
-    progress = Progress("sent") if args.json else None
-    # What a PushConsumer of each hub would publish; with recipients too (an explicit --hub).
-    pusher = PushConsumer(per_recipient=args.per_recipient, broadcast_private=True)
+    progress: Progress | None = None
+    # What a default PushConsumer of each hub would publish: an event with recipients to their
+    # own streams, and to the hub's only when explicitly broadcast (the privacy rule).
+    pusher = PushConsumer(broadcast_private=args.broadcast_private)
     try:
+        if not args.hub and not notifications.hubs:
+            raise CommandError(
+                "nothing would receive the event: pass --app module:notifications or --config "
+                "FILE declaring hubs to send through them, or --hub LABEL to publish to a "
+                "hub's stream"
+            )
         events = [notifications.coerce_event(event) for event in events]  # sizes too, first
         targets = [_stream_name(notifications, h) for h in args.hub or ()]
+        if args.json:
+            progress = Progress("sent", total=len(events))
         for event in events:
             if targets:
                 data = event.to_json_bytes()
@@ -228,11 +302,12 @@ def _cmd_send(args: argparse.Namespace) -> int:
                 result = notifications.send(event)
                 summary = ", ".join(f"{o.hub}/{o.consumer}={o.status}" for o in result.outcomes)
                 line = f"{event.event_id} {summary or 'matched no hub'}"
-            if progress is None:
-                print(line, flush=True)
-            else:
+            # One line per event, with its id, on standard output; the count on standard error.
+            print(line, flush=progress is None)
+            if progress is not None:
                 progress.add("events")
     finally:
+        sys.stdout.flush()
         if progress is not None:
             progress.done()
         notifications.close()
@@ -242,21 +317,58 @@ def _cmd_send(args: argparse.Namespace) -> int:
 # -- tail -------------------------------------------------------------------------------------
 
 
+#: What a hub label, hub id or stream name given on the command line may look like.
+_STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,255}$")
+
+
 def _stream_name(notifications: Notifications, name: str) -> str:
-    """The stream of the hub ``name`` (a label or hub id), or ``name`` itself when it names a
-    stream (``user:alice``) rather than a hub."""
+    """The stream that ``name`` (a hub label or hub id, or a stream such as ``user:alice``) means.
+
+    A name must be known, so that a typo is an error rather than a stream no
+    one reads: a hub of the app or configuration; else, when there is one, a
+    stream named in full (with a ``:``, such as ``user:alice``); when nothing
+    declares hubs, also a hub id (``event-hub-Chat``), or a label whose stream
+    already has events.
+    """
     try:
         return notifications.get_hub(name).hub_id
     except UnknownHub:
         pass
-    if name.startswith(HUB_ID_PREFIX) or ":" in name:
+    if not _STREAM_NAME.match(name):
+        raise CommandError(
+            f"{name!r} is not a hub label, hub id or stream name: use letters, digits and "
+            "_.:@- (a hub label such as Chat, or a stream such as user:alice)"
+        )
+    is_hub_id = name.startswith(HUB_ID_PREFIX)
+    if ":" in name and not is_hub_id:
+        return name  # a stream named in full: user:alice
+    hubs = sorted(notifications.hubs)
+    if hubs:
+        label = name[len(HUB_ID_PREFIX) :] if is_hub_id else name
+        message = f"no hub named {name!r} (hubs: {', '.join(hubs)})"
+        close = difflib.get_close_matches(label, hubs, n=1)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+        raise CommandError(message)
+    if is_hub_id:
         return name
-    return hub_id(name)
+    stream = hub_id(name)
+    if notifications.backend.last_id(stream) is None:
+        raise CommandError(
+            f"no hub named {name!r}: no --app or --config declares hubs, and {stream} has no "
+            f"events yet; pass --app module:notifications or --config FILE, or name the stream "
+            f"in full ({stream}) to use it anyway"
+        )
+    return stream
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
     notifications = notifications_from(args)
-    stream = _stream_name(notifications, args.hub)
+    try:
+        stream = _stream_name(notifications, args.hub)
+    except BaseException:
+        notifications.close()
+        raise
     stop = threading.Event()
     if args.timeout is not None:
         timer = threading.Timer(args.timeout, stop.set)
@@ -378,6 +490,10 @@ def _close_within(notifications: Notifications, seconds: float | None) -> None:
 # -- dead letters -----------------------------------------------------------------------------
 
 
+#: Dead letters requeued or purged per backend call, so that progress can be shown.
+DEAD_LETTER_BATCH = 500
+
+
 def _cmd_dead_letters(args: argparse.Namespace) -> int:
     notifications = notifications_from(args)
     queue = args.queue or notifications.settings["DEFAULT_QUEUE"]
@@ -403,12 +519,37 @@ def _cmd_dead_letters(args: argparse.Namespace) -> int:
                     print(f"{letter.id}\t{letter.attempts} tries\t{letter.error}")
             if not args.json:
                 sys.stderr.write(f"{len(letters)} dead letter(s) in queue {queue!r}\n")
-        elif args.action == "requeue":
-            count = backend.requeue_dead_letters(queue, args.id or None)
-            print(f"requeued {count} dead letter(s) in queue {queue!r}")
-        else:
-            count = backend.purge_dead_letters(queue, args.id or None)
-            print(f"purged {count} dead letter(s) from queue {queue!r}")
+            return 0
+        # The ids to act on, all checked first: an id that is not there changes nothing.
+        present = [letter.id for letter in backend.dead_letters(queue)]
+        if args.id:
+            wanted = list(dict.fromkeys(args.id))
+            missing = [i for i in wanted if i not in set(present)]
+            if missing:
+                raise CommandError(
+                    f"no dead letter with id {', '.join(missing)} in queue {queue!r} "
+                    f"({len(present)} there; see: notifycore dead-letters list --queue {queue})"
+                )
+            present = wanted
+        act = (
+            backend.requeue_dead_letters if args.action == "requeue" else backend.purge_dead_letters
+        )
+        done_word = "requeued" if args.action == "requeue" else "purged"
+        # A live count when it takes more than one batch.
+        many = len(present) > DEAD_LETTER_BATCH
+        progress = Progress(done_word, total=len(present)) if many else None
+        count = 0
+        try:
+            for start in range(0, len(present), DEAD_LETTER_BATCH):
+                done = act(queue, present[start : start + DEAD_LETTER_BATCH])
+                count += done
+                if progress is not None:
+                    progress.add("dead letters", done)
+        finally:
+            if progress is not None:
+                progress.done()
+        where = "in" if args.action == "requeue" else "from"
+        print(f"{done_word} {count} dead letter(s) {where} queue {queue!r}")
     finally:
         notifications.close()
     return 0
@@ -492,9 +633,12 @@ def _print_hubs(notifications: Notifications, where: str, backend: str) -> None:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid positive integer: {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+        raise argparse.ArgumentTypeError(f"invalid positive integer: {text!r} (at least 1)")
     return value
 
 
@@ -521,16 +665,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("NOTIFYCORE_APP"),
         help="the application's Notifications, e.g. myapp.events:notifications; NOTIFYCORE_APP",
     )
+    common.add_argument(
+        "--traceback",
+        action="store_true",
+        help="on an error, print the whole traceback too (not only its one line)",
+    )
     parser = argparse.ArgumentParser(
         prog="notifycore", description="Send, follow and deliver notifications."
     )
+    parser.add_argument("--version", action="version", version=f"notifycore {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     send = commands.add_parser("send", parents=[common], help="send an event")
     send.add_argument("--type", help="event type")
     send.add_argument("--title", default="")
     send.add_argument("--body", default="")
-    send.add_argument("--sender", default="")
+    send.add_argument(
+        "--sender", default=DEFAULT_SENDER, help=f"who sends it (default: {DEFAULT_SENDER})"
+    )
     send.add_argument("--id", default=None, help="event id (default: a new uuid4)")
     send.add_argument("--recipient", action="append", metavar="USER")
     send.add_argument("--tag", action="append")
@@ -546,18 +698,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="events as JSON (an object, a list or JSON Lines); - for stdin",
     )
     send.add_argument(
-        "--hub", action="append", metavar="LABEL", help="publish straight to this hub's stream"
+        "--hub",
+        action="append",
+        metavar="LABEL",
+        help="publish straight to this hub's stream (with recipients: to theirs instead)",
     )
     send.add_argument(
-        "--per-recipient", action="store_true", help="with --hub: also to user:<id> streams"
+        "--broadcast-private",
+        action="store_true",
+        help="with --hub: an event with recipients goes to the hub's stream too",
     )
+    # Kept for old scripts: recipients' own streams are always published to now.
+    send.add_argument("--per-recipient", action="store_true", help=argparse.SUPPRESS)
     send.set_defaults(handler=_cmd_send)
 
     tail = commands.add_parser("tail", parents=[common], help="follow a hub's stream")
     tail.add_argument("hub", metavar="HUB", help="hub label, hub id or stream name (user:alice)")
     tail.add_argument("--since", metavar="ID", help="replay what came after this id first")
     tail.add_argument("--count", type=_positive, help="exit after this many events")
-    tail.add_argument("--timeout", type=float, help="exit after this many seconds")
+    tail.add_argument("--timeout", type=_seconds, help="exit after this many seconds")
     tail.add_argument("--format", choices=("text", "json"), default="text")
     tail.set_defaults(handler=_cmd_tail)
 
@@ -600,17 +759,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    try:
+        return metadata.version("notifycore")
+    except metadata.PackageNotFoundError:  # run from a checkout that is not installed
+        from notifycore import __version__
+
+        return __version__
+
+
+def _error(exc: BaseException, args: argparse.Namespace) -> int:
+    """One line on standard error (the whole traceback first with ``--traceback``); status 1."""
+    if getattr(args, "traceback", False):
+        traceback.print_exception(exc, file=sys.stderr)
+    message = str(exc).strip() or type(exc).__name__
+    sys.stderr.write(f"notifycore: error: {message}\n")
+    return 1
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader of our output went away (``| head``): stop quietly, as Python's docs advise.
+
+    Standard output is pointed at /dev/null so that the interpreter's last flush
+    at exit raises nothing more; SIGPIPE keeps Python's handling, so a socket
+    that closes never kills a worker.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args))
-    except NotifycoreError as exc:
-        sys.stderr.write(f"notifycore: error: {exc}\n")
-        return 1
-    except OSError as exc:
-        sys.stderr.write(f"notifycore: error: {exc}\n")
-        return 1
+        status = int(args.handler(args))
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
+        return status
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    except (NotifycoreError, OSError) as exc:
+        return _error(exc, args)
     except KeyboardInterrupt:
         return 130
 

@@ -13,15 +13,15 @@ import inspect
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from notifycore.errors import ConfigurationError
+from notifycore.event import Event
 
 if TYPE_CHECKING:
     from notifycore.backends.base import Backend
-    from notifycore.event import Event
     from notifycore.hub import Hub
     from notifycore.listeners import ListenerConfig
 
@@ -75,9 +75,52 @@ class Consumer:
     #: Default registration name; None means the qualified class name.
     name: str | None = None
 
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], **options: Any) -> Self:
+        """The consumer built from validated settings, ``options`` winning over them.
+
+        The one path by which settings reach a consumer, however it is chosen:
+        code calls ``MyConsumer.from_settings(notifications.settings, ...)``,
+        and a listener declared with ``use = "<entry point>"`` or
+        ``use = "pkg.mod:MyConsumer"`` is built by
+        ``MyConsumer.from_settings(settings, **its_keys)`` (unless the class
+        offers Kinto's ``load_from_config``). This default ignores the
+        settings: ``cls(**options)``. A plugin overrides it to read its own
+        keys (``options.setdefault("path", settings["SINK_PATH"])``).
+        """
+        return cls(**options)
+
     def consume(self, event: Event) -> Any:
         """Handle one event."""
         raise NotImplementedError(f"{type(self).__name__} must implement consume(event)")
+
+    def __call__(self, event: Event | str | bytes | Mapping[str, Any]) -> Any:
+        """Deliver one event by hand, hooks included: ``consumer(event)`` or ``consumer(event_json)``.
+
+        Flask-Notifications' way of calling a consumer: ``before_consume``,
+        :meth:`consume`, then ``after_consume`` (``on_error`` when it raised,
+        and the error is raised again). The event may be an :class:`Event`,
+        its JSON or a dict. No hub, worker or hook of a plugin takes part:
+        ``notifications.send(event)`` is the way events are normally delivered.
+        An ``async def`` consumer is awaited instead: ``await consumer.consume(event)``.
+        """
+        if is_async(self):
+            raise TypeError(
+                f"{type(self).__name__}.consume is async: await consumer.consume(event), "
+                "or send the event through notifications.send()"
+            )
+        if isinstance(event, (str, bytes)):
+            event = Event.from_json(event)
+        elif not isinstance(event, Event):
+            event = Event.from_dict(event)
+        try:
+            self.before_consume(event)
+            result = self.consume(event)
+        except Exception as error:
+            self.on_error(event, error)
+            raise
+        self.after_consume(event)
+        return result
 
     def before_consume(self, event: Event) -> None:
         """Called before :meth:`consume`."""

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -47,6 +49,8 @@ STANDARD_FIELDS: Final = (
 )
 _STANDARD = frozenset(STANDARD_FIELDS)
 _MAX_ID_LENGTH: Final = 256
+# C0 and C1 control characters: never part of a user id (a stream name, a log line).
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
 _utc = UTC
 _now = datetime.now
 _uuid4 = uuid.uuid4
@@ -115,12 +119,17 @@ def _datetime(field: str, value: object) -> datetime:
 
 
 def _strings(field: str, value: object) -> tuple[str, ...]:
+    """A list of strings: a list or tuple (all JSON gives), or from Python any other iterable.
+
+    A string, bytes or a mapping is refused (a dict's keys are never taken
+    for the list); a set is stored sorted, so the same set gives the same JSON.
+    """
     if value is None:
         return ()
-    if isinstance(value, (str, bytes)):
+    if isinstance(value, (str, bytes, bytearray, memoryview)):
         raise InvalidEvent(field, f"must be a list of strings, not a single {type(value).__name__}")
-    if not isinstance(value, Iterable):
-        raise InvalidEvent(field, f"must be a list of strings, not {type(value).__name__}")
+    if isinstance(value, Mapping) or not isinstance(value, Iterable):
+        raise InvalidEvent(field, f"must be a list of strings, not {_a(type(value).__name__)}")
     items = tuple(value)
     for item in items:
         if not isinstance(item, str):
@@ -128,7 +137,36 @@ def _strings(field: str, value: object) -> tuple[str, ...]:
         _utf8(field, item)
     if any(type(item) is not str for item in items):
         items = tuple(str.__str__(item) for item in items)
+    if isinstance(value, AbstractSet):
+        items = tuple(sorted(items))
     return items
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[:1] in "aeiou" else f"a {noun}"
+
+
+def _recipients(value: object) -> tuple[str, ...]:
+    """User ids, each naming a stream ``user:<id>``: not empty, not padded, no control character."""
+    items = _strings("recipients", value)
+    for item in items:
+        if not item:
+            raise InvalidEvent("recipients", "must not contain an empty id")
+        if len(item) > _MAX_ID_LENGTH:
+            raise InvalidEvent("recipients", f"ids are at most {_MAX_ID_LENGTH} characters")
+        if item != item.strip():
+            raise InvalidEvent(
+                "recipients", f"ids must not start or end with whitespace: {_describe(item)}"
+            )
+        if _CONTROL.search(item):
+            raise InvalidEvent(
+                "recipients", f"ids must not contain control characters: {_describe(item)}"
+            )
+    return items
+
+
+def _empty(value: object) -> bool:
+    return value is None or (type(value) in (tuple, list) and not value)
 
 
 def _json_scalar(field: str, value: Any) -> Any:
@@ -279,8 +317,9 @@ class Event(Mapping[str, Any]):
             "sender",
             sender if type(sender) is str and sender.isascii() else _text("sender", sender),
         )
-        s(self, "recipients", () if not recipients else _strings("recipients", recipients))
-        s(self, "tags", () if not tags else _strings("tags", tags))
+        # An empty list or tuple is the common case; anything else is checked (an empty dict too).
+        s(self, "recipients", () if _empty(recipients) else _recipients(recipients))
+        s(self, "tags", () if _empty(tags) else _strings("tags", tags))
         s(
             self,
             "expiration_datetime",

@@ -291,3 +291,16 @@ class Hub:
     def consumers(self) -> dict[str, Consumer]:
         """The registered consumers by name."""
         return {r.name: r.consumer for r in self.registrations}
+
+    @property
+    def registered_consumers(self) -> list[Any]:
+        """What was registered, in order: each consumer, or the function itself.
+
+        Flask-Notifications' name: ``len()``, ``in`` and
+        ``filter(hub.is_registered, hub.registered_consumers)`` work as they
+        did. :attr:`consumers` gives them by name.
+        """
+        return [
+            r.consumer.function if isinstance(r.consumer, FunctionConsumer) else r.consumer
+            for r in self.registrations
+        ]

@@ -3,7 +3,8 @@
 A declared listener (:class:`~notifycore.declarations.ListenerSpec`) names
 what to import with ``use``; :func:`load_listener` imports it and builds the
 consumer — with ``load_from_config(config, prefix)`` when it offers one, which
-reads its own keys from a :class:`ListenerConfig` under ``listeners.<name>.``.
+reads its own keys from a :class:`ListenerConfig` under ``listeners.<name>.``,
+else, for a consumer class, with ``Consumer.from_settings(settings, **keys)``.
 :func:`load_hubs` loads every listener of the declared hubs; the
 ``Notifications`` object then installs them.
 """
@@ -31,6 +32,7 @@ from notifycore.declarations import (
     unknown,
 )
 from notifycore.errors import ConfigurationError
+from notifycore.settings import parse_text
 
 if TYPE_CHECKING:
     from notifycore.notifications import Notifications
@@ -219,6 +221,10 @@ def load_listener(spec: ListenerSpec, config: ListenerConfig) -> Consumer | Any:
 
     - anything with ``load_from_config`` (a module, or a class offering it as
       a classmethod): ``load_from_config(config, prefix)`` builds it;
+    - a :class:`Consumer` class: ``cls.from_settings(settings, **keys)``, the
+      same path code takes, so a plugin's settings reach it and the listener's
+      own keys win over them (INI text converted to the constructor's
+      ``int``, ``float`` and ``bool`` annotations);
     - another class: instantiated with the listener's own keys as keyword arguments;
     - a function: registered as the consumer itself (it takes no keys).
     """
@@ -244,6 +250,9 @@ def load_listener(spec: ListenerSpec, config: ListenerConfig) -> Consumer | Any:
             raise ConfigurationError(
                 f"module {target.__name__!r} has no load_from_config(config, prefix)"
             )
+        if isinstance(target, type) and issubclass(target, Consumer):
+            made = _from_settings(spec, target, config.settings)
+            return _check_consumer(spec, made, f"{target.__name__}.from_settings")
         if isinstance(target, type):
             return _check_consumer(spec, _instantiate(spec, target), target.__name__)
         if callable(target):
@@ -259,6 +268,57 @@ def load_listener(spec: ListenerSpec, config: ListenerConfig) -> Consumer | Any:
         raise ConfigurationError(f"{where}: {exc}") from exc
     except (TypeError, ValueError, LookupError) as exc:
         raise ConfigurationError(f"{where}: {type(exc).__name__}: {exc}") from exc
+
+
+def _keywords(function: Any) -> tuple[list[str], bool]:
+    """The keyword arguments ``function`` names, and whether it takes any (``**kwargs``)."""
+    try:
+        params = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # some built-in classes have no signature
+        return [], True
+    named = [
+        p.name
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
+    return named, any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def _typed_options(spec: ListenerSpec, cls: type) -> dict[str, Any]:
+    """The listener's keys, text from an INI file converted to what the constructor declares.
+
+    Only ``int``, ``float`` and ``bool`` annotations are converted (as settings
+    from the environment are); anything else is passed as it was written.
+    """
+    try:
+        params = inspect.signature(cls, eval_str=True).parameters
+    except Exception:  # annotations that do not resolve: nothing to convert with
+        return dict(spec.options)
+    options = dict(spec.options)
+    for key, value in options.items():
+        kind = params[key].annotation if key in params else None
+        if isinstance(value, str) and kind in (int, float, bool):
+            try:
+                options[key] = parse_text(value, kind)
+            except ValueError:
+                raise ConfigurationError(
+                    f"listeners.{spec.name}.{key} must be {kind.__name__}, not {value!r}"
+                ) from None
+    return options
+
+
+def _from_settings(spec: ListenerSpec, cls: type[Consumer], settings: Mapping[str, Any]) -> Any:
+    """``cls.from_settings(settings, **keys)``: the plugin reads its settings, the keys win."""
+    named, takes_any = _keywords(cls.from_settings)
+    named = named[1:]  # the settings
+    if takes_any:  # from_settings(settings, **options) hands the keys to the constructor
+        constructor, takes_any = _keywords(cls)
+        named += constructor
+    if not takes_any:
+        for key in spec.options:
+            if key not in named:
+                raise unknown(f"listeners.{spec.name}", key, [*named, *LISTENER_KEYS], "key")
+    return cls.from_settings(settings, **_typed_options(spec, cls))
 
 
 def _instantiate(spec: ListenerSpec, cls: type) -> Any:

@@ -54,6 +54,8 @@ _NOT_SETTINGS = frozenset(
         "NOTIFYCORE_LOAD_PLUGINS",
         "NOTIFYCORE_APP",
         "NOTIFYCORE_CONFIG",
+        "NOTIFYCORE_PROGRESS_EVERY",
+        "NOTIFYCORE_VENV",  # where scripts/test and scripts/demo make the virtualenv
     }
 )
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -93,8 +95,8 @@ def split_names(value: Any) -> list[str]:
 
 #: What a masked secret shows instead of its value.
 MASK = "***"
-# scheme://user:PASSWORD@host (each URL of a ``a;b`` or ``a,b`` failover list).
-_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s;,]*):[^@\s;,]*@")
+# Where each URL starts; its userinfo runs to the last "@" before the next one.
+_URL_START = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 # ?password=... &sentinel_password=... &token=... in a query string.
 _QUERY_SECRET = re.compile(
     r"([?&;][^=&;#\s]*(?:password|passwd|secret|token)[^=&;#\s]*=)[^&;#\s]*", re.IGNORECASE
@@ -106,10 +108,27 @@ _SECRET_KEY = re.compile(
 
 
 def mask_url(text: str) -> str:
-    """``text`` with the password of every URL in it (user part or query) as ``***``."""
+    """``text`` with the password of every URL in it (user part or query) as ``***``.
+
+    A password may hold any character unencoded (``,`` ``;`` ``@``, a space),
+    so a URL's userinfo is everything from its ``scheme://`` to the **last**
+    ``@`` before the next ``scheme://`` (each URL of a kombu failover list
+    ``a;b;c`` starts with one): the user is kept up to the first ``:``, the
+    rest is masked. In doubt it masks too much, never too little.
+    """
     if "://" not in text:
         return text
-    text = _URL_PASSWORD.sub(rf"\1:{MASK}@", text)
+    pieces: list[str] = []
+    done = 0
+    starts = list(_URL_START.finditer(text))
+    for number, start in enumerate(starts):
+        end = starts[number + 1].start() if number + 1 < len(starts) else len(text)
+        at = text.rfind("@", start.end(), end)
+        colon = text.find(":", start.end(), at) if at != -1 else -1
+        if colon != -1:  # user:password@ (a user alone is no secret)
+            pieces += (text[done : colon + 1], MASK)
+            done = at
+    text = "".join(pieces) + text[done:]
     return _QUERY_SECRET.sub(rf"\1{MASK}", text)
 
 

@@ -1,5 +1,6 @@
 # Sourced by scripts/demo and scripts/test: make .venv (Python 3.11+) and install into it.
-# Usage: venv_install PIP_ARGS...
+# Usage: venv_install PIP_ARGS... (quiet) or venv_install_shown PIP_ARGS... (pip's progress);
+# up_to_date / write_stamp keep a stamp of what was installed. NOTIFYCORE_VENV moves the venv.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="${NOTIFYCORE_VENV:-$ROOT/.venv}"
@@ -31,12 +32,18 @@ ensure_command() {
     command -v "$1" >/dev/null 2>&1 || { echo "could not install $2" >&2; return 1; }
 }
 
-venv_install() {
+# ensure_venv: create $VENV (with an up-to-date pip) unless it exists and runs.
+ensure_venv() {
     if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
         echo "==> creating virtualenv $VENV"
         "$(find_python)" -m venv "$VENV"
         "$VENV/bin/python" -m pip install --quiet --upgrade pip
     fi
+}
+
+# venv_install PIP_ARGS...: pip install into $VENV quietly; its output only when it fails.
+venv_install() {
+    ensure_venv
     echo "==> installing: $*"
     local log
     log=$(mktemp)
@@ -47,4 +54,34 @@ venv_install() {
         return 1
     fi
     rm -f "$log"
+}
+
+# venv_install_shown PIP_ARGS...: the same, showing pip's own progress (downloads, builds).
+venv_install_shown() {
+    ensure_venv
+    echo "==> installing: $*"
+    (cd "$ROOT" && "$VENV/bin/python" -m pip install --progress-bar on "$@")
+}
+
+# inputs_hash FILES...: one SHA-256 of the files' contents and of the Python in $VENV.
+inputs_hash() {
+    local sum=sha256sum
+    command -v sha256sum >/dev/null 2>&1 || sum="shasum -a 256"
+    { cat -- "$@"; "$VENV/bin/python" -VV; } | $sum | cut -d' ' -f1
+}
+
+# up_to_date STAMP FILES...: true when $VENV runs and STAMP holds the hash of FILES, that is
+# when what was installed after the last write_stamp has not changed since.
+up_to_date() {
+    local stamp=$1
+    shift
+    [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import sys' 2>/dev/null || return 1
+    [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$(inputs_hash "$@")" ]
+}
+
+# write_stamp STAMP FILES...: remember that FILES, as they are now, are installed.
+write_stamp() {
+    local stamp=$1
+    shift
+    inputs_hash "$@" >"$stamp"
 }

@@ -19,11 +19,20 @@ NOTIFYCORE = str(Path(sys.executable).with_name("notifycore"))
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
+def bare_env(tmp_path: Path) -> dict[str, str]:
+    """A database and nothing that declares hubs."""
     return {
         **{k: v for k, v in os.environ.items() if not k.startswith("NOTIFYCORE_")},
         "NOTIFYCORE_BACKEND_URL": f"sqlite:///{tmp_path / 'cli.db'}",
     }
+
+
+@pytest.fixture
+def env(bare_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """A database, and a configuration (NOTIFYCORE_CONFIG) that declares the hub Chat."""
+    config = tmp_path / "hubs.toml"
+    config.write_text("[hubs.Chat]\n")
+    return {**bare_env, "NOTIFYCORE_CONFIG": str(config)}
 
 
 def run(
@@ -165,13 +174,21 @@ def test_send_to_hubs_publishes_what_their_push_consumers_would_once_per_stream(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'push.db'}"
     monkeypatch.setenv("NOTIFYCORE_BACKEND_URL", url)
-    args = ["send", "--hub", "Chat", "--hub", "event-hub-Chat", "--type", "t", "--per-recipient"]
+    monkeypatch.delenv("NOTIFYCORE_CONFIG", raising=False)
+    # Nothing declares hubs: a hub id is taken as it is, and a label once its stream has events.
+    # Broadcast explicitly: a private event goes to the hub's stream as well (once).
+    args = ["send", "--hub", "event-hub-Chat", "--hub", "Chat", "--type", "t"]
+    args.append("--broadcast-private")
+    assert main([*args, "--recipient", "bob", "--recipient", "bob"]) == 1
+    assert "no hub named 'Chat'" in capsys.readouterr().err
+    assert main(["send", "--hub", "event-hub-Chat", "--type", "t", "--title", "first"]) == 0
+    assert capsys.readouterr().out.endswith(" published to event-hub-Chat\n")
     assert main([*args, "--recipient", "bob", "--recipient", "bob"]) == 0
     assert capsys.readouterr().out.endswith(" published to event-hub-Chat, user:bob\n")
     assert main(["send", "--hub", "user:ann", "--type", "t"]) == 0  # a stream, not a hub
     n = Notifications(config={"BACKEND_URL": url}, environ={})
     try:
-        assert len(n.backend.read("event-hub-Chat").messages) == 1
+        assert len(n.backend.read("event-hub-Chat").messages) == 2
         assert len(n.backend.read("user:bob").messages) == 1
         assert len(n.backend.read("user:ann").messages) == 1
     finally:
@@ -192,7 +209,6 @@ def test_bulk_send_from_json_lines_on_stdin_shows_a_count(env: dict[str, str]) -
 @pytest.mark.parametrize(
     ("args", "stdin", "message"),
     [
-        (["send", "--type", "t"], None, "nothing would receive the event"),
         (["send", "--hub", "Chat"], None, "give --type"),
         (["send", "--hub", "Chat", "--json", "-"], "{broken", "line 1: event: is not valid JSON"),
         (
@@ -404,3 +420,36 @@ def test_check_reads_an_ini_file_and_the_environment_wins(
     out = capsys.readouterr().out
     assert "backend: memory (notifycore.backends.memory:MemoryBackend)" in out
     assert "  listener audit  use: log  mode: inline  consumer: LogConsumer('a.jsonl')" in out
+
+
+def test_send_to_a_hub_keeps_private_events_off_its_stream(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The privacy rule of PushConsumer: recipients get it on their own streams, the hub not."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    send = ["send", "--hub", "event-hub-Chat", "--type", "chat"]
+    assert main([*send, "--title", "for alice", "--recipient", "alice", "--recipient", "bob"]) == 0
+    assert main([*send, "--title", "for carol", "--recipient", "carol", "--per-recipient"]) == 0
+    assert main([*send, "--title", "for all"]) == 0
+    announced = ["--title", "broadcast", "--recipient", "dave", "--broadcast-private"]
+    assert main([*send, *announced]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" published to ", 1)[1] for line in lines] == [
+        "user:alice, user:bob",
+        "user:carol",
+        "event-hub-Chat",
+        "event-hub-Chat, user:dave",
+    ]
+    n = Notifications(config={"BACKEND_URL": env["NOTIFYCORE_BACKEND_URL"]}, environ={})
+    try:
+
+        def titles(stream: str) -> list[str]:
+            return [Event.from_json(m.data).title for m in n.backend.read(stream).messages]
+
+        assert titles("event-hub-Chat") == ["for all", "broadcast"]
+        assert titles("user:alice") == titles("user:bob") == ["for alice"]
+        assert titles("user:carol") == ["for carol"]
+        assert titles("user:dave") == ["broadcast"]
+    finally:
+        n.close()

@@ -5,11 +5,13 @@ Debian's chromium is installed by ./scripts/test; without it this test fails, it
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -45,7 +47,8 @@ def browser_page() -> Iterator[Page]:
             ],
         )
         try:
-            page = browser.new_page()
+            # One timezone, so that the time a page shows can be compared with the event's.
+            page = browser.new_page(timezone_id="UTC")
             page.set_default_timeout(20_000)
             yield page
         finally:
@@ -69,7 +72,7 @@ def test_the_demo_page_shows_events_live_and_catches_up_after_a_reconnect(
         page.fill("input[name=body]", "typed in Chromium")
         page.click("button[type=submit]")
         expect(page.locator("#feed li").last).to_contain_text(
-            "Hello from the form — typed in Chromium (from alice)"
+            "Hello from the form — typed in Chromium from alice at "
         )
 
         # notifycore send in another process, on the same SQLite file, reaches alice's own
@@ -85,8 +88,6 @@ def test_the_demo_page_shows_events_live_and_catches_up_after_a_reconnect(
                 "chat",
                 "--title",
                 "From the command line",
-                "--sender",
-                "cli",
                 "--recipient",
                 "alice",
             ],
@@ -97,7 +98,8 @@ def test_the_demo_page_shows_events_live_and_catches_up_after_a_reconnect(
             timeout=60,
         )
         assert sent.returncode == 0, sent.stderr
-        expect(page.locator("#mine li").last).to_contain_text("From the command line")
+        # Without --sender, the command line says it sent it.
+        expect(page.locator("#mine li").last).to_contain_text("From the command line from cli")
         # Sent after it on the same hub: once it shows, the private one would have too.
         notifications.send(Event(None, "chat", "Public after the private one"))
         expect(page.locator("#feed li").last).to_contain_text("Public after the private one")
@@ -144,4 +146,59 @@ def test_the_demo_page_shows_events_live_and_catches_up_after_a_reconnect(
                .then((r) => r.status)"""
         )
         assert refused == 403
+    notifications.close()
+
+
+def test_the_demo_page_opens_with_recent_history_showing_who_sent_each_event_and_when(
+    browser_page: Page, tmp_path: Path
+) -> None:
+    app, notifications = create_app(f"sqlite:///{tmp_path / 'demo.db'}")
+    sent_before = [
+        Event(None, "chat", "Earlier, for everyone", body="before you came", sender="bob"),
+        Event(None, "chat", "Earlier, for alice", sender="bob", recipients=["alice"]),
+        Event(None, "chat", "Earlier, for bob", sender="alice", recipients=["bob"]),
+        Event(None, "chat", "Earlier, from nobody"),
+    ]
+    for event in sent_before:
+        notifications.send(event)
+    page = browser_page
+    with serve(app) as base:
+        page.goto(f"{base}/login/alice")
+        expect(page.locator("#status")).to_have_text("live")
+        # The history route's events, oldest first, before anything live.
+        expect(page.locator("#feed li .text")).to_have_text(
+            ["Earlier, for everyone — before you came", "Earlier, from nobody"]
+        )
+        expect(page.locator("#mine li .text")).to_have_text(["Earlier, for alice"])
+        first = page.locator("#feed li").first
+        expect(first.locator(".sender")).to_have_text("bob")
+        stamp = sent_before[0].timestamp
+        expect(first.locator("time")).to_have_attribute(
+            "datetime", json.loads(sent_before[0].to_json())["timestamp"]
+        )
+        expect(first.locator("time")).to_have_text(stamp.astimezone(UTC).strftime("%H:%M:%S"))
+        expect(page.locator("#feed li").nth(1).locator(".sender")).to_have_text("(no sender)")
+
+        # Live after history: the next event follows once, and the history is not shown twice.
+        live = Event(None, "chat", "Live, after the history", sender="bob")
+        notifications.send(live)
+        expect(page.locator("#feed li .text")).to_have_text(
+            [
+                "Earlier, for everyone — before you came",
+                "Earlier, from nobody",
+                "Live, after the history",
+            ]
+        )
+        expect(page.locator("#feed li").last.locator("time")).to_have_text(
+            live.timestamp.astimezone(UTC).strftime("%H:%M:%S")
+        )
+        expect(page.locator("li", has_text="Earlier, for bob")).to_have_count(0)
+
+        # Bob's page opens with his own history, and none of alice's.
+        page.goto(f"{base}/login/bob")
+        expect(page.locator("#status")).to_have_text("live")
+        expect(page.locator("#mine li .text")).to_have_text(["Earlier, for bob"])
+        expect(page.locator("#mine li .sender")).to_have_text(["alice"])
+        expect(page.locator("li", has_text="Earlier, for alice")).to_have_count(0)
+        expect(page.locator("#feed li .text")).to_have_count(3)
     notifications.close()

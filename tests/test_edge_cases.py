@@ -285,7 +285,8 @@ def test_cli_bulk_send_checks_every_size_before_sending(env: dict[str, str]) -> 
     payload = "[" + ",".join(e.to_json() for e in events) + "]"
     done = cli(env, "send", "--hub", "H", "--json", "-", stdin=payload.encode())
     assert done.returncode == 1 and b"over the limit" in done.stderr
-    tail = cli(env, "tail", "H", "--since", "0", "--timeout", "0.5")
+    tail = cli(env, "tail", "event-hub-H", "--since", "0", "--timeout", "0.5")
+    assert tail.returncode == 0, tail.stderr
     assert tail.stdout == b"", "nothing was sent"
 
 

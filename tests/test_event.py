@@ -125,7 +125,19 @@ def test_json_is_cached_and_unicode_is_kept() -> None:
         ({"event_id": None, "event_type": "t", "recipients": "bob"}, "recipients"),
         ({"event_id": None, "event_type": "t", "recipients": [1]}, "recipients"),
         ({"event_id": None, "event_type": "t", "recipients": 7}, "recipients"),
+        ({"event_id": None, "event_type": "t", "recipients": {"bob": 1}}, "recipients"),
+        ({"event_id": None, "event_type": "t", "recipients": {}}, "recipients"),
+        ({"event_id": None, "event_type": "t", "recipients": [""]}, "recipients"),
+        ({"event_id": None, "event_type": "t", "recipients": ["bob", "  "]}, "recipients"),
+        ({"event_id": None, "event_type": "t", "recipients": [" bob"]}, "recipients"),
+        ({"event_id": None, "event_type": "t", "recipients": ["bob\n"]}, "recipients"),
+        ({"event_id": None, "event_type": "t", "recipients": ["b\x00b"]}, "recipients"),
+        ({"event_id": None, "event_type": "t", "recipients": ["x" * 257]}, "recipients"),
+        ({"event_id": None, "event_type": "t", "recipients": b"bob"}, "recipients"),
         ({"event_id": None, "event_type": "t", "tags": "x"}, "tags"),
+        ({"event_id": None, "event_type": "t", "tags": {"a": 1}}, "tags"),
+        ({"event_id": None, "event_type": "t", "tags": {}}, "tags"),
+        ({"event_id": None, "event_type": "t", "tags": [["a"]]}, "tags"),
         ({"event_id": None, "event_type": "t", "expiration_datetime": 5}, "expiration_datetime"),
         ({"event_id": None, "event_type": "t", "payload": object()}, "payload"),
         ({"event_id": None, "event_type": "t", "payload": {"k": {1, 2}}}, "payload.k"),
@@ -139,6 +151,29 @@ def test_validation_errors_name_the_field(kwargs: dict[str, object], field: str)
         Event(**kwargs)  # type: ignore[arg-type]
     assert info.value.field == field
     assert str(info.value).startswith(field + ":")
+
+
+def test_recipients_and_tags_are_lists_of_strings_from_json_too() -> None:
+    for text, field in (
+        ('{"event_type": "t", "recipients": {"bob": 1}}', "recipients"),
+        ('{"event_type": "t", "tags": {"a": 1}}', "tags"),
+        ('{"event_type": "t", "recipients": [""]}', "recipients"),
+        ('{"event_type": "t", "recipients": "bob"}', "recipients"),
+    ):
+        with pytest.raises(InvalidEvent) as info:
+            Event.from_json(text)
+        assert info.value.field == field, text
+    with pytest.raises(InvalidEvent, match="must be a list of strings, not a dict"):
+        Event(None, "t", recipients={"bob": 1})  # type: ignore[arg-type]
+    with pytest.raises(InvalidEvent, match="recipients: must not contain an empty id"):
+        Event(None, "t", recipients=[""])
+    # From Python, any other iterable of strings: a set is stored sorted, so its JSON is stable.
+    assert Event(None, "t", recipients={"carol", "bob"}).recipients == ("bob", "carol")
+    assert Event(None, "t", tags=frozenset({"b", "a"})).tags == ("a", "b")
+    assert Event(None, "t", recipients=(u for u in ("x", "y"))).recipients == ("x", "y")
+    assert Event(None, "t", recipients=None, tags=[]).recipients == ()
+    assert Event(None, "t", recipients=["x" * 256, "é", "a b"]).recipients[1:] == ("é", "a b")
+    assert Event(None, "t", tags=["", " spaced "]).tags == ("", " spaced "), "tags name no stream"
 
 
 def test_from_dict_and_from_json_errors() -> None:
@@ -189,6 +224,10 @@ aware_datetimes = st.datetimes(
         [UTC, timezone(timedelta(hours=5, minutes=45)), timezone(timedelta(hours=-11))]
     )
 )
+#: Valid recipient ids: 1 to 10 characters, no control character, no space at either end.
+recipient_ids = st.text(
+    alphabet=st.characters(exclude_categories=["Cc", "Cs"]), min_size=1, max_size=10
+).filter(lambda text: text == text.strip())
 extra_names = st.text(alphabet=st.characters(categories=["L"]), min_size=1, max_size=8).filter(
     lambda n: n not in STANDARD_FIELDS and n != "self"  # "self" is refused (test_edge_cases)
 )
@@ -201,7 +240,7 @@ extra_names = st.text(alphabet=st.characters(categories=["L"]), min_size=1, max_
     body=st.text(),
     timestamp=aware_datetimes,
     sender=st.text(max_size=10),
-    recipients=st.lists(st.text(max_size=10), max_size=4),
+    recipients=st.lists(recipient_ids, max_size=4),
     tags=st.lists(st.text(max_size=10), max_size=4),
     expiration=st.none() | aware_datetimes,
     extra=st.dictionaries(extra_names, json_values, max_size=3),

@@ -79,6 +79,32 @@ def test_resume_replays_then_continues_without_gap_or_duplicate(backend: Backend
     fanout.close()
 
 
+def test_a_resume_ahead_of_a_lagging_follower_gets_nothing_twice(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replay may read what the stream's follower has not handed out yet (a busy machine)."""
+    gate = threading.Event()
+    follow = backend.follow
+
+    def lagging(*args: Any, **kwargs: Any) -> Iterator[StreamRead]:
+        for batch in follow(*args, **kwargs):
+            gate.wait(30)  # the follower hands nothing out until the test lets it
+            yield batch
+
+    monkeypatch.setattr(backend, "follow", lagging)
+    base = backend.publish("s", b"old")
+    fanout = Fanout(backend, poll=0.05)
+    live = fanout.subscribe("s")
+    backend.publish("s", b"m0")
+    resumed = fanout.subscribe("s", after=base)  # replays m0 before the follower hands it out
+    gate.set()
+    backend.publish("s", b"m1")
+    assert collect(resumed, 2) == [b"m0", b"m1"]
+    assert collect(live, 2) == [b"m0", b"m1"]
+    assert resumed.get(0.3) is None, "m0 came once"
+    fanout.close()
+
+
 def test_a_resume_older_than_the_retention_starts_with_a_reset() -> None:
     backend = MemoryBackend(stream_maxlen=3)
     ids = [backend.publish("s", f"m{i}".encode()) for i in range(10)]

@@ -18,12 +18,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import flask_mail
 import pytest
 from flask import Flask
 
 from notify_flask import current_notifications
 from notify_mail.flask_mail import FlaskMailConsumer
+from notify_mail.testing import SMTPServer
 from notifycore import (
     ConfigurationError,
     Event,
@@ -148,25 +148,40 @@ def test_json_parser(event: Event) -> None:
 
 
 def test_email_delivery(app: Flask, notifications: Notifications, event: Event) -> None:
-    # The original's from_app created Flask-Mail; notifycore reuses the app's (Mail(app) first).
-    with pytest.raises(ConfigurationError, match=r"call Mail\(app\) first"):
-        FlaskMailConsumer.from_app(app, sender=EMAIL, recipients=[EMAIL])
-    flask_mail.Mail(app)
-    # The original's subject was "Event <id>"; notifycore's default is the title, so it is asked for.
-    consumer = FlaskMailConsumer.from_app(
-        app, sender=EMAIL, recipients=[EMAIL], subject="Event {event_id}"
-    )
-    hub = notifications.create_hub("Mail")
-    hub.register_consumer(consumer, name="mail")
-    # The outbox is the app's Flask-Mail state (the consumer has no .mail attribute).
-    with app.extensions["mail"].record_messages() as outbox:
+    # setUp: as in the original, from_app sets Flask-Mail up itself (no Mail(app) first).
+    flaskmail = FlaskMailConsumer.from_app(app, EMAIL, [EMAIL])
+    with app.test_request_context():
+        email_consumer = flaskmail
+        # Testing only the synchronous execution, not async
+        with flaskmail.mail.record_messages() as outbox:
+            email_consumer(event.to_json())  # send email
+            expected = f"Event {event['event_id']}"
+            assert len(outbox) == 1
+            assert outbox[0].subject == expected
+            assert outbox[0].body == event.to_json()
+
+
+def test_email_delivery_through_send_reaches_a_real_smtp_server(event: Event) -> None:
+    """The same consumer on a hub, sent through notifications.send, to aiosmtpd on 127.0.0.1."""
+    server = SMTPServer()
+    server.start()
+    try:
+        app = Flask(__name__)
+        app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=server.port, BACKEND="memory")
+        notifications = Notifications(app)
+        hub = notifications.create_hub("Mail")
+        hub.register_consumer(FlaskMailConsumer.from_app(app, EMAIL, [EMAIL]), name="mail")
         result = notifications.send(event.to_json())  # was email_consumer(event_json)
-    assert [(o.consumer, o.status.value) for o in result.outcomes] == [("mail", "ran")]
-    assert len(outbox) == 1
-    assert outbox[0].subject == f"Event {event['event_id']}"
-    assert outbox[0].recipients == [EMAIL]
-    # The body is the event's body (a template over its fields), not the event's JSON.
-    assert outbox[0].body == event["body"]
+        assert [(o.consumer, o.status.value) for o in result.outcomes] == [("mail", "ran")]
+        server.wait_for(1)
+        (message,) = server.handler.messages()
+        assert message["Subject"] == f"Event {event['event_id']}"
+        assert (message["From"], message["To"]) == (EMAIL, EMAIL)
+        text = message.get_body(preferencelist=("plain",))
+        assert text is not None and text.get_content().rstrip("\r\n") == event.to_json()
+        notifications.close()
+    finally:
+        server.stop()
 
 
 # -- PushNotificationTest ------------------------------------------------------------------
@@ -203,7 +218,7 @@ def test_push(notifications: Notifications, event: Event) -> None:
 def test_log(tmp_path: Path, event: Event) -> None:
     filepath = tmp_path / "events.log"
     log_function = LogConsumer(filepath)
-    log_function.consume(event)  # was consume(event_json): consumers get the Event
+    log_function(event.to_json())  # was consume(event_json): consume() takes the Event itself
     log_function.close()
     with open(filepath) as f:
         written_line = f.readline()
@@ -236,13 +251,14 @@ def test_register_consumer(notifications: Notifications, tmp_path: Path) -> None
         event_hub.register_consumer(repeated_push_consumer)
     assert event_hub.is_registered(repeated_push_consumer) is False
 
-    registered = list(event_hub.consumers.values())  # was registered_consumers
+    registered = list(event_hub.registered_consumers)
+    assert registered == [write_to_file, push_consumer]
     assert len(list(filter(event_hub.is_registered, registered))) == 2
 
     for consumer in [write_to_file, push_consumer]:
         event_hub.deregister_consumer(consumer)
 
-    assert len(event_hub.consumers) == 0
+    assert len(event_hub.registered_consumers) == 0
 
 
 def test_a_celery_task_consumer_becomes_a_queued_consumer(

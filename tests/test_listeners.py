@@ -66,6 +66,18 @@ PACKAGE = {
             def consume(self, event):
                 self.seen.append(event.title)
 
+        class FromSettings(Consumer):
+            def __init__(self, channel="none", *, size: int = 1, loud: bool = False):
+                self.channel, self.size, self.loud = channel, size, loud
+
+            @classmethod
+            def from_settings(cls, settings, **options):
+                options.setdefault("channel", settings["DEFAULT_QUEUE"])
+                return cls(**options)
+
+            def consume(self, event):
+                pass
+
         def on_event(event):
             SEEN.append(event.title)
 
@@ -148,6 +160,45 @@ def test_a_listener_by_entry_point_name(build: Build, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "audit.jsonl").read_text())["title"] == "hello"
     assert [m.id for m in n.backend.read("user:ann", "0").messages] == ["1"]
     assert n.backend.read(f"event-hub-{DEFAULT_HUB}", "0").messages == []
+
+
+def test_a_consumer_class_is_built_by_from_settings_and_its_keys_win(
+    build: Build, package: str
+) -> None:
+    """The one path by which settings reach a consumer, whether code or a listener picks it."""
+    n = build(
+        {
+            "plain": {"use": f"{package}.classes:FromSettings"},
+            "keyed": {
+                "use": f"{package}.classes.FromSettings",
+                "channel": "own",
+                "size": "4",  # INI text, converted to the constructor's int and bool
+                "loud": "yes",
+            },
+        },
+        DEFAULT_QUEUE="mail",
+    )
+    plain, keyed = consumer(n, "plain"), consumer(n, "keyed")
+    assert (plain.channel, plain.size, plain.loud) == ("mail", 1, False)
+    assert (keyed.channel, keyed.size, keyed.loud) == ("own", 4, True)
+    # The base class's from_settings is the constructor: a class without one works as before.
+    assert consumer(
+        build({"p": {"use": f"{package}.classes:Plain", "colour": "red"}}), "p"
+    ).colour == ("red")
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"sise": 2}, "listeners.x: unknown key 'sise'.*did you mean 'size'"),
+        ({"size": "many"}, "listeners.x.size must be int, not 'many'"),
+    ],
+)
+def test_a_from_settings_listeners_keys_are_checked(
+    build: Build, package: str, keys: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        build({"x": {"use": f"{package}.classes:FromSettings", **keys}})
 
 
 def test_a_push_listener_is_private_by_default_and_may_broadcast(build: Build) -> None:

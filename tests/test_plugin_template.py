@@ -131,4 +131,60 @@ def test_the_templates_own_tests_pass_on_the_copy(installed: tuple[Path, Path]) 
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "5 passed" in done.stdout
+    assert "6 passed" in done.stdout
+
+
+NOTIFYCORE = str(Path(sys.executable).with_name("notifycore"))
+
+COPIED_CONFIG = """
+[notifycore]
+backend = memory
+copied_prefix = ~>
+copied_max_lines = 5
+hubs = Builds
+hubs.Builds.listeners = by_name by_path ini_keys
+listeners.by_name.use = copied
+listeners.by_path.use = notify_copied.consumer:CopiedConsumer
+listeners.ini_keys.use = copied
+listeners.ini_keys.prefix = !>
+listeners.ini_keys.max_lines = 3
+"""
+
+
+def test_a_copied_consumer_picked_by_name_in_a_config_file_reads_its_settings(
+    installed: tuple[Path, Path],
+) -> None:
+    """Issue 13: `use = "copied"` with COPIED_PREFIX set used to build a consumer without it."""
+    _, site = installed
+    config = site.parent / "app.ini"
+    config.write_text(COPIED_CONFIG)
+    env = environment(site)
+    check = subprocess.run(
+        [NOTIFYCORE, "check", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr
+    consumers = [
+        line.split("consumer: ")[1] for line in check.stdout.splitlines() if "consumer: " in line
+    ]
+    # Settings reach it by entry-point name and by path; a listener's own keys win (INI text
+    # converted to the constructor's int).
+    assert consumers == [
+        "CopiedConsumer(prefix='~>', max_lines=5)",
+        "CopiedConsumer(prefix='~>', max_lines=5)",
+        "CopiedConsumer(prefix='!>', max_lines=3)",
+    ]
+    sent = subprocess.run(
+        [NOTIFYCORE, "send", "--config", str(config), "--type", "build", "--title", "Done"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.splitlines()[:3] == ["~>build: Done", "~>build: Done", "!>build: Done"]

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from notifycore import ConfigurationError, Notifications, Setting
 from notifycore.backends.memory import MemoryBackend
@@ -31,10 +33,62 @@ declared = {s.name: s for s in CORE_SETTINGS}
         ),
         ("sqlite:///notifycore.db", "sqlite:///notifycore.db"),
         ("redis://cache:6379/0", "redis://cache:6379/0"),
+        # Characters a password may hold unencoded: everything up to the last @ is userinfo.
+        ("redis://:pa,ss@127.0.0.1:16391/0", "redis://:***@127.0.0.1:16391/0"),
+        ("redis://:pa;ss@127.0.0.1:16391/0", "redis://:***@127.0.0.1:16391/0"),
+        ("redis://:p@ss@127.0.0.1:16392/0", "redis://:***@127.0.0.1:16392/0"),
+        ("redis://:pa ss@cache/0", "redis://:***@cache/0"),
+        ("amqp://guest:wr,ong@127.0.0.1:5672//", "amqp://guest:***@127.0.0.1:5672//"),
+        (
+            "amqp://a:x;y@h1//;amqp://b:p@q@h2//,amqp://c:z@h3//",
+            "amqp://a:***@h1//;amqp://b:***@h2//,amqp://c:***@h3//",
+        ),
+        ("redis://user@cache/0", "redis://user@cache/0"),
+        ("see redis://:s3@cache/0 (down)", "see redis://:***@cache/0 (down)"),
     ],
 )
 def test_mask_url_hides_passwords_only(url: str, shown: str) -> None:
     assert mask_url(url) == shown
+
+
+#: Hosts, users and the rest of a URL: plain text a password is never mistaken for.
+_plain = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789.-", min_size=1, max_size=12)
+_password = st.text(
+    alphabet=st.characters(exclude_categories=["Cs"]), min_size=1, max_size=20
+).filter(lambda pw: "://" not in pw)
+
+
+@given(
+    urls=st.lists(
+        st.tuples(
+            st.sampled_from(["redis", "rediss", "amqp", "amqps", "redis+sentinel", "memory"]),
+            _plain | st.just(""),
+            _password,
+            _plain,
+            st.sampled_from(["", ":6379", ":5672"]),
+            st.sampled_from(["", "/0", "//", "/vhost?x=1"]),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    separator=st.sampled_from([";", ",", " ", "; "]),
+    before=st.sampled_from(["", "cannot reach ", "BACKEND_URL="]),
+)
+def test_no_password_survives_masking(
+    urls: list[tuple[str, str, str, str, str, str]], separator: str, before: str
+) -> None:
+    """A URL or a kombu failover list (``a;b``): every password is gone, whatever it holds."""
+    text = before + separator.join(
+        f"{scheme}://{user}:{password}@{host}{port}{path}"
+        for scheme, user, password, host, port, path in urls
+    )
+    masked = mask_url(text)
+    for scheme, user, password, host, port, _path in urls:
+        # Only a password that is no part of the rest of the text can be looked for.
+        assume(password not in text.replace(f":{password}@", ":@"))
+        assert password not in masked, (text, masked)
+        assert f"{scheme}://{user}:***@{host}{port}" in masked, (text, masked)
+    assert mask_url(masked) == masked
 
 
 def test_the_settings_repr_masks_secret_settings_urls_and_secret_keys() -> None:

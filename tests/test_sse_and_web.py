@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -66,6 +67,12 @@ def test_principals_and_resume_ids() -> None:
     assert principal_id({"id": 7}) == "7"
     assert principal_id(User()) == "42"
     assert principal_id(None) is None
+    # Any scalar id, itself or as the id: the same text for user:<id> and for the sender.
+    uid = uuid.UUID(int=5)
+    assert principal_id(42) == principal_id({"id": 42}) == principal_id(User()) == "42"
+    assert principal_id(uid) == principal_id({"id": uid}) == str(uid)
+    for nothing in (True, False, "", "  ", {"id": None}, {"id": ""}, {"id": True}, object()):
+        assert principal_id(nothing) is None, nothing
     assert resume_id("12", "9") == "12"
     assert resume_id(None, "9") == "9"
     assert resume_id(" ", None) is None
@@ -140,6 +147,11 @@ def test_sending_with_the_send_permission_is_as_the_principal() -> None:
     )
     assert older.sendable("bob", forged) == forged.replace(sender="bob")
     assert older.sendable(None, forged) is None
+    assert older.sendable(42, forged) == forged.replace(sender="42")
+    assert older.sendable(uuid.UUID(int=1), forged) == forged.replace(sender=str(uuid.UUID(int=1)))
+    public = Access(n, authorize=lambda principal, stream: stream == "send")
+    assert public.sendable(None, forged) == forged.replace(sender=""), "no id: no sender"
+    assert public.sendable(object(), forged) == forged.replace(sender="")
     open_access = Access(n)
     assert open_access.sendable(None, forged) == forged, "nothing configured: anyone, as written"
     seven = open_access.sendable({"id": 7}, forged)
@@ -203,6 +215,24 @@ def test_the_authorize_send_hook_then_the_send_permission() -> None:
         ({"origin": "http://evil.test", "authorization": "Basic eDp5"}, True),
         ({"origin": "http://[::1]:8000", "host": "[::1]:8000"}, False),
         ({"origin": "http://[::1]:8001", "host": "[::1]:8000"}, True),
+        # The scheme, when the adapter gives it, is part of the origin.
+        ({"origin": "http://app.test", "scheme": "http"}, False),
+        ({"origin": "https://app.test", "scheme": "http"}, True),
+        ({"origin": "http://app.test", "scheme": "https"}, True),
+        ({"origin": "https://app.test", "scheme": "HTTPS"}, False),
+        ({"origin": "http://app.test", "scheme": "ws"}, False),
+        ({"origin": "https://app.test", "scheme": "wss"}, False),
+        ({"origin": "https://app.test", "scheme": "ws"}, True),
+        ({"origin": "http://app.test:443", "host": "app.test", "scheme": "http"}, True),
+        ({"origin": "https://app.test:443", "host": "app.test", "scheme": "https"}, False),
+        # A token exempts a request that carries no cookie, never one that does.
+        ({"origin": "http://evil.test", "query_token": True}, False),
+        ({"origin": "http://evil.test", "authorization": "Bearer t", "cookie": "sid=1"}, True),
+        ({"origin": "http://evil.test", "query_token": True, "cookie": "sid=1"}, True),
+        ({"fetch_site": "cross-site", "authorization": "Bearer t", "cookie": "a=b"}, True),
+        ({"origin": "http://evil.test", "authorization": "Bearer t", "cookie": " "}, False),
+        ({"origin": "http://app.test", "authorization": "Bearer t", "cookie": "sid=1"}, False),
+        ({"origin": "https://partner.test", "cookie": "sid=1"}, False),
     ],
 )
 def test_cross_site_refusal(headers: dict[str, str], refused: bool) -> None:

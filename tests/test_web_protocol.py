@@ -168,8 +168,19 @@ def test_another_method_or_path_is_json_too(
             "POST a stream": http.post(base + "/alerts/stream"),
             "POST me": http.post(base + "/me/stream"),
             "DELETE history": http.delete(base + "/me/events"),
+            "DELETE events": http.delete(base + "/events"),
+            "TRACE events": http.request("TRACE", base + "/events"),
+            "PROPFIND history": http.request("PROPFIND", base + "/alerts/events"),
             "no route": http.get(base + "/a/b/c"),
             "no route either": http.post(base + "/alerts"),
+            "OPTIONS no route": http.options(base + "/x/y/z"),
+            "PATCH no route": http.patch(base + "/x/y/z"),
+            "the prefix": http.get(base + "/"),
+        }
+        options = {
+            "events": http.options(base + "/events"),
+            "a stream": http.options(base + "/alerts/stream"),
+            "my history": http.options(base + "/me/events"),
         }
     got = {what: (r.status_code, r.json()["error"]) for what, r in answers.items()}
     assert got == {
@@ -178,11 +189,49 @@ def test_another_method_or_path_is_json_too(
         "POST a stream": (405, "method_not_allowed"),
         "POST me": (405, "method_not_allowed"),
         "DELETE history": (405, "method_not_allowed"),
+        "DELETE events": (405, "method_not_allowed"),
+        "TRACE events": (405, "method_not_allowed"),
+        "PROPFIND history": (405, "method_not_allowed"),
         "no route": (404, "not_found"),
         "no route either": (404, "not_found"),
+        "OPTIONS no route": (404, "not_found"),
+        "PATCH no route": (404, "not_found"),
+        "the prefix": (404, "not_found"),
     }
-    assert answers["GET events"].headers["allow"] == "POST"
-    assert answers["POST a stream"].headers["allow"] == "GET"
+    assert all(r.headers["content-type"] == "application/json" for r in answers.values())
+    assert answers["GET events"].headers["allow"] == "POST, OPTIONS"
+    assert answers["POST a stream"].headers["allow"] == "GET, HEAD, OPTIONS"
+    # OPTIONS on a route says what it answers (CORS extensions build their preflight on it).
+    assert {
+        what: (r.status_code, r.headers["allow"], r.content) for what, r in options.items()
+    } == {
+        "events": (204, "POST, OPTIONS", b""),
+        "a stream": (204, "GET, HEAD, OPTIONS", b""),
+        "my history": (204, "GET, HEAD, OPTIONS", b""),
+    }
+
+
+def test_recipients_and_tags_that_are_not_lists_of_ids_are_refused(
+    site: Site, notes: Notifications, http: httpx.Client
+) -> None:
+    odd: dict[str, dict[str, Any]] = {
+        "recipients as an object": {"recipients": {"bob": 1}},
+        "tags as an object": {"tags": {"a": 1}},
+        "an empty recipient": {"recipients": [""]},
+        "a blank recipient": {"recipients": ["  "]},
+        "a padded recipient": {"recipients": ["bob "]},
+    }
+    with site(notes) as base:
+        answers = {
+            what: http.post(base + "/events", json={"event_type": "alert", **fields})
+            for what, fields in odd.items()
+        }
+        history = http.get(base + "/alerts/events").json()["events"]
+    got = {
+        what: (r.status_code, r.json()["error"], r.json()["field"]) for what, r in answers.items()
+    }
+    assert got == {what: (422, "invalid_event", next(iter(fields))) for what, fields in odd.items()}
+    assert history == [] and "user:" not in notes.fanout.streams
 
 
 def test_heartbeats_are_the_same_comment(

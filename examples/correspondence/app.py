@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hmac
 import itertools
+import json
 import os
 import threading
 from dataclasses import dataclass, field
@@ -110,16 +111,46 @@ def create_app(database: str | None = None) -> tuple[Starlette, Notifications]:
             return JSONResponse({"error": "unauthorized"}, 401)
         return user
 
+    async def json_object(request: Request) -> dict[str, Any] | JSONResponse:
+        """The body as a JSON object; else the 400 or 422 to answer (never a 500)."""
+        try:
+            payload = json.loads(await request.body())
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deeply
+            return JSONResponse({"error": "bad_request", "message": "the body is not JSON"}, 400)
+        if not isinstance(payload, dict):
+            return invalid("body", "must be a JSON object")
+        return payload
+
+    def is_text(value: Any) -> bool:
+        """A string UTF-8 can encode (JSON's "\\ud800" gives one it cannot)."""
+        if not isinstance(value, str):
+            return False
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return False
+        return True
+
+    def invalid(field: str, message: str) -> JSONResponse:
+        return JSONResponse({"error": "invalid", "field": field, "message": message}, 422)
+
     async def create_correspondence(request: Request) -> JSONResponse:
         user = await signed_in(request)
         if isinstance(user, JSONResponse):
             return user
-        payload = await request.json()
-        participants = frozenset([user, *payload.get("participants", [])])
+        payload = await json_object(request)
+        if isinstance(payload, JSONResponse):
+            return payload
+        others, subject = payload.get("participants", []), payload.get("subject", "")
+        if not (isinstance(others, list) and all(is_text(o) for o in others)):
+            return invalid("participants", "must be a list of user names")
+        if not is_text(subject):
+            return invalid("subject", "must be a string")
+        participants = frozenset([user, *others])
         unknown = sorted(participants - TOKENS.keys())
         if unknown:
             return JSONResponse({"error": "unknown_users", "users": unknown}, 422)
-        found = store.create(str(payload.get("subject", "")), participants)
+        found = store.create(subject, participants)
         # Its channel: a hub of its own messages, pushed to the hub's stream. Messages name
         # recipients, so they are private: the channel opts in to carrying them, because
         # authorize lets only the participants read it.
@@ -141,7 +172,12 @@ def create_app(database: str | None = None) -> tuple[Starlette, Notifications]:
             return JSONResponse({"error": "not_found"}, 404)
         if user not in found.participants:
             return JSONResponse({"error": "forbidden"}, 403)
-        body = str((await request.json()).get("body", ""))
+        payload = await json_object(request)
+        if isinstance(payload, JSONResponse):
+            return payload
+        body = payload.get("body", "")
+        if not is_text(body):
+            return invalid("body", "must be a string")
         # Published on create: the event names its recipients, the participants.
         event = Event(
             None,

@@ -10,8 +10,8 @@ Sending (``POST /events``): ``authorize_send(principal, event)`` (a callable,
 else the ``notifycore_authorize_send`` hook) sees the event with the sender
 the client claimed and decides; without either, the older (deprecated)
 pseudo-stream ``"send"`` is asked through ``authorize``/``notifycore_authorize``,
-and the event's ``sender`` becomes the signed-in principal's id, whatever the
-client wrote.
+and the event's ``sender`` becomes the signed-in principal's id (none, when
+the principal has no id), whatever the client wrote.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+from uuid import UUID
 
 from notifycore.backends.base import MAX_STREAM_ID_LENGTH
 from notifycore.consumers import user_stream
@@ -57,17 +58,29 @@ def stream_for_hub(notifications: Notifications, hub_id: str) -> str:
     return notifications.get_hub(hub_id).hub_id
 
 
-def principal_id(principal: Any) -> str | None:
-    """A principal's user id: itself if a string, else its ``id`` attribute or ``"id"`` key."""
-    if principal is None:
+def _id_text(value: Any) -> str | None:
+    """An id as text; None for no id (None, a bool, an empty or blank string)."""
+    if value is None or isinstance(value, bool):
         return None
-    if isinstance(principal, str):
-        return principal
+    text = value if isinstance(value, str) else str(value)
+    return text if text.strip() else None
+
+
+def principal_id(principal: Any) -> str | None:
+    """A principal's user id as text, the same for its own stream and as the sender.
+
+    A string is the id itself, so is an ``int`` or a :class:`~uuid.UUID`
+    (``session["user_id"] = 42`` gives ``"42"``); a mapping's ``"id"`` key,
+    or else an object's ``id`` attribute, is turned into text the same way.
+    None when there is no id (None, a bool, an empty id, an object without one).
+    """
+    if principal is None or isinstance(principal, bool):
+        return None
+    if isinstance(principal, (str, int, UUID)):
+        return _id_text(principal)
     if isinstance(principal, Mapping):
-        value = principal.get("id")
-    else:
-        value = getattr(principal, "id", None)
-    return None if value is None else str(value)
+        return _id_text(principal.get("id"))
+    return _id_text(getattr(principal, "id", None))
 
 
 def client_stream_id(value: str | None, what: str = "stream id") -> str | None:
@@ -109,6 +122,8 @@ def is_json(content_type: str | None) -> bool:
 
 
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+#: A WebSocket handshake's scheme, as the page's origin has it.
+_WEB_SCHEMES = {"ws": "http", "wss": "https"}
 
 
 def _host(netloc: str, scheme: str | None = None) -> str:
@@ -127,6 +142,19 @@ def _origin(value: str) -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else value.strip()
 
 
+def _same_origin(origin: str, host: str | None, scheme: str | None) -> bool:
+    """Whether ``origin`` is the server's own: its scheme (when known) and ``host``."""
+    parts = urlsplit(origin.strip())
+    theirs = parts.scheme.lower()
+    if not (theirs and parts.netloc and host):
+        return False
+    if scheme is None:  # an adapter that cannot say: the host alone
+        return _host(parts.netloc, theirs) == _host(host)
+    ours = scheme.strip().lower()
+    ours = _WEB_SCHEMES.get(ours, ours)
+    return theirs == ours and _host(parts.netloc, theirs) == _host(host, ours)
+
+
 def cross_site_refusal(
     *,
     authorization: str | None,
@@ -134,32 +162,30 @@ def cross_site_refusal(
     fetch_site: str | None,
     host: str | None,
     trusted_origins: Iterable[str] = (),
+    scheme: str | None = None,
+    cookie: str | None = None,
+    query_token: bool = False,
 ) -> str | None:
-    """Why a write must be refused as a cross-site request; None when it may go on.
+    """Why a request must be refused as a cross-site request; None when it may go on.
 
-    A request with a Bearer token is not at risk (a browser never adds one by
-    itself). Any other request may be riding on the browser's cookies or
-    HTTP credentials, so it is refused when the browser says it comes from
-    another site (``Sec-Fetch-Site: cross-site``) or its ``Origin`` is not
-    the server's own host nor one of ``trusted_origins``. A request with
-    neither header (curl, a server-side client) goes on.
+    A request from another site (``Sec-Fetch-Site: cross-site``, or an
+    ``Origin`` that is neither the server's own — its ``scheme``, as the app
+    sees it, and ``host`` — nor one of ``trusted_origins``) may be riding on
+    the browser's cookies or HTTP credentials, so it is refused. Only one
+    that brings its own credential (an ``Authorization: Bearer`` token, or
+    an allowed ``?token=``: ``query_token``) **and no cookie at all** is not
+    at risk: a browser never adds such a token by itself, but with a cookie
+    beside it nobody can tell which of the two ``authenticate`` went by. A
+    request with neither header (curl, a server-side client) goes on.
     """
-    if bearer_token(authorization) is not None:
+    if origin is not None and _origin(origin) in {_origin(o) for o in trusted_origins}:
         return None
-    trusted = {_origin(o) for o in trusted_origins}
-    if origin is not None and _origin(origin) in trusted:
+    own_credential = bearer_token(authorization) is not None or query_token
+    if own_credential and not (cookie and cookie.strip()):
         return None
     if fetch_site is not None and fetch_site.strip().lower() == "cross-site":
         return "cross-site requests are refused"
-    if origin is None:
-        return None
-    parts = urlsplit(origin.strip())
-    if (
-        parts.scheme
-        and parts.netloc
-        and host
-        and _host(parts.netloc, parts.scheme.lower()) == _host(host)
-    ):
+    if origin is None or _same_origin(origin, host, scheme):
         return None
     return f"requests from origin {origin.strip()[:100]!r} are refused"
 
@@ -247,8 +273,10 @@ class Access:
         """A missing ``sender`` is the principal's id.
 
         ``authorize_send`` (or the ``notifycore_authorize_send`` hook) sees
-        the sender the client claimed and decides; on the older ``"send"``
-        path the sender is always the signed-in principal's id.
+        the sender the client claimed and decides. On the older ``"send"``
+        path the sender is always the signed-in principal's id — none at all
+        when the principal has no id — whatever the client claimed. With
+        nothing configured, the event goes as written.
         """
         user = principal_id(principal)
         claimed = event if user is None or event.sender else event.replace(sender=user)
@@ -266,10 +294,17 @@ class Access:
             answer = yield from self._ask(
                 "notifycore_authorize", principal=principal, stream=SEND_PERMISSION
             )
-            allowed = not self.configured if answer is None else answer
+            if answer is None:  # nobody decides: open only while nothing is configured
+                if self.configured:
+                    return None
+                if user is None:  # and nobody signed in: the event goes as written
+                    return claimed
+            allowed = True if answer is None else answer
         if not allowed:
             return None
-        return claimed if user is None or claimed.sender == user else claimed.replace(sender=user)
+        # The "send" permission cannot see the event: it goes as its principal, or as no one.
+        sender = user or ""
+        return claimed if claimed.sender == sender else claimed.replace(sender=sender)
 
     def _ask(self, hook: str, **kwargs: Any) -> Steps[bool | None]:
         """A ``firstresult`` hook's answer; None when no plugin implements it or decides."""

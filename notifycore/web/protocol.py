@@ -16,7 +16,8 @@ replies, error codes, heartbeats and frames:
 Every answer other than a stream or a 202 is JSON ``{"error": code,
 "message": ...}``: 400 ``bad_request``, 401 ``unauthorized`` (with
 ``WWW-Authenticate: Bearer``), 403 ``forbidden``, 404 ``not_found`` (no such
-hub, or no such route), 405 ``method_not_allowed``, 415
+hub, or no such route), 405 ``method_not_allowed`` (any other method but
+OPTIONS, which a route answers 204 with ``Allow``), 415
 ``unsupported_media_type``, 422 ``invalid_event`` (with ``field``), 503
 ``unavailable`` (the backend cannot be reached) or ``shutting_down``, and
 500 ``consumer_failed`` only under the ``raise`` error policy.
@@ -63,7 +64,6 @@ if TYPE_CHECKING:
 __all__ = [
     "JSON",
     "MAX_HISTORY",
-    "OTHER_METHODS",
     "ROUTES",
     "EventStream",
     "ProcessState",
@@ -75,6 +75,7 @@ __all__ = [
     "error_reply",
     "method_not_allowed",
     "no_such_route",
+    "other_method",
     "process_state",
 ]
 
@@ -93,8 +94,6 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("/{hub_id}/stream", "GET"),
     ("/{hub_id}/events", "GET"),
 )
-#: The methods a route answers 405 to, but its own (frameworks answer HEAD and OPTIONS).
-OTHER_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
 # -- replies ---------------------------------------------------------------------------------
@@ -121,13 +120,29 @@ def error_reply(status: int, code: str, message: str, **extra: Any) -> Reply:
     return Reply.json(status, {"error": code, "message": message, **extra}, headers)
 
 
+def _allow(method: str) -> str:
+    """The ``Allow`` header of a route answering ``method`` (a GET route answers HEAD too)."""
+    return "GET, HEAD, OPTIONS" if method == "GET" else f"{method}, OPTIONS"
+
+
 def method_not_allowed(allowed: str) -> Reply:
     """405 for a route asked with another method than ``allowed``."""
     return Reply.json(
         405,
         {"error": "method_not_allowed", "message": f"this route answers {allowed} only"},
-        {"Allow": allowed},
+        {"Allow": _allow(allowed)},
     )
+
+
+def other_method(method: str, allowed: str) -> Reply:
+    """A route that answers ``allowed``, asked with ``method``: OPTIONS says so (204), else 405.
+
+    Every method, not only the usual ones, so no framework's own text or HTML
+    error page ever answers under the prefix.
+    """
+    if method.upper() == "OPTIONS":
+        return Reply(204, b"", {"Allow": _allow(allowed)})
+    return method_not_allowed(allowed)
 
 
 def no_such_route() -> Reply:
@@ -244,6 +259,9 @@ class WebRequest:
     query: Lookup
     #: The ``Host`` the request was sent to (the cross-site check compares ``Origin`` with it).
     host: str | None = None
+    #: The scheme as the app sees it (``http``, ``https``, ``ws``, ``wss``), after the
+    #: framework applied any trusted proxy headers; None: unknown, ``Origin``'s is not compared.
+    scheme: str | None = None
     #: A copy of ``native`` without ``?token=``, for ``authenticate`` unless query tokens are allowed.
     without_query_token: Callable[[Any], Any] | None = None
     #: ``read_body(limit)``: the body, read no further than one byte past ``limit``; may be async.
@@ -480,6 +498,9 @@ class WebProtocol:
             fetch_site=request.headers.get("Sec-Fetch-Site"),
             host=request.host,
             trusted_origins=self.options.trusted_origins,
+            scheme=request.scheme,
+            cookie=request.headers.get("Cookie"),
+            query_token=self.options.allow_query_token and bool(request.query.get("token")),
         )
 
     def send(self, request: WebRequest) -> Steps[Reply]:

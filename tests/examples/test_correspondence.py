@@ -162,3 +162,55 @@ def test_participants_get_messages_live_over_sse_and_websocket_and_others_nothin
         # ...and bob, who is not in Tea, got Lunch's messages only.
         client.post("bob", messages, {"body": "see you"})
         assert bodies(bob_sse, 3) == ["noon!", "booked", "see you"]
+
+
+def test_a_malformed_body_is_a_json_4xx_and_creates_nothing(tmp_path: Path) -> None:
+    from examples.correspondence.app import create_app
+    from notify_starlette.testing import serve
+
+    app, notifications = create_app(f"sqlite:///{tmp_path / 'bad.db'}")
+    bad_bodies = {
+        "x": 400,
+        "": 400,
+        "[" * 100_000 + "]" * 100_000: 400,
+        "[1]": 422,
+        "null": 422,
+        '{"participants": "bob"}': 422,
+        '{"participants": {"bob": 1}}': 422,
+        '{"participants": [1]}': 422,
+        '{"participants": [["bob"]]}': 422,
+        '{"subject": 5}': 422,
+        '"\\ud800"': 422,
+        '{"participants": ["\\ud800"]}': 422,
+        '{"subject": "\\ud800"}': 422,
+    }
+    try:
+        with serve(app) as base, httpx.Client(base_url=base, timeout=WAIT) as http:
+            headers = {**auth("alice"), "Content-Type": "application/json"}
+            got = {
+                body: http.post("/correspondences", content=body, headers=headers)
+                for body in bad_bodies
+            }
+            assert {body: r.status_code for body, r in got.items()} == bad_bodies
+            assert all(r.headers["content-type"] == "application/json" for r in got.values())
+            assert all(isinstance(r.json()["error"], str) for r in got.values())
+            made = http.post("/correspondences", json={"participants": ["bob"]}, headers=headers)
+            assert made.status_code == 201 and made.json()["id"] == 1, "nothing made before"
+            path = "/correspondences/1/messages"
+            for body, status in {
+                "x": 400,
+                "[1]": 422,
+                '{"body": 5}': 422,
+                '{"body": "\\udc80"}': 422,
+            }.items():
+                answer = http.post(path, content=body, headers=headers)
+                assert (answer.status_code, answer.headers["content-type"]) == (
+                    status,
+                    "application/json",
+                ), body
+            sent = http.post(path, json={"body": "hello"}, headers=headers)
+            assert sent.status_code == 201
+            history = http.get("/notifications/me/events", headers=auth("bob")).json()
+            assert [item["event"]["body"] for item in history["events"]] == ["hello"]
+    finally:
+        notifications.close()

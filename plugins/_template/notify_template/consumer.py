@@ -14,7 +14,9 @@ class TemplateConsumer(Consumer):
     """Writes ``<prefix><event type>: <title>`` for each event and keeps the last lines.
 
     Register it inline for quick output, or ``mode="queued"`` to have a worker
-    run it with retries.
+    run it with retries. Build it with :meth:`from_settings` so that the
+    ``TEMPLATE_*`` settings apply: notifycore does the same for a listener
+    declared with ``use = "template"``.
     """
 
     #: The name a hub knows it by unless the registration gives another.
@@ -29,8 +31,19 @@ class TemplateConsumer(Consumer):
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], **options: Any) -> Self:
-        """Build it from validated settings (``notifications.settings``)."""
-        return cls(settings["TEMPLATE_PREFIX"], max_lines=settings["TEMPLATE_MAX_LINES"], **options)
+        """Build it from validated settings (``notifications.settings``); ``options`` win.
+
+        Every way of choosing the consumer comes here: code, and a listener
+        declared in a configuration file by entry-point name (``use =
+        "template"``) or by path, whose own keys (``prefix = ">> "``) are the
+        ``options``.
+        """
+        options.setdefault("prefix", settings["TEMPLATE_PREFIX"])
+        options.setdefault("max_lines", settings["TEMPLATE_MAX_LINES"])
+        return cls(**options)
+
+    def __repr__(self) -> str:
+        return f"TemplateConsumer(prefix={self.prefix!r}, max_lines={self.lines.maxlen})"
 
     def consume(self, event: Event) -> None:
         line = f"{self.prefix}{event.event_type}: {event.title}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
@@ -43,4 +44,44 @@ def test_the_consumer_writes_a_line_per_event() -> None:
     assert [o.status.value for o in result.outcomes] == ["ran"]
     assert out.getvalue() == ">> build: Build finished\n"
     assert list(consumer.lines) == [">> build: Build finished"]
+    notifications.close()
+
+
+def test_a_listener_declared_by_name_or_path_reads_the_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "app.toml"
+    config.write_text(
+        """
+BACKEND = "memory"
+TEMPLATE_PREFIX = "[settings] "
+TEMPLATE_MAX_LINES = 7
+
+[hubs.Builds]
+listeners = ["by_name", "by_path", "own_keys"]
+
+[listeners.by_name]
+use = "template"
+
+[listeners.by_path]
+use = "notify_template.consumer:TemplateConsumer"
+
+[listeners.own_keys]
+use = "template"
+prefix = "[own] "
+"""
+    )
+    notifications = Notifications(config=str(config))
+    consumers = notifications.get_hub("Builds").consumers
+    assert repr(consumers["by_name"]) == "TemplateConsumer(prefix='[settings] ', max_lines=7)"
+    assert repr(consumers["by_path"]) == "TemplateConsumer(prefix='[settings] ', max_lines=7)"
+    assert repr(consumers["own_keys"]) == "TemplateConsumer(prefix='[own] ', max_lines=7)"
+
+    notifications.send(Event(None, "build", "Build finished", ""))
+
+    assert capsys.readouterr().out.splitlines() == [
+        "[settings] build: Build finished",
+        "[settings] build: Build finished",
+        "[own] build: Build finished",
+    ]
     notifications.close()

@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from flask import Blueprint, Response, request, stream_with_context
+from flask.blueprints import BlueprintSetupState
 
 from notify_flask.extension import notifications_of_current_app
 from notifycore.web import EventStream, Reply, WebOptions, WebProtocol, WebRequest
 from notifycore.web.access import Authenticate, Authorize, AuthorizeSend
-from notifycore.web.protocol import OTHER_METHODS, ROUTES, method_not_allowed, no_such_route
+from notifycore.web.protocol import ROUTES, no_such_route, other_method
 
 if TYPE_CHECKING:
     from notifycore import Notifications
@@ -72,13 +73,18 @@ def _incoming() -> WebRequest:
         headers=request.headers,
         query=request.args,
         host=request.host,
+        # The app's view: werkzeug's ProxyFix, when the app uses it, applied X-Forwarded-Proto.
+        scheme=request.scheme,
         without_query_token=_without_query_token,
         read_body=_read_body,
     )
 
 
 def _response(reply: Reply) -> Response:
-    return Response(reply.body, status=reply.status, headers=dict(reply.headers))
+    response = Response(reply.body, status=reply.status, headers=dict(reply.headers))
+    if "Content-Type" not in reply.headers:  # a 204 has no body to describe
+        del response.headers["Content-Type"]
+    return response
 
 
 def stream_blueprint(
@@ -155,26 +161,46 @@ def stream_blueprint(
         steps = found.send(_incoming()) if sending else found.history(_incoming(), hub_id)
         return _response(found.run(steps))
 
-    blueprint.add_url_rule("/me/stream", "my_stream", lambda: stream(None))
-    blueprint.add_url_rule("/me/events", "my_events", lambda: answer(None))
-    blueprint.add_url_rule("/events", "send", lambda: answer(sending=True), methods=["POST"])
-    blueprint.add_url_rule("/<hub_id>/stream", "hub_stream", stream)
-    blueprint.add_url_rule("/<hub_id>/events", "history", answer)
-    # Another method, or a path that is no route: JSON answers too, as on every adapter.
+    # OPTIONS too is the protocol's (below), not Flask's automatic answer.
+    own = {"provide_automatic_options": False}
+    blueprint.add_url_rule("/me/stream", "my_stream", lambda: stream(None), **own)
+    blueprint.add_url_rule("/me/events", "my_events", lambda: answer(None), **own)
+    blueprint.add_url_rule("/events", "send", lambda: answer(sending=True), methods=["POST"], **own)
+    blueprint.add_url_rule("/<hub_id>/stream", "hub_stream", stream, **own)
+    blueprint.add_url_rule("/<hub_id>/events", "history", answer, **own)
+    # Any other method, or a path that is no route: JSON answers too, as on every adapter.
     for number, (path, method) in enumerate(ROUTES):
-        blueprint.add_url_rule(
+        _any_method(
+            blueprint,
             path.replace("{hub_id}", "<hub_id>"),
-            f"not_allowed_{number}",
-            lambda method=method, **_: _response(method_not_allowed(method)),
-            methods=[m for m in OTHER_METHODS if m != method],
+            f"other_method_{number}",
+            lambda method=method, **_: _response(other_method(request.method, method)),
         )
-    blueprint.add_url_rule(
-        "/<path:rest>",
-        "no_such_route",
-        lambda rest: _response(no_such_route()),
-        methods=OTHER_METHODS,
-    )
+    _any_method(blueprint, "/", "no_route", lambda: _response(no_such_route()))
+    _any_method(blueprint, "/<path:rest>", "no_such_route", lambda rest: _response(no_such_route()))
     return blueprint
+
+
+def _any_method(blueprint: Blueprint, rule: str, endpoint: str, view: Any) -> None:
+    """Route ``rule`` to ``view`` whatever the method (``add_url_rule`` wants them listed).
+
+    Registered after the routes, so a route's own method still reaches it:
+    werkzeug tries the rules of one path in order.
+    """
+
+    def register(state: BlueprintSetupState) -> None:
+        path = rule
+        if state.url_prefix is not None:
+            path = "/".join((state.url_prefix.rstrip("/"), rule.lstrip("/")))
+        name = f"{state.name_prefix}.{state.name}.{endpoint}".lstrip(".")
+        made = state.app.url_rule_class(
+            path, endpoint=name, methods=None, subdomain=state.subdomain
+        )
+        made.provide_automatic_options = False  # type: ignore[attr-defined]
+        state.app.url_map.add(made)
+        state.app.view_functions[name] = view
+
+    blueprint.record(register)
 
 
 def _bounded(

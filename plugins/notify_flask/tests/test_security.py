@@ -153,6 +153,43 @@ def test_authorize_send_may_let_a_sender_through() -> None:
     notifications.close()
 
 
+def test_the_send_permission_never_passes_a_claimed_sender_through() -> None:
+    """An int user id is the sender (and owns user:42); with no id, the claim is cleared."""
+    app = Flask("int-ids")
+    app.config.update(BACKEND="memory", SECRET_KEY="test")
+    notifications = Notifications(app, environ={})
+    notifications.create_hub("Comments").register_consumer(PushConsumer())
+
+    def authorize(user: Any, stream: str) -> bool:
+        # Anyone may send, signed-in users read the feed: the "send" pseudo-stream only.
+        return stream == "send" or (user is not None and stream == "event-hub-Comments")
+
+    app.register_blueprint(
+        stream_blueprint(authenticate=lambda request: session.get("user_id"), authorize=authorize)
+    )
+
+    @app.get("/login/<int:uid>")
+    def login(uid: int) -> str:
+        session["user_id"] = uid
+        return "ok"
+
+    forged = {"event_type": "chat", "title": "forged", "sender": "system"}
+    anonymous = app.test_client()
+    sent = post(anonymous, forged)
+    assert sent.status_code == 202 and json_of(sent)["sender"] == "", "no id: no sender"
+    user = app.test_client()
+    user.get("/login/42")
+    sent = post(user, forged)
+    assert sent.status_code == 202 and json_of(sent)["sender"] == "42"
+    notifications.send(Event(None, "chat", "for 42", recipients=["42"]))
+    mine = user.get("/notifications/me/events")
+    assert mine.status_code == 200 and json_of(mine)["stream"] == "user:42"
+    assert [item["event"]["title"] for item in json_of(mine)["events"]] == ["for 42"]
+    senders = [item["event"]["sender"] for item in json_of(user.get(FEED + "/events"))["events"]]
+    assert senders == ["", "42"]
+    notifications.close()
+
+
 # -- cross-site requests ------------------------------------------------------------------------
 
 CROSS_SITE = [
@@ -218,6 +255,71 @@ def test_same_site_trusted_and_token_requests_go_through() -> None:
     crossing = {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}
     assert post(token, payload, Authorization="Bearer t-bob", **crossing).status_code == 202
     assert len(json_of(cookie.get(FEED + "/events"))["events"]) == 5
+    notifications.close()
+
+
+def cookie_or_token_rules() -> dict[str, Any]:
+    tokens = {"t-bob": "bob"}
+
+    def authenticate(request: Any) -> Any:
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ") or request.args.get("token", "")
+        return tokens.get(token) or session.get("user_id")
+
+    return {**EXAMPLES["authorize_send"], "authenticate": authenticate}
+
+
+def test_a_token_never_exempts_a_cross_site_request_that_carries_cookies() -> None:
+    """A junk (or even a valid) token beside the session cookie is no proof of intent."""
+    app, notifications = make_app(cookie_or_token_rules(), allow_query_token=True)
+    cookie = app.test_client()
+    cookie.get("/login/bob")
+    payload = {"event_type": "chat", "title": "csrf"}
+    evil = {"Origin": "http://evil.example"}
+    for path, headers in (
+        ("/notifications/events", {"Authorization": "Bearer junk"}),
+        ("/notifications/events", {"Authorization": "Bearer t-bob"}),
+        ("/notifications/events?token=junk", {}),
+        ("/notifications/events?token=t-bob", {}),
+    ):
+        refused = cookie.post(path, json=payload, headers={**evil, **headers})
+        assert refused.status_code == 403 and json_of(refused)["error"] == "forbidden", path
+    assert json_of(cookie.get(FEED + "/events"))["events"] == []
+    # Without cookies a token is the request's own credential, from any page.
+    token = app.test_client()
+    sent = post(token, payload, Authorization="Bearer t-bob", **evil)
+    assert sent.status_code == 202 and json_of(sent)["sender"] == "bob"
+    in_query = token.post("/notifications/events?token=t-bob", json=payload, headers=evil)
+    assert in_query.status_code == 202
+    notifications.close()
+
+
+def test_an_origin_with_another_scheme_is_another_site() -> None:
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    app, notifications = make_app(EXAMPLES["authorize_send"])
+    client = app.test_client()
+    client.get("/login/bob")
+    payload = {"event_type": "chat", "title": "ok"}
+    refused = post(client, payload, Origin="https://localhost")
+    assert refused.status_code == 403 and json_of(refused)["error"] == "forbidden"
+    forwarded = {"Origin": "https://localhost", "X-Forwarded-Proto": "https"}
+    assert post(client, payload, **forwarded).status_code == 403, "no ProxyFix: not believed"
+    assert json_of(client.get(FEED + "/events"))["events"] == []
+    # The scheme the app sees counts: behind ProxyFix, X-Forwarded-Proto says it.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1)  # type: ignore[method-assign]
+    assert post(client, payload, **forwarded).status_code == 202
+    assert post(client, payload, Origin="https://localhost").status_code == 403
+    secure = app.test_client()
+    secure.get("/login/bob", base_url="https://localhost")
+    sent = secure.post(
+        "/notifications/events",
+        json=payload,
+        headers={"Origin": "https://localhost"},
+        base_url="https://localhost",
+    )
+    assert sent.status_code == 202
+    assert len(json_of(client.get(FEED + "/events"))["events"]) == 2
     notifications.close()
 
 

@@ -1,18 +1,23 @@
 """FlaskEmailConsumer: e-mail through flask-mailman, the Django mail API that Flask-Email offered.
 
 Flask-Email itself is Python-2 only; flask-mailman is its maintained port.
-The backend is selectable as flask-mailman documents (``MAIL_BACKEND`` =
-``smtp``, ``console``, ``file``, ``locmem``, or a dotted path), or per
-consumer with ``backend=``.
+As in Flask-Notifications, ``FlaskEmailConsumer.from_app(app, sender,
+recipients)`` sets the extension up itself when the app has none
+(``flask_mailman.Mail(app)``), keeps it as ``consumer.mail``, and sends
+``Event <event_id>`` with the event's JSON as text unless ``subject=`` and
+``body=`` say otherwise. The backend is selectable as flask-mailman
+documents (``MAIL_BACKEND`` = ``smtp``, ``console``, ``file``, ``locmem``, or
+a dotted path), or per consumer with ``backend=``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Self
 
 try:
     from flask import Flask
-    from flask_mailman import EmailMultiAlternatives
+    from flask_mailman import EmailMultiAlternatives, Mail
 except ImportError as error:  # notify-mail installed without the extra
     raise ModuleNotFoundError(
         f"FlaskEmailConsumer needs Flask and flask-mailman ({error}): "
@@ -29,28 +34,48 @@ __all__ = ["FlaskEmailConsumer"]
 class FlaskEmailConsumer(MailConsumer):
     """Sends through the flask-mailman extension of ``app`` (``app.extensions["mailman"]``)."""
 
+    #: Flask-Notifications' subject and text: ``Event <id>`` and the event's JSON.
+    default_subject = "Event {event_id}"
+    default_body = "{event_json}"
+
     def __init__(
         self,
         app: Flask,
+        sender: str | None = None,
+        recipients: Iterable[str] | None = None,
         *,
         backend: str | None = None,
         max_emails: int | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(**options)
-        if "mailman" not in getattr(app, "extensions", {}):
+        super().__init__(sender=sender, recipients=recipients, **options)
+        if not isinstance(app, Flask):
             raise ConfigurationError(
-                "flask-mailman is not set up on this app: call Mail(app) first"
+                f"FlaskEmailConsumer needs the Flask app, not {type(app).__name__}: "
+                "FlaskEmailConsumer.from_app(app, sender, recipients)"
             )
         self.app = app
+        extension = getattr(app, "extensions", {}).get("mailman")
+        if extension is None:
+            Mail(app)
+            extension = app.extensions["mailman"]
+        #: The app's flask-mailman state: the one it had, or the one ``Mail(app)`` made here.
+        self.mail: Any = extension
         self.backend = backend
         self.max_emails = (
             max_emails if max_emails is not None else app.config.get("MAIL_MAX_EMAILS")
         )
 
     @classmethod
-    def from_app(cls, app: Flask, **options: Any) -> Self:
-        return cls(app, **options)
+    def from_app(
+        cls,
+        app: Flask,
+        sender: str | None = None,
+        recipients: Iterable[str] | None = None,
+        **options: Any,
+    ) -> Self:
+        """The consumer for ``app``: its flask-mailman extension, set up here if it has none."""
+        return cls(app, sender, recipients, **options)
 
     def __repr__(self) -> str:
         return f"FlaskEmailConsumer({self.app.name}, backend={self.backend or 'MAIL_BACKEND'})"

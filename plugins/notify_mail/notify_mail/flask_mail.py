@@ -1,17 +1,24 @@
-"""FlaskMailConsumer: e-mail through Flask-Mail, reusing the app's ``app.extensions["mail"]``.
+"""FlaskMailConsumer: e-mail through Flask-Mail, as Flask-Notifications' consumer of that name.
+
+``FlaskMailConsumer.from_app(app, sender, recipients)`` works as it did in
+Flask-Notifications: it uses the app's Flask-Mail extension, or sets one up
+(``Mail(app)``) when the app has none, and keeps it as ``consumer.mail``; a
+message's subject is ``Event <event_id>`` and its text the event's JSON unless
+``subject=`` and ``body=`` templates say otherwise.
 
 Everything Flask-Mail documents applies: the ``MAIL_*`` settings,
 ``MAIL_SUPPRESS_SEND`` (on by default when ``TESTING``), ``MAIL_MAX_EMAILS``
-and ``mail.record_messages()``.
+and ``consumer.mail.record_messages()``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Self
 
 try:
     from flask import Flask
-    from flask_mail import BadHeaderError, Message
+    from flask_mail import BadHeaderError, Mail, Message
 except ImportError as error:  # notify-mail installed without the extra
     raise ModuleNotFoundError(
         f"FlaskMailConsumer needs Flask and Flask-Mail ({error}): "
@@ -28,16 +35,38 @@ __all__ = ["FlaskMailConsumer"]
 class FlaskMailConsumer(MailConsumer):
     """Sends through the Flask-Mail extension of ``app`` (see :meth:`from_app`)."""
 
-    def __init__(self, app: Flask, **options: Any) -> None:
-        super().__init__(**options)
-        if "mail" not in getattr(app, "extensions", {}):
-            raise ConfigurationError("Flask-Mail is not set up on this app: call Mail(app) first")
+    #: Flask-Notifications' subject and text: ``Event <id>`` and the event's JSON.
+    default_subject = "Event {event_id}"
+    default_body = "{event_json}"
+
+    def __init__(
+        self,
+        app: Flask,
+        sender: str | None = None,
+        recipients: Iterable[str] | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(sender=sender, recipients=recipients, **options)
+        if not isinstance(app, Flask):
+            raise ConfigurationError(
+                f"FlaskMailConsumer needs the Flask app, not {type(app).__name__}: "
+                "FlaskMailConsumer.from_app(app, sender, recipients)"
+            )
         self.app = app
+        extension = getattr(app, "extensions", {}).get("mail")
+        #: The app's Flask-Mail: the one it had, or ``Mail(app)`` made here when it had none.
+        self.mail: Any = extension if extension is not None else Mail(app)
 
     @classmethod
-    def from_app(cls, app: Flask, **options: Any) -> Self:
-        """The consumer for ``app``, reusing its ``app.extensions["mail"]``."""
-        return cls(app, **options)
+    def from_app(
+        cls,
+        app: Flask,
+        sender: str | None = None,
+        recipients: Iterable[str] | None = None,
+        **options: Any,
+    ) -> Self:
+        """The consumer for ``app``: its Flask-Mail extension, set up here if it has none."""
+        return cls(app, sender, recipients, **options)
 
     def __repr__(self) -> str:
         return f"FlaskMailConsumer({self.app.name})"

@@ -224,7 +224,9 @@ class MailConsumer(Consumer):
 
     ``subject``, ``body`` and ``html`` are ``str.format`` templates over the
     event's fields (``{title}``, ``{sender}``, ``{colour}`` for an extra
-    field); ``html=None`` sends text only. ``recipients`` is a fixed list of
+    field) and ``{event_json}``, the whole event as JSON (unless the event has
+    a field of that name); ``html=None`` sends text only. Without them, the
+    class's :attr:`default_subject` and :attr:`default_body` apply. ``recipients`` is a fixed list of
     addresses; without it the event's recipients are mapped to addresses by
     ``resolver`` (a callable or a mapping; by default a recipient containing
     ``@`` is its own address). ``attachments_field`` names the event field
@@ -236,14 +238,19 @@ class MailConsumer(Consumer):
     are. Every recipient must be one address: ``a@x, b@y`` is refused.
     """
 
+    #: The subject template when none is given (the Flask consumers keep Flask-Notifications').
+    default_subject = "{title}"
+    #: The text template when none is given.
+    default_body = "{body}"
+
     def __init__(
         self,
         *,
         sender: str | None = None,
         recipients: Iterable[str] | None = None,
         resolver: Resolver | Mapping[str, str] | None = None,
-        subject: str = "{title}",
-        body: str = "{body}",
+        subject: str | None = None,
+        body: str | None = None,
         html: str | None = None,
         html_safe_fields: Iterable[str] = (),
         attachments_field: str = "attachments",
@@ -258,8 +265,8 @@ class MailConsumer(Consumer):
             self.resolver: Resolver = table.get
         else:
             self.resolver = resolver or default_resolver
-        self.subject_template = subject
-        self.body_template = body
+        self.subject_template = self.default_subject if subject is None else subject
+        self.body_template = self.default_body if body is None else body
         self.html_template = html
         self.attachments_field = attachments_field
 
@@ -270,6 +277,7 @@ class MailConsumer(Consumer):
     def compose(self, event: Event) -> MailMessage:
         """The message for ``event``; :class:`PermanentFailure` when it can never be sent."""
         fields = dict(event)
+        fields.setdefault("event_json", event.to_json())
         sender = self.sender or self.default_sender()
         if not sender:
             raise PermanentFailure("no sender: pass sender= or set MAIL_DEFAULT_SENDER")

@@ -74,7 +74,8 @@ def test_resolvers_and_fixed_recipients() -> None:
         ({}, {"title": "Hi\nBcc: victim@example.org"}, "subject"),
         ({}, {"title": "Hi\r\nX-Evil: 1"}, "subject"),
         ({"sender": "me@example.org\nBcc: x@y.z"}, {}, "sender"),
-        ({}, {"recipients": ["a@b.c\nBcc: x@y.z"]}, "recipient"),
+        # (An event's own recipient cannot hold a newline: Event refuses control characters.)
+        ({"resolver": lambda user: "a@b.c\nBcc: x@y.z"}, {"recipients": ["bob"]}, "recipient"),
         ({"recipients": ["ok@b.c", "a@b.c\r\n"]}, {}, "recipient"),
     ],
 )

@@ -24,6 +24,7 @@ from notify_mail.testing import Handler
 from notifycore import (
     ConfigurationError,
     Event,
+    InvalidEvent,
     JobOutcome,
     Notifications,
     PermanentFailure,
@@ -160,13 +161,18 @@ FINE = [
 
 @pytest.mark.parametrize("address", SMUGGLED)
 def test_a_recipient_that_is_not_one_address_is_refused(address: str) -> None:
-    for mail in (
-        MailConsumer(sender="a@example.org"),
-        MailConsumer(sender="a@example.org", recipients=["ok@example.org", address]),
-        MailConsumer(sender="a@example.org", resolver=lambda user: address),
-    ):
+    cases = [
+        (MailConsumer(sender="a@example.org", recipients=["ok@example.org", address]), "bob"),
+        (MailConsumer(sender="a@example.org", resolver=lambda user: address), "bob"),
+    ]
+    if "\n" in address:  # a control character: not even an event's recipient
+        with pytest.raises(InvalidEvent, match="recipients: ids must not contain control"):
+            Event(None, "t", recipients=[address])
+    else:
+        cases.append((MailConsumer(sender="a@example.org"), address))
+    for mail, recipient in cases:
         with pytest.raises(PermanentFailure, match="recipient"):
-            mail.compose(Event(None, "t", recipients=[address]))
+            mail.compose(Event(None, "t", recipients=[recipient]))
 
 
 @pytest.mark.parametrize("address", FINE)

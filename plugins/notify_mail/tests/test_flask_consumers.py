@@ -38,7 +38,7 @@ def event(title: str = "Bonjour ✓", **kw: Any) -> Event:
 def test_flask_mail_sends_through_the_apps_extension(smtp_server: Any) -> None:
     app = flask_app(smtp_server)
     flask_mail.Mail(app)
-    mail = FlaskMailConsumer.from_app(app, html="<b>{body}</b>")
+    mail = FlaskMailConsumer.from_app(app, subject="{title}", html="<b>{body}</b>")
     with app.extensions["mail"].record_messages() as outbox:
         mail.consume(
             event(attachments=[{"filename": "a.txt", "content_type": "text/plain", "content": "ü"}])
@@ -60,7 +60,7 @@ def test_flask_mail_suppress_send_and_testing_record_without_sending(smtp_server
         app = flask_app(smtp_server, **config)
         mail_ext = flask_mail.Mail(app)
         with mail_ext.record_messages() as outbox:
-            FlaskMailConsumer.from_app(app).consume(event("suppressed"))
+            FlaskMailConsumer.from_app(app, subject="{title}").consume(event("suppressed"))
         assert [m.subject for m in outbox] == ["suppressed"]
     assert smtp_server.handler.received == []
     assert smtp_server.handler.connections == 0
@@ -78,7 +78,7 @@ def test_flask_mail_bulk_follows_max_emails(smtp_server: Any) -> None:
 def test_flask_mail_5xx_and_injection_are_permanent(smtp_server: Any) -> None:
     app = flask_app(smtp_server)
     flask_mail.Mail(app)
-    mail = FlaskMailConsumer.from_app(app)
+    mail = FlaskMailConsumer.from_app(app, subject="{title}")
     with pytest.raises(PermanentFailure, match="newline in the subject"):
         mail.consume(event("a\nBcc: x@example.org"))
     smtp_server.handler.answer = "552 5.3.4 Message too big"
@@ -86,9 +86,33 @@ def test_flask_mail_5xx_and_injection_are_permanent(smtp_server: Any) -> None:
         mail.consume(event())
 
 
-def test_flask_mail_needs_the_extension() -> None:
-    with pytest.raises(ConfigurationError, match="Mail\\(app\\)"):
-        FlaskMailConsumer.from_app(Flask("bare"))
+def test_flask_mail_from_app_works_as_flask_notifications_did(smtp_server: Any) -> None:
+    """No Mail(app) first: from_app sets Flask-Mail up; the subject is Event <id>, the text JSON."""
+    app = flask_app(smtp_server)
+    assert "mail" not in app.extensions
+    # The original's positional form: from_app(app, sender, recipients).
+    mail = FlaskMailConsumer.from_app(app, "from@example.org", ["to@example.org"])
+    assert isinstance(mail.mail, flask_mail.Mail)
+    assert "mail" in app.extensions
+    sent = event(recipients=["someone@example.org"])
+    with mail.mail.record_messages() as outbox:
+        mail.consume(sent)
+    assert [(m.subject, m.body, m.recipients) for m in outbox] == [
+        (f"Event {sent.event_id}", sent.to_json(), ["to@example.org"])
+    ]
+    smtp_server.wait_for(1)
+    (message,) = smtp_server.handler.messages()
+    assert message["Subject"] == f"Event {sent.event_id}"
+    assert (message["From"], message["To"]) == ("from@example.org", "to@example.org")
+    text = message.get_body(preferencelist=("plain",))
+    assert text is not None and text.get_content().rstrip("\r\n") == sent.to_json()
+    # A second consumer reuses the extension the first one made.
+    assert FlaskMailConsumer.from_app(app).mail is app.extensions["mail"]
+
+
+def test_flask_mail_needs_a_flask_app() -> None:
+    with pytest.raises(ConfigurationError, match="needs the Flask app, not Mail"):
+        FlaskMailConsumer(flask_mail.Mail(), "from@example.org")  # type: ignore[arg-type]
 
 
 # -- flask-mailman -----------------------------------------------------------------------------
@@ -97,7 +121,7 @@ def test_flask_mail_needs_the_extension() -> None:
 def test_flask_email_smtp_backend(smtp_server: Any) -> None:
     app = flask_app(smtp_server, MAIL_BACKEND="smtp")
     flask_mailman.Mail(app)
-    FlaskEmailConsumer.from_app(app, html="<i>{title}</i>").consume(
+    FlaskEmailConsumer.from_app(app, subject="{title}", html="<i>{title}</i>").consume(
         event(attachments=[{"filename": "n.txt", "content_type": "text/plain", "content": "note"}])
     )
     smtp_server.wait_for(1)
@@ -111,7 +135,9 @@ def test_flask_email_smtp_backend(smtp_server: Any) -> None:
 def test_flask_email_locmem_backend_and_bulk(smtp_server: Any) -> None:
     app = flask_app(smtp_server, MAIL_BACKEND="locmem")
     mailman = flask_mailman.Mail(app)
-    FlaskEmailConsumer.from_app(app).send_many([event(f"n{i}") for i in range(3)])
+    FlaskEmailConsumer.from_app(app, subject="{title}").send_many(
+        [event(f"n{i}") for i in range(3)]
+    )
     assert [m.subject for m in mailman.outbox] == ["n0", "n1", "n2"]
     assert smtp_server.handler.received == []
     smtp_app = flask_app(smtp_server, MAIL_BACKEND="smtp", MAIL_MAX_EMAILS=2)
@@ -119,6 +145,22 @@ def test_flask_email_locmem_backend_and_bulk(smtp_server: Any) -> None:
     FlaskEmailConsumer.from_app(smtp_app).send_many([event(f"m{i}") for i in range(5)])
     smtp_server.wait_for(5)
     assert smtp_server.handler.connections == 3
+
+
+def test_flask_email_from_app_works_as_flask_notifications_did(smtp_server: Any) -> None:
+    app = flask_app(smtp_server, MAIL_BACKEND="smtp")
+    assert "mailman" not in app.extensions
+    mail = FlaskEmailConsumer.from_app(app, "from@example.org", ["to@example.org"])
+    assert mail.mail is app.extensions["mailman"]
+    sent = event()
+    mail.consume(sent)
+    smtp_server.wait_for(1)
+    (message,) = smtp_server.handler.messages()
+    assert message["Subject"] == f"Event {sent.event_id}"
+    assert (message["From"], message["To"]) == ("from@example.org", "to@example.org")
+    text = message.get_body(preferencelist=("plain",))
+    assert text is not None and text.get_content().rstrip("\r\n") == sent.to_json()
+    assert FlaskEmailConsumer.from_app(app).mail is app.extensions["mailman"]
 
 
 def test_flask_email_file_and_console_backends(

@@ -27,7 +27,7 @@ from notify_starlette.ws import Session
 from notifycore.web import Reply, WebOptions, WebProtocol, WebRequest, stream_for_hub
 from notifycore.web.access import Authenticate, Authorize, AuthorizeSend
 from notifycore.web.calls import arun
-from notifycore.web.protocol import OTHER_METHODS, ROUTES, method_not_allowed, no_such_route
+from notifycore.web.protocol import ROUTES, no_such_route, other_method
 
 if TYPE_CHECKING:
     from notifycore import Notifications
@@ -147,9 +147,7 @@ class Endpoints:
 
     async def websocket(self, websocket: WebSocket) -> None:
         # A browser opens a WebSocket from any page, with its cookies: refuse other sites'.
-        if self.protocol.cross_site(self.incoming(websocket)) is not None and not (
-            self.options.allow_query_token and websocket.query_params.get("token")
-        ):
+        if self.protocol.cross_site(self.incoming(websocket)) is not None:
             await websocket.close(1008, "cross-site WebSocket refused")
             return
         principal = await self.principal(websocket)
@@ -225,20 +223,21 @@ def routes(
     }
     # /me/... first (ROUTES' order): a hub labelled "me" is reachable by its hub id only.
     table: list[BaseRoute] = [Route(p, handlers[p], methods=[m]) for p, m in ROUTES]
-    # Another method, or a path that is no route: JSON answers too, as on every adapter.
-    table += [
-        Route(p, _reply(method_not_allowed(m)), methods=[o for o in OTHER_METHODS if o != m])
-        for p, m in ROUTES
-    ]
+    # Any other method (after the routes: a route's own one reaches it), or a path that is no
+    # route: JSON answers too, as on every adapter.
+    table += [Route(p, _OtherMethod(m), methods=None) for p, m in ROUTES]
     table.append(WebSocketRoute("/ws", endpoints.websocket))
     return Router(routes=table, default=_no_such_route)
 
 
-def _reply(reply: Reply) -> Callable[[Request], Awaitable[Response]]:
-    async def answer(request: Request) -> Response:
-        return response(reply)
+class _OtherMethod:
+    """An ASGI app, not a function: Starlette routes a function's route to GET only."""
 
-    return answer
+    def __init__(self, allowed: str) -> None:
+        self.allowed = allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await response(other_method(scope["method"], self.allowed))(scope, receive, send)
 
 
 async def _no_such_route(scope: Scope, receive: Receive, send: Send) -> None:

@@ -125,6 +125,33 @@ def test_the_send_permission_sends_as_the_principal(
     assert [i["event"]["sender"] for i in history] == ["bob"]
 
 
+def test_the_send_permission_never_passes_a_claimed_sender_through(
+    serve: Serve, comments: Notifications, client: httpx.Client
+) -> None:
+    """An int user id is the sender (and owns user:42); with no id, the claim is cleared."""
+
+    def authenticate(request: Any) -> Any:
+        return {"t-42": 42}.get(request.state.token or "")
+
+    def authorize(user: Any, stream: str) -> bool:
+        # Anyone may send, signed-in users read the feed: the "send" pseudo-stream only.
+        return stream == "send" or (user is not None and stream == "event-hub-Comments")
+
+    served = serve(comments, authenticate=authenticate, authorize=authorize)
+    forged = {"event_type": "chat", "title": "forged", "sender": "system"}
+    sent = client.post(served.base + "/events", json=forged)
+    assert sent.status_code == 202 and sent.json()["sender"] == "", "no id: no sender"
+    user = {"Authorization": "Bearer t-42"}
+    sent = client.post(served.base + "/events", json=forged, headers=user)
+    assert sent.status_code == 202 and sent.json()["sender"] == "42"
+    comments.send({"event_type": "chat", "title": "for 42", "recipients": ["42"]})
+    assert titles(client, served.base + "/me/events", user) == ["for 42"]
+    with client.stream("GET", served.base + "/me/stream", headers=user) as response:
+        assert response.status_code == 200
+    history = client.get(served.base + "/Comments/events", headers=user).json()["events"]
+    assert [item["event"]["sender"] for item in history] == ["", "42"]
+
+
 # -- cross-site requests ------------------------------------------------------------------------
 
 SESSIONS = {"s-bob": User("bob")}
@@ -232,3 +259,70 @@ def test_a_cross_site_websocket_riding_on_cookies_is_refused(
         ) as ws:
             ws.send(json.dumps({"action": "subscribe", "stream": "me"}))
             assert json.loads(ws.recv(timeout=WAIT)) == {"type": "subscribed", "stream": "user:bob"}
+
+
+def test_a_token_never_exempts_a_cross_site_request_that_carries_cookies(
+    serve: Serve, comments: Notifications
+) -> None:
+    """A junk (or even a valid) token beside the session cookie is no proof of intent."""
+    served = serve(
+        comments,
+        authenticate=cookie_or_token,
+        authorize=EXAMPLE["authorize"],
+        authorize_send=EXAMPLE["authorize_send"],
+        allow_query_token=True,
+    )
+    evil = Origin("http://evil.example")
+    cookie = {"Cookie": "sid=s-bob"}
+    for query, headers in (
+        ("?token=junk", cookie),
+        ("?token=t-bob", cookie),
+        ("", {**cookie, "Authorization": "Bearer junk"}),
+        ("", {**cookie, "Authorization": "Bearer t-bob"}),
+    ):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(served.ws + query, origin=evil, additional_headers=headers, open_timeout=WAIT)
+        assert refused.value.response.status_code == 403, (query, headers)
+    with httpx.Client(timeout=WAIT, cookies={"sid": "s-bob"}) as client:
+        payload = {"event_type": "chat", "title": "csrf"}
+        for url, headers in (
+            (served.base + "/events", {"Authorization": "Bearer junk"}),
+            (served.base + "/events", {"Authorization": "Bearer t-bob"}),
+            (served.base + "/events?token=junk", {}),
+        ):
+            refused_post = client.post(url, json=payload, headers={"Origin": evil, **headers})
+            assert refused_post.status_code == 403, (url, headers)
+            assert refused_post.json()["error"] == "forbidden"
+        assert sent_titles(served.base, client) == []
+    # Without cookies a token is the request's own credential, from any page.
+    with connect(served.ws + "?token=t-bob", origin=evil, open_timeout=WAIT) as ws:
+        ws.send(json.dumps({"action": "subscribe", "stream": "me"}))
+        assert json.loads(ws.recv(timeout=WAIT)) == {"type": "subscribed", "stream": "user:bob"}
+
+
+def test_an_origin_with_another_scheme_is_another_site(
+    cookie_app: tuple[str, httpx.Client],
+) -> None:
+    base, client = cookie_app
+    server = base.split("/n", 1)[0]  # http://127.0.0.1:PORT
+    https_twin = Origin(server.replace("http://", "https://"))
+    payload = {"event_type": "chat", "title": "ok"}
+    refused = client.post(base + "/events", json=payload, headers={"Origin": https_twin})
+    assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
+    with pytest.raises(InvalidStatus) as closed:
+        connect(
+            base.replace("http://", "ws://") + "/ws",
+            origin=https_twin,
+            additional_headers={"Cookie": "sid=s-bob"},
+            open_timeout=WAIT,
+        )
+    assert closed.value.response.status_code == 403
+    assert sent_titles(base, client) == []
+    # Behind a proxy, the scheme the app sees counts: uvicorn applies X-Forwarded-Proto from
+    # 127.0.0.1 (its forwarded_allow_ips default), so the https page is the server's own.
+    proxied = {"Origin": https_twin, "X-Forwarded-Proto": "https"}
+    assert client.post(base + "/events", json=payload, headers=proxied).status_code == 202
+    assert (
+        client.post(base + "/events", json=payload, headers={"Origin": server}).status_code == 202
+    )
+    assert sent_titles(base, client) == ["ok", "ok"]
