@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+from notifycore.backends.capabilities import require_claims
 from notifycore.consumers import Binding, Consumer, FunctionConsumer, default_name, is_async
 from notifycore.errors import ConfigurationError
 from notifycore.filters import Always, EventFilter
@@ -245,6 +246,11 @@ class Hub:
                     "pass name=... to register another one"
                 )
             if self._backend is not None:
+                if dedupe:  # the worker would refuse it; say so where it is registered
+                    require_claims(
+                        self._backend,
+                        f"de-duplication (dedupe=True on consumer {name!r} of hub {self.label!r})",
+                    )
                 consumer.bind(Binding(self, self._backend))
             self._registrations[name] = registration
             self.registrations = tuple(self._registrations.values())

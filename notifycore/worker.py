@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from notifycore.backends.base import Job, Outage
+from notifycore.backends.capabilities import require_claims
 from notifycore.delivery import Delivery
 from notifycore.errors import (
     BackendUnavailable,
@@ -77,6 +78,10 @@ def backoff_delay(attempts: int, base: float, maximum: float) -> float:
 def dedupe_key(event_id: str, hub: str, consumer: str) -> str:
     """The key a de-duplicating consumer's handled events are remembered under."""
     return f"done:{hub}:{consumer}:{event_id}"
+
+
+def _dedupe_use(hub: Hub, registration: Registration) -> str:
+    return f"de-duplication (dedupe=True on consumer {registration.name!r} of hub {hub.label!r})"
 
 
 class HasDelivery(Protocol):
@@ -144,6 +149,7 @@ class Worker:
         #: Seconds a consumer may run on one job unless its registration says otherwise.
         self.job_timeout: float = settings["JOB_TIMEOUT"] or self.visibility_timeout
         self._check_timeouts(settings["JOB_TIMEOUT"])
+        self._check_dedupe()
         if grace is None:
             grace = settings["WORKER_GRACE_PERIOD"]
         if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not grace >= 0:
@@ -188,6 +194,14 @@ class Worker:
                 if registration.queue and registration.queue not in queues:
                     queues.append(registration.queue)
         return queues
+
+    def _check_dedupe(self) -> None:
+        """De-duplication needs the backend's claims (a capability): refuse to start without."""
+        default_queue = self.delivery.settings["DEFAULT_QUEUE"]
+        for hub in self.delivery.hubs.values():
+            for registration in hub.registrations:
+                if registration.dedupe and (registration.queue or default_queue) in self.queues:
+                    require_claims(self.delivery.backend, _dedupe_use(hub, registration))
 
     def _check_timeouts(self, job_timeout: float | None) -> None:
         """A job may not outrun its reservation: another worker would take it meanwhile."""
@@ -268,13 +282,19 @@ class Worker:
             return JobOutcome.EXPIRED if backend.ack(job) else JobOutcome.LOST
         done: Callable[[], object] | None = None
         if registration.dedupe:
+            try:  # registered after the worker started, on a backend without a store
+                store = require_claims(backend, _dedupe_use(hub, registration))
+            except ConfigurationError as exc:
+                logger.error("job %s of queue %s cannot run: %s", job.id, job.queue, exc)
+                dead = backend.dead_letter(job, error=f"ConfigurationError: {exc}")
+                return JobOutcome.DEAD if dead else JobOutcome.LOST
             key = dedupe_key(event.event_id, hub.label, registration.name)
-            if backend.is_done(key):
+            if store.kv_exists(key):
                 return JobOutcome.DUPLICATE if backend.ack(job) else JobOutcome.LOST
             ttl = self.dedupe_ttl
 
             def done() -> object:
-                return backend.mark_done(key, ttl=ttl)
+                return store.kv_set_if_absent(key, b"1", ttl=ttl)
 
         limit = registration.max_tries or self.max_tries
         if job.attempts > limit:

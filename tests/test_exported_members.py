@@ -12,6 +12,8 @@ MODULES = [
     "notifycore",
     "notifycore.notifications",
     "notifycore.backends.base",
+    "notifycore.backends.capabilities",
+    "notifycore.backends.envelope",
     "notifycore.backends.memory",
     "notifycore.config",
     "notifycore.consumers",

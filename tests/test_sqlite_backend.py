@@ -68,7 +68,7 @@ def test_wal_mode_and_tables(backend: SQLiteBackend) -> None:
     try:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        assert {"nc_streams", "nc_stream_meta", "nc_jobs", "nc_dead_letters", "nc_done"} <= tables
+        assert {"nc_streams", "nc_stream_meta", "nc_jobs", "nc_dead_letters", "nc_kv"} <= tables
     finally:
         db.close()
 

@@ -1,12 +1,16 @@
-"""The backend interface: streams and queues, each with a sync and an async face.
+"""The backend interface: seven primitives, everything else derived from them.
 
-**Streams** keep published messages under monotonic, per-stream ids for replay
-(``read`` since an id) and live following (``read`` with ``block``).
-**Queues** hold jobs for workers: ``reserve`` hides a job for a visibility
-timeout, ``ack`` removes it, ``retry`` makes it visible again later,
-``release`` gives it back untried and ``dead_letter`` parks it with its error. A backend implements the sync
-methods; the async twins run them in a thread unless the backend has native
-ones. ``notifycore.testing.BackendContract`` is the test every backend passes.
+A backend implements **seven primitives** — for streams ``publish``, ``read``
+and ``last_id``; for queues ``enqueue`` (with a delay), ``reserve`` (with a
+visibility timeout), ``ack`` and ``browse`` — and inherits the rest: batches
+(``publish_many``, ``enqueue_many``, ``reserve_many``, ``ack_many``), following
+a stream (``follow`` and ``afollow``, one implementation), ``retry``,
+``release``, ``dead_letter`` and the dead-letter admin operations,
+``queue_length``, and the async twins (a thread each, by default). A backend
+overrides a derived operation only where its broker does it atomically or
+faster. Optional capabilities (a key-value store, counters) are small
+protocols in :mod:`notifycore.backends.capabilities`.
+``notifycore.testing.contract.BackendContract`` is the test every backend passes.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ import abc
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
-from notifycore.errors import InvalidStreamId
+from notifycore.backends.envelope import DeadEnvelope, open_dead, open_job, seal_dead, seal_job
+from notifycore.errors import BackendUnavailable, InvalidStreamId
 from notifycore.settings import mask_url
 
 __all__ = [
@@ -29,6 +34,7 @@ __all__ = [
     "DeadLetter",
     "Job",
     "Outage",
+    "QueuedJob",
     "StreamMessage",
     "StreamRead",
     "id_number",
@@ -39,6 +45,8 @@ __all__ = [
 MAX_STREAM_ID_LENGTH = 64
 #: Every number in a stream id fits a signed 64-bit integer (SQLite's, RabbitMQ's offsets).
 MAX_STREAM_ID_NUMBER = 2**63 - 1
+#: How long the derived dead-letter operations hold the dead letters they go through.
+_ADMIN_HOLD = 300.0
 
 
 def id_number(text: str) -> int | None:
@@ -63,7 +71,8 @@ class StreamRead:
 
     ``reset`` is True when the reader's id is older than what the stream
     still retains (or unknown to it): messages were lost to retention and the
-    reader must be told, not left with a silent gap.
+    reader must be told, not left with a silent gap. The messages of such a
+    read start with the oldest the stream still keeps.
     """
 
     messages: list[StreamMessage] = field(default_factory=list)
@@ -76,7 +85,12 @@ class StreamRead:
 
 @dataclass(slots=True)
 class Job:
-    """A reserved queue job; hand it back to ``ack``, ``retry`` or ``dead_letter``."""
+    """A reserved queue job; hand it back to ``ack``, ``retry``, ``release`` or ``dead_letter``.
+
+    A backend builds it from what it stored: when that is a job envelope (left by a
+    derived :meth:`Backend.retry` or :meth:`Backend.release`), the job opens it, so
+    ``payload`` is the job's own and ``attempts`` adds the tries it had before.
+    """
 
     id: str
     queue: str
@@ -86,6 +100,31 @@ class Job:
     #: Proof of this reservation; a stale receipt (the job was re-reserved) is refused.
     receipt: str
     last_error: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.payload[:1] == b"\x00":
+            self.payload, before, error = open_job(self.payload)
+            self.attempts += before
+            if self.last_error is None:
+                self.last_error = error
+
+
+@dataclass(slots=True)
+class QueuedJob:
+    """A job as :meth:`Backend.browse` lists it: in its queue, waiting, delayed or reserved."""
+
+    id: str
+    payload: bytes
+    #: The tries it had so far (a reserved job's current one included), where the backend knows.
+    attempts: int = 0
+    last_error: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.payload[:1] == b"\x00":
+            self.payload, before, error = open_job(self.payload)
+            self.attempts += before
+            if self.last_error is None:
+                self.last_error = error
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +139,13 @@ class DeadLetter:
     failed_at: float
 
 
+#: One step of the follow plan: ("call", method name, args, kwargs), ("wait", seconds)
+#: or ("emit", batch). The sync and async followers differ only in how they run a call.
+_Step = tuple[Any, ...]
+
+
 class Backend(abc.ABC):
-    """Base class of every backend."""
+    """Base class of every backend: implement the seven abstract primitives."""
 
     #: The entry-point name in ``notifycore.backends``.
     name: ClassVar[str] = ""
@@ -109,9 +153,6 @@ class Backend(abc.ABC):
     shared: ClassVar[bool] = False
     #: Exceptions that mean the broker is unreachable (a retry may help).
     connection_errors: ClassVar[tuple[type[BaseException], ...]] = ()
-    #: True when :meth:`release` does not count the delivery it ends (the default
-    #: implementation is a :meth:`retry`, which does).
-    release_keeps_tries: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -153,15 +194,11 @@ class Backend(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections and files; the backend is not used afterwards."""
 
-    # -- streams -----------------------------------------------------------------------------
+    # -- the seven primitives ----------------------------------------------------------------
 
     @abc.abstractmethod
     def publish(self, stream: str, data: bytes) -> str:
         """Append ``data`` to ``stream``; return its id, greater than every earlier one."""
-
-    def publish_many(self, stream: str, items: Iterable[bytes]) -> list[str]:
-        """Append several messages in order, in as few round trips as the broker allows."""
-        return [self.publish(stream, data) for data in items]
 
     @abc.abstractmethod
     def read(
@@ -175,12 +212,44 @@ class Backend(abc.ABC):
         """Messages of ``stream`` with ids after ``after`` (None: from the oldest kept).
 
         With ``block`` (seconds), wait that long at most for a message when none
-        is there yet. At most ``limit`` messages, oldest first.
+        is there yet. At most ``limit`` messages, oldest first. An ``after`` older
+        than the retention, or one the stream never gave, is answered with
+        ``reset=True`` and the messages from the oldest kept.
         """
 
     @abc.abstractmethod
     def last_id(self, stream: str) -> str | None:
         """The id of the newest message of ``stream``, None when it has none."""
+
+    @abc.abstractmethod
+    def enqueue(self, queue: str, payload: bytes, *, delay: float = 0.0) -> str:
+        """Add a job at the end of ``queue``, visible after ``delay`` seconds; return its id."""
+
+    @abc.abstractmethod
+    def reserve(
+        self, queue: str, *, visibility_timeout: float, block: float | None = None
+    ) -> Job | None:
+        """Take the oldest visible job and hide it for ``visibility_timeout`` seconds.
+
+        Waits ``block`` seconds at most for one; None when there is none. A job whose
+        reservation lapsed is visible again, and its attempts count that reservation.
+        """
+
+    @abc.abstractmethod
+    def ack(self, job: Job) -> bool:
+        """Remove a done job; False when the reservation had expired and was taken over."""
+
+    @abc.abstractmethod
+    def browse(self, queue: str, *, limit: int | None = None) -> list[QueuedJob]:
+        """The jobs of ``queue`` not yet acked — waiting, delayed and reserved — without
+        reserving them or counting a try; the waiting ones in the order ``reserve``
+        takes them. At most ``limit``."""
+
+    # -- streams, derived --------------------------------------------------------------------
+
+    def publish_many(self, stream: str, items: Iterable[bytes]) -> list[str]:
+        """Append several messages in order, in as few round trips as the broker allows."""
+        return [self.publish(stream, data) for data in items]
 
     def id_key(self, message_id: str) -> tuple[int, ...]:
         """A sort key for ids of this backend: later messages have greater keys.
@@ -188,6 +257,53 @@ class Backend(abc.ABC):
         The default reads ``"42"`` and Redis-style ``"1700000000000-3"`` ids.
         """
         return tuple(int(part) for part in message_id.split("-"))
+
+    def read_next(self, stream: str, after: str, *, block: float) -> StreamRead:
+        """A follower's next read, after an id this stream just gave it; the default is
+        :meth:`read`. A backend may make it cheaper (no check that ``after`` still exists)."""
+        return self.read(stream, after, block=block)
+
+    def _follow_plan(
+        self, stream: str, after: str | None, poll: float
+    ) -> Generator[_Step, Any, None]:
+        """What a follower does, free of I/O: :meth:`follow` and :meth:`afollow` run it.
+
+        The first read (and the first after an outage) is a :meth:`read`, which checks
+        the cursor; the next ones are :meth:`read_next`. An outage
+        (:class:`BackendUnavailable`) is reported once and waited out with back-off.
+        """
+        outage = Outage(self)
+        cursor = after
+        while after is None:  # from now on: start after the newest message
+            try:
+                cursor = yield ("call", "last_id", (stream,), {})
+                break
+            except BackendUnavailable as exc:
+                yield ("wait", outage.failed(exc))
+        checked = False
+        while True:
+            try:
+                if checked and cursor is not None:
+                    batch = yield ("call", "read_next", (stream, cursor), {"block": poll})
+                else:
+                    batch = yield ("call", "read", (stream, cursor), {"block": poll})
+                    checked = True
+            except BackendUnavailable as exc:
+                checked = False
+                yield ("wait", outage.failed(exc))
+                continue
+            outage.recovered()
+            if not (batch.messages or batch.reset):
+                continue
+            if batch.messages:
+                cursor = batch.messages[-1].id
+            else:  # a reset with nothing kept: go on after the newest id
+                try:
+                    cursor = yield ("call", "last_id", (stream,), {})
+                except BackendUnavailable as exc:
+                    checked = False
+                    yield ("wait", outage.failed(exc))
+            yield ("emit", batch)
 
     def follow(
         self,
@@ -200,39 +316,60 @@ class Backend(abc.ABC):
         """Yield batches of new messages as they come, until ``stop`` is set.
 
         ``after=None`` starts with what is published from now on. A batch whose
-        ``reset`` is True tells the follower it missed messages.
+        ``reset`` is True tells the follower it missed messages. Through an outage
+        it reconnects with back-off and resumes where it was.
         """
-        cursor = self.last_id(stream) if after is None else after
-        while stop is None or not stop.is_set():
-            batch = self.read(stream, cursor, block=poll)
-            if batch.messages or batch.reset:
-                cursor = self._advance(stream, cursor, batch)
-                yield batch
+        plan = self._follow_plan(stream, after, poll)
+        reply: Any = None
+        error: BaseException | None = None
+        try:
+            while stop is None or not stop.is_set():
+                step = plan.send(reply) if error is None else plan.throw(error)
+                reply = error = None
+                if step[0] == "emit":
+                    yield step[1]
+                elif step[0] == "wait":
+                    if stop is not None and stop.wait(step[1]):
+                        return
+                    if stop is None:
+                        time.sleep(step[1])
+                else:
+                    try:
+                        reply = getattr(self, step[1])(*step[2], **step[3])
+                    except BackendUnavailable as exc:
+                        error = exc
+        finally:
+            plan.close()
 
-    def _advance(self, stream: str, cursor: str | None, batch: StreamRead) -> str | None:
-        """Where a follower reads next: after the batch, or after the newest id on an empty reset."""
-        if batch.messages:
-            return batch.messages[-1].id
-        return self.last_id(stream) if batch.reset else cursor
+    async def afollow(
+        self, stream: str, after: str | None = None, *, poll: float = 1.0
+    ) -> AsyncIterator[StreamRead]:
+        """Async :meth:`follow` (the same plan, run with the async twins); stop it by
+        leaving the ``async for`` or cancelling."""
+        plan = self._follow_plan(stream, after, poll)
+        reply: Any = None
+        error: BaseException | None = None
+        try:
+            while True:
+                step = plan.send(reply) if error is None else plan.throw(error)
+                reply = error = None
+                if step[0] == "emit":
+                    yield step[1]
+                elif step[0] == "wait":
+                    await asyncio.sleep(step[1])
+                else:
+                    try:
+                        reply = await getattr(self, "a" + step[1])(*step[2], **step[3])
+                    except BackendUnavailable as exc:
+                        error = exc
+        finally:
+            plan.close()
 
-    # -- queues ------------------------------------------------------------------------------
-
-    @abc.abstractmethod
-    def enqueue(self, queue: str, payload: bytes, *, delay: float = 0.0) -> str:
-        """Add a job at the end of ``queue``, visible after ``delay`` seconds; return its id."""
+    # -- queues, derived ---------------------------------------------------------------------
 
     def enqueue_many(self, queue: str, payloads: Iterable[bytes]) -> list[str]:
         """Add several jobs in order, in as few round trips as the broker allows."""
         return [self.enqueue(queue, payload) for payload in payloads]
-
-    @abc.abstractmethod
-    def reserve(
-        self, queue: str, *, visibility_timeout: float, block: float | None = None
-    ) -> Job | None:
-        """Take the oldest visible job and hide it for ``visibility_timeout`` seconds.
-
-        Waits ``block`` seconds at most for one; None when there is none.
-        """
 
     def reserve_many(self, queue: str, count: int, *, visibility_timeout: float) -> list[Job]:
         """Up to ``count`` visible jobs at once (no waiting), in as few round trips as possible."""
@@ -248,60 +385,108 @@ class Backend(abc.ABC):
         """:meth:`ack` several jobs; return how many were still held and removed."""
         return sum(1 for job in jobs if self.ack(job))
 
-    @abc.abstractmethod
-    def ack(self, job: Job) -> bool:
-        """Remove a done job; False when the reservation had expired and was taken over."""
+    # The derived retry, release and dead_letter ack first: a reservation that is no
+    # longer held (it lapsed, another worker has the job) is refused and adds nothing,
+    # like every backend's own. A process killed between the ack and the enqueue loses
+    # that job; a backend that can do both at once overrides them.
 
-    @abc.abstractmethod
     def retry(self, job: Job, *, delay: float, error: str) -> bool:
-        """Make the job visible again after ``delay`` seconds, recording ``error``."""
+        """Make the job visible again after ``delay`` seconds, recording ``error``.
+
+        Derived: ack, then enqueue the payload again in a job envelope that carries
+        its tries and ``error``. False when the reservation was no longer held.
+        """
+        if not self.ack(job):
+            return False
+        self.enqueue(
+            job.queue, seal_job(job.payload, attempts=job.attempts, error=error), delay=delay
+        )
+        return True
 
     def release(self, job: Job) -> bool:
         """Give a reserved job back, visible again at once, as if this delivery never happened.
 
-        A stopping worker returns the jobs it could not finish this way. A
-        backend that can (``release_keeps_tries``) takes back the attempt the
-        reservation counted; this default is a :meth:`retry` without delay,
-        which keeps it. False when the reservation was no longer held.
+        A stopping worker returns the jobs it could not finish this way: the attempt
+        this reservation counted is taken back and the last error kept. False when the
+        reservation was no longer held.
         """
-        return self.retry(job, delay=0.0, error=job.last_error or "")
+        if not self.ack(job):
+            return False
+        tries = max(job.attempts - 1, 0)
+        self.enqueue(job.queue, seal_job(job.payload, attempts=tries, error=job.last_error))
+        return True
 
-    @abc.abstractmethod
+    def dead_letter_queue(self, queue: str) -> str:
+        """Where the derived dead-letter operations keep the dead letters of ``queue``."""
+        return f"{queue}.dead"
+
     def dead_letter(self, job: Job, *, error: str) -> bool:
         """Move the job to the queue's dead letters with ``error``, recording ``job.attempts`` tries.
 
-        (A worker that dead-letters a job on a delivery it does not run passes
-        the job with the tries it really had.)
+        (A worker that dead-letters a job on a delivery it does not run passes the job
+        with the tries it really had.) Derived: ack, then enqueue a dead-letter envelope
+        on :meth:`dead_letter_queue`; the job's id becomes the dead letter's id.
         """
+        letter = DeadEnvelope(job.id, job.payload, job.attempts, error, time.time())
+        if not self.ack(job):
+            return False
+        self.enqueue(self.dead_letter_queue(job.queue), seal_dead(letter))
+        return True
 
-    @abc.abstractmethod
     def dead_letters(self, queue: str, *, limit: int | None = None) -> list[DeadLetter]:
         """The dead letters of ``queue``, oldest first."""
+        letters = []
+        for held in self.browse(self.dead_letter_queue(queue), limit=limit):
+            opened = open_dead(held.payload)
+            if opened is None:  # put there by other means: shown as it is
+                letters.append(DeadLetter(held.id, queue, held.payload, held.attempts, "", 0.0))
+            else:
+                letters.append(
+                    DeadLetter(
+                        opened.id,
+                        queue,
+                        opened.payload,
+                        opened.attempts,
+                        opened.error,
+                        opened.failed_at,
+                    )
+                )
+        return letters
 
-    @abc.abstractmethod
+    def _sift_dead_letters(self, queue: str, ids: Iterable[str] | None, requeue: bool) -> int:
+        """Go once through the dead letters: those chosen (all, or ``ids``) are requeued with
+        fresh tries or dropped, the others enqueued again as they were, in their order."""
+        wanted = None if ids is None else set(ids)
+        dead = self.dead_letter_queue(queue)
+        chosen = 0
+        for _ in range(len(self.browse(dead))):
+            held = self.reserve(dead, visibility_timeout=_ADMIN_HOLD)
+            if held is None:
+                break
+            opened = open_dead(held.payload)
+            letter_id, payload = (
+                (held.id, held.payload) if opened is None else (opened.id, opened.payload)
+            )
+            if wanted is None or letter_id in wanted:
+                chosen += 1
+                if requeue:
+                    self.enqueue(queue, payload)
+            else:
+                self.enqueue(dead, held.payload)
+            self.ack(held)
+        return chosen
+
     def requeue_dead_letters(self, queue: str, ids: Iterable[str] | None = None) -> int:
         """Put dead letters (all, or those ``ids``) back on the queue with fresh tries."""
+        return self._sift_dead_letters(queue, ids, requeue=True)
 
-    @abc.abstractmethod
     def purge_dead_letters(self, queue: str, ids: Iterable[str] | None = None) -> int:
         """Delete dead letters (all, or those ``ids``); return how many."""
+        return self._sift_dead_letters(queue, ids, requeue=False)
 
-    @abc.abstractmethod
     def queue_length(self, queue: str) -> int:
         """Jobs not yet acked or dead: waiting, delayed and reserved."""
-
-    # -- de-duplication ----------------------------------------------------------------------
-
-    @abc.abstractmethod
-    def mark_done(self, key: str, *, ttl: float) -> bool:
-        """Record that the work ``key`` names is done, for ``ttl`` seconds.
-
-        Returns False when it was already recorded (and not yet expired).
-        """
-
-    @abc.abstractmethod
-    def is_done(self, key: str) -> bool:
-        """True when :meth:`mark_done` recorded ``key`` and its ttl has not run out."""
+        return len(self.browse(queue))
 
     # -- async faces -------------------------------------------------------------------------
     # Defaults run the sync method in a worker thread; backends with native
@@ -323,22 +508,11 @@ class Backend(abc.ABC):
     ) -> StreamRead:
         return await asyncio.to_thread(self.read, stream, after, limit=limit, block=block)
 
+    async def aread_next(self, stream: str, after: str, *, block: float) -> StreamRead:
+        return await asyncio.to_thread(self.read_next, stream, after, block=block)
+
     async def alast_id(self, stream: str) -> str | None:
         return await asyncio.to_thread(self.last_id, stream)
-
-    async def afollow(
-        self, stream: str, after: str | None = None, *, poll: float = 1.0
-    ) -> AsyncIterator[StreamRead]:
-        """Async :meth:`follow`; stop it by leaving the ``async for`` or cancelling."""
-        cursor = await self.alast_id(stream) if after is None else after
-        while True:
-            batch = await self.aread(stream, cursor, block=poll)
-            if batch.messages or batch.reset:
-                if batch.messages:
-                    cursor = batch.messages[-1].id
-                elif batch.reset:
-                    cursor = await self.alast_id(stream)
-                yield batch
 
     async def aenqueue(self, queue: str, payload: bytes, *, delay: float = 0.0) -> str:
         return await asyncio.to_thread(self.enqueue, queue, payload, delay=delay)
@@ -356,8 +530,14 @@ class Backend(abc.ABC):
     async def aack(self, job: Job) -> bool:
         return await asyncio.to_thread(self.ack, job)
 
+    async def abrowse(self, queue: str, *, limit: int | None = None) -> list[QueuedJob]:
+        return await asyncio.to_thread(self.browse, queue, limit=limit)
+
     async def aretry(self, job: Job, *, delay: float, error: str) -> bool:
         return await asyncio.to_thread(self.retry, job, delay=delay, error=error)
+
+    async def arelease(self, job: Job) -> bool:
+        return await asyncio.to_thread(self.release, job)
 
     async def adead_letter(self, job: Job, *, error: str) -> bool:
         return await asyncio.to_thread(self.dead_letter, job, error=error)

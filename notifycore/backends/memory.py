@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import os
 import threading
 import time
 import uuid
@@ -22,6 +23,7 @@ from notifycore.backends.base import (
     ConsecutiveIds,
     DeadLetter,
     Job,
+    QueuedJob,
     StreamMessage,
     StreamRead,
 )
@@ -70,7 +72,6 @@ class MemoryBackend(ConsecutiveIds, Backend):
     name = "memory"
     id_owner = "memory"
     shared = False
-    release_keeps_tries = True
 
     def __init__(
         self,
@@ -84,7 +85,8 @@ class MemoryBackend(ConsecutiveIds, Backend):
         self._streams: dict[str, _Stream] = {}
         self._queues: dict[str, _Queue] = {}
         self._seq = itertools.count(1)
-        self._done: dict[str, float] = {}
+        # key -> (value, expires at on the monotonic clock, or None)
+        self._kv: dict[str, tuple[bytes, float | None]] = {}
 
     # -- streams -----------------------------------------------------------------------------
 
@@ -371,20 +373,59 @@ class MemoryBackend(ConsecutiveIds, Backend):
         with self._cond:
             return len(self._queue(queue).jobs)
 
-    # -- de-duplication ----------------------------------------------------------------------
+    def browse(self, queue: str, *, limit: int | None = None) -> list[QueuedJob]:
+        with self._cond:
+            state = self._queues.get(queue)
+            if state is None:
+                return []
+            jobs = itertools.islice(state.jobs.items(), limit)
+            return [QueuedJob(i, j.payload, j.attempts, j.last_error) for i, j in jobs]
 
-    def mark_done(self, key: str, *, ttl: float) -> bool:
+    # -- optional capabilities: claims, a key-value store, counters ------------------------------
+
+    def _live(self, key: str, now: float) -> bytes | None:
+        found = self._kv.get(key)
+        if found is None:
+            return None
+        value, expires = found
+        if expires is not None and expires <= now:
+            del self._kv[key]
+            return None
+        return value
+
+    def _store(self, key: str, value: bytes, ttl: float | None, now: float) -> None:
+        if not isinstance(value, bytes):
+            raise TypeError(f"values are bytes, not {type(value).__name__}")
+        if len(self._kv) > 10_000 and os.urandom(1) == b"\x00":  # forget what expired, now and then
+            self._kv = {k: v for k, v in self._kv.items() if v[1] is None or v[1] > now}
+        self._kv[key] = (value, None if ttl is None else now + ttl)
+
+    def kv_get(self, key: str) -> bytes | None:
+        with self._cond:
+            return self._live(key, time.monotonic())
+
+    def kv_exists(self, key: str) -> bool:
+        return self.kv_get(key) is not None
+
+    def kv_set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        with self._cond:
+            self._store(key, value, ttl, time.monotonic())
+
+    def kv_set_if_absent(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
         now = time.monotonic()
         with self._cond:
-            expires = self._done.get(key)
-            if expires is not None and expires > now:
+            if self._live(key, now) is not None:
                 return False
-            if len(self._done) > 10_000:  # forget what has expired, now and then
-                self._done = {k: e for k, e in self._done.items() if e > now}
-            self._done[key] = now + ttl
+            self._store(key, value, ttl, now)
             return True
 
-    def is_done(self, key: str) -> bool:
+    def kv_delete(self, key: str) -> bool:
         with self._cond:
-            expires = self._done.get(key)
-            return expires is not None and expires > time.monotonic()
+            return self._live(key, time.monotonic()) is not None and bool(self._kv.pop(key))
+
+    def kv_incr(self, key: str, amount: int = 1) -> int:
+        now = time.monotonic()
+        with self._cond:
+            count = int(self._live(key, now) or 0) + amount
+            self._store(key, str(count).encode(), None, now)
+            return count

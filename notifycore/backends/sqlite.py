@@ -31,6 +31,7 @@ from notifycore.backends.base import (
     ConsecutiveIds,
     DeadLetter,
     Job,
+    QueuedJob,
     StreamMessage,
     StreamRead,
 )
@@ -74,9 +75,10 @@ CREATE TABLE IF NOT EXISTS nc_dead_letters (
     failed_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS nc_dead_letters_queue ON nc_dead_letters (queue, id);
-CREATE TABLE IF NOT EXISTS nc_done (
+CREATE TABLE IF NOT EXISTS nc_kv (
     key TEXT PRIMARY KEY,
-    expires_at REAL NOT NULL
+    value BLOB NOT NULL,
+    expires_at REAL
 ) WITHOUT ROWID;
 """
 
@@ -107,7 +109,6 @@ class SQLiteBackend(ConsecutiveIds, Backend):
     id_owner = "sqlite"
     shared = True
     connection_errors = (sqlite3.OperationalError,)
-    release_keeps_tries = True
 
     def __init__(
         self,
@@ -508,25 +509,80 @@ class SQLiteBackend(ConsecutiveIds, Backend):
         )
         return int(row[0])
 
-    # -- de-duplication ----------------------------------------------------------------------
+    def browse(self, queue: str, *, limit: int | None = None) -> list[QueuedJob]:
+        rows = (
+            self._db()
+            .execute(
+                "SELECT id, payload, attempts, last_error FROM nc_jobs WHERE queue = ? "
+                "ORDER BY id LIMIT ?",
+                (queue, -1 if limit is None else limit),
+            )
+            .fetchall()
+        )
+        return [QueuedJob(str(i), bytes(p), a, e) for i, p, a, e in rows]
 
-    def mark_done(self, key: str, *, ttl: float) -> bool:
+    # -- optional capabilities: claims, a key-value store, counters ------------------------------
+    # A key whose expires_at has passed is absent: every statement below treats it so.
+
+    def kv_get(self, key: str) -> bytes | None:
+        row = (
+            self._db()
+            .execute(
+                "SELECT value FROM nc_kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
+                (key, time.time()),
+            )
+            .fetchone()
+        )
+        return None if row is None else bytes(row[0])
+
+    def kv_exists(self, key: str) -> bool:
+        return self.kv_get(key) is not None
+
+    @staticmethod
+    def _expires(ttl: float | None) -> float | None:
+        return None if ttl is None else time.time() + ttl
+
+    def kv_set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        if not isinstance(value, bytes):
+            raise TypeError(f"values are bytes, not {type(value).__name__}")
+        self._one(
+            "INSERT INTO nc_kv (key, value, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+            "expires_at = excluded.expires_at",
+            (key, value, self._expires(ttl)),
+        )
+
+    def kv_set_if_absent(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
+        if not isinstance(value, bytes):
+            raise TypeError(f"values are bytes, not {type(value).__name__}")
         now = time.time()
         # Insert, or take over a key whose ttl ran out; nothing when a live one is there.
         inserted = self._one(
-            "INSERT INTO nc_done (key, expires_at) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at "
-            "WHERE nc_done.expires_at <= ? RETURNING key",
-            (key, now + ttl, now),
+            "INSERT INTO nc_kv (key, value, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+            "expires_at = excluded.expires_at "
+            "WHERE nc_kv.expires_at IS NOT NULL AND nc_kv.expires_at <= ? RETURNING key",
+            (key, value, self._expires(ttl), now),
         )
         if inserted and os.urandom(1) == b"\x00":  # about one call in 256 sweeps expired keys
-            self._one("DELETE FROM nc_done WHERE expires_at <= ?", (now,))
+            self._one("DELETE FROM nc_kv WHERE expires_at <= ?", (now,))
         return bool(inserted)
 
-    def is_done(self, key: str) -> bool:
-        row = (
-            self._db()
-            .execute("SELECT 1 FROM nc_done WHERE key = ? AND expires_at > ?", (key, time.time()))
-            .fetchone()
+    def kv_delete(self, key: str) -> bool:
+        now = time.time()
+        deleted = self._one("DELETE FROM nc_kv WHERE key = ? RETURNING expires_at", (key,))
+        return bool(deleted) and (deleted[0][0] is None or deleted[0][0] > now)
+
+    def kv_incr(self, key: str, amount: int = 1) -> int:
+        now = time.time()
+        # One statement: an expired count starts again from zero; a count keeps no ttl.
+        ((count,),) = self._one(
+            "INSERT INTO nc_kv (key, value, expires_at) "
+            "VALUES (?, CAST(CAST(? AS TEXT) AS BLOB), NULL) "
+            "ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(CAST(CASE "
+            "WHEN nc_kv.expires_at IS NOT NULL AND nc_kv.expires_at <= ? THEN 0 "
+            "ELSE CAST(nc_kv.value AS TEXT) END AS INTEGER) + ? AS TEXT) AS BLOB), "
+            "expires_at = NULL RETURNING CAST(CAST(value AS TEXT) AS INTEGER)",
+            (key, amount, now, amount),
         )
-        return row is not None
+        return int(count)

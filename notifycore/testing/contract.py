@@ -1,4 +1,4 @@
-"""The backend contract: the tests every backend must pass.
+"""The backend contract: the tests every backend must pass, organised by capability.
 
 Subclass :class:`BackendContract` in a test module and provide
 ``make_backend(**options)``; pytest then runs every test against it::
@@ -11,22 +11,50 @@ Subclass :class:`BackendContract` in a test module and provide
 (``stream_maxlen``, ``stream_max_age``). Names of streams and queues are
 random, so a backend may be shared between tests. Waits are bounded; nothing
 here asserts how fast a backend is.
+
+The tests come in one class per capability — :class:`StreamsContract`,
+:class:`QueuesContract`, :class:`DeadLettersContract`,
+:class:`DerivedContract` (what the base class derives from the primitives,
+and a backend may override), and the optional :class:`ClaimsContract`,
+:class:`KeyValueContract` and :class:`CountersContract` — and a failure names its capability
+(``[queues] ...``). An optional capability a backend does not offer is still
+checked: it must be refused with a clear ``ConfigurationError``, never
+skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
 
 import pytest
 
 from notifycore.backends.base import Backend, Job
+from notifycore.backends.capabilities import (
+    CAPABILITIES,
+    Claims,
+    Counters,
+    KeyValueStore,
+    require,
+)
+from notifycore.errors import ConfigurationError
 
-__all__ = ["BackendContract"]
+__all__ = [
+    "BackendContract",
+    "CapabilityFailure",
+    "ClaimsContract",
+    "CountersContract",
+    "DeadLettersContract",
+    "DerivedContract",
+    "KeyValueContract",
+    "QueuesContract",
+    "StreamsContract",
+]
 
 #: Long enough that a reservation never lapses during a test that relies on it.
 HOLD = 30.0
@@ -45,8 +73,34 @@ def _reserve_within(backend: Backend, queue: str, seconds: float, vt: float = HO
             return job
 
 
-class BackendContract:
-    """Streams and queues as ``notifycore.backends.base.Backend`` documents them."""
+class CapabilityFailure(AssertionError):
+    """A contract test failed; the message starts with the capability, e.g. ``[streams]``."""
+
+
+def _naming(capability: str, test: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return test(*args, **kwargs)
+        except Exception as exc:
+            what = test.__name__.removeprefix("test_").replace("_", " ")
+            raise CapabilityFailure(f"[{capability}] {what}: {type(exc).__name__}: {exc}") from exc
+
+    return run
+
+
+class _Contract:
+    """Shared by the capability classes: the backend fixture, and failures that name them."""
+
+    #: The capability the class's tests check, named in every failure.
+    capability: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("capability"):
+            for attribute, value in list(cls.__dict__.items()):
+                if attribute.startswith("test_") and callable(value):
+                    setattr(cls, attribute, _naming(cls.capability, value))
 
     def make_backend(self, **options: Any) -> Backend:
         raise NotImplementedError("subclasses return a fresh backend from make_backend()")
@@ -59,7 +113,23 @@ class BackendContract:
         finally:
             backend.close()
 
-    # -- streams -----------------------------------------------------------------------------
+    def unknown_id(self, newest: str) -> str:
+        """A well-formed id later than ``newest`` that the stream never gave.
+
+        The default adds a million to the first number of the id (``"42"``,
+        ``"1700000000000-3"``); override it for ids of another form.
+        """
+        first, dash, rest = newest.partition("-")
+        return f"{int(first) + 1_000_000}{dash}{rest}"
+
+
+# -- streams ---------------------------------------------------------------------------------
+
+
+class StreamsContract(_Contract):
+    """The stream primitives: ``publish``, ``read`` (since an id, paged, blocking), ``last_id``."""
+
+    capability = "streams"
 
     def test_publish_returns_increasing_ids_and_read_returns_all_in_order(
         self, backend: Backend
@@ -68,6 +138,7 @@ class BackendContract:
         payloads = [f'{{"n":{i}}}'.encode() for i in range(20)]
         ids = [backend.publish(stream, p) for p in payloads]
         assert len(set(ids)) == 20
+        assert [backend.id_key(i) for i in ids] == sorted(backend.id_key(i) for i in ids)
         batch = backend.read(stream)
         assert [m.data for m in batch.messages] == payloads
         assert [m.id for m in batch.messages] == ids
@@ -114,15 +185,6 @@ class BackendContract:
         backend.publish(stream, data)
         assert backend.read(stream).messages[0].data == data
 
-    def test_publish_many_keeps_order(self, backend: Backend) -> None:
-        stream = _name("s")
-        ids = backend.publish_many(stream, [b"1", b"2", b"3"])
-        assert len(ids) == 3
-        assert [m.data for m in backend.read(stream).messages] == [b"1", b"2", b"3"]
-        assert [m.id for m in backend.read(stream).messages] == ids
-        later = backend.publish(stream, b"4")
-        assert [m.id for m in backend.read(stream, ids[-1]).messages] == [later]
-
     def test_blocking_read_wakes_on_publish_from_another_thread(self, backend: Backend) -> None:
         stream = _name("s")
         first = backend.publish(stream, b"old")
@@ -150,12 +212,354 @@ class BackendContract:
             assert len(kept.messages) < 50
             behind = backend.read(stream, ids[0])
             assert behind.reset is True
-            assert behind.messages and behind.messages[-1].id == ids[-1]
+            assert behind.messages == kept.messages, "a reset starts with the oldest kept"
             recent = backend.read(stream, ids[-2])
             assert recent.reset is False
             assert [m.id for m in recent.messages] == [ids[-1]]
         finally:
             backend.close()
+
+    def test_an_id_the_stream_never_gave_is_a_reset_from_the_oldest_kept(
+        self, backend: Backend
+    ) -> None:
+        stream = _name("s")
+        ids = [backend.publish(stream, f"m{i}".encode()) for i in range(3)]
+        future = self.unknown_id(ids[-1])
+        batch = backend.read(stream, future)
+        assert batch.reset is True
+        assert [m.id for m in batch.messages] == ids, "the messages kept, from the oldest"
+
+
+# -- queues ----------------------------------------------------------------------------------
+
+
+class QueuesContract(_Contract):
+    """The queue primitives: ``enqueue`` (with a delay), ``reserve`` (visibility timeout,
+    blocking), ``ack`` and ``browse``."""
+
+    capability = "queues"
+
+    def test_jobs_come_out_first_in_first_out(self, backend: Backend) -> None:
+        queue = _name("q")
+        payloads = [f"job{i}".encode() for i in range(10)]
+        ids = [backend.enqueue(queue, p) for p in payloads]
+        assert len(set(ids)) == 10
+        assert backend.queue_length(queue) == 10
+        out = []
+        for _ in range(10):
+            job = backend.reserve(queue, visibility_timeout=HOLD)
+            assert job is not None
+            assert job.attempts == 1
+            assert job.queue == queue
+            out.append((job.id, job.payload))
+            assert backend.ack(job) is True
+        assert out == list(zip(ids, payloads, strict=True))
+        assert backend.queue_length(queue) == 0
+        assert backend.browse(queue) == []
+        assert backend.reserve(queue, visibility_timeout=HOLD) is None
+
+    def test_empty_queue_reserve_returns_none_after_block(self, backend: Backend) -> None:
+        queue = _name("q")
+        assert backend.reserve(queue, visibility_timeout=HOLD) is None
+        assert backend.reserve(queue, visibility_timeout=HOLD, block=0.1) is None
+
+    def test_blocking_reserve_wakes_on_enqueue(self, backend: Backend) -> None:
+        queue = _name("q")
+        timer = threading.Timer(0.05, backend.enqueue, (queue, b"late"))
+        timer.start()
+        try:
+            job = backend.reserve(queue, visibility_timeout=HOLD, block=10.0)
+        finally:
+            timer.join()
+        assert job is not None and job.payload == b"late"
+
+    def test_reserved_job_is_hidden_until_its_visibility_timeout(self, backend: Backend) -> None:
+        queue = _name("q")
+        backend.enqueue(queue, b"work")
+        first = backend.reserve(queue, visibility_timeout=0.3)
+        assert first is not None
+        assert backend.reserve(queue, visibility_timeout=HOLD) is None
+        second = _reserve_within(backend, queue, 10.0)
+        assert second is not None, "a job whose worker vanished must become visible again"
+        assert second.id == first.id
+        assert second.payload == b"work"
+        assert second.attempts == 2
+        assert backend.ack(first) is False, "a lapsed reservation must not ack"
+        assert backend.ack(second) is True
+        assert backend.queue_length(queue) == 0
+
+    def test_delayed_enqueue(self, backend: Backend) -> None:
+        queue = _name("q")
+        backend.enqueue(queue, b"later", delay=0.3)
+        backend.enqueue(queue, b"now")
+        job = backend.reserve(queue, visibility_timeout=HOLD)
+        assert job is not None and job.payload == b"now"
+        backend.ack(job)
+        assert backend.reserve(queue, visibility_timeout=HOLD) is None
+        later = _reserve_within(backend, queue, 10.0)
+        assert later is not None and later.payload == b"later"
+
+    def test_queues_are_independent(self, backend: Backend) -> None:
+        a, b = _name("a"), _name("b")
+        backend.enqueue(a, b"for a")
+        assert backend.reserve(b, visibility_timeout=HOLD) is None
+        job = backend.reserve(a, visibility_timeout=HOLD)
+        assert job is not None and job.payload == b"for a"
+
+    def test_concurrent_reservers_never_share_a_job(self, backend: Backend) -> None:
+        queue = _name("q")
+        total = 300
+        backend.enqueue_many(queue, [str(i).encode() for i in range(total)])
+        taken: list[list[bytes]] = [[] for _ in range(4)]
+
+        def work(slot: int) -> None:
+            for _ in range(total):
+                job = backend.reserve(queue, visibility_timeout=HOLD)
+                if job is None:
+                    return
+                taken[slot].append(job.payload)
+                backend.ack(job)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        everything = [p for chunk in taken for p in chunk]
+        assert len(everything) == total
+        assert sorted(everything, key=int) == [str(i).encode() for i in range(total)]
+
+    def test_browse_lists_waiting_reserved_and_delayed_jobs_without_taking_them(
+        self, backend: Backend
+    ) -> None:
+        queue = _name("q")
+        ids = [backend.enqueue(queue, p) for p in (b"first", b"second", b"third")]
+        later = backend.enqueue(queue, b"later", delay=HOLD)
+        held = backend.reserve(queue, visibility_timeout=HOLD)
+        assert held is not None and held.payload == b"first"
+        listed = backend.browse(queue)
+        assert {j.payload for j in listed} == {b"first", b"second", b"third", b"later"}
+        waiting = [j for j in listed if j.payload in (b"second", b"third")]
+        assert [j.id for j in waiting] == ids[1:], "waiting jobs in the order reserve takes them"
+        assert later in {j.id for j in listed}
+        assert len(backend.browse(queue, limit=2)) == 2
+        # Browsing took nothing and counted no try.
+        assert backend.ack(held) is True
+        job = backend.reserve(queue, visibility_timeout=HOLD)
+        assert job is not None and job.payload == b"second" and job.attempts == 1
+        backend.ack(job)
+
+    def test_browse_of_an_unknown_queue_is_empty(self, backend: Backend) -> None:
+        assert backend.browse(_name("q")) == []
+
+
+# -- dead letters ----------------------------------------------------------------------------
+
+
+class DeadLettersContract(_Contract):
+    """``dead_letter`` and the dead letters' admin: list, requeue, purge (derived from the
+    primitives unless the backend overrides them)."""
+
+    capability = "dead letters"
+
+    def _dead(self, backend: Backend, queue: str, payloads: list[bytes]) -> None:
+        for payload in payloads:
+            backend.enqueue(queue, payload)
+        for _ in payloads:
+            job = backend.reserve(queue, visibility_timeout=HOLD)
+            assert job is not None
+            assert backend.dead_letter(job, error=f"bad {job.payload!r}") is True
+
+    def test_dead_letter_records_the_tries_the_worker_gives(self, backend: Backend) -> None:
+        queue = _name("q")
+        backend.enqueue(queue, b"lost")
+        job = backend.reserve(queue, visibility_timeout=HOLD)
+        assert job is not None and job.attempts == 1
+        # A worker that dead-letters on a delivery it does not run passes the tries it had.
+        job.attempts = 7
+        assert backend.dead_letter(job, error="worker died") is True
+        (letter,) = backend.dead_letters(queue)
+        assert letter.attempts == 7
+        assert letter.error == "worker died"
+        assert letter.queue == queue
+        assert letter.failed_at > 0
+
+    def test_dead_letters_keep_the_error_and_can_be_requeued_or_purged(
+        self, backend: Backend
+    ) -> None:
+        queue = _name("q")
+        self._dead(backend, queue, [b"poison", b"also poison"])
+        assert backend.reserve(queue, visibility_timeout=HOLD) is None
+        assert backend.queue_length(queue) == 0
+        letters = backend.dead_letters(queue)
+        assert [d.payload for d in letters] == [b"poison", b"also poison"]
+        assert letters[0].error == "bad b'poison'"
+        assert letters[0].attempts == 1
+        assert backend.requeue_dead_letters(queue, [letters[0].id]) == 1
+        job = backend.reserve(queue, visibility_timeout=HOLD)
+        assert job is not None and job.payload == b"poison"
+        assert job.attempts == 1, "a requeued dead letter starts with fresh tries"
+        assert job.last_error is None
+        backend.ack(job)
+        assert [d.payload for d in backend.dead_letters(queue)] == [b"also poison"]
+        assert backend.purge_dead_letters(queue) == 1
+        assert backend.dead_letters(queue) == []
+
+    def test_a_dead_letter_keeps_its_id_and_order_while_others_are_taken_out(
+        self, backend: Backend
+    ) -> None:
+        queue = _name("q")
+        payloads = [f"dead{i}".encode() for i in range(5)]
+        self._dead(backend, queue, payloads)
+        letters = backend.dead_letters(queue)
+        assert [d.payload for d in letters] == payloads
+        assert len({d.id for d in letters}) == 5
+        assert [d.id for d in backend.dead_letters(queue, limit=2)] == [d.id for d in letters[:2]]
+        assert backend.purge_dead_letters(queue, [letters[1].id, "no-such-id"]) == 1
+        assert backend.requeue_dead_letters(queue, [letters[3].id]) == 1
+        rest = backend.dead_letters(queue)
+        assert [(d.id, d.payload) for d in rest] == [
+            (d.id, d.payload) for d in (letters[0], letters[2], letters[4])
+        ], "the others keep their ids, their order and their errors"
+        assert [d.error for d in rest] == [letters[i].error for i in (0, 2, 4)]
+        assert backend.requeue_dead_letters(queue, ["no-such-id"]) == 0
+        job = backend.reserve(queue, visibility_timeout=HOLD)
+        assert job is not None and job.payload == b"dead3"
+        backend.ack(job)
+        assert backend.requeue_dead_letters(queue) == 3
+        assert backend.dead_letters(queue) == []
+        assert backend.queue_length(queue) == 3
+
+    def test_dead_letters_of_queues_are_independent(self, backend: Backend) -> None:
+        a, b = _name("a"), _name("b")
+        self._dead(backend, a, [b"of a"])
+        assert backend.dead_letters(b) == []
+        assert backend.purge_dead_letters(b) == 0
+        assert [d.payload for d in backend.dead_letters(a)] == [b"of a"]
+
+    def test_a_lapsed_reservation_is_not_dead_lettered(self, backend: Backend) -> None:
+        queue = _name("q")
+        backend.enqueue(queue, b"slow")
+        first = backend.reserve(queue, visibility_timeout=0.3)
+        assert first is not None
+        second = _reserve_within(backend, queue, 10.0)
+        assert second is not None
+        assert backend.dead_letter(first, error="too late") is False
+        assert backend.dead_letters(queue) == []
+        assert backend.ack(second) is True
+
+
+# -- derived operations ----------------------------------------------------------------------
+
+
+class DerivedContract(_Contract):
+    """What the base class derives from the primitives (and a backend may override): batches,
+    retry and release, queue length, follow, the async twins."""
+
+    capability = "derived operations"
+
+    def test_publish_many_keeps_order(self, backend: Backend) -> None:
+        stream = _name("s")
+        ids = backend.publish_many(stream, [b"1", b"2", b"3"])
+        assert len(ids) == 3
+        assert [m.data for m in backend.read(stream).messages] == [b"1", b"2", b"3"]
+        assert [m.id for m in backend.read(stream).messages] == ids
+        later = backend.publish(stream, b"4")
+        assert [m.id for m in backend.read(stream, ids[-1]).messages] == [later]
+        assert backend.publish_many(stream, []) == []
+
+    def test_enqueue_many_keeps_order(self, backend: Backend) -> None:
+        queue = _name("q")
+        ids = backend.enqueue_many(queue, [b"a", b"b", b"c"])
+        assert len(set(ids)) == 3
+        got = []
+        for _ in range(3):
+            job = backend.reserve(queue, visibility_timeout=HOLD)
+            assert job is not None
+            got.append(job.payload)
+            backend.ack(job)
+        assert got == [b"a", b"b", b"c"]
+        assert backend.enqueue_many(queue, []) == []
+
+    def test_reserve_many_and_ack_many(self, backend: Backend) -> None:
+        queue = _name("q")
+        backend.enqueue_many(queue, [str(i).encode() for i in range(7)])
+        first = backend.reserve_many(queue, 5, visibility_timeout=HOLD)
+        assert [j.payload for j in first] == [str(i).encode() for i in range(5)]
+        assert len({j.id for j in first}) == 5 and all(j.attempts == 1 for j in first)
+        rest = backend.reserve_many(queue, 5, visibility_timeout=HOLD)
+        assert [j.payload for j in rest] == [b"5", b"6"]
+        assert backend.reserve_many(queue, 5, visibility_timeout=HOLD) == []
+        assert backend.ack_many([*first, *rest]) == 7
+        assert backend.ack_many(first) == 0, "acking twice removes nothing"
+        assert backend.queue_length(queue) == 0
+
+    def test_queue_length_counts_waiting_delayed_and_reserved_jobs(self, backend: Backend) -> None:
+        queue = _name("q")
+        backend.enqueue_many(queue, [b"a", b"b"])
+        backend.enqueue(queue, b"later", delay=HOLD)
+        assert backend.queue_length(queue) == 3
+        job = backend.reserve(queue, visibility_timeout=HOLD)
+        assert job is not None
+        assert backend.queue_length(queue) == 3
+        backend.ack(job)
+        assert backend.queue_length(queue) == 2
+        assert backend.queue_length(_name("q")) == 0
+
+    def test_retry_waits_for_its_delay_and_counts_attempts(self, backend: Backend) -> None:
+        queue = _name("q")
+        backend.enqueue(queue, b"flaky")
+        job = backend.reserve(queue, visibility_timeout=HOLD)
+        assert job is not None
+        assert backend.retry(job, delay=0.3, error="boom") is True
+        assert backend.retry(job, delay=0.0, error="again") is False, "no longer held"
+        assert backend.reserve(queue, visibility_timeout=HOLD) is None
+        again = _reserve_within(backend, queue, 10.0)
+        assert again is not None
+        assert again.payload == b"flaky"
+        assert again.attempts == 2
+        assert again.last_error == "boom"
+        assert backend.queue_length(queue) == 1
+        assert backend.retry(again, delay=0.0, error="boom twice") is True
+        third = _reserve_within(backend, queue, 10.0)
+        assert third is not None and third.attempts == 3 and third.last_error == "boom twice"
+        assert backend.ack(third) is True
+        assert backend.queue_length(queue) == 0
+
+    def test_a_retried_job_that_lapses_counts_that_try_too(self, backend: Backend) -> None:
+        queue = _name("q")
+        backend.enqueue(queue, b"crashy")
+        job = backend.reserve(queue, visibility_timeout=HOLD)
+        assert job is not None
+        assert backend.retry(job, delay=0.0, error="first") is True
+        lapsing = _reserve_within(backend, queue, 10.0, vt=0.3)
+        assert lapsing is not None and lapsing.attempts == 2
+        taken_over = _reserve_within(backend, queue, 10.0)
+        assert taken_over is not None
+        assert taken_over.attempts == 3, "a reservation whose worker vanished counts"
+        assert taken_over.last_error == "first"
+        assert backend.ack(taken_over) is True
+
+    def test_release_gives_the_job_back_at_once_with_its_try_and_error(
+        self, backend: Backend
+    ) -> None:
+        queue = _name("q")
+        backend.enqueue(queue, b"held")
+        job = backend.reserve(queue, visibility_timeout=HOLD)
+        assert job is not None
+        assert backend.retry(job, delay=0.0, error="first failure") is True
+        job = _reserve_within(backend, queue, 10.0)
+        assert job is not None and job.attempts == 2
+        assert backend.release(job) is True
+        assert backend.release(job) is False, "a released reservation is no longer held"
+        assert backend.ack(job) is False
+        again = _reserve_within(backend, queue, 10.0)
+        assert again is not None, "a released job is visible again at once"
+        assert again.payload == b"held"
+        assert again.last_error == "first failure"
+        assert again.attempts == 2, "a stopping worker's job keeps its try"
+        assert backend.queue_length(queue) == 1
+        assert backend.ack(again) is True
 
     def test_follow_yields_new_messages_until_stopped(self, backend: Backend) -> None:
         stream = _name("s")
@@ -183,6 +587,53 @@ class BackendContract:
         thread.join(5)
         assert not thread.is_alive()
         assert got == [b"a", b"b", b"c"]
+
+    def _follow_from(self, backend: Backend, stream: str, after: str, then: bytes) -> list[Any]:
+        """Follow ``stream`` from ``after`` until ``then`` (published once following) came."""
+        stop = threading.Event()
+        batches: list[Any] = []
+        first = threading.Event()
+
+        def follow() -> None:
+            for batch in backend.follow(stream, after, stop=stop, poll=0.05):
+                batches.append(batch)
+                first.set()
+                if any(m.data == then for m in batch.messages):
+                    stop.set()
+
+        thread = threading.Thread(target=follow)
+        thread.start()
+        try:
+            assert first.wait(10), "the follower got nothing"
+            backend.publish(stream, then)
+            thread.join(10)
+        finally:
+            stop.set()
+            thread.join(5)
+        assert not thread.is_alive()
+        return batches
+
+    def test_a_follower_behind_the_retention_gets_a_reset_then_the_oldest_kept(self) -> None:
+        backend = self.make_backend(stream_maxlen=5)
+        try:
+            stream = _name("s")
+            ids = [backend.publish(stream, f"m{i}".encode()) for i in range(50)]
+            kept = [m.data for m in backend.read(stream).messages]
+            batches = self._follow_from(backend, stream, ids[0], b"new")
+            assert batches[0].reset is True
+            assert [m.data for b in batches for m in b.messages] == [*kept, b"new"]
+            assert all(b.reset is False for b in batches[1:])
+        finally:
+            backend.close()
+
+    def test_a_follower_from_an_id_the_stream_never_gave_starts_from_the_oldest_kept(
+        self, backend: Backend
+    ) -> None:
+        stream = _name("s")
+        ids = [backend.publish(stream, f"m{i}".encode()) for i in range(3)]
+        batches = self._follow_from(backend, stream, self.unknown_id(ids[-1]), b"new")
+        assert batches[0].reset is True
+        assert [m.data for b in batches for m in b.messages] == [b"m0", b"m1", b"m2", b"new"]
 
     def test_async_stream_faces(self, backend: Backend) -> None:
         stream = _name("s")
@@ -226,194 +677,19 @@ class BackendContract:
 
         assert asyncio.run(scenario()) == [b"x", b"y"]
 
-    # -- queues ------------------------------------------------------------------------------
+    def test_afollow_from_an_id_resumes_after_it(self, backend: Backend) -> None:
+        stream = _name("s")
+        ids = [backend.publish(stream, f"m{i}".encode()) for i in range(3)]
 
-    def test_jobs_come_out_first_in_first_out(self, backend: Backend) -> None:
-        queue = _name("q")
-        payloads = [f"job{i}".encode() for i in range(10)]
-        ids = [backend.enqueue(queue, p) for p in payloads]
-        assert len(set(ids)) == 10
-        assert backend.queue_length(queue) == 10
-        out = []
-        for _ in range(10):
-            job = backend.reserve(queue, visibility_timeout=HOLD)
-            assert job is not None
-            assert job.attempts == 1
-            assert job.queue == queue
-            out.append((job.id, job.payload))
-            assert backend.ack(job) is True
-        assert out == list(zip(ids, payloads, strict=True))
-        assert backend.queue_length(queue) == 0
-        assert backend.reserve(queue, visibility_timeout=HOLD) is None
+        async def scenario() -> list[bytes]:
+            got: list[bytes] = []
+            async for batch in backend.afollow(stream, ids[0], poll=0.05):
+                got.extend(m.data for m in batch.messages)
+                if len(got) >= 2:
+                    break
+            return got
 
-    def test_enqueue_many_keeps_order(self, backend: Backend) -> None:
-        queue = _name("q")
-        ids = backend.enqueue_many(queue, [b"a", b"b", b"c"])
-        assert len(set(ids)) == 3
-        got = []
-        for _ in range(3):
-            job = backend.reserve(queue, visibility_timeout=HOLD)
-            assert job is not None
-            got.append(job.payload)
-            backend.ack(job)
-        assert got == [b"a", b"b", b"c"]
-
-    def test_empty_queue_reserve_returns_none_after_block(self, backend: Backend) -> None:
-        queue = _name("q")
-        assert backend.reserve(queue, visibility_timeout=HOLD) is None
-        assert backend.reserve(queue, visibility_timeout=HOLD, block=0.1) is None
-
-    def test_blocking_reserve_wakes_on_enqueue(self, backend: Backend) -> None:
-        queue = _name("q")
-        timer = threading.Timer(0.05, backend.enqueue, (queue, b"late"))
-        timer.start()
-        try:
-            job = backend.reserve(queue, visibility_timeout=HOLD, block=10.0)
-        finally:
-            timer.join()
-        assert job is not None and job.payload == b"late"
-
-    def test_reserved_job_is_hidden_until_its_visibility_timeout(self, backend: Backend) -> None:
-        queue = _name("q")
-        backend.enqueue(queue, b"work")
-        first = backend.reserve(queue, visibility_timeout=0.3)
-        assert first is not None
-        assert backend.reserve(queue, visibility_timeout=HOLD) is None
-        second = _reserve_within(backend, queue, 10.0)
-        assert second is not None, "a job whose worker vanished must become visible again"
-        assert second.id == first.id
-        assert second.payload == b"work"
-        assert second.attempts == 2
-        assert backend.ack(first) is False, "a lapsed reservation must not ack"
-        assert backend.ack(second) is True
-        assert backend.queue_length(queue) == 0
-
-    def test_retry_waits_for_its_delay_and_counts_attempts(self, backend: Backend) -> None:
-        queue = _name("q")
-        backend.enqueue(queue, b"flaky")
-        job = backend.reserve(queue, visibility_timeout=HOLD)
-        assert job is not None
-        assert backend.retry(job, delay=0.3, error="boom") is True
-        assert backend.reserve(queue, visibility_timeout=HOLD) is None
-        again = _reserve_within(backend, queue, 10.0)
-        assert again is not None
-        assert again.attempts == 2
-        assert again.last_error == "boom"
-        assert backend.queue_length(queue) == 1
-        assert backend.ack(again) is True
-
-    def test_release_gives_the_job_back_at_once_with_its_try_and_error(
-        self, backend: Backend
-    ) -> None:
-        queue = _name("q")
-        backend.enqueue(queue, b"held")
-        job = backend.reserve(queue, visibility_timeout=HOLD)
-        assert job is not None
-        assert backend.retry(job, delay=0.0, error="first failure") is True
-        job = _reserve_within(backend, queue, 10.0)
-        assert job is not None and job.attempts == 2
-        assert backend.release(job) is True
-        assert backend.release(job) is False, "a released reservation is no longer held"
-        assert backend.ack(job) is False
-        again = _reserve_within(backend, queue, 10.0)
-        assert again is not None, "a released job is visible again at once"
-        assert again.payload == b"held"
-        assert again.last_error == "first failure"
-        # A stopping worker's job keeps its try where the backend can take the attempt back.
-        assert again.attempts == (2 if backend.release_keeps_tries else 3)
-        assert backend.queue_length(queue) == 1
-        assert backend.ack(again) is True
-
-    def test_dead_letter_records_the_tries_the_worker_gives(self, backend: Backend) -> None:
-        queue = _name("q")
-        backend.enqueue(queue, b"lost")
-        job = backend.reserve(queue, visibility_timeout=HOLD)
-        assert job is not None and job.attempts == 1
-        # A worker that dead-letters on a delivery it does not run passes the tries it had.
-        job.attempts = 7
-        assert backend.dead_letter(job, error="worker died") is True
-        (letter,) = backend.dead_letters(queue)
-        assert letter.attempts == 7
-        assert letter.error == "worker died"
-
-    def test_delayed_enqueue(self, backend: Backend) -> None:
-        queue = _name("q")
-        backend.enqueue(queue, b"later", delay=0.3)
-        backend.enqueue(queue, b"now")
-        job = backend.reserve(queue, visibility_timeout=HOLD)
-        assert job is not None and job.payload == b"now"
-        backend.ack(job)
-        assert backend.reserve(queue, visibility_timeout=HOLD) is None
-        later = _reserve_within(backend, queue, 10.0)
-        assert later is not None and later.payload == b"later"
-
-    def test_reserve_many_and_ack_many(self, backend: Backend) -> None:
-        queue = _name("q")
-        backend.enqueue_many(queue, [str(i).encode() for i in range(7)])
-        first = backend.reserve_many(queue, 5, visibility_timeout=HOLD)
-        assert [j.payload for j in first] == [str(i).encode() for i in range(5)]
-        assert len({j.id for j in first}) == 5 and all(j.attempts == 1 for j in first)
-        rest = backend.reserve_many(queue, 5, visibility_timeout=HOLD)
-        assert [j.payload for j in rest] == [b"5", b"6"]
-        assert backend.reserve_many(queue, 5, visibility_timeout=HOLD) == []
-        assert backend.ack_many([*first, *rest]) == 7
-        assert backend.ack_many(first) == 0, "acking twice removes nothing"
-        assert backend.queue_length(queue) == 0
-
-    def test_dead_letters_keep_the_error_and_can_be_requeued_or_purged(
-        self, backend: Backend
-    ) -> None:
-        queue = _name("q")
-        backend.enqueue(queue, b"poison")
-        backend.enqueue(queue, b"also poison")
-        for _ in range(2):
-            job = backend.reserve(queue, visibility_timeout=HOLD)
-            assert job is not None
-            assert backend.dead_letter(job, error=f"bad {job.payload!r}") is True
-        assert backend.reserve(queue, visibility_timeout=HOLD) is None
-        assert backend.queue_length(queue) == 0
-        letters = backend.dead_letters(queue)
-        assert [d.payload for d in letters] == [b"poison", b"also poison"]
-        assert letters[0].error == "bad b'poison'"
-        assert letters[0].attempts == 1
-        assert backend.requeue_dead_letters(queue, [letters[0].id]) == 1
-        job = backend.reserve(queue, visibility_timeout=HOLD)
-        assert job is not None and job.payload == b"poison"
-        assert job.attempts == 1, "a requeued dead letter starts with fresh tries"
-        backend.ack(job)
-        assert [d.payload for d in backend.dead_letters(queue)] == [b"also poison"]
-        assert backend.purge_dead_letters(queue) == 1
-        assert backend.dead_letters(queue) == []
-
-    def test_queues_are_independent(self, backend: Backend) -> None:
-        a, b = _name("a"), _name("b")
-        backend.enqueue(a, b"for a")
-        assert backend.reserve(b, visibility_timeout=HOLD) is None
-        job = backend.reserve(a, visibility_timeout=HOLD)
-        assert job is not None and job.payload == b"for a"
-
-    def test_concurrent_reservers_never_share_a_job(self, backend: Backend) -> None:
-        queue = _name("q")
-        total = 300
-        backend.enqueue_many(queue, [str(i).encode() for i in range(total)])
-        taken: list[list[bytes]] = [[] for _ in range(4)]
-
-        def work(slot: int) -> None:
-            for _ in range(total):
-                job = backend.reserve(queue, visibility_timeout=HOLD)
-                if job is None:
-                    return
-                taken[slot].append(job.payload)
-                backend.ack(job)
-
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-        everything = [p for chunk in taken for p in chunk]
-        assert len(everything) == total
-        assert sorted(everything, key=int) == [str(i).encode() for i in range(total)]
+        assert asyncio.run(asyncio.wait_for(scenario(), 10)) == [b"m1", b"m2"]
 
     def test_async_queue_faces(self, backend: Backend) -> None:
         queue = _name("q")
@@ -434,18 +710,218 @@ class BackendContract:
         asyncio.run(scenario())
         assert [d.error for d in backend.dead_letters(queue)] == ["done trying"]
 
-    # -- de-duplication ----------------------------------------------------------------------
+    def test_async_browse_and_release(self, backend: Backend) -> None:
+        queue = _name("q")
 
-    def test_mark_done_records_a_key_once_until_it_expires(self, backend: Backend) -> None:
+        async def scenario() -> None:
+            await backend.aenqueue_many(queue, [b"one", b"two"])
+            assert [j.payload for j in await backend.abrowse(queue)] == [b"one", b"two"]
+            job = await backend.areserve(queue, visibility_timeout=HOLD)
+            assert job is not None and job.payload == b"one"
+            assert await backend.arelease(job) is True
+            assert await backend.arelease(job) is False
+            payloads = []
+            for _ in range(2):
+                job = await backend.areserve(queue, visibility_timeout=HOLD, block=5)
+                assert job is not None and job.attempts == 1
+                payloads.append(job.payload)
+                assert await backend.aack(job) is True
+            assert sorted(payloads) == [b"one", b"two"]
+
+        asyncio.run(scenario())
+        assert backend.queue_length(queue) == 0
+
+
+# -- optional capabilities -------------------------------------------------------------------
+
+
+class _Optional(_Contract):
+    """An optional capability: checked when the backend offers it, else its refusal is."""
+
+    @staticmethod
+    def offered(backend: Backend, capability: str) -> Any:
+        """The backend as ``capability``; None after checking that it refuses it clearly."""
+        if isinstance(backend, CAPABILITIES[capability]):
+            return backend
+        with pytest.raises(ConfigurationError) as refused:
+            require(backend, capability, "this contract test")
+        message = str(refused.value)
+        assert capability in message and type(backend).__name__ in message
+        return None
+
+
+class ClaimsContract(_Optional):
+    """The optional claims: keys set once (de-duplication, read marks)."""
+
+    capability = "claims"
+
+    def test_set_if_absent_claims_a_key_once_until_it_expires(self, backend: Backend) -> None:
+        store: Claims | None = self.offered(backend, "claims")
+        if store is None:
+            return
         key = _name("k")
-        assert backend.is_done(key) is False
-        assert backend.mark_done(key, ttl=HOLD) is True
-        assert backend.is_done(key) is True
-        assert backend.mark_done(key, ttl=HOLD) is False
+        assert store.kv_exists(key) is False
+        assert store.kv_set_if_absent(key, b"1", ttl=HOLD) is True
+        assert store.kv_exists(key) is True
+        assert store.kv_set_if_absent(key, b"2", ttl=HOLD) is False
         short = _name("k")
-        assert backend.mark_done(short, ttl=0.2) is True
+        assert store.kv_set_if_absent(short, b"x", ttl=0.2) is True
         deadline = time.monotonic() + 10
-        while backend.is_done(short) and time.monotonic() < deadline:
+        while store.kv_exists(short) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert backend.is_done(short) is False
-        assert backend.mark_done(short, ttl=HOLD) is True
+        assert store.kv_exists(short) is False
+        assert store.kv_set_if_absent(short, b"y", ttl=HOLD) is True
+        assert store.kv_exists(short) is True
+
+    def test_a_deleted_claim_can_be_made_again(self, backend: Backend) -> None:
+        store: Claims | None = self.offered(backend, "claims")
+        if store is None:
+            return
+        key = _name("k")
+        assert store.kv_delete(key) is False
+        assert store.kv_set_if_absent(key, b"first") is True
+        assert store.kv_delete(key) is True
+        assert store.kv_exists(key) is False
+        assert store.kv_delete(key) is False
+        assert store.kv_set_if_absent(key, b"second") is True
+        assert store.kv_exists(key) is True
+        assert store.kv_exists(_name("k")) is False
+
+    def test_concurrent_claims_of_one_key_have_one_winner(self, backend: Backend) -> None:
+        store: Claims | None = self.offered(backend, "claims")
+        if store is None:
+            return
+        key = _name("k")
+        wins: list[bool] = []
+        gate = threading.Barrier(4)
+
+        def claim() -> None:
+            gate.wait(10)
+            wins.append(store.kv_set_if_absent(key, b"mine", ttl=HOLD))
+
+        threads = [threading.Thread(target=claim) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert sorted(wins) == [False, False, False, True]
+
+    def test_a_worker_de_duplicates_with_claims_or_the_consumer_is_refused(self) -> None:
+        from notifycore import Event, Notifications, Worker  # the contract sits above them
+
+        backend = self.make_backend()
+        notifications = Notifications(config={}, backend=backend, environ={})
+        try:
+            ran: list[str] = []
+            hub = notifications.create_hub("contract")
+            if not isinstance(backend, Claims):
+                with pytest.raises(ConfigurationError, match="needs a backend that offers claims"):
+                    hub.register_consumer(lambda e: None, name="once", mode="queued", dedupe=True)
+                assert not hub.is_registered("once")
+                return
+            hub.register_consumer(
+                lambda e: ran.append(e.event_id), name="once", mode="queued", dedupe=True
+            )
+            event = Event(None, "contract", "once only", "")
+            notifications.send(event)
+            notifications.send(event)
+            worker = Worker(notifications)
+            for _ in range(2):
+                job = worker.reserve(block=10.0)
+                assert job is not None
+                worker.process(job)
+            assert ran == [event.event_id]
+        finally:
+            notifications.close()
+
+
+class KeyValueContract(_Optional):
+    """The optional key-value store: claims whose values can be read and replaced."""
+
+    capability = "key-value store"
+
+    def test_set_get_and_delete(self, backend: Backend) -> None:
+        store: KeyValueStore | None = self.offered(backend, "key-value store")
+        if store is None:
+            return
+        key = _name("k")
+        assert store.kv_get(key) is None
+        value = "héllo ✓".encode() + bytes(range(256))
+        store.kv_set(key, value)
+        assert store.kv_get(key) == value
+        assert store.kv_exists(key) is True
+        store.kv_set(key, b"second")
+        assert store.kv_get(key) == b"second"
+        assert store.kv_set_if_absent(key, b"third") is False
+        assert store.kv_get(key) == b"second"
+        assert store.kv_delete(key) is True
+        assert store.kv_get(key) is None
+        assert store.kv_set_if_absent(key, b"fourth") is True
+        assert store.kv_get(key) == b"fourth"
+
+    def test_a_ttl_expires_a_set_value(self, backend: Backend) -> None:
+        store: KeyValueStore | None = self.offered(backend, "key-value store")
+        if store is None:
+            return
+        key = _name("k")
+        store.kv_set(key, b"brief", ttl=0.2)
+        assert store.kv_get(key) == b"brief"
+        deadline = time.monotonic() + 10
+        while store.kv_get(key) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store.kv_get(key) is None
+        assert store.kv_exists(key) is False
+        assert store.kv_delete(key) is False
+        store.kv_set(key, b"kept", ttl=HOLD)
+        store.kv_set(key, b"for good")
+        assert store.kv_get(key) == b"for good", "kv_set replaces the ttl too"
+
+
+class CountersContract(_Optional):
+    """The optional counters: a key-value store whose counts change atomically."""
+
+    capability = "counters"
+
+    def test_counts_go_up_and_down_and_read_back(self, backend: Backend) -> None:
+        store: Counters | None = self.offered(backend, "counters")
+        if store is None:
+            return
+        key = _name("c")
+        assert store.kv_incr(key) == 1
+        assert store.kv_incr(key, 5) == 6
+        assert store.kv_incr(key, -10) == -4
+        assert store.kv_get(key) == b"-4"
+        assert store.kv_delete(key) is True
+        assert store.kv_incr(key, 2) == 2
+
+    def test_concurrent_counts_add_up(self, backend: Backend) -> None:
+        store: Counters | None = self.offered(backend, "counters")
+        if store is None:
+            return
+        key = _name("c")
+
+        def count() -> None:
+            for _ in range(50):
+                store.kv_incr(key)
+                store.kv_incr(key, 2)
+                store.kv_incr(key, -1)
+
+        threads = [threading.Thread(target=count) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert store.kv_get(key) == b"400"
+
+
+class BackendContract(
+    StreamsContract,
+    QueuesContract,
+    DeadLettersContract,
+    DerivedContract,
+    ClaimsContract,
+    KeyValueContract,
+    CountersContract,
+):
+    """Every capability: what ``notifycore.backends.base.Backend`` documents, and the optional
+    ones (offered, or refused clearly)."""

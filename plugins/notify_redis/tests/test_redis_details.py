@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from notify_redis import scripts
 from notify_redis.backend import RedisBackend, parse_id
 from notifycore import InvalidStreamId
 
@@ -19,13 +20,13 @@ def backend(redis_server: Any) -> Any:
 
 
 def test_a_retried_publish_is_recognised_and_not_added_twice(backend: RedisBackend) -> None:
-    args = backend._publish_args([b"one", b"two"])
-    keys = backend._skeys("s")
-    first = backend._publish(keys=keys, args=args)
-    again = backend._publish(keys=keys, args=args)  # what a retry after a lost reply sends
+    publish = backend.connection.script(scripts.PUBLISH)
+    keys, args = backend._publish_call("s", [b"one", b"two"])
+    first = publish(keys=keys, args=args)
+    again = publish(keys=keys, args=args)  # what a retry after a lost reply sends
     assert again == first
     assert [m.data for m in backend.read("s").messages] == [b"one", b"two"]
-    fresh = backend._publish(keys=keys, args=backend._publish_args([b"one"]))
+    fresh = publish(keys=keys, args=backend._publish_call("s", [b"one"])[1])
     assert fresh != first and len(backend.read("s").messages) == 3
 
 
@@ -40,7 +41,7 @@ def test_stream_ids_are_redis_ids(backend: RedisBackend) -> None:
 
 def test_a_reader_of_a_vanished_stream_is_told(backend: RedisBackend) -> None:
     last = backend.publish("s", b"x")
-    backend.client.delete(backend._skey("s"))
+    backend.client.delete(backend.keys.stream("s").stream)
     assert backend.read("s", last).reset is True
 
 
@@ -48,7 +49,7 @@ def test_delayed_jobs_and_lost_groups(backend: RedisBackend) -> None:
     backend.enqueue("q", b"now")
     job = backend.reserve("q", visibility_timeout=30)
     assert job is not None
-    backend.client.delete(backend._qkeys("q")[0])  # as after a restart without persistence
+    backend.client.delete(backend.keys.queue("q").jobs)  # as after a restart without persistence
     backend.enqueue("q", b"after")
     again = backend.reserve("q", visibility_timeout=30)
     assert again is not None and again.payload == b"after"
@@ -60,16 +61,17 @@ def test_ack_many_of_thousands_of_jobs(backend: RedisBackend) -> None:
     assert len(jobs) == 3000
     assert backend.ack_many(jobs) == 3000
     assert backend.queue_length("q") == 0
-    assert backend.client.hlen(backend._qkeys("q")[2]) == 0, "no lease or receipt left behind"
+    assert backend.client.hlen(backend.keys.queue("q").state) == 0, (
+        "no lease or receipt left behind"
+    )
 
 
 def test_a_retried_enqueue_adds_one_job(backend: RedisBackend) -> None:
-    key = backend._qkeys("q")[0]
+    keys = backend.keys.queue("q")
+    enqueue = backend.connection.script(scripts.ENQUEUE)
     args: list[str | bytes] = ["publisher-1", "token-1", b"job"]
-    first = backend._enqueue(keys=[key, f"{key}:publishers"], args=args)
-    again = backend._enqueue(
-        keys=[key, f"{key}:publishers"], args=args
-    )  # a retry after a lost reply
+    first = enqueue(keys=[keys.jobs, keys.publishers], args=args)
+    again = enqueue(keys=[keys.jobs, keys.publishers], args=args)  # a retry after a lost reply
     assert again == first
     assert backend.queue_length("q") == 1
 
@@ -97,7 +99,7 @@ def test_async_reads_report_messages_lost_to_trimming(redis_server: Any) -> None
 
 
 def test_passwords_never_show_in_urls() -> None:
-    from notify_redis.backend import _safe
+    from notify_redis.connection import safe_url as _safe
 
     assert _safe("redis://:hunter2@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
     assert "hunter2" not in _safe("redis://127.0.0.1:6379/0?password=hunter2")

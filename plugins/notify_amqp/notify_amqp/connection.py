@@ -1,0 +1,546 @@
+"""The connection layer: one AMQP connection per thread, its channels, heartbeats and leases.
+
+A :class:`Link` is one thread's connection (AMQP channels are not thread-safe)
+with the channels it uses, its publisher confirms, the stream *tails* it keeps
+on streams it publishes to, and its **QoS and lease bookkeeping**: the jobs it
+holds (their visibility timeouts) and those a consumer delivered ahead
+(prefetch). The **keeper thread** tends every link its thread is not using:
+it reads what RabbitMQ sent, sends heartbeats, acks what tails saw and gives
+back reservations past their visibility timeout. :class:`AmqpConnections`
+runs a call on the caller's link, reconnecting after connection errors and
+waiting out a node that is still recovering a queue. Cluster failover lists
+(issue 16) are handled where connections are made, here.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+import amqp
+import amqp.exceptions
+from kombu import connection as kombu_connection
+from kombu import exceptions as kombu_exceptions
+
+from notifycore.errors import BackendError, BackendUnavailable, ConfigurationError
+
+__all__ = [
+    "CONNECTION_ERRORS",
+    "PUBLISH_TIMEOUT",
+    "AmqpConnections",
+    "Lease",
+    "Link",
+    "Tail",
+    "closed_by_broker",
+    "headers",
+    "read_frame",
+    "recovering",
+    "safe_url",
+    "text",
+]
+
+#: kombu's Connection (kombu is not typed throughout; its objects are ``Any`` here).
+KombuConnection: Any = kombu_connection.Connection
+
+logger = logging.getLogger("notify_amqp")
+T = TypeVar("T")
+
+#: How long a publisher waits for confirms, or for its messages to come back from a stream.
+PUBLISH_TIMEOUT = 30.0
+#: Exceptions that mean the connection is gone (a new one may work).
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    amqp.exceptions.ConnectionError,
+    amqp.exceptions.RecoverableConnectionError,
+    OSError,
+    EOFError,
+)
+
+_CREDENTIALS = re.compile(r"(://[^:/@;]*:)[^;]*@")
+
+
+def safe_url(url: str) -> str:
+    """The URL(s) without passwords, for messages and logs (kombu's ``a;b`` failover lists
+    too; a password may hold any character but ``;``)."""
+    return ";".join(_CREDENTIALS.sub(r"\1***@", part) for part in url.split(";"))
+
+
+def headers(message: Any) -> dict[str, Any]:
+    return dict(message.properties.get("application_headers") or {})
+
+
+def text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def recovering(exc: BaseException) -> bool:
+    """RabbitMQ's answer about a durable queue or stream that its node has not brought back
+    yet, after a restart: 404 "home node ... is down or inaccessible". It passes."""
+    return isinstance(exc, amqp.exceptions.NotFound) and "down or inaccessible" in str(exc)
+
+
+#: basic.ack, basic.reject and basic.nack wait for no answer: RabbitMQ's refusal of one
+#: arrives later, as the close of its channel.
+_UNANSWERED = {(0, 0), (60, 80), (60, 90), (60, 120)}
+
+
+def closed_by_broker(exc: BaseException) -> bool:
+    """A channel RabbitMQ closed on its own (a consumer timeout: method 0, 0) or over an ack
+    it no longer took. py-amqp opens such a channel again, but without its consumers and
+    unacked deliveries, so the connection's state is no longer what notifycore holds."""
+    return (
+        isinstance(exc, amqp.exceptions.ChannelError)
+        and getattr(exc, "method_sig", None) in _UNANSWERED
+    )
+
+
+@dataclass(slots=True)
+class Lease:
+    channel: Any
+    tag: int
+    deadline: float
+    queue: str
+    generation: int
+    #: The job held, as a listing of the queue shows it.
+    job: Any = None
+
+
+@dataclass(slots=True)
+class Tail:
+    """A consumer on a stream this connection publishes to: it reports our offsets."""
+
+    channel: Any
+    waiting: dict[str, int | None] = field(default_factory=dict)
+    unacked: int = 0
+    last_tag: int = 0
+
+    def ack(self) -> None:
+        """Ack what came so far: RabbitMQ's consumer timeout also applies to stream deliveries."""
+        if self.unacked:
+            self.channel.basic_ack(self.last_tag, multiple=True)
+            self.unacked = 0
+
+
+class _Counts:
+    """Publisher confirms and returns seen on a link's channels."""
+
+    def __init__(self) -> None:
+        self.confirmed = 0
+        self.nacked = 0
+        self.returned = 0  # mandatory messages RabbitMQ could not route (a queue is gone)
+
+    def on_ack(self, tag: int, multiple: bool) -> None:
+        self.confirmed = max(self.confirmed, tag)
+
+    def on_nack(self, tag: int, multiple: bool) -> None:
+        self.confirmed = max(self.confirmed, tag)
+        self.nacked += 1
+
+    def on_return(self, *args: Any) -> None:
+        self.returned += 1
+
+
+class Link:
+    """One AMQP connection, used by one thread at a time (``lock``); jobs remember theirs.
+
+    A link lives as long as its thread: when the thread ends, the link is collected and
+    its connection closed, so jobs it held go back to RabbitMQ.
+    """
+
+    def __init__(self, backend: AmqpConnections, number: int) -> None:
+        self.backend = backend
+        self.number = number
+        self.lock = threading.RLock()
+        self.box: list[Any] = [None]  # the connection, where the finalizer can find it
+        self.channel: Any = None  # gets, acks, stream publishing
+        self.confirming: Any = None  # confirmed publishing of jobs
+        self.probe: Any = None  # declarations (a refusal closes the channel)
+        self.jobs: Any = None  # consumers of job queues
+        self.generation = 0
+        self.confirm_seq = 0
+        self.counts = _Counts()
+        self.leases: dict[str, Lease] = {}
+        #: Jobs a consumer delivered that no reserve took yet, with when they came.
+        self.buffers: dict[str, deque[tuple[float, Any]]] = {}
+        self.consumers: dict[str, str] = {}
+        self.tails: dict[str, Tail] = {}
+        self.hold = 30.0  # how long a buffered job may wait: the last visibility timeout
+        weakref.finalize(self, _release, self.box)
+
+    @property
+    def conn(self) -> Any:
+        return self.box[0]
+
+    @conn.setter
+    def conn(self, value: Any) -> None:
+        self.box[0] = value
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def connect(self) -> amqp.Connection:
+        if self.conn is not None and not self.conn.connected:
+            # The connection ended (py-amqp saw it): start afresh, rather than let kombu
+            # reconnect silently under channels and reservations of the old one.
+            self.reset()
+        if self.conn is None or self.channel is None:
+            if self.conn is None:
+                self.conn = self.backend._connect()
+            # The channels' callbacks see only ``counts``, never the link: a link must not
+            # be kept alive by its own connection once its thread is gone.
+            counts = self.counts = _Counts()
+            self.channel = self.conn.channel()
+            self.channel.events["basic_return"].add(counts.on_return)
+            self.confirming = self.conn.channel()
+            self.confirming.confirm_select()
+            self.confirming.events["basic_ack"].add(counts.on_ack)
+            self.confirming.events["basic_nack"].add(counts.on_nack)
+            self.confirming.events["basic_return"].add(counts.on_return)
+            self.confirm_seq = 0
+        return self.conn.connection
+
+    def reset(self) -> None:
+        """Forget the connection (broken or closing): its reservations go back to RabbitMQ."""
+        conn, self.conn = self.conn, None
+        self.channel = self.confirming = self.probe = self.jobs = None
+        self.generation += 1
+        self.leases.clear()
+        self.buffers.clear()
+        self.consumers.clear()
+        self.tails.clear()
+        _release([conn])
+
+    def repair(self) -> None:
+        """After RabbitMQ closed a channel (the connection lives on), replace what closed."""
+        if self.conn is None or not self.conn.connected:
+            self.reset()
+            return
+        if self.probe is not None and not self.probe.is_open:
+            self.probe = None
+        if self.jobs is not None and not self.jobs.is_open:
+            self.jobs = None
+            self.consumers.clear()
+            self.buffers.clear()
+        self.leases = {r: lease for r, lease in self.leases.items() if lease.channel.is_open}
+        self.tails = {n: tail for n, tail in self.tails.items() if tail.channel.is_open}
+        for channel in (self.channel, self.confirming):
+            if channel is not None and not channel.is_open:
+                self.channel = None  # connect() opens both again
+                self.leases = {
+                    r: lease for r, lease in self.leases.items() if lease.channel is not channel
+                }
+
+    def probe_channel(self) -> Any:
+        self.connect()
+        if self.probe is None or not self.probe.is_open:
+            assert self.conn is not None
+            self.probe = self.conn.channel()
+        return self.probe
+
+    def drain(self, timeout: float) -> bool:
+        """Read what the server sent, waiting ``timeout`` seconds at most; False on a timeout.
+
+        Heartbeats go on meanwhile: a thread waiting here for a job keeps its connection."""
+        return read_frame(self.connect(), timeout, self.backend.beat)
+
+    def tend(self, now: float) -> None:
+        """What the link's thread does while it waits, done while it is busy elsewhere (in a
+        consumer): read what RabbitMQ sent (its heartbeats, deliveries to our consumers),
+        send a heartbeat when one is due, ack what the tails saw, and give back reservations
+        past their visibility timeout."""
+        if self.conn is None or not self.conn.connected:
+            return
+        connection = self.conn.connection
+        for _ in range(64):  # what has arrived; the rest waits for the next round
+            if not read_frame(connection, 0.0, self.backend.beat):
+                break
+        for tail in self.tails.values():
+            tail.ack()
+        self.sweep(now)
+
+    # -- confirmed publishing -----------------------------------------------------------------
+
+    def publish_confirmed(self, items: list[tuple[str, amqp.Message]]) -> None:
+        self.connect()
+        counts = self.counts
+        nacked, returned = counts.nacked, counts.returned
+        for routing_key, message in items:
+            self.confirming._basic_publish(
+                message, exchange="", routing_key=routing_key, mandatory=True
+            )
+            self.confirm_seq += 1
+        deadline = time.monotonic() + PUBLISH_TIMEOUT
+        while counts.confirmed < self.confirm_seq:
+            if time.monotonic() > deadline:
+                raise BackendUnavailable("RabbitMQ did not confirm a publish in time")
+            self.drain(deadline - time.monotonic())
+        if counts.returned != returned:
+            raise amqp.exceptions.NotFound("a queue notifycore declared is gone")
+        if counts.nacked != nacked:
+            raise BackendError("RabbitMQ refused (nacked) a published message")
+
+    # -- leases -------------------------------------------------------------------------------
+
+    def sweep(self, now: float) -> None:
+        """Return reservations whose visibility timeout ran out to their queue, and jobs
+        a consumer delivered that waited longer than that for a reserve. The consumers
+        are cancelled first, so RabbitMQ hands those jobs to someone else."""
+        expired = [r for r, lease in self.leases.items() if lease.deadline <= now]
+        stale = any(b and b[0][0] + self.hold <= now for b in self.buffers.values())
+        if not expired and not stale:
+            return
+        if self.jobs is not None and self.jobs.is_open:
+            for tag in self.consumers.values():
+                self.jobs.basic_cancel(tag)
+            for buffer in self.buffers.values():
+                for _, message in buffer:
+                    self.jobs.basic_reject(message.delivery_info["delivery_tag"], requeue=True)
+        self.consumers.clear()
+        self.buffers.clear()
+        for receipt in expired:
+            lease = self.leases.pop(receipt)
+            if lease.generation == self.generation and lease.channel.is_open:
+                lease.channel.basic_reject(lease.tag, requeue=True)
+
+
+def read_frame(connection: amqp.Connection, timeout: float, beat: float) -> bool:
+    """Read one method from ``connection`` within ``timeout`` seconds (False if none came),
+    sending heartbeats when due at least every ``beat`` seconds. (py-amqp's
+    ``drain_events`` starts its timeout again after each heartbeat frame the server sends,
+    so with short heartbeats it would never time out.)"""
+    deadline = time.monotonic() + max(timeout, 0.0)
+    while True:
+        connection.heartbeat_tick()  # raises ConnectionForced when the server went silent
+        left = deadline - time.monotonic()
+        try:
+            if connection.blocking_read(max(min(left, beat), 0.0)):
+                return True
+        except TimeoutError:
+            if time.monotonic() >= deadline:
+                return False
+        # A heartbeat or part of a message came: read on (with no wait once past the
+        # deadline) until a whole method is in or nothing more is there.
+
+
+def _keep(ref: weakref.ref[AmqpConnections], stop: threading.Event) -> None:
+    """The keeper thread: tend every link while the backend lives and is open."""
+    while True:
+        backend = ref()
+        if backend is None:
+            return
+        every = backend.beat
+        del backend  # only a weak reference between rounds: the backend may go
+        if stop.wait(every):
+            return
+        backend = ref()
+        if backend is None:
+            return
+        backend._tend()
+        del backend
+
+
+def _release(box: list[Any]) -> None:
+    """Close a link's connection (from ``reset`` or when its thread ended)."""
+    conn, box[0] = box[0], None
+    if conn is not None:
+        try:
+            conn.release()
+        except Exception as exc:  # it is gone either way; no traceback for a dead connection
+            logger.debug("closing a RabbitMQ connection failed: %s", exc)
+
+
+class AmqpConnections:
+    """Connections of :class:`~notify_amqp.backend.AmqpBackend`: one link per thread, the keeper
+    thread, and :meth:`_run`, through which every call reaches RabbitMQ."""
+
+    connection_errors: ClassVar[tuple[type[BaseException], ...]] = CONNECTION_ERRORS
+    _url: str
+    safe_url: str
+    retries: int
+    heartbeat: int
+    recovery_wait: float
+    #: How often heartbeats are looked after (py-amqp wants a tick about every second).
+    beat: float
+    _lock: threading.Lock
+    _links: weakref.WeakValueDictionary[int, Link]
+    _local: threading.local
+    _numbers: Any
+    _declared: set[str]
+    _checked: bool
+    _closed: bool
+    _keeper: threading.Thread | None
+    _stop: threading.Event
+
+    def _init_connections(
+        self, url: str, *, retries: int, heartbeat: int, recovery_wait: float
+    ) -> None:
+        self._url = url
+        self.safe_url = safe_url(url)
+        if not url.startswith(("amqp://", "amqps://", "pyamqp://")):
+            raise ConfigurationError(f"AMQP_URL must be an amqp:// URL, not {self.safe_url!r}")
+        self.retries = retries
+        self.heartbeat = heartbeat
+        self.recovery_wait = recovery_wait
+        self.beat = min(max(heartbeat / 4, 0.05), 1.0) if heartbeat else 1.0
+        self._lock = threading.Lock()
+        # Weak: a link belongs to its thread (``_local``) and goes when the thread ends.
+        self._links = weakref.WeakValueDictionary()
+        self._local = threading.local()
+        self._numbers = iter(range(1, 1 << 62))
+        self._declared = set()
+        self._checked = False
+        self._closed = False
+        self._keeper = None
+        self._stop = threading.Event()
+
+    def _close_links(self) -> None:
+        self._closed = True
+        self._stop.set()
+        with self._lock:
+            links = list(self._links.values())
+            self._links.clear()
+        for link in links:
+            with link.lock:
+                link.reset()
+
+    def _connect(self) -> Any:
+        """A new connection (kombu retries the connect); checks the server once."""
+        conn = KombuConnection(self._url, connect_timeout=2.0, heartbeat=self.heartbeat)
+        try:
+            conn.ensure_connection(
+                max_retries=self.retries, interval_start=0.05, interval_step=0.25
+            )
+        except (kombu_exceptions.OperationalError, *conn.connection_errors) as exc:
+            conn.release()
+            raise BackendUnavailable(
+                f"RabbitMQ at {self.safe_url} is unavailable (after {self.retries} retries): {exc}"
+            ) from exc
+        if not self._checked:
+            self._check_server(conn)
+        return conn
+
+    def _check_server(self, conn: Any) -> None:
+        """Refuse a server without stream queues at once, instead of losing history later."""
+        version = text(conn.connection.server_properties.get("version", ""))
+        numbers = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+        if len(numbers) == 2 and numbers < (3, 9):
+            conn.release()
+            raise ConfigurationError(
+                f"RabbitMQ {version} at {self.safe_url} has no stream queues (3.9 or newer is "
+                "needed): notifycore keeps event history in streams and will not run without them"
+            )
+        self._checked = True
+
+    def _link(self) -> Link:
+        link: Link | None = getattr(self._local, "link", None)
+        if link is None or link.number not in self._links:
+            if self._closed:
+                raise BackendError("this AmqpBackend is closed")
+            link = Link(self, next(self._numbers))
+            with self._lock:
+                self._links[link.number] = link
+                if self._keeper is None:
+                    self._keeper = threading.Thread(
+                        target=_keep,
+                        args=(weakref.ref(self), self._stop),
+                        name="notify-amqp-keeper",
+                        daemon=True,
+                    )
+                    self._keeper.start()
+            self._local.link = link
+        return link
+
+    def _tend(self) -> None:
+        """One round of the keeper: tend each link its thread is not using right now."""
+        now = time.monotonic()
+        with self._lock:
+            links = list(self._links.values())
+        for link in links:
+            if link.conn is None or not link.lock.acquire(blocking=False):
+                continue
+            try:
+                link.tend(now)
+            except (*self.connection_errors, amqp.exceptions.AMQPError) as exc:
+                # The connection died, or RabbitMQ closed one of its channels: start afresh
+                # (its jobs go back to RabbitMQ). Its thread learns it at its next call.
+                logger.debug("RabbitMQ connection %d given up: %s", link.number, exc)
+                link.reset()
+            except Exception:
+                logger.exception("looking after RabbitMQ connection %d failed", link.number)
+                link.reset()
+            finally:
+                link.lock.release()
+
+    def _run(self, what: str, call: Callable[[Link], T], link: Link | None = None) -> T:
+        """Run ``call`` on a connection; reconnect and try again after a connection error
+        (``retries`` times), and wait for a queue a restarted node is still recovering
+        (``recovery_wait`` seconds), with back-off."""
+        link = link or self._link()
+        delay = 0.05
+        failures = 0
+        recovering_since: float | None = None
+        while True:
+            with link.lock:
+                try:
+                    link.connect()
+                    return call(link)
+                except amqp.exceptions.NotFound as exc:
+                    link.repair()
+                    with self._lock:
+                        self._declared.clear()
+                    if recovering(exc):
+                        now = time.monotonic()
+                        if recovering_since is None:
+                            recovering_since = now
+                            logger.debug("RabbitMQ is recovering (%s); waiting", exc)
+                        elif now - recovering_since >= self.recovery_wait:
+                            raise BackendUnavailable(
+                                f"RabbitMQ at {self.safe_url} did not recover what {what} needs "
+                                f"within {self.recovery_wait:g} s: {exc}"
+                            ) from exc
+                    else:
+                        # A queue or stream was deleted behind our back: declare again at once.
+                        failures += 1
+                        if failures > self.retries:
+                            raise BackendError(
+                                f"RabbitMQ at {self.safe_url}: {what}: {exc}"
+                            ) from exc
+                        continue
+                except (*self.connection_errors, amqp.exceptions.ChannelError) as exc:
+                    if not isinstance(exc, self.connection_errors) and not closed_by_broker(exc):
+                        link.repair()  # RabbitMQ refused this call on its channel; the rest lives
+                        raise BackendError(
+                            f"RabbitMQ at {self.safe_url} refused {what}: {exc}"
+                        ) from exc
+                    link.reset()
+                    failures += 1
+                    if failures > self.retries:
+                        raise BackendUnavailable(
+                            f"RabbitMQ at {self.safe_url} is unavailable ({what}, after "
+                            f"{self.retries} retries): {exc}"
+                        ) from exc
+                except amqp.exceptions.AMQPError as exc:
+                    link.repair()
+                    raise BackendError(
+                        f"RabbitMQ at {self.safe_url} refused {what}: {exc}"
+                    ) from exc
+            time.sleep(delay)
+
+    def _sweep_all(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            links = list(self._links.values())
+        for link in links:
+            busy = link.leases or any(link.buffers.values())
+            if busy and link.lock.acquire(blocking=False):
+                try:
+                    link.sweep(now)
+                except self.connection_errors:
+                    link.reset()
+                finally:
+                    link.lock.release()
