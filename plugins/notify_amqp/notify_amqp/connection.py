@@ -22,7 +22,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import amqp
 import amqp.exceptions
@@ -42,6 +42,7 @@ __all__ = [
     "headers",
     "read_frame",
     "recovering",
+    "refusal",
     "safe_url",
     "text",
 ]
@@ -83,6 +84,23 @@ def recovering(exc: BaseException) -> bool:
     """RabbitMQ's answer about a durable queue or stream that its node has not brought back
     yet, after a restart: 404 "home node ... is down or inaccessible". It passes."""
     return isinstance(exc, amqp.exceptions.NotFound) and "down or inaccessible" in str(exc)
+
+
+def refusal(exc: BaseException) -> BaseException | None:
+    """RabbitMQ's refusal of who we are, if ``exc`` is (or wraps) one: the login (403
+    ACCESS_REFUSED: a wrong user name or password), the virtual host (530 NOT_ALLOWED at
+    Connection.open), or a permission (403 on a declaration). Trying again cannot help."""
+    seen: BaseException | None = exc
+    for _ in range(4):  # kombu may wrap py-amqp's error in its own
+        if seen is None:
+            return None
+        if isinstance(seen, amqp.exceptions.AccessRefused) or (
+            isinstance(seen, amqp.exceptions.NotAllowed)
+            and getattr(seen, "method_sig", None) == (10, 40)  # Connection.open
+        ):
+            return cast(BaseException, seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 #: basic.ack, basic.reject and basic.nack wait for no answer: RabbitMQ's refusal of one
@@ -415,14 +433,34 @@ class AmqpConnections:
             conn.ensure_connection(
                 max_retries=self.retries, interval_start=0.05, interval_step=0.25
             )
-        except (kombu_exceptions.OperationalError, *conn.connection_errors) as exc:
+        except Exception as exc:
             conn.release()
+            refused = refusal(exc)
+            if refused is not None:
+                raise self._access_refused(refused) from exc
+            if not isinstance(exc, (kombu_exceptions.OperationalError, *conn.connection_errors)):
+                raise
             raise BackendUnavailable(
                 f"RabbitMQ at {self.safe_url} is unavailable (after {self.retries} retries): {exc}"
             ) from exc
         if not self._checked:
             self._check_server(conn)
         return conn
+
+    def _access_refused(self, exc: BaseException) -> ConfigurationError:
+        """A refusal (:func:`refusal`) as the configuration error it is: not an outage, so
+        not retried; a worker stops on it. RabbitMQ's reason never holds the password."""
+        reason = str(getattr(exc, "reply_text", "") or exc)
+        if isinstance(exc, amqp.exceptions.NotAllowed):
+            what = "the virtual host in AMQP_URL"
+        elif getattr(exc, "method_sig", None) in (None, (0, 0), (10, 11)):  # the login
+            what = "the user name or password in AMQP_URL"
+        else:
+            what = "what AMQP_URL's user may do (its permissions)"
+        return ConfigurationError(
+            f"RabbitMQ at {self.safe_url} refused {what}: {reason} (a configuration error: "
+            "fix AMQP_URL or the user's rights; notifycore does not retry it)"
+        )
 
     def _check_server(self, conn: Any) -> None:
         """Refuse a server without stream queues at once, instead of losing history later."""
@@ -512,6 +550,10 @@ class AmqpConnections:
                             ) from exc
                         continue
                 except (*self.connection_errors, amqp.exceptions.ChannelError) as exc:
+                    refused = refusal(exc)
+                    if refused is not None:
+                        link.repair()
+                        raise self._access_refused(refused) from exc
                     if not isinstance(exc, self.connection_errors) and not closed_by_broker(exc):
                         link.repair()  # RabbitMQ refused this call on its channel; the rest lives
                         raise BackendError(
