@@ -183,6 +183,9 @@ class Worker:
         self._outage = Outage(delivery.backend)
         self._down_since = 0.0
         self._errors_before = 0
+        #: The configuration error that stopped the worker (a backend refused its credentials,
+        #: say): not an outage, so not waited out; :meth:`run` raises it.
+        self.fatal: ConfigurationError | None = None
 
     def __repr__(self) -> str:
         return f"<Worker queues={self.queues} concurrency={self.concurrency}>"
@@ -384,7 +387,17 @@ class Worker:
     # -- backend outages ---------------------------------------------------------------------
 
     def _backend_failed(self, what: str, error: BaseException) -> float:
-        """Note a failed backend call; the first of an outage is logged. Returns the back-off."""
+        """Note a failed backend call; the first of an outage is logged. Returns the back-off.
+
+        A :class:`ConfigurationError` (a wrong password in the backend's URL, say) is no
+        outage: trying again cannot help, so the worker stops and :meth:`run` raises it."""
+        if isinstance(error, ConfigurationError):
+            with self._outage_lock:
+                first, self.fatal = self.fatal is None, self.fatal or error
+            if first:
+                logger.error("%s failed: %s; the worker stops", what, error)
+                self.request_stop(f"configuration error: {error}")
+            return 0.0
         backend = self.delivery.backend
         with self._outage_lock:
             self.backend_errors += 1
@@ -553,6 +566,7 @@ class Worker:
         self._stop.clear()
         self._stop_requested = self._stop_now = False
         self.exhausted = False
+        self.fatal = None
         self._burst = burst
         self._outage = Outage(self.delivery.backend)
         with self._cond:
@@ -657,7 +671,8 @@ class Worker:
 
     def run(self, *, burst: bool = False) -> None:
         """Block until :meth:`request_stop` (from a signal handler, say), exhaustion, or
-        drained in burst mode; then :meth:`stop` within the grace period."""
+        drained in burst mode; then :meth:`stop` within the grace period. A configuration
+        error the backend reported (:attr:`fatal`) stops it too, and is raised here."""
         self.start(burst=burst)
         try:
             # Polled, not waited on: a signal handler may not take the lock a wait needs.
@@ -671,3 +686,5 @@ class Worker:
                 )
         finally:
             self.stop()
+        if self.fatal is not None:
+            raise self.fatal
