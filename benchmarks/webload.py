@@ -334,6 +334,14 @@ def one_round(side: Side, load: Load) -> Round:
         client_used = clients.cpu() - client_before
     finally:
         clients.close()
+    # One more event once the clients are gone: a server that notices a gone client only
+    # when it writes to it (flask-sse's threads wait on Redis) frees its threads for the next
+    # round.
+    flush = Publisher(port, side.publish_path)
+    try:
+        flush.publish(-1)
+    finally:
+        flush.close()
     deliveries = report["received"]
     if deliveries != report["expected"]:
         raise RuntimeError(
