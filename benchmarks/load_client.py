@@ -17,7 +17,7 @@ server's JSON layout. Warm-up events have ``i < 0``.
 Lines on stdout (JSON): ``{"connected": n, "failed": m}`` once every
 client has its response headers (or failed); ``{"warm": true}`` once every
 client has received a warm-up event. Commands on stdin: ``expect N
-TIMEOUT`` (report once every client has received events 0..N-1, or after
+TIMEOUT`` (say ``{"expecting": N}`` at once, then report once every client has received events 0..N-1, or after
 TIMEOUT seconds: ``{"received", "expected", "p50", "p99", "max", "first",
 "last", "cpu"}``, times in seconds), ``quit``.
 """
@@ -222,6 +222,7 @@ async def _expect(tally: Tally, count: int, timeout: float) -> None:
     tally.complete.clear()
     started = _cpu()
     tally.expected = count
+    _say({"expecting": count})
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(tally.complete.wait(), timeout)
     used = _cpu() - started

@@ -227,12 +227,22 @@ class Publisher:
         body = json.dumps(
             {"event_id": f"e{self.number}", "event_type": "bench", "title": marker(i, sent)}
         )
-        self.connection.request("POST", self.path, body, {"Content-Type": "application/json"})
-        response = self.connection.getresponse()
-        response.read()
+        try:
+            response = self._post(body)
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # The server closed the kept-alive connection while it was idle (uvicorn: after
+            # 5 s): the request never reached it, send it on a new connection.
+            self.connection.close()
+            response = self._post(body)
         if response.status != 202:
             raise RuntimeError(f"POST {self.path} answered {response.status}")
         return sent
+
+    def _post(self, body: str) -> http.client.HTTPResponse:
+        self.connection.request("POST", self.path, body, {"Content-Type": "application/json"})
+        response = self.connection.getresponse()
+        response.read()
+        return response
 
     def close(self) -> None:
         self.connection.close()
@@ -315,6 +325,7 @@ def one_round(side: Side, load: Load) -> Round:
             warm.close()
         cpu_before, client_before = side.server.cpu(), clients.cpu()
         clients.command(f"expect {load.events} 600")
+        clients.wait("expecting", 60)
         first = time.time()
         started = time.monotonic()
         shares = [range(n, load.events, load.publishers) for n in range(load.publishers)]
