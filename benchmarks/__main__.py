@@ -3,6 +3,7 @@
 python -m benchmarks                 # print the table
 python -m benchmarks --write         # also regenerate docs/benchmarks.md
 python -m benchmarks --quick         # smaller counts, for a smoke run
+python -m benchmarks --only web,connections   # some suites (bench_web, bench_connections)
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import platform
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 
 from benchmarks import (
     bench_amqp,
+    bench_connections,
     bench_flask,
     bench_redis,
     bench_send,
@@ -24,7 +27,15 @@ from benchmarks import (
 )
 from benchmarks.common import Measurement
 
-SUITES = [bench_send, bench_sqlite, bench_redis, bench_amqp, bench_web, bench_flask]
+SUITES = [
+    bench_send,
+    bench_sqlite,
+    bench_redis,
+    bench_amqp,
+    bench_web,
+    bench_flask,
+    bench_connections,
+]
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
@@ -43,13 +54,30 @@ def table(rows: list[Measurement]) -> str:
     return "\n".join(lines)
 
 
+def _chosen(only: str | None) -> list[ModuleType]:
+    if not only:
+        return list(SUITES)
+    by_name = {suite.__name__.rsplit(".", 1)[1]: suite for suite in SUITES}
+    chosen = []
+    for part in only.split(","):
+        name = part.strip()
+        name = name if name.startswith("bench_") else f"bench_{name}"
+        if name not in by_name:
+            raise SystemExit(f"unknown suite {part.strip()!r}; the suites: {', '.join(by_name)}")
+        chosen.append(by_name[name])
+    return chosen
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--write", action="store_true", help="regenerate docs/benchmarks.md")
     parser.add_argument("--quick", action="store_true", help="smaller counts")
+    parser.add_argument("--only", help="comma-separated suites to run (web, flask, ...)")
     args = parser.parse_args()
+    if args.write and args.only:
+        parser.error("--write needs every suite: a partial run would replace the full page")
     rows: list[Measurement] = []
-    for suite in SUITES:
+    for suite in _chosen(args.only):
         rows.extend(suite.run(quick=args.quick))
     result = table(rows)
     print(result)
