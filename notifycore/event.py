@@ -552,6 +552,16 @@ class Event(Mapping[str, Any]):
         if size > limit:
             raise InvalidEvent("event", f"is {size} bytes of JSON, over the limit of {limit}")
 
+    def check_limits(
+        self, max_size: int = DEFAULT_MAX_EVENT_SIZE, max_depth: int = DEFAULT_MAX_EVENT_DEPTH
+    ) -> None:
+        """:meth:`check_depth` then :meth:`check_size`: what ``send()`` checks of every event."""
+        if self._depth > max_depth:
+            self.check_depth(max_depth)
+        if self._json is None and not self._extra and self._size_bound() <= max_size:
+            return
+        self.check_size(max_size)
+
     def _size_bound(self) -> int:
         """An upper bound of :meth:`json_size` for an event without extra fields, uncounted."""
         bound = _FIXED_JSON + _WORST * (
