@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from notifycore.errors import InvalidEvent, InvalidJob
-from notifycore.event import Event
+from notifycore.event import Event, loads_json
 
 __all__ = ["JOB_VERSION", "JobSpec", "decode_job", "encode_job"]
 
@@ -55,7 +55,7 @@ def decode_job(
             f"job is {len(payload)} bytes, far over the event size limit of {max_event_size}"
         )
     try:
-        data: Any = json.loads(payload)
+        data: Any = loads_json(payload)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidJob(f"job is not valid JSON: {exc}") from None
     except RecursionError:

@@ -15,6 +15,9 @@ from hypothesis import strategies as st
 from notifycore import Event, InvalidEvent
 from notifycore.event import DEFAULT_MAX_EVENT_SIZE, STANDARD_FIELDS, new_event_id
 
+# Each test runs with the JSON accelerator (orjson) and without it.
+pytestmark = pytest.mark.usefixtures("json_paths")
+
 
 def test_original_positional_constructor_and_defaults() -> None:
     before = datetime.now(UTC)
