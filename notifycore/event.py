@@ -674,12 +674,20 @@ class Event(Mapping[str, Any]):
             raise InvalidEvent("event", f"must be a JSON object, not {type(data).__name__}")
         if "event_type" not in data:
             raise InvalidEvent("event_type", "is required")
-        fields = dict(data)
-        fields.setdefault("event_id", None)
-        for key in fields:
-            if not isinstance(key, str):
-                raise InvalidEvent("event", f"has a key that is not a string: {_describe(key)}")
-        event = cls(**fields)
+        if type(data) is dict and "event_id" in data:
+            fields: Mapping[str, Any] = data  # parsed JSON: ** copies it, and keys are strings
+        else:
+            fields = dict(data)
+            fields.setdefault("event_id", None)
+        try:
+            event = cls(**fields)
+        except TypeError:
+            for key in fields:
+                if not isinstance(key, str):
+                    raise InvalidEvent(
+                        "event", f"has a key that is not a string: {_describe(key)}"
+                    ) from None
+            raise
         if max_depth is not None:
             event.check_depth(max_depth)
         return event
