@@ -1,14 +1,19 @@
 """Run the benchmarks and print (or write) the results table.
 
 python -m benchmarks                 # print the table
-python -m benchmarks --write         # also regenerate docs/benchmarks.md
+python -m benchmarks --write         # also regenerate docs/benchmarks.md and its chart
 python -m benchmarks --quick         # smaller counts, for a smoke run
-python -m benchmarks --only web,connections   # some suites (bench_web, bench_connections)
+python -m benchmarks --only send,sqlite   # some suites (bench_send, bench_sqlite)
+python -m benchmarks --only web,connections   # the web suites (bench_web, bench_connections)
+
+``--write`` writes the page and ``benchmarks.svg`` beside it; with ``--only``
+it needs ``--doc`` (a partial run must not replace the full page).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import platform
 import sys
@@ -16,85 +21,72 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
-from benchmarks import (
-    bench_amqp,
-    bench_connections,
-    bench_flask,
-    bench_redis,
-    bench_send,
-    bench_sqlite,
-    bench_web,
-)
 from benchmarks.common import Measurement
+from benchmarks.report import Section, chart_svg, document, table
 
+#: The suites, in the table's order (modules of this package, imported when they run:
+#: the web suites need packages the others do not).
 SUITES = [
-    bench_send,
-    bench_sqlite,
-    bench_redis,
-    bench_amqp,
-    bench_web,
-    bench_flask,
-    bench_connections,
+    "bench_send",
+    "bench_sqlite",
+    "bench_redis",
+    "bench_amqp",
+    "bench_web",
+    "bench_flask",
+    "bench_connections",
 ]
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
-def table(rows: list[Measurement]) -> str:
-    lines = [
-        "| benchmark | notifycore | baseline | baseline result | notifycore / baseline |",
-        "|---|---:|---|---:|---:|",
-    ]
-    for r in rows:
-        digits = 1 if r.unit == "ms" else 0
-        note = f" ({r.note})" if r.note else ""
-        lines.append(
-            f"| {r.name} | {r.rate:,.{digits}f} {r.unit} | {r.baseline_name} | "
-            f"{r.baseline_rate:,.{digits}f} {r.unit} | {r.ratio:.0%}{note} |"
-        )
-    return "\n".join(lines)
+def _suite(name: str) -> ModuleType:
+    return importlib.import_module(f"benchmarks.{name}")
 
 
-def _chosen(only: str | None) -> list[ModuleType]:
+def _chosen(only: str | None) -> list[str]:
     if not only:
         return list(SUITES)
-    by_name = {suite.__name__.rsplit(".", 1)[1]: suite for suite in SUITES}
     chosen = []
     for part in only.split(","):
         name = part.strip()
         name = name if name.startswith("bench_") else f"bench_{name}"
-        if name not in by_name:
-            raise SystemExit(f"unknown suite {part.strip()!r}; the suites: {', '.join(by_name)}")
-        chosen.append(by_name[name])
+        if name not in SUITES:
+            raise SystemExit(f"unknown suite {part.strip()!r}; the suites: {', '.join(SUITES)}")
+        chosen.append(name)
     return chosen
 
 
-def main() -> int:
+def write(sections: list[Section], doc: Path) -> Path:
+    """Write the page ``doc`` and its chart (``benchmarks.svg`` beside it); returns the chart."""
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    machine = f"{python}, {os.cpu_count()} cores"
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    svg = doc.with_suffix(".svg")
+    svg.write_text(chart_svg(sections), encoding="utf-8")
+    doc.write_text(
+        document(sections, stamp=stamp, machine=machine, chart=svg.name), encoding="utf-8"
+    )
+    return svg
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--write", action="store_true", help="regenerate docs/benchmarks.md")
     parser.add_argument("--quick", action="store_true", help="smaller counts")
-    parser.add_argument("--only", help="comma-separated suites to run (web, flask, ...)")
-    args = parser.parse_args()
-    if args.write and args.only:
-        parser.error("--write needs every suite: a partial run would replace the full page")
-    rows: list[Measurement] = []
-    for suite in _chosen(args.only):
-        rows.extend(suite.run(quick=args.quick))
-    result = table(rows)
-    print(result)
+    parser.add_argument("--only", help="comma-separated suites to run (send, sqlite, ...)")
+    parser.add_argument("--doc", type=Path, help="the page --write writes (default: docs/...)")
+    args = parser.parse_args(argv)
+    if args.write and args.only and args.doc is None:
+        parser.error("--write with --only needs --doc: a partial run would replace the full page")
+    sections: list[Section] = []
+    for name in _chosen(args.only):
+        suite = _suite(name)
+        rows: list[Measurement] = suite.run(quick=args.quick)
+        sections.append(Section(suite.NAME, suite.__doc__ or "", rows))
+        print(table(rows), flush=True)
     if args.write:
-        python = f"{platform.python_implementation()} {platform.python_version()}"
-        machine = f"{python}, {os.cpu_count()} cores"
-        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        DOC.write_text(
-            "# Benchmarks\n\n"
-            "Generated by `python -m benchmarks --write` (see the README); do not edit by hand.\n"
-            "Each row times notifycore and the raw work in the same run, best of three.\n"
-            "These are measurements, not tests: nothing fails when a number drops.\n\n"
-            f"Run: {stamp} on {machine}.\n\n{result}\n\n"
-            "## What each row measures\n\n"
-            + "\n".join(f"- **{s.NAME}**: {(s.__doc__ or '').strip()}" for s in SUITES)
-            + "\n"
-        )
+        doc = args.doc or DOC
+        svg = write(sections, doc)
+        print(f"wrote {doc} and {svg}")
     return 0
 
 
