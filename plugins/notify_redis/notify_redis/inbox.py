@@ -1,8 +1,8 @@
 """Inboxes on Redis (the optional ``inboxes`` capability), one Lua script per change.
 
 A user's inbox is five keys that share one hash slot — the user id is their
-hash tag (``<prefix>inbox:{<user>}:...``), so every script works on Redis
-Cluster too:
+hash tag (``<prefix>inbox:{<user>}:...``; for an id with a brace, a digest of
+it, followed by the id), so every script works on Redis Cluster too:
 
 - ``:active`` a sorted set, id -> seq, of the unread and read items (listing);
 - ``:archived`` a sorted set, id -> seq, of the archived ones;
@@ -18,6 +18,7 @@ retries a script whose reply was lost (every change is idempotent).
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -145,7 +146,12 @@ class InboxKeys:
     __slots__ = ("active", "archived", "data", "meta", "unread")
 
     def __init__(self, prefix: str, user: str) -> None:
-        base = f"{prefix}inbox:{{{user}}}"
+        if "{" in user or "}" in user:
+            # A brace would end (or empty) the hash tag: tag with a digest, keep the id after it.
+            tag = "#" + hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+            base = f"{prefix}inbox:{{{tag}}}:{user}"
+        else:
+            base = f"{prefix}inbox:{{{user}}}"
         self.active = f"{base}:active"
         self.archived = f"{base}:archived"
         self.unread = f"{base}:unread"
