@@ -17,6 +17,7 @@ from pathlib import Path
 from benchmarks import (
     bench_amqp,
     bench_flask,
+    bench_inbox,
     bench_redis,
     bench_send,
     bench_sqlite,
@@ -24,7 +25,7 @@ from benchmarks import (
 )
 from benchmarks.common import Measurement
 
-SUITES = [bench_send, bench_sqlite, bench_redis, bench_amqp, bench_web, bench_flask]
+SUITES = [bench_send, bench_sqlite, bench_redis, bench_amqp, bench_web, bench_flask, bench_inbox]
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
