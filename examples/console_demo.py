@@ -70,12 +70,9 @@ def main() -> int:
 
     print("4. what the push streams hold (what a browser would replay):")
     for stream in ("event-hub-TestHub", "user:alice", "user:bob"):
-        events = [Event.from_json(m.data) for m in notifications.backend.read(stream).messages]
-        # inbox.* events announce inbox changes to the user's tabs (docs/inbox.md).
-        titles = [e.title for e in events if not e.event_type.startswith("inbox.")]
+        messages = notifications.backend.read(stream).messages
+        titles = [Event.from_json(m.data).title for m in messages]
         print(f"     {stream}: {titles}")
-    unread = notifications.inbox("alice").unread_count()
-    print(f"     alice's inbox keeps it too: {unread} unread")
 
     print(f"5. the log consumer wrote JSON Lines to {log_path}:")
     print("     " + log_path.read_text().splitlines()[-1][:100] + "...")

@@ -171,7 +171,7 @@ class NotificationCentre:
         self._backend: Backend | None = None
         self._store: Any = None
         self._companion: Backend | None = None
-        self._why_off = "INBOX is off"
+        self._why_off = "INBOX is off (set INBOX = 'on'; docs/inbox.md)"
         self.max_items = 1000
         self.max_age: float | None = None
         self.defaults: dict[str, dict[str, bool]] = {}
@@ -184,7 +184,7 @@ class NotificationCentre:
     def configure(self, settings: Mapping[str, Any], backend: Backend) -> None:
         """Take the settings and the main backend; find (or build) the store. A store that is
         needed and cannot be found is a :class:`ConfigurationError`, now."""
-        mode = settings.get("INBOX", "auto")
+        mode = settings.get("INBOX", "off")
         self.max_items = settings.get("INBOX_MAX_ITEMS", 1000)
         self.max_age = settings.get("INBOX_MAX_AGE") or None
         defaults = settings.get("PREFERENCE_DEFAULTS")
@@ -197,7 +197,7 @@ class NotificationCentre:
         if old is not None:
             old.close()
         if mode == "off":
-            self._why_off = "INBOX is off"
+            self._why_off = "INBOX is off (set INBOX = 'on'; docs/inbox.md)"
             return
         name = settings.get("INBOX_BACKEND") or ""
         if isinstance(backend, Inboxes) and isinstance(backend, KeyValueStore) and not name:

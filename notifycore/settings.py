@@ -402,10 +402,10 @@ CORE_SETTINGS = (
     Setting(
         "INBOX",
         str,
-        "auto",
-        "Keep every event delivered to a recipient in their inbox (docs/inbox.md): 'auto' "
-        "when the backend or INBOX_BACKEND can, 'on' (a ConfigurationError when neither "
-        "can), 'off'.",
+        "off",
+        "The notification centre (docs/inbox.md): keep every event delivered to a recipient "
+        "in their inbox and enforce preferences. 'on' (a ConfigurationError when neither the "
+        "backend nor INBOX_BACKEND can keep inboxes), 'auto' (on when one can), 'off'.",
         choices=("auto", "on", "off"),
     ),
     Setting(

@@ -161,8 +161,7 @@ def test_docs_quick_start_runs(tmp_path: Path) -> None:
         "('notifycore.consumers.LogConsumer', 'ran'), "
         "('notifycore.consumers.PushConsumer', 'ran')]",
         "[]",
-        "['1', '2']",  # the inbox.item change, then the event (docs/inbox.md)
-        "1",
+        "['1']",
     ]
     assert '"title":"Nice photo!"' in (tmp_path / "comments.log").read_text()
 

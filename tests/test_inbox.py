@@ -35,7 +35,7 @@ class NoInboxes(MemoryBackend):
 
 @pytest.fixture(params=["memory", "sqlite"])
 def notifications(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Notifications]:
-    config: dict[str, Any] = {"BACKEND": request.param}
+    config: dict[str, Any] = {"BACKEND": request.param, "INBOX": "on"}
     if request.param == "sqlite":
         config["BACKEND_URL"] = f"sqlite:///{tmp_path / 'nc.db'}"
     made = Notifications(config=config, environ={})
@@ -165,7 +165,9 @@ def test_bad_calls_are_clear_errors(notifications: Notifications) -> None:
 
 
 def test_retention_keeps_the_newest_items(tmp_path: Path) -> None:
-    notifications = Notifications(config={"BACKEND": "memory", "INBOX_MAX_ITEMS": 3}, environ={})
+    notifications = Notifications(
+        config={"BACKEND": "memory", "INBOX": "on", "INBOX_MAX_ITEMS": 3}, environ={}
+    )
     try:
         notifications.create_hub("all")
         sent = [send(notifications, f"n{n}", "alice").event_id for n in range(5)]
@@ -177,7 +179,7 @@ def test_retention_keeps_the_newest_items(tmp_path: Path) -> None:
 
 
 def test_asend_keeps_items_too() -> None:
-    notifications = Notifications(config={"BACKEND": "memory"}, environ={})
+    notifications = Notifications(config={"BACKEND": "memory", "INBOX": "on"}, environ={})
     try:
         notifications.create_hub("all")
         event = Event(None, "x", "async", recipients=["alice"])
@@ -188,7 +190,7 @@ def test_asend_keeps_items_too() -> None:
 
 
 def test_without_a_store_the_inbox_is_off_or_refused(tmp_path: Path) -> None:
-    auto = Notifications(config={"BACKEND": NoInboxes()}, environ={})
+    auto = Notifications(config={"BACKEND": NoInboxes(), "INBOX": "auto"}, environ={})
     try:
         auto.create_hub("all")
         send(auto, "still sent", "alice")  # sending works without inboxes
@@ -209,7 +211,11 @@ def test_without_a_store_the_inbox_is_off_or_refused(tmp_path: Path) -> None:
         off.close()
     with pytest.raises(ConfigurationError, match="keeps no inboxes"):
         Notifications(
-            config={"BACKEND": "memory", "INBOX_BACKEND": "tests.test_inbox:NoInboxes"},
+            config={
+                "BACKEND": "memory",
+                "INBOX": "on",
+                "INBOX_BACKEND": "tests.test_inbox:NoInboxes",
+            },
             environ={},
         )
 
@@ -218,6 +224,7 @@ def test_a_companion_store_keeps_inboxes_for_a_backend_that_cannot(tmp_path: Pat
     store = tmp_path / "inbox.db"
     config = {
         "BACKEND": NoInboxes(),
+        "INBOX": "on",
         "INBOX_BACKEND": "sqlite",
         "INBOX_BACKEND_URL": f"sqlite:///{store}",
     }
@@ -240,7 +247,8 @@ SENDER = textwrap.dedent(
     """
     import sys
     from notifycore import Event, Notifications
-    n = Notifications(config={"BACKEND": "sqlite", "BACKEND_URL": sys.argv[1]}, environ={})
+    config = {"BACKEND": "sqlite", "BACKEND_URL": sys.argv[1], "INBOX": "on"}
+    n = Notifications(config=config, environ={})
     n.create_hub("all")
     inbox = n.inbox("alice")
     for i in range(30):
@@ -269,7 +277,8 @@ def test_the_unread_count_stays_exact_with_several_processes(tmp_path: Path) -> 
     finally:
         for process in processes:
             process.kill()
-    notifications = Notifications(config={"BACKEND": "sqlite", "BACKEND_URL": url}, environ={})
+    config = {"BACKEND": "sqlite", "BACKEND_URL": url, "INBOX": "on"}
+    notifications = Notifications(config=config, environ={})
     try:
         for user in ("alice", "bob"):
             inbox = notifications.inbox(user)

@@ -26,7 +26,7 @@ from notifycore.preferences import MAX_ENTRIES, allows, check_preferences
 
 @pytest.fixture
 def notifications() -> Iterator[Notifications]:
-    made = Notifications(config={"BACKEND": "memory"}, environ={})
+    made = Notifications(config={"BACKEND": "memory", "INBOX": "on"}, environ={})
     hub = made.create_hub("comments")
     hub.register_consumer(PushConsumer(), name="push")
     hub.register_consumer(lambda event: None, name="mail", mode="queued", queue="mail")
@@ -82,7 +82,11 @@ def test_the_most_specific_entry_wins_then_the_defaults() -> None:
 
 
 def test_application_defaults_apply_until_a_user_says_otherwise() -> None:
-    config = {"BACKEND": "memory", "PREFERENCE_DEFAULTS": {"digest": {"mail": False}}}
+    config = {
+        "BACKEND": "memory",
+        "INBOX": "on",
+        "PREFERENCE_DEFAULTS": {"digest": {"mail": False}},
+    }
     notifications = Notifications(config=config, environ={})
     try:
         hub = notifications.create_hub("all")
@@ -96,7 +100,12 @@ def test_application_defaults_apply_until_a_user_says_otherwise() -> None:
         notifications.close()
     with pytest.raises(ConfigurationError, match="PREFERENCE_DEFAULTS"):
         Notifications(
-            config={"BACKEND": "memory", "PREFERENCE_DEFAULTS": {"x": {"mail": "no"}}}, environ={}
+            config={
+                "BACKEND": "memory",
+                "INBOX": "on",
+                "PREFERENCE_DEFAULTS": {"x": {"mail": "no"}},
+            },
+            environ={},
         )
 
 

@@ -49,7 +49,7 @@ class InboxRoutesContract:
 
     @pytest.fixture
     def site(self) -> Iterator[tuple[Notifications, InboxClient]]:
-        notifications = Notifications(config={"BACKEND": "memory"}, environ={})
+        notifications = Notifications(config={"BACKEND": "memory", "INBOX": "on"}, environ={})
         hub = notifications.create_hub("comments")
         hub.register_consumer(PushConsumer(), name="push")
         hub.register_consumer(lambda e: None, name="mail", mode="queued", queue="mail")

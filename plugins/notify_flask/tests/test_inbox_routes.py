@@ -41,7 +41,7 @@ class TestFlaskInboxRoutes(InboxRoutesContract):
 
 
 def test_two_tabs_follow_the_changes_and_a_reconnecting_one_catches_up() -> None:
-    notifications = Notifications(config={"BACKEND": "memory"}, environ={})
+    notifications = Notifications(config={"BACKEND": "memory", "INBOX": "on"}, environ={})
     notifications.create_hub("comments").register_consumer(PushConsumer(), name="push")
     app = Flask("tabs")
 

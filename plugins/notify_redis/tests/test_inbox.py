@@ -17,7 +17,7 @@ SENDER = textwrap.dedent(
     """
     import sys
     from notifycore import Event, Notifications
-    config = {"BACKEND": "redis", "BACKEND_URL": sys.argv[1], "REDIS_PREFIX": sys.argv[2]}
+    config = {"BACKEND": "redis", "BACKEND_URL": sys.argv[1], "REDIS_PREFIX": sys.argv[2], "INBOX": "on"}
     n = Notifications(config=config, environ={})
     n.create_hub("all")
     inbox = n.inbox("alice")
@@ -62,7 +62,12 @@ def test_the_unread_count_stays_exact_with_several_processes(redis_server: Any) 
     finally:
         for process in processes:
             process.kill()
-    config = {"BACKEND": "redis", "BACKEND_URL": redis_server.url, "REDIS_PREFIX": prefix}
+    config = {
+        "BACKEND": "redis",
+        "BACKEND_URL": redis_server.url,
+        "REDIS_PREFIX": prefix,
+        "INBOX": "on",
+    }
     notifications = Notifications(config=config, environ={})
     try:
         for user in ("alice", "bob"):
