@@ -124,6 +124,7 @@ def test_preferences_round_trip_and_bad_ones_are_refused(notifications: Notifica
     assert notifications.preferences("alice") == {}
     saved = notifications.set_preferences("alice", {"hub:comments": {"mail": False}})
     assert notifications.preferences("alice") == saved == {"hub:comments": {"mail": False}}
+    bad: Any
     for bad in (
         [],
         {"x": True},
