@@ -34,6 +34,7 @@ SUITES = [
     "bench_web",
     "bench_flask",
     "bench_connections",
+    "bench_inbox",
 ]
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 

@@ -16,7 +16,9 @@ from notifycore.errors import (
     ConsumerTimeout,
     InvalidEvent,
     InvalidFilter,
+    InvalidInboxRequest,
     InvalidJob,
+    InvalidPreferences,
     InvalidStreamId,
     NotifycoreError,
     PermanentFailure,
@@ -26,6 +28,7 @@ from notifycore.errors import (
 from notifycore.event import Event
 from notifycore.hookspecs import hookimpl
 from notifycore.hub import Hub, Registration
+from notifycore.inbox import Inbox, InboxItem
 from notifycore.listeners import ListenerConfig
 from notifycore.notifications import Notifications
 from notifycore.result import ConsumerOutcome, SendResult, Status
@@ -48,9 +51,13 @@ __all__ = [
     "Event",
     "FunctionConsumer",
     "Hub",
+    "Inbox",
+    "InboxItem",
     "InvalidEvent",
     "InvalidFilter",
+    "InvalidInboxRequest",
     "InvalidJob",
+    "InvalidPreferences",
     "InvalidStreamId",
     "Job",
     "JobOutcome",

@@ -4,7 +4,8 @@ Assembled kombu-style from one module per role: :mod:`~notify_redis.connection`
 (clients, errors, the async loop thread), :mod:`~notify_redis.keys` (every
 key, derived in one place), :mod:`~notify_redis.scripts` (the Lua),
 :mod:`~notify_redis.streams`, :mod:`~notify_redis.queues` and
-:mod:`~notify_redis.keyvalue` (the optional key-value store and counters).
+:mod:`~notify_redis.keyvalue` (the optional key-value store and counters) and
+:mod:`~notify_redis.inbox` (the optional inboxes).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import uuid
 from typing import Any, Self
 
 from notify_redis.connection import CONNECTION_ERRORS, RedisConnection
+from notify_redis.inbox import RedisInboxes
 from notify_redis.keys import KeySpace
 from notify_redis.keyvalue import RedisKeyValue
 from notify_redis.plugin import DEFAULT_URL
@@ -25,7 +27,7 @@ from notifycore.backends.base import Backend
 __all__ = ["RedisBackend", "parse_id"]
 
 
-class RedisBackend(RedisStreams, RedisQueues, RedisKeyValue, Backend):
+class RedisBackend(RedisStreams, RedisQueues, RedisKeyValue, RedisInboxes, Backend):
     """Streams and queues in Redis, shared by every process and machine that uses it."""
 
     name = "redis"
