@@ -162,6 +162,9 @@ class Worker:
         #: True once as many threads are stuck in consumers past their time limit as the
         #: worker has slots: it stopped taking jobs, and its process should be restarted.
         self.exhausted = False
+        #: The ConfigurationError that stopped the worker (the backend refused its settings,
+        #: a wrong password say: trying again cannot help); :meth:`run` raises it.
+        self.fatal: ConfigurationError | None = None
         #: Backend calls that failed (each outage is logged once, however many there are).
         self.backend_errors = 0
         self._counts_lock = threading.Lock()
@@ -446,6 +449,12 @@ class Worker:
             while not self._stopping(generation):
                 try:
                     job = self.reserve(None if burst else self.poll)
+                except ConfigurationError as error:  # a wrong password: no try can help
+                    if self.fatal is None:
+                        self.fatal = error
+                        logger.error("reserving a job failed, the worker stops: %s", error)
+                    self.request_stop("a configuration error")
+                    return
                 except Exception as error:  # an outage must not kill the thread: wait, try again
                     self._stop.wait(self._backend_failed("reserving a job", error))
                     continue
@@ -553,6 +562,7 @@ class Worker:
         self._stop.clear()
         self._stop_requested = self._stop_now = False
         self.exhausted = False
+        self.fatal = None
         self._burst = burst
         self._outage = Outage(self.delivery.backend)
         with self._cond:
@@ -671,3 +681,5 @@ class Worker:
                 )
         finally:
             self.stop()
+        if self.fatal is not None:
+            raise self.fatal
