@@ -287,6 +287,8 @@ class RedisConnection:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self.aclient: Any = None
+        self._sentinel: Any = None
+        self._asentinel: Any = None
         self._lock = threading.Lock()
 
     # -- the clients: one server, a cluster (made at first use: it connects), Sentinel ------
@@ -332,6 +334,7 @@ class RedisConnection:
         sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
             list(target.hosts), sentinel_kwargs=self._sentinel_options(), **options
         )
+        self._sentinel = sentinel
         return sentinel.master_for(  # type: ignore[no-untyped-call]
             target.service, db=target.db, **options
         )
@@ -363,20 +366,32 @@ class RedisConnection:
         sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
             list(self.target.hosts), sentinel_kwargs=self._sentinel_options(), **options
         )
+        self._asentinel = sentinel
         return sentinel.master_for(self.target.service, db=self.target.db, **options)
 
     def close(self) -> None:
         client = getattr(self, "_client", None)
         if client is not None:
             client.close()
+            if self.kind == "sentinel":  # a pool given to the client is not closed with it
+                client.connection_pool.disconnect()
+                for watcher in self._sentinel.sentinels:
+                    watcher.close()
         loop, self._loop = self._loop, None
         if loop is not None:
             if self.aclient is not None:
-                asyncio.run_coroutine_threadsafe(self.aclient.aclose(), loop).result(10)
+                asyncio.run_coroutine_threadsafe(self._aclose(), loop).result(10)
             loop.call_soon_threadsafe(loop.stop)
             if self._loop_thread is not None:
                 self._loop_thread.join(10)
             loop.close()
+
+    async def _aclose(self) -> None:
+        await self.aclient.aclose()
+        if self.kind == "sentinel":
+            await self.aclient.connection_pool.disconnect()
+            for watcher in self._asentinel.sentinels:
+                await watcher.aclose()
 
     def _refused(self, exc: BaseException) -> None:
         """A server that refuses the URL's credentials: a configuration error, at once
