@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -151,9 +152,9 @@ def test_writes_wait_for_the_replicas_asked_for(cluster: RedisClusterServers) ->
             assert direct.zcard(one.keys.queue(name).delayed) == 1
             direct.close()
             for call in (
-                lambda: two.publish(name, b"b"),
-                lambda: two.enqueue(name, b"job"),
-                lambda: two.enqueue(name, b"later", delay=60),
+                partial(two.publish, name, b"b"),
+                partial(two.enqueue, name, b"job"),
+                partial(two.enqueue, name, b"later", delay=60),
             ):
                 with pytest.raises(ReplicationTimeout) as info:
                     call()
