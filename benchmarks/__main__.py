@@ -18,13 +18,22 @@ from benchmarks import (
     bench_amqp,
     bench_flask,
     bench_redis,
+    bench_redis_cluster,
     bench_send,
     bench_sqlite,
     bench_web,
 )
 from benchmarks.common import Measurement
 
-SUITES = [bench_send, bench_sqlite, bench_redis, bench_amqp, bench_web, bench_flask]
+SUITES = [
+    bench_send,
+    bench_sqlite,
+    bench_redis,
+    bench_redis_cluster,
+    bench_amqp,
+    bench_web,
+    bench_flask,
+]
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 

@@ -15,7 +15,9 @@ import pytest
 
 from notify_redis.backend import RedisBackend
 from notify_redis.cluster_testing import RedisClusterServers
+from notifycore import Event, Notifications
 from notifycore.testing.contract import BackendContract
+from notifycore.worker import Worker
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +114,32 @@ def test_a_slot_moved_to_another_master_is_followed(
     owner = target.client()
     assert owner.xlen(stream_key) == 2
     owner.close()
+
+
+def test_a_worker_serving_queues_on_every_master_runs_them_all(
+    cluster: RedisClusterServers,
+) -> None:
+    """One worker, six queues spread over the three masters: each queue is reserved
+    with a script of its own slot, never a command across slots."""
+    prefix = f"many-{uuid.uuid4().hex[:6]}:"
+    n = Notifications(
+        config={"BACKEND": "redis", "REDIS_URL": cluster.url, "REDIS_PREFIX": prefix},
+        environ={},
+    )
+    try:
+        ran: list[str] = []
+        hub = n.create_hub("Many")
+        queues = [f"queue-{i}" for i in range(6)]
+        for queue in queues:
+            hub.register_consumer(
+                lambda e: ran.append(e.title), name=f"c-{queue}", mode="queued", queue=queue
+            )
+        masters = {cluster.master_of_key(n.backend.keys.queue(q).jobs).address for q in queues}
+        assert len(masters) >= 2, "the queues should spread over the masters"
+        events = [Event(None, "t", f"event {i}") for i in range(10)]
+        n.send_many(events)
+        assert Worker(n, queues).drain() == 60
+        assert sorted(ran) == sorted(e.title for e in events for _ in queues)
+        assert all(n.backend.queue_length(q) == 0 for q in queues)
+    finally:
+        n.close()
