@@ -811,7 +811,8 @@ class Traffic:
         self.notifications = Notifications(config=config, environ={})
         hub = self.notifications.create_hub("Jobs")
         hub.register_consumer(self._run, name="work", mode="queued", queue=name)
-        self.backend = self.notifications.backend
+        #: The application's backend (a RedisBackend: keys, client).
+        self.backend: Any = self.notifications.backend
         self.sent_jobs: list[str] = []
         self.published: list[bytes] = []
         self.ran: set[str] = set()

@@ -534,8 +534,9 @@ class RedisConnection:
             return replies
 
     def evalsha(self, lua: str, keys: list[str], args: list[Any], *, durable: bool = False) -> Any:
-        """Run a script by its SHA1 on this thread's lane, loading it when the server has
-        not got it (a restart, ``SCRIPT FLUSH``, a new master).
+        """Run a script by its SHA1 on this thread's lane, sent whole (``EVAL``, which
+        caches it) when the server has not got it (a restart, ``SCRIPT FLUSH``, a new
+        master).
 
         ``durable``: a write that must survive a failover; with ``wait_replicas``, ``WAIT``
         follows it on the same connection, and too few replicas raise
@@ -551,7 +552,8 @@ class RedisConnection:
         try:
             replies = self.execute(*commands, key=keys[0])
         except redis.exceptions.NoScriptError:
-            self.execute(("SCRIPT", "LOAD", lua), key=keys[0])
+            # EVAL runs it and caches it on whichever node runs it (after an ASK, say).
+            commands[0] = ("EVAL", lua, *call[2:])
             replies = self.execute(*commands, key=keys[0])
         if len(replies) > 1:
             self.check_replicas(replies[1])

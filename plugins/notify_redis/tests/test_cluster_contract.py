@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from notify_redis.backend import RedisBackend
-from notify_redis.cluster_testing import RedisClusterServers
+from notify_redis.cluster_testing import RedisClusterServers, RedisNode
 from notifycore import Event, Notifications
 from notifycore.testing.contract import BackendContract
 from notifycore.worker import Worker
@@ -38,6 +38,12 @@ class TestRedisClusterContract(BackendContract):
 
     def make_backend(self, **options: Any) -> RedisBackend:
         return RedisBackend(self.url, prefix=f"test-{uuid.uuid4().hex[:8]}:", **options)
+
+
+def _myid(node: RedisNode) -> str:
+    found = node.command("CLUSTER", "MYID")
+    assert isinstance(found, str), node.log_tail()
+    return found
 
 
 @pytest.fixture
@@ -88,8 +94,8 @@ def test_a_slot_moved_to_another_master_is_followed(
     slot = backend.client.keyslot(keys.jobs)
     source = cluster.master_of_key(keys.jobs)
     target = next(m for m in cluster.masters() if m is not source)
-    source_id = source.command("CLUSTER", "MYID")
-    target_id = target.command("CLUSTER", "MYID")
+    source_id = _myid(source)
+    target_id = _myid(target)
     assert target.command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id) is not None
     assert source.command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id) is not None
     moved: list[str] = []
@@ -116,6 +122,43 @@ def test_a_slot_moved_to_another_master_is_followed(
     owner.close()
 
 
+def test_a_slot_half_way_through_a_migration_is_followed_with_asking(
+    cluster: RedisClusterServers,
+) -> None:
+    """ASK: the slot is still MIGRATING (the old master serves it) but the stream's keys
+    are on the new master already; the hot path sends ASKING there."""
+    backend = RedisBackend(cluster.url, prefix=f"ask-{uuid.uuid4().hex[:6]}:", stream_maxlen=2)
+    try:
+        name = f"asked-{uuid.uuid4().hex[:6]}"
+        for data in (b"one", b"two", b"three"):  # trimmed: the meta key exists too
+            backend.publish(name, data)
+        keys = backend.keys.stream(name)
+        slot = backend.client.keyslot(keys.stream)
+        source = cluster.master_of_key(keys.stream)
+        target = next(m for m in cluster.masters() if m is not source)
+        target.command("CLUSTER", "SETSLOT", slot, "IMPORTING", _myid(source))
+        source.command("CLUSTER", "SETSLOT", slot, "MIGRATING", _myid(target))
+        batch = source.command("CLUSTER", "GETKEYSINSLOT", slot, 100)
+        assert isinstance(batch, list)
+        assert sorted(batch) == sorted([keys.stream, keys.meta, keys.publishers])
+        source.command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *batch)
+        try:
+            read = backend.read(name)
+            assert [m.data for m in read.messages] == [b"two", b"three"]
+            backend.publish(name, b"four")
+            later = backend.read(name, read.messages[-1].id, block=5)
+            assert [m.data for m in later.messages] == [b"four"]
+        finally:
+            for node in cluster.masters():
+                node.command("CLUSTER", "SETSLOT", slot, "NODE", _myid(target))
+        owner = target.client()
+        assert owner.xlen(keys.stream) == 2  # written on the new master
+        owner.close()
+        assert [m.data for m in backend.read(name).messages] == [b"three", b"four"]
+    finally:
+        backend.close()
+
+
 def test_a_worker_serving_queues_on_every_master_runs_them_all(
     cluster: RedisClusterServers,
 ) -> None:
@@ -134,7 +177,8 @@ def test_a_worker_serving_queues_on_every_master_runs_them_all(
             hub.register_consumer(
                 lambda e: ran.append(e.title), name=f"c-{queue}", mode="queued", queue=queue
             )
-        masters = {cluster.master_of_key(n.backend.keys.queue(q).jobs).address for q in queues}
+        keyspace = RedisBackend(cluster.url, prefix=prefix).keys
+        masters = {cluster.master_of_key(keyspace.queue(q).jobs).address for q in queues}
         assert len(masters) >= 2, "the queues should spread over the masters"
         events = [Event(None, "t", f"event {i}") for i in range(10)]
         n.send_many(events)

@@ -91,9 +91,12 @@ def test_a_demoted_master_answering_readonly_sends_clients_to_the_new_one(
         asked = sentinel.sentinels[0].command("SENTINEL", "FAILOVER", sentinel.service_name)
         assert asked is True, sentinel.logs()
         new = sentinel.wait_for_failover(old)
-        wait_for(
-            lambda: (old.command("ROLE") or [""])[0] == "slave", 30, "the old master to demote"
-        )
+
+        def demoted() -> bool:
+            role = old.command("ROLE")
+            return isinstance(role, list) and role[0] == "slave"
+
+        wait_for(demoted, 30, "the old master to demote")
         # The lane's connection is still on the old master: a READONLY, then the new one.
         backend.publish("s", b"after")
         backend.enqueue("q", b"job-2")
