@@ -681,6 +681,9 @@ class DerivedContract(_Contract):
                     if len([d for d in got if d != PROBE]) >= 2:
                         return
 
+            # The stream exists before the follower starts (as in the sync test): a broker
+            # that makes it on first use is not raced by the probes' publishes.
+            await backend.apublish(stream, PROBE)
             task = asyncio.create_task(consume())
             # Probes until the follower has taken its starting position (it sees one).
             deadline = time.monotonic() + 10

@@ -82,6 +82,21 @@ def test_a_refused_password_is_a_masked_configuration_error(
         good.close()
 
 
+def test_a_cluster_url_with_a_refused_password_is_a_configuration_error_too(
+    guarded: RedisNode,
+) -> None:
+    """redis+cluster:// meets the refusal while it learns the cluster's nodes."""
+    backend = RedisBackend(f"redis+cluster://:wrong-one@127.0.0.1:{guarded.port}/")
+    try:
+        with pytest.raises(ConfigurationError) as info:
+            backend.publish("s", b"x")
+        message = str(info.value)
+        assert "REDIS_URL" in message and "credentials" in message and ":***@" in message
+        assert "wrong-one" not in message
+    finally:
+        backend.close()
+
+
 def test_a_burst_worker_with_a_wrong_password_stops_with_the_error(
     guarded: RedisNode, tmp_path: Path
 ) -> None:
