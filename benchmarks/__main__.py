@@ -30,6 +30,7 @@ SUITES = [
     "bench_send",
     "bench_sqlite",
     "bench_redis",
+    "bench_redis_cluster",
     "bench_amqp",
     "bench_web",
     "bench_flask",
