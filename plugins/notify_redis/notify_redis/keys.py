@@ -25,6 +25,7 @@ not used above (``s``, ``q``, ``kv``).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 __all__ = ["KeySpace", "QueueKeys", "StreamKeys"]
@@ -87,6 +88,11 @@ class KeySpace:
     def tagged(self, kind: str, name: str) -> str:
         """``<prefix><kind>:{<name>}``: the first key of ``name``'s set, and the start of
         the others (``<that>:<suffix>``), all in one hash slot."""
+        if not name or name[0] == "}":
+            # "{}" is no hash tag (Redis would hash each whole key, one slot per key): tag
+            # such a name with a digest of it, and keep the name after the tag.
+            digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+            return f"{self.prefix}{kind}:{{#{digest}}}{name}"
         return f"{self.prefix}{kind}:{{{name}}}"
 
     def stream(self, name: str) -> StreamKeys:
