@@ -9,6 +9,7 @@ test keeps a screenshot of the open dropdown at ``artifacts/notification-centre.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -20,7 +21,8 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from examples.demo.app import create_app
 from notify_flask.testing import serve
-from notifycore import Event
+from notifycore import DigestConsumer, Event, JobOutcome
+from notifycore.testing import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTIFYCORE = str(Path(sys.executable).with_name("notifycore"))
@@ -203,4 +205,25 @@ def test_the_preference_toggles_turn_the_bell_and_the_live_list_off_and_on(
         expect(page.locator("#pref-push")).not_to_be_checked()
         expect(page.locator("#pref-inbox")).to_be_checked()
         expect(page.locator("#badge")).to_have_text("1")
+    notifications.close()
+
+
+def test_the_demos_digest_lists_only_what_alice_left_unread(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="notifycore.demo")
+    notifications = create_app(f"sqlite:///{tmp_path / 'demo.db'}")[1]
+    registration = notifications.get_hub("Demo").get_registration("digest")
+    digest = registration.consumer
+    assert isinstance(digest, DigestConsumer)
+    read = Event(None, "chat", "Read in the bell", sender="bob", recipients=["alice"])
+    for event in (read, Event(None, "chat", "Left unread", sender="bob", recipients=["alice"])):
+        notifications.send(event)
+    worker = notifications.start_worker()
+    wait_for(lambda: worker.counts[JobOutcome.DONE] == 2, 30, "the digest's collecting jobs")
+    notifications.inbox("alice").mark_read([read.event_id])
+    assert digest.fire_now("alice")
+    wait_for(lambda: "digest for alice" in caplog.text, 30, "alice's digest in the log")
+    assert "digest for alice: 1 unread notifications\n- Left unread (bob)" in caplog.text
+    assert "Read in the bell" not in caplog.text
     notifications.close()

@@ -35,7 +35,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 
 from notify_flask import stream_blueprint
-from notifycore import Event, LogConsumer, Notifications, PushConsumer
+from notifycore import DigestConsumer, Event, LogConsumer, Notifications, PushConsumer
 from notifycore.web import principal_id
 
 HERE = Path(__file__).resolve().parent
@@ -43,12 +43,14 @@ USERS = ("alice", "bob")
 DEFAULT_DATABASE = "sqlite:///notifycore-demo.db"
 #: Events each stream keeps for replay: the history a page loads when it opens.
 KEPT = 200
+#: Seconds of each digest window (aligned on the clock: once a minute).
+DIGEST_EVERY = 60
 #: The channels a user turns on or off on the page (the registered consumer names, and the
 #: inbox), with what the page calls them.
 CHANNELS = {
     "inbox": "the bell (keep it in my inbox)",
     "push": "the live list on this page",
-    "digest": "the digest (the worker's log, once a minute)",
+    "digest": "a digest of what I left unread (in the demo's terminal, once a minute)",
 }
 
 logger = logging.getLogger("notifycore.demo")
@@ -102,11 +104,17 @@ def create_app(database: str | None = None) -> tuple[Flask, Notifications]:
     # Every event, private ones too, as a JSON line: the operator's view, not a page's.
     hub.register_consumer(LogConsumer(log_path), name="demo.log")
 
-    @hub.register_consumer(name="demo.digest", mode="queued")
-    def digest(event: Event) -> None:
-        logger.info(
-            "background worker handled %r for %s", event.title, list(event.recipients) or "everyone"
-        )
+    # Once a minute, each user's events still unread become one digest (docs/inbox.md,
+    # "Digests"): here a line in the terminal, where a real application would mail it.
+    def write_digest(digest: Event) -> None:
+        (user,) = digest.recipients
+        logger.info("digest for %s: %s\n%s", user, digest.title, digest.body)
+
+    hub.register_consumer(
+        DigestConsumer(write_digest, notifications, every=DIGEST_EVERY),
+        name="digest",
+        mode="queued",
+    )
 
     app.register_blueprint(
         stream_blueprint(
