@@ -147,6 +147,12 @@ class DigestConsumer(Consumer):
             raise ConfigurationError(
                 f"timezone is a name, a tzinfo, a mapping or a callable, not {timezone!r}"
             )
+        try:
+            title.format(count=0)
+        except (KeyError, IndexError, ValueError, AttributeError) as exc:
+            raise ConfigurationError(
+                f"title is a str.format template over {{count}} only, not {title!r} ({exc!r})"
+            ) from None
         self.title = title
         if not isinstance(max_listed, int) or max_listed < 1:
             raise ConfigurationError(f"max_listed is a positive integer, not {max_listed!r}")

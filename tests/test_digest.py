@@ -259,6 +259,7 @@ def test_a_daily_time_follows_daylight_saving_changes(make: Make) -> None:
         ({"daily_at": "25:00"}, "HH:MM"),
         ({"daily_at": "08:00", "timezone": "Nowhere/Town"}, "unknown time zone"),
         ({"every": 60, "max_listed": 0}, "max_listed"),
+        ({"every": 60, "title": "{count} new for {user}"}, "over {count} only"),
     ],
 )
 def test_a_bad_window_is_a_configuration_error(
@@ -275,3 +276,23 @@ def test_fire_now_without_an_open_window_says_so(make: Make) -> None:
     unregistered = DigestConsumer(lambda e: None, notifications, every=60)
     with pytest.raises(ConfigurationError, match="not registered"):
         unregistered.fire_now("alice")
+
+
+def test_an_async_consumer_is_awaited_and_the_window_done_only_after_it(make: Make) -> None:
+    notifications = make()
+    got: list[Event] = []
+
+    async def deliver(event: Event) -> None:
+        got.append(event)
+
+    hub = notifications.create_hub("Comments")
+    digest = DigestConsumer(deliver, notifications, every=3600, title="{count} for you")
+    hub.register_consumer(digest, name="digest", mode="queued")
+    send(notifications, "Awaited", "alice")
+    worker = notifications.start_worker()
+    wait_for(lambda: worker.counts[JobOutcome.DONE] == 1, 30, "the collecting job")
+    assert digest.fire_now("alice")
+    wait_for(lambda: bool(got), 30, "the digest")
+    assert got[0].title == "1 for you"
+    wait_for(lambda: worker.counts[JobOutcome.DONE] == 2, 30, "the firing job")
+    assert not digest.fire_now("alice")  # done: the window is closed
