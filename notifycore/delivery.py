@@ -347,12 +347,18 @@ class Delivery:
         result.expired = expiration is not None and expiration <= _now(_utc)
         centre = self.centre
         check = None
-        if centre is not None and event.recipients:
+        if centre is not None and event.recipients and centre.filtering:
             check = (
                 (yield asyncio.to_thread(centre.allowed, event)) if aio else centre.allowed(event)
             )
         inline, queued, broken = self.route(event, result, check)
-        if centre is not None and result.hubs and event.recipients and not result.expired:
+        if (
+            centre is not None
+            and centre.enabled
+            and result.hubs
+            and event.recipients
+            and not result.expired
+        ):
             # Kept before any consumer runs: a consumer (a digest) may ask about the item.
             if aio:
                 yield asyncio.to_thread(centre.keep, event, check, self.backend)
