@@ -126,7 +126,12 @@ class InboxRoutesContract:
         notifications, client = site
         assert self.as_user(client, "bob", "GET", "/me/preferences") == (
             200,
-            {"preferences": {}, "defaults": {}},
+            {
+                "preferences": {},
+                "defaults": {},
+                "channels": ["inbox", "mail", "push"],
+                "hubs": ["hub:comments"],
+            },
         )
         wanted = {"preferences": {"comment": {"mail": False}}}
         assert self.as_user(client, "bob", "PUT", "/me/preferences", wanted) == (200, wanted)

@@ -6,7 +6,7 @@
 ``GET me/inbox/unread``            ``{"unread": n}``
 ``POST me/inbox/read``             ``{"ids": [...]}``, or ``{"all": true, "up_to": <cursor>}``
 ``POST me/inbox/archive``          ``{"ids": [...]}``
-``GET me/preferences``             ``{"preferences", "defaults"}``
+``GET me/preferences``             ``{"preferences", "defaults", "channels", "hubs"}``
 ``PUT me/preferences``             ``{"preferences": {topic: {channel: bool}}}``
 =================================  ===============================================================
 
@@ -32,6 +32,7 @@ from notifycore.errors import (
     InvalidPreferences,
 )
 from notifycore.inbox import MAX_LIST, Inbox
+from notifycore.preferences import INBOX_CHANNEL, hub_topic
 from notifycore.web.access import is_json, principal_id
 from notifycore.web.calls import Call, Steps
 from notifycore.web.protocol import JSON, Refusal, Reply
@@ -186,7 +187,17 @@ class InboxRoutes:
         """``GET me/preferences``."""
         user = yield from self.user(request)
         found = yield from self.call(self.notifications.preferences, user)
-        return _reply(200, {"preferences": found, "defaults": self.notifications.centre.defaults})
+        hubs = self.notifications.hubs.values()
+        channels = {r.name for hub in hubs for r in hub.registrations} | {INBOX_CHANNEL}
+        return _reply(
+            200,
+            {
+                "preferences": found,
+                "defaults": self.notifications.centre.defaults,
+                "channels": sorted(channels),
+                "hubs": sorted(hub_topic(hub.label) for hub in hubs),
+            },
+        )
 
     def set_preferences(self, request: WebRequest) -> Steps[Reply]:
         """``PUT me/preferences``."""
