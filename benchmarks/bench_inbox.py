@@ -9,7 +9,9 @@ items each. The unread count is a counter kept with every change (SQLite: one
 primary-key row; Redis: ``ZCARD``), never a scan. The last row sends an event
 to one recipient with the inbox on (the item kept, its change published, the
 recipient's preferences read) beside the same send with ``INBOX = "off"``,
-on SQLite, the default.
+on SQLite, the default; the one after it adds a daily ``DigestConsumer``
+registered inline, so that collecting the event for the user's window is part
+of ``send()`` (a queued digest would add one enqueue instead).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks.common import Measurement, best_rate, percentile_ms
-from notifycore import Event, Notifications, PushConsumer
+from notifycore import DigestConsumer, Event, Notifications, PushConsumer
 
 NAME = "Inbox: list and unread count as inboxes grow, send() with the inbox"
 DATA = b'{"event_id":"x","event_type":"comment","title":"' + b"x" * 150 + b'"}'
@@ -96,13 +98,18 @@ def _rows(
 
 def _send_rows(directory: str, count: int) -> list[Measurement]:
     rates = {}
-    for mode in ("on", "off"):
+    for mode in ("on", "digest", "off"):
         path = os.path.join(directory, f"send-{mode}.db")
-        config = {"BACKEND": "sqlite", "BACKEND_URL": f"sqlite:///{path}", "INBOX": mode}
+        inbox = "off" if mode == "off" else "on"
+        config = {"BACKEND": "sqlite", "BACKEND_URL": f"sqlite:///{path}", "INBOX": inbox}
         notifications = Notifications(config=config, environ={})
-        notifications.create_hub("Bench").register_consumer(PushConsumer(), name="push")
-        if mode == "on":  # one entry: the send reads it, as it would a real user's
+        hub = notifications.create_hub("Bench")
+        hub.register_consumer(PushConsumer(), name="push")
+        if mode != "off":  # one entry: the send reads it, as it would a real user's
             notifications.set_preferences("alice", {"digest": {"mail": False}})
+        if mode == "digest":  # inline: collecting the event is part of send()
+            daily = DigestConsumer(lambda digest: None, notifications, every=86_400)
+            hub.register_consumer(daily, name="mail.digest")
 
         def send(n: int, notifications: Notifications = notifications) -> None:
             for _ in range(n):
@@ -117,7 +124,14 @@ def _send_rows(directory: str, count: int) -> list[Measurement]:
             'INBOX = "off"',
             rates["off"],
             "sends/s",
-        )
+        ),
+        Measurement(
+            "SQLite send() to one recipient, inbox, preferences and a daily digest (inline)",
+            rates["digest"],
+            'INBOX = "off", no digest',
+            rates["off"],
+            "sends/s",
+        ),
     ]
 
 

@@ -7,6 +7,7 @@ keeps ``__all__`` honest.
 from notifycore.backends.base import Backend, DeadLetter, Job, StreamMessage, StreamRead
 from notifycore.config import load_config
 from notifycore.consumers import Consumer, FunctionConsumer, LogConsumer, PushConsumer, user_stream
+from notifycore.digest import DigestConsumer
 from notifycore.errors import (
     BackendError,
     BackendUnavailable,
@@ -48,6 +49,7 @@ __all__ = [
     "ConsumerOutcome",
     "ConsumerTimeout",
     "DeadLetter",
+    "DigestConsumer",
     "Event",
     "FunctionConsumer",
     "Hub",
