@@ -13,7 +13,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 __all__ = [
     "LOWER_IS_BETTER_UNITS",
@@ -86,6 +86,16 @@ class Measurement:
         if self.ratio <= 0:
             return False
         return self.ratio <= self.aim if self.lower_better else self.ratio >= self.aim
+
+
+def annotated(rows: list[Measurement], aims: Mapping[str, float], limit: str) -> list[Measurement]:
+    """``rows`` with ``limit`` (what limits them on this machine) where a row has none, and
+    the aim of ``aims`` whose key starts the row's name (the issue's aims, drawn on the chart)."""
+    out = []
+    for row in rows:
+        aim = next((a for start, a in aims.items() if row.name.startswith(start)), row.aim)
+        out.append(replace(row, aim=aim, limit=row.limit or limit))
+    return out
 
 
 def rate_of(work: Callable[[int], object], count: int) -> float:
