@@ -85,6 +85,19 @@ class Session:
     cancellation :meth:`run` takes back as its own.
     """
 
+    __slots__ = (
+        "_closed",
+        "_failure",
+        "_guard",
+        "_send_lock",
+        "_stopping",
+        "_task",
+        "endpoints",
+        "principal",
+        "subscriptions",
+        "websocket",
+    )
+
     def __init__(self, endpoints: Endpoints, websocket: WebSocket, principal: Any) -> None:
         self.endpoints = endpoints
         self.websocket = websocket
