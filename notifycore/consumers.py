@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from notifycore.errors import ConfigurationError
 from notifycore.event import Event
@@ -74,14 +74,6 @@ class Consumer:
 
     #: Default registration name; None means the qualified class name.
     name: str | None = None
-    #: True only when delivering to this consumer from an event loop never blocks it: its
-    #: ``aconsume`` (or ``async def consume``) awaits its I/O, and its hooks do none. Then
-    #: :meth:`Notifications.asend <notifycore.Notifications.asend>` may run it on a server's
-    #: event loop (``POST /events`` in an async server does, see
-    #: :attr:`Notifications.nonblocking_send <notifycore.Notifications.nonblocking_send>`)
-    #: instead of handing the whole send to a worker thread. A class attribute, decided
-    #: once: :class:`PushConsumer` sets it.
-    nonblocking: ClassVar[bool] = False
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], **options: Any) -> Self:
@@ -261,10 +253,6 @@ class PushConsumer(Consumer):
     :class:`ConfigurationError`, never a silent loss. The JSON is the event's
     cached bytes, made once for every stream.
     """
-
-    #: ``aconsume`` awaits the backend's ``apublish``: native on an async client, a worker
-    #: thread for a blocking one (SQLite, RabbitMQ), in memory a few microseconds.
-    nonblocking = True
 
     def __init__(
         self,

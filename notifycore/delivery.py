@@ -299,27 +299,6 @@ class Delivery:
         outcomes.append(ConsumerOutcome(hub.label, registration.name, _FILTERED))
         return False
 
-    @property
-    def nonblocking(self) -> bool:
-        """Whether :meth:`sending` with ``aio`` never blocks the running event loop.
-
-        True when every inline consumer of every hub is ``nonblocking`` (a class
-        attribute of the consumer, see :class:`~notifycore.consumers.Consumer`)
-        and every send hook is (``Plugins.nonblocking_send_hooks``). Queued
-        consumers' jobs go through the backend's async face, which never blocks:
-        a blocking client runs in a worker thread. Filters are predicates and
-        run where the send runs. Read at each send: a few attribute reads.
-        """
-        if not self.plugins.nonblocking_send_hooks:
-            return False
-        for hub in self.snapshot:
-            for registration in hub.registrations:
-                if registration.mode == "inline" and not getattr(
-                    registration.consumer, "nonblocking", False
-                ):
-                    return False
-        return True
-
     # -- delivering --------------------------------------------------------------------------
 
     def sending(self, sender: Any, result: SendResult, *, aio: bool = False) -> Steps:

@@ -304,20 +304,6 @@ class Notifications:
         await delivery.adrive(delivery.sending(self, result, aio=True))
         return result
 
-    @property
-    def nonblocking_send(self) -> bool:
-        """Whether :meth:`asend` can run on a server's event loop without ever blocking it.
-
-        True when every inline consumer says it is ``nonblocking`` (as
-        :class:`PushConsumer` does: it awaits the backend's ``apublish``, and a
-        blocking broker client runs in a worker thread there) and every plugin
-        hook a send calls is ``async def``. The web adapters' ``POST /events``
-        then sends on the loop, not in a worker thread; otherwise a sync
-        consumer (SMTP, a file) or hook could block every connection of the
-        server, and the send goes to a worker thread.
-        """
-        return self.delivery.nonblocking
-
     def send_many(self, events: Iterable[EventLike]) -> list[SendResult]:
         """:meth:`send` for each event, in order."""
         return [self.send(event) for event in events]

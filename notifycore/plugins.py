@@ -47,16 +47,6 @@ __all__ = ["DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "PluginInfo", "Plugins", "get
 
 #: Modules registered as plugins before any external one.
 DEFAULT_PLUGINS: tuple[str, ...] = ("notifycore.core_plugin",)
-#: The hooks a send calls (``Notifications.send`` and ``asend``).
-_SEND_HOOKS = (
-    "notifycore_before_send",
-    "notifycore_after_send",
-    "notifycore_before_consume",
-    "notifycore_after_consume",
-    "notifycore_consumer_error",
-    "notifycore_metric",
-)
-_CORE = frozenset(DEFAULT_PLUGINS)
 #: The entry-point group external plugins register in.
 ENTRY_POINT_GROUP = "notifycore"
 DISABLE_ENV = "NOTIFYCORE_DISABLE_PLUGINS"
@@ -172,13 +162,6 @@ class Plugins:
         self.has_before_consume = "notifycore_before_consume" in active
         self.has_after_consume = "notifycore_after_consume" in active
         self.has_metric = "notifycore_metric" in active
-        #: Whether the hooks a send calls never block an event loop: each implementation is
-        #: ``async def``, or the core's own (it logs). Decided here, when plugins change.
-        self.nonblocking_send_hooks = not any(
-            not inspect.iscoroutinefunction(impl.function) and impl.plugin_name not in _CORE
-            for hook_name in _SEND_HOOKS
-            for impl in getattr(self.pm.hook, hook_name).get_hookimpls()
-        )
 
     def implements(self, hook_name: str) -> bool:
         """True when at least one registered plugin implements ``hook_name``."""

@@ -36,10 +36,6 @@ class Call:
     #: For a call that makes a resource (a subscription): a request cancelled while a
     #: thread still made it would leak it.
     discard: Callable[[Any], None] | None = None
-    #: An async twin that never blocks the loop (``Notifications.asend`` when
-    #: ``nonblocking_send``): :func:`arun` awaits ``afunction(*args)`` on the loop instead of
-    #: running ``function`` in a worker thread; :func:`run` ignores it.
-    afunction: Callable[..., Awaitable[Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -151,8 +147,6 @@ def _is_async(function: Callable[..., Any]) -> bool:
 
 
 async def _acall(step: Call, to_thread: ToThread) -> Any:
-    if step.afunction is not None:
-        return await step.afunction(*step.args)
     if _is_async(step.function):
         return await step.function(*step.args)
     lock = threading.Lock()

@@ -537,12 +537,9 @@ class WebProtocol:
             raise _invalid(exc) from None
         if allowed is None:
             raise self.refusal(principal, "not allowed to send this event")
-        notifications = self.notifications
-        # Async servers: on the loop when nothing in the send can block it (asend), else in a
-        # worker thread, so that sync consumers (SMTP...) and hooks never block the loop.
-        twin = notifications.asend if notifications.nonblocking_send else None
         try:
-            result: SendResult = yield Call(notifications.send, (allowed,), afunction=twin)
+            # A worker thread in async servers: sync consumers (SMTP...) never block the loop.
+            result: SendResult = yield Call(self.notifications.send, (allowed,))
         except InvalidEvent as exc:
             raise _invalid(exc) from None
         except BackendError as exc:
