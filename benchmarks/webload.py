@@ -263,10 +263,9 @@ class Publisher:
 class Load:
     """``events`` sent to ``clients`` clients, ``interval`` seconds apart (0: back to back).
 
-    A burst is sent by ``publishers`` at once, each on its own connection
-    sending its share back to back, as several parts of an application do:
-    one publisher waiting for each answer would measure how fast a busy
-    server answers a POST, not how fast it fans events out.
+    ``publishers`` connections send at once, each its share back to back
+    (the web benchmarks use one: the issue's burst is one sender's events
+    back to back, each sent once the last was answered).
     """
 
     label: str

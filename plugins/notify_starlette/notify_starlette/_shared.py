@@ -45,8 +45,9 @@ def incoming(conn: HTTPConnection, *, allow_query_token: bool) -> WebRequest:
         headers=conn.headers,
         query=conn.query_params,
         host=conn.headers.get("host"),
-        # The server's view: uvicorn applies X-Forwarded-Proto from its trusted proxies.
-        scheme=conn.url.scheme,
+        # The server's view: uvicorn applies X-Forwarded-Proto from its trusted proxies. (The
+        # scope's, as conn.url's is: without building a URL each connection would keep.)
+        scheme=conn.scope.get("scheme", "http"),
         without_query_token=_without_query_token,
         read_body=_body_reader(conn) if isinstance(conn, Request) else None,
     )

@@ -13,8 +13,6 @@ import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
-import anyio
-from anyio.abc import TaskGroup
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from notify_starlette._shared import SendGuard
@@ -77,13 +75,34 @@ def encoded_event(stream_json: str, message: StreamMessage) -> str:
 
 
 class Session:
-    """One WebSocket connection and its subscriptions."""
+    """One WebSocket connection and its subscriptions.
+
+    The connection's own task reads the client's messages; each subscription
+    has one plain asyncio task forwarding its batches (no task group or
+    cancel scope per connection: an idle connection costs a few KB less).
+    Stopping the session (the client gone or too slow, a slow subscription,
+    shutdown) cancels the pumps and the connection's task, whose
+    cancellation :meth:`run` takes back as its own.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_failure",
+        "_guard",
+        "_send_lock",
+        "_stopping",
+        "_task",
+        "endpoints",
+        "principal",
+        "subscriptions",
+        "websocket",
+    )
 
     def __init__(self, endpoints: Endpoints, websocket: WebSocket, principal: Any) -> None:
         self.endpoints = endpoints
         self.websocket = websocket
         self.principal = principal
-        self.subscriptions: dict[str, tuple[Subscription, anyio.CancelScope]] = {}
+        self.subscriptions: dict[str, tuple[Subscription, asyncio.Task[None]]] = {}
         # asyncio's lock: taking a free one does not yield to the loop (anyio's does, twice).
         self._send_lock = asyncio.Lock()
         # One timer per connection bounds every write (not one per write).
@@ -91,23 +110,32 @@ class Session:
             getattr(websocket, "_receive", None), endpoints.options.send_timeout
         )
         self._closed = False
-        self._tasks: TaskGroup | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._stopping = False
+        self._failure: BaseException | None = None
 
     async def run(self) -> None:
         await self.websocket.accept()
+        task = self._task = asyncio.current_task()
+        assert task is not None
         try:
-            async with anyio.create_task_group() as tasks:
-                self._tasks = tasks
-                await self._receive()
-                tasks.cancel_scope.cancel()
+            await self._receive()
+        except asyncio.CancelledError:
+            # Our own _stop() is taken back; any other cancellation (the server's) goes on.
+            if not self._stopping or task.uncancel() > 0:
+                raise
         finally:
-            for subscription, _ in self.subscriptions.values():
+            self._stopping = True  # no cancelling of this task from now on
+            for subscription, pump in self.subscriptions.values():
+                pump.cancel()
                 subscription.close()
             self.subscriptions.clear()
             self._guard.close()
+        if self._failure is not None:
+            raise self._failure
 
     async def _receive(self) -> None:
-        while True:
+        while not self._stopping:  # stopped from this task: a send to the client failed
             message = await self.websocket.receive()
             if message["type"] == "websocket.disconnect":
                 self._closed = True
@@ -184,33 +212,41 @@ class Session:
         except Refusal as refusal:  # a malformed after, the backend unreachable
             await self._error(stream, refusal.code, refusal.message)
             return
-        scope = anyio.CancelScope()
-        self.subscriptions[stream] = (subscription, scope)
+        if self._stopping:  # the connection ended meanwhile: nobody would read it
+            subscription.close()
+            return
+        pump = asyncio.get_running_loop().create_task(self._pump(stream, subscription))
+        pump.add_done_callback(self._pump_done)
+        self.subscriptions[stream] = (subscription, pump)
         await self._send({"type": "subscribed", "stream": stream})
-        assert self._tasks is not None
-        self._tasks.start_soon(self._pump, stream, subscription, scope)
 
-    async def _pump(
-        self, stream: str, subscription: Subscription, scope: anyio.CancelScope
-    ) -> None:
+    def _pump_done(self, pump: asyncio.Task[None]) -> None:
+        """A pump that failed ends the connection; :meth:`run` raises its error."""
+        if pump.cancelled():
+            return
+        error = pump.exception()
+        if error is not None and self._failure is None:
+            self._failure = error
+            self._stop()
+
+    async def _pump(self, stream: str, subscription: Subscription) -> None:
         """Forward one subscription's batches until it is unsubscribed or ended."""
         stream_json = json.dumps(stream)
-        with scope:
-            while True:
-                batch = await subscription.aget(_WAKE_SECONDS)
-                if subscription.closed:
-                    reason = subscription.closed_reason or "closed"
-                    if reason in CLOSE_CODES:
-                        protocol = self.endpoints.protocol
-                        await protocol.arun(protocol.report_disconnect(reason, "websocket"))
-                        await self._close(CLOSE_CODES[reason], reason)
-                    return
-                if batch is None:
-                    continue
-                if batch.reset:
-                    await self._send_text(json.dumps({"type": "reset", "stream": stream}))
-                for message in batch.messages:
-                    await self._send_text(encoded_event(stream_json, message))
+        while True:
+            batch = await subscription.aget(_WAKE_SECONDS)
+            if subscription.closed:
+                reason = subscription.closed_reason or "closed"
+                if reason in CLOSE_CODES:
+                    protocol = self.endpoints.protocol
+                    await protocol.arun(protocol.report_disconnect(reason, "websocket"))
+                    await self._close(CLOSE_CODES[reason], reason)
+                return
+            if batch is None:
+                continue
+            if batch.reset:
+                await self._send_text(json.dumps({"type": "reset", "stream": stream}))
+            for message in batch.messages:
+                await self._send_text(encoded_event(stream_json, message))
 
     async def _error(self, stream: str | None, code: str, message: str) -> None:
         await self._send({"type": "error", "stream": stream, "error": code, "message": message})
@@ -237,13 +273,21 @@ class Session:
     async def _close(self, code: int, reason: str) -> None:
         if not self._closed:
             self._closed = True
-            with anyio.move_on_after(self.endpoints.options.send_timeout):
-                async with self._send_lock:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.endpoints.options.send_timeout), self._send_lock:
                     # Already gone: nothing more to tell it.
                     with contextlib.suppress(WebSocketDisconnect, RuntimeError):
                         await self.websocket.close(code, reason)
         self._stop()
 
     def _stop(self) -> None:
-        if self._tasks is not None:
-            self._tasks.cancel_scope.cancel()
+        """End the session: every pump, and the connection's task reading the client."""
+        if self._stopping:
+            return
+        self._stopping = True
+        current = asyncio.current_task()
+        for _, pump in self.subscriptions.values():
+            if pump is not current:
+                pump.cancel()
+        if self._task is not None and self._task is not current:
+            self._task.cancel()
