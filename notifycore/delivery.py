@@ -358,9 +358,9 @@ class Delivery:
         ):
             # Kept before any consumer runs: a consumer (a digest) may ask about the item.
             if aio:
-                yield asyncio.to_thread(centre.keep, event, check, self.backend)
+                yield asyncio.to_thread(centre.keep, event, check, self.backend, result.hubs)
             else:
-                centre.keep(event, check, self.backend)
+                centre.keep(event, check, self.backend, result.hubs)
         for hub, name, broke in broken:
             yield from self.counting("failed", aio=aio)
             if aio:

@@ -26,7 +26,7 @@ import logging
 import math
 import secrets
 import time as _time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from datetime import time as clock
 from typing import TYPE_CHECKING, Any
@@ -256,8 +256,8 @@ class DigestConsumer(Consumer):
             return
         now = _time.time()
         fire = self.fire_time(user, now)
-        for _ in range(8):
-            window = f"{prefix}{fire:.0f}:"
+        for wid in self._windows(store, prefix, fire):
+            window = f"{prefix}{wid}:"
             if not store.kv_exists(window + "closed"):
                 ttl = max(fire - now, 0) + _KEEP
                 store.kv_set(window + "item:" + event_id, data, ttl=ttl)
@@ -268,11 +268,24 @@ class DigestConsumer(Consumer):
                 # once); one that closes it later reads it.
                 if not store.kv_exists(window + "closed"):
                     break
-            fire = self.fire_time(user, fire)
         else:
             raise RuntimeError(f"digest: no open window for {user!r} after eight tries")
-        self._schedule(store, hub, registration, user, window, fire, now)
+        self._schedule(store, hub, registration, user, window, wid, fire, now)
         store.kv_set(taken, b"1", ttl=(fire - now) + _KEEP)
+
+    @staticmethod
+    def _windows(store: Counters, prefix: str, fire: float) -> Iterator[str]:
+        """The ids of the windows that close at ``fire``, from the first one still open.
+
+        A window fired early (:meth:`fire_now`) is closed before its time: the events after
+        it go to another window closing at the same time, ``<fire>~1``, ``<fire>~2``... — so
+        they wait for the next regular firing, not one period more. ``<fire>:gen`` (set by a
+        firing) says which one to start from; eight tries at most."""
+        base = f"{fire:.0f}"
+        found = store.kv_get(f"{prefix}{base}:gen")
+        start = int(found) if found is not None and found.isdigit() else 0
+        for gen in range(start, start + 8):
+            yield base if gen == 0 else f"{base}~{gen}"
 
     def _schedule(
         self,
@@ -281,6 +294,7 @@ class DigestConsumer(Consumer):
         registration: Registration,
         user: str,
         window: str,
+        wid: str,
         fire: float,
         now: float,
     ) -> None:
@@ -291,7 +305,7 @@ class DigestConsumer(Consumer):
             nonce = store.kv_get(window + "nonce") or nonce
         if store.kv_exists(window + "queued"):
             return
-        self._enqueue(hub, registration, user, fire, nonce, max(fire - now, 0.0) + self.grace)
+        self._enqueue(hub, registration, user, wid, nonce, max(fire - now, 0.0) + self.grace)
         store.kv_set(window + "queued", b"1", ttl=ttl)
 
     def _enqueue(
@@ -299,7 +313,7 @@ class DigestConsumer(Consumer):
         hub: Hub,
         registration: Registration,
         user: str,
-        fire: float,
+        wid: str,
         nonce: bytes,
         delay: float,
     ) -> None:
@@ -308,7 +322,7 @@ class DigestConsumer(Consumer):
             FLUSH_TYPE,
             recipients=[user],
             sender="notifycore",
-            digest_flush={"window": f"{fire:.0f}", "nonce": nonce.decode()},
+            digest_flush={"window": wid, "nonce": nonce.decode()},
         )
         queue = registration.queue or self.notifications.settings["DEFAULT_QUEUE"]
         self.notifications.backend.enqueue(
@@ -318,19 +332,19 @@ class DigestConsumer(Consumer):
     def fire_now(self, user: str) -> bool:
         """Fire ``user``'s open window now (a "send my digest now" button): queues its job
         without delay; False when the user has no open window. Items that arrive after it
-        fired go to the next window."""
+        fired wait for the regular firing of the same window time (not one period more)."""
         hub, registration = self._registration()
         store = self._store()
+        prefix = self._prefix(hub, registration, user)
         fire = self.fire_time(user, _time.time())
-        for _ in range(8):  # the window now, or after it those a fired one sent events on to
-            window = f"{self._prefix(hub, registration, user)}{fire:.0f}:"
+        for wid in self._windows(store, prefix, fire):  # the open one (after any fired early)
+            window = f"{prefix}{wid}:"
             if not store.kv_exists(window + "closed"):
                 nonce = store.kv_get(window + "nonce")
                 if nonce is None:
                     return False
-                self._enqueue(hub, registration, user, fire, nonce, 0.0)
+                self._enqueue(hub, registration, user, wid, nonce, 0.0)
                 return True
-            fire = self.fire_time(user, fire)
         return False
 
     # -- firing ------------------------------------------------------------------------------
@@ -344,7 +358,13 @@ class DigestConsumer(Consumer):
         user = job.recipients[0]
         hub, registration = self._registration()
         store = self._store()
-        window = f"{self._prefix(hub, registration, user)}{spec.get('window')}:"
+        wid = str(spec.get("window"))
+        base, _, gen = wid.partition("~")
+        if not (base.isdigit() and (not gen or gen.isdigit())):
+            logger.warning("digest: ignored a malformed firing job %s", job.event_id)
+            return None
+        prefix = self._prefix(hub, registration, user)
+        window = f"{prefix}{wid}:"
         nonce = store.kv_get(window + "nonce")
         if nonce is None or not secrets.compare_digest(nonce, str(spec.get("nonce")).encode()):
             logger.warning("digest: ignored a firing job %s for no open window", job.event_id)
@@ -353,6 +373,9 @@ class DigestConsumer(Consumer):
             return None  # fired already: this is a duplicate job
         ttl = _KEEP
         store.kv_set_if_absent(window + "closed", b"1", ttl=ttl)
+        # Events from now on go to the next window closing at the same time (fired early) or
+        # later (fired on time).
+        store.kv_set(f"{prefix}{base}:gen", str(int(gen or 0) + 1).encode(), ttl=ttl)
         count = int(store.kv_get(window + "n") or b"0")
         ids: list[str] = []
         for index in range(1, count + 1):
@@ -370,7 +393,7 @@ class DigestConsumer(Consumer):
             logger.info("digest for %r: nothing unread, nothing sent", user)
             self._done(store, window, ids, count)
             return None
-        digest = self.digest_event(user, events, float(spec.get("window") or 0))
+        digest = self.digest_event(user, events, float(base))
         consumer = self.consumer
         try:
             consumer.before_consume(digest)

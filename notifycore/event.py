@@ -26,6 +26,7 @@ __all__ = [
     "EVENT_DEPTH_CEILING",
     "STANDARD_FIELDS",
     "Event",
+    "check_user_id",
     "json_accelerator",
     "loads_json",
     "new_event_id",
@@ -293,6 +294,12 @@ def _recipients(value: object) -> tuple[str, ...]:
                 "recipients", f"ids must not contain control characters: {_describe(item)}"
             )
     return items
+
+
+def check_user_id(value: str) -> str:
+    """``value`` if it may name a recipient (the one rule for user ids: the inbox, preferences
+    and digests use it too): :class:`InvalidEvent` for ``recipients`` otherwise."""
+    return _recipients((value,))[0]
 
 
 def _empty(value: object) -> bool:

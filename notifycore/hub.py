@@ -19,6 +19,7 @@ from notifycore.backends.capabilities import require_claims
 from notifycore.consumers import Binding, Consumer, FunctionConsumer, default_name, is_async
 from notifycore.errors import ConfigurationError
 from notifycore.filters import Always, EventFilter
+from notifycore.preferences import ANY, INBOX_CHANNEL
 
 if TYPE_CHECKING:
     from notifycore.backends.base import Backend
@@ -226,6 +227,12 @@ class Hub:
             name = consumer.name or default_name(consumer)
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"consumer name must be a non-empty string, not {name!r}")
+        if name in (INBOX_CHANNEL, ANY):
+            raise ConfigurationError(
+                f"consumer name {name!r} is reserved: in preferences it means "
+                + ("keeping the item in the inbox" if name == INBOX_CHANNEL else "every channel")
+                + ", so a user could not turn this consumer off alone; choose another name"
+            )
         registration = Registration(
             name=name,
             consumer=consumer,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -27,14 +27,15 @@ from notifycore.backends.base import Backend
 from notifycore.backends.capabilities import Inboxes, KeyValueStore
 from notifycore.backends.inboxes import ARCHIVED, READ, UNREAD, InboxChange, InboxRecord
 from notifycore.consumers import user_stream
-from notifycore.errors import ConfigurationError, InvalidInboxRequest
-from notifycore.event import Event
+from notifycore.errors import ConfigurationError, InvalidEvent, InvalidInboxRequest
+from notifycore.event import Event, check_user_id
 from notifycore.preferences import (
     INBOX_CHANNEL,
     Preferences,
     allows,
     check_preferences,
     is_critical,
+    is_reserved_type,
 )
 
 if TYPE_CHECKING:
@@ -126,12 +127,11 @@ class InboxItem:
 def _user(user: Any) -> str:
     if isinstance(user, bool) or not isinstance(user, (str, int)):
         raise InvalidInboxRequest(f"a user id is a string, not {type(user).__name__}")
-    text = str(user)
-    if not text.strip() or len(text) > _MAX_ID_LENGTH or not text.isprintable():
-        raise InvalidInboxRequest(
-            f"a user id is non-empty printable text of at most {_MAX_ID_LENGTH} characters"
-        )
-    return text
+    try:
+        # The one rule for user ids: whatever an event may name as a recipient.
+        return check_user_id(str(user))
+    except InvalidEvent as exc:
+        raise InvalidInboxRequest(f"not a user id: {exc.message}") from None
 
 
 def _ids(ids: Iterable[str] | str) -> list[str]:
@@ -286,15 +286,29 @@ class NotificationCentre:
 
     # -- keeping -----------------------------------------------------------------------------
 
-    def keep(self, event: Event, check: PreferenceCheck | None, backend: Backend) -> None:
+    def keep(
+        self,
+        event: Event,
+        check: PreferenceCheck | None,
+        backend: Backend,
+        hubs: Sequence[str] = (),
+    ) -> None:
         """Keep ``event`` in each recipient's inbox (those who did not turn the inbox off) and
-        push an :data:`ITEM_ADDED` change on their stream (on ``backend``)."""
+        push an :data:`ITEM_ADDED` change on their stream (on ``backend``).
+
+        ``hubs`` are the labels of the hubs that matched it: a recipient gets the item when
+        the ``inbox`` channel is on for at least one of them (an event type's own entry
+        decides for all of them). Reserved event types (``inbox.*``, ``notifycore.*``) are
+        never kept."""
         store = self._store
-        if store is None or not event.recipients:
+        if store is None or not event.recipients or is_reserved_type(event.event_type):
             return
         data = event.to_json_bytes()
+        labels: Sequence[str | None] = tuple(dict.fromkeys(hubs)) or (None,)
         for user in dict.fromkeys(event.recipients):
-            if check is not None and not check.wants(user, None, INBOX_CHANNEL):
+            if check is not None and not any(
+                check.wants(user, label, INBOX_CHANNEL) for label in labels
+            ):
                 continue
             change = store.inbox_add(
                 user, event.event_id, data, max_items=self.max_items, max_age=self.max_age

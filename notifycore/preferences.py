@@ -29,11 +29,13 @@ __all__ = [
     "INBOX_CHANNEL",
     "MAX_ENTRIES",
     "MAX_NAME_LENGTH",
+    "RESERVED_PREFIXES",
     "Preferences",
     "allows",
     "check_preferences",
     "hub_topic",
     "is_critical",
+    "is_reserved_type",
 ]
 
 #: The wildcard topic or channel.
@@ -52,6 +54,16 @@ Preferences = Mapping[str, Mapping[str, bool]]
 def hub_topic(label: str) -> str:
     """The topic that names every event a hub matched: ``"hub:<label>"``."""
     return f"hub:{label}"
+
+
+#: Event types starting with these are notifycore's own (inbox changes, digest jobs): a web
+#: client may not send them, and the centre never keeps them as inbox items.
+RESERVED_PREFIXES = ("inbox.", "notifycore.")
+
+
+def is_reserved_type(event_type: str) -> bool:
+    """True for an event type notifycore reserves (see :data:`RESERVED_PREFIXES`)."""
+    return event_type.startswith(RESERVED_PREFIXES)
 
 
 def is_critical(event: Event) -> bool:
@@ -100,6 +112,10 @@ def check_preferences(value: Any) -> dict[str, dict[str, bool]]:
                     f"preference {topic!r:.80} / {channel!r:.80} must be true or false"
                 )
             row[channel] = on
+            entries += 1
+            if entries > MAX_ENTRIES:
+                raise InvalidPreferences(f"at most {MAX_ENTRIES} preferences per user")
+        if not row:  # a topic without channels counts as one entry too: no unbounded maps
             entries += 1
             if entries > MAX_ENTRIES:
                 raise InvalidPreferences(f"at most {MAX_ENTRIES} preferences per user")

@@ -296,3 +296,25 @@ def test_an_async_consumer_is_awaited_and_the_window_done_only_after_it(make: Ma
     assert got[0].title == "1 for you"
     wait_for(lambda: worker.counts[JobOutcome.DONE] == 2, 30, "the firing job")
     assert not digest.fire_now("alice")  # done: the window is closed
+
+
+def test_after_fire_now_the_next_event_waits_for_the_regular_firing_not_one_more(
+    make: Make,
+) -> None:
+    notifications = make()
+    got: list[Event] = []
+    # A period of ten years: both firings below fall in one window.
+    digest = with_digest(notifications, got, every=10 * 365 * 86400)
+    send(notifications, "One", "alice")
+    notifications.start_worker()
+    assert digest.fire_now("alice")
+    wait_for(lambda: len(got) == 1, 30, "the digest fired now")
+    send(notifications, "Two", "alice")
+    assert digest.fire_now("alice")
+    wait_for(lambda: len(got) == 2, 30, "the second digest fired now")
+    assert [i["title"] for i in got[1]["digest"]["items"]] == ["Two"]
+    # Both are the same window's time: "Two" was not pushed a whole period back.
+    assert got[1]["digest"]["until"] == got[0]["digest"]["until"]
+    assert stamp(got[0]["digest"]["until"]) == digest.fire_time(
+        "alice", stamp(got[0]["digest"]["until"]) - 1
+    )

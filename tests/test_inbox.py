@@ -17,6 +17,7 @@ import pytest
 from notifycore import (
     ConfigurationError,
     Event,
+    InvalidEvent,
     InvalidInboxRequest,
     Notifications,
     PushConsumer,
@@ -289,3 +290,56 @@ def test_the_unread_count_stays_exact_with_several_processes(tmp_path: Path) -> 
         assert notifications.inbox("bob").unread_count() == 90
     finally:
         notifications.close()
+
+
+def test_reserved_event_types_are_never_kept(notifications: Notifications) -> None:
+    # Application code may send them (it is trusted), but they are no inbox items: an
+    # inbox.* event is a change, a notifycore.* one notifycore's own plumbing.
+    for event_type in ("inbox.item", "inbox.read", "notifycore.digest.flush", "notifycore.x"):
+        notifications.send(Event(None, event_type, "forged", recipients=["alice"]))
+    assert notifications.inbox("alice").list() == []
+    assert notifications.inbox("alice").unread_count() == 0
+    # No change was announced for them (what the push consumer relayed is the app's own).
+    assert [c for c in changes(notifications, "alice") if "inbox" in c] == []
+
+
+def test_any_recipient_an_event_accepts_is_kept_and_read_back() -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    made = Notifications(config={"BACKEND": "memory", "INBOX": "on"}, environ={})
+    made.create_hub("comments")
+
+    def accepted(user: str) -> bool:
+        try:
+            Event(None, "x", recipients=[user])
+        except InvalidEvent:
+            return False
+        return True
+
+    users = st.text(
+        st.characters(codec="utf-8") | st.sampled_from("\u00ad\u200b\u200d\u2028 {}"),
+        min_size=1,
+        max_size=20,
+    ).filter(accepted)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(users)
+    def check(user: str) -> None:
+        before = made.inbox(user).unread_count()
+        event = Event(None, "comment", "t", recipients=[user])
+        made.send(event)
+        assert made.inbox(user).unread_count() == before + 1
+        assert made.inbox(user).states([event.event_id]) == {event.event_id: "unread"}
+        made.set_preferences(user, {"*": {"mail": False}})
+        assert made.preferences(user) == {"*": {"mail": False}}
+
+    try:
+        check()
+        # And what it refuses, the inbox refuses with the same clear error, never another one.
+        for bad in ("", " padded", "a\x00b", "x" * 257):
+            assert not accepted(bad)
+            with pytest.raises(InvalidInboxRequest):
+                made.inbox(bad)
+    finally:
+        made.close()

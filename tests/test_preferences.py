@@ -192,3 +192,50 @@ def test_any_json_is_either_preferences_or_a_clear_refusal(value: Any) -> None:
     assert check_preferences(json.loads(json.dumps(checked))) == checked
     for channels in checked.values():
         assert all(isinstance(on, bool) for on in channels.values())
+
+
+def test_a_hub_topic_turns_the_inbox_off_when_every_matching_hub_does() -> None:
+    made = Notifications(config={"BACKEND": "memory", "INBOX": "on"}, environ={})
+    try:
+        made.create_hub("comments").register_consumer(PushConsumer(), name="push")
+        everything = made.create_hub("everything")
+        made.set_preferences("bob", {"hub:comments": {"inbox": False}})
+        # "everything" also matches and bob kept its inbox on: kept (one hub wanting it is enough).
+        made.send(Event(None, "comment.created", "x", recipients=["bob"]))
+        assert made.inbox("bob").unread_count() == 1
+        made.set_preferences(
+            "bob", {"hub:comments": {"inbox": False}, "hub:everything": {"*": False}}
+        )
+        made.send(Event(None, "comment.created", "y", recipients=["bob"]))
+        assert made.inbox("bob").unread_count() == 1
+        # The event type's own entry decides for every hub.
+        made.set_preferences(
+            "bob", {"hub:comments": {"inbox": False}, "comment.created": {"inbox": True}}
+        )
+        made.send(Event(None, "comment.created", "z", recipients=["bob"]))
+        assert made.inbox("bob").unread_count() == 2
+        made.remove_hub(everything.label)
+        made.set_preferences("carol", {"hub:comments": {"inbox": False, "push": False}})
+        made.send(Event(None, "comment.created", "w", recipients=["carol"]))
+        assert made.inbox("carol").unread_count() == 0
+        assert pushed(made, "carol") == []
+    finally:
+        made.close()
+
+
+def test_topics_without_channels_count_towards_the_limit() -> None:
+    with pytest.raises(InvalidPreferences, match="at most"):
+        check_preferences({f"t{n}": {} for n in range(MAX_ENTRIES + 1)})
+    assert len(check_preferences({f"t{n}": {} for n in range(MAX_ENTRIES)})) == MAX_ENTRIES
+
+
+@pytest.mark.parametrize("name", ["inbox", "*"])
+def test_a_consumer_may_not_take_a_name_preferences_give_another_meaning(name: str) -> None:
+    made = Notifications(config={"BACKEND": "memory"}, environ={})
+    try:
+        hub = made.create_hub("comments")
+        with pytest.raises(ConfigurationError, match="reserved"):
+            hub.register_consumer(lambda event: None, name=name)
+        assert hub.registrations == ()
+    finally:
+        made.close()

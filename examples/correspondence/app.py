@@ -84,7 +84,7 @@ def create_app(database: str | None = None) -> tuple[Starlette, Notifications]:
 
     # Every message goes to each participant's own stream (user:<id>) and to nowhere else.
     inboxes = notifications.create_hub("inboxes").filter_by(WithEventType("message"))
-    inboxes.register_consumer(PushConsumer(per_recipient=True, hub_stream=False), name="inbox")
+    inboxes.register_consumer(PushConsumer(per_recipient=True, hub_stream=False), name="push")
 
     def authenticate(request: Any) -> dict[str, str] | None:
         # notify-starlette put the Bearer token on request.state.token.

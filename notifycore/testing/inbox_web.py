@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import pytest
@@ -43,17 +44,22 @@ class InboxRoutesContract:
     """The same routes, answers and errors on every adapter (``docs/inbox.md``)."""
 
     def make_client(
-        self, notifications: Notifications, authenticate: Callable[[Any], Any]
+        self, notifications: Notifications, authenticate: Callable[[Any], Any], **options: Any
     ) -> InboxClient:
+        """The adapter at ``/notifications``; ``options`` are ``stream_blueprint``/``routes``'."""
         raise NotImplementedError
 
-    @pytest.fixture
-    def site(self) -> Iterator[tuple[Notifications, InboxClient]]:
-        notifications = Notifications(config={"BACKEND": "memory", "INBOX": "on"}, environ={})
+    @contextmanager
+    def serving(
+        self, config: dict[str, Any] | None = None, **options: Any
+    ) -> Iterator[tuple[Notifications, InboxClient]]:
+        notifications = Notifications(
+            config=config or {"BACKEND": "memory", "INBOX": "on"}, environ={}
+        )
         hub = notifications.create_hub("comments")
         hub.register_consumer(PushConsumer(), name="push")
         hub.register_consumer(lambda e: None, name="mail", mode="queued", queue="mail")
-        client = self.make_client(notifications, _authenticate)
+        client = self.make_client(notifications, _authenticate, **options)
         try:
             yield notifications, client
         finally:
@@ -61,6 +67,86 @@ class InboxRoutesContract:
             if close is not None:
                 close()
             notifications.close()
+
+    @pytest.fixture
+    def site(self) -> Iterator[tuple[Notifications, InboxClient]]:
+        with self.serving() as made:
+            yield made
+
+    def test_a_web_client_may_not_send_critical_or_reserved_events(self) -> None:
+        # Even an app whose authorize_send lets everyone send anything: "critical" would
+        # override the recipient's opt-outs, and inbox.* / notifycore.* events would forge
+        # badge counts or digest jobs on another user's stream.
+        with self.serving(authorize_send=lambda principal, event: True) as (notifications, client):
+            notifications.set_preferences("bob", {"*": {"*": False}})
+            for payload in (
+                {"event_type": "comment", "title": "spam", "recipients": ["bob"], "critical": True},
+                {"event_type": "inbox.read", "recipients": ["bob"], "inbox": {"unread": 0}},
+                {"event_type": "inbox.item", "recipients": ["bob"], "inbox": {"unread": 99}},
+                {"event_type": "notifycore.digest.flush", "recipients": ["bob"]},
+            ):
+                status, error = self.as_user(client, "alice", "POST", "/events", payload)
+                assert status == 403 and error["error"] == "forbidden", (payload, error)
+            assert notifications.backend.read("user:bob").messages == []
+            assert notifications.inbox("bob").unread_count() == 0
+            assert notifications.backend.browse("mail") == []
+            # Without "critical", bob's opt-out holds; application code may still send one.
+            status, _ = self.as_user(
+                client, "alice", "POST", "/events", {"event_type": "comment", "recipients": ["bob"]}
+            )
+            assert status == 202 and notifications.inbox("bob").unread_count() == 0
+            notifications.send(Event(None, "comment", "x", recipients=["bob"], critical=True))
+            assert notifications.inbox("bob").unread_count() == 1
+        # An app that allows critical events from the web leaves the decision to authorize_send.
+        admins = {"admin"}
+        with self.serving(
+            authorize_send=lambda principal, event: principal in admins or not event.extra,
+            allow_critical=True,
+        ) as (notifications, client):
+            notifications.set_preferences("bob", {"*": {"*": False}})
+            critical = {"event_type": "comment", "recipients": ["bob"], "critical": True}
+            assert self.as_user(client, "alice", "POST", "/events", critical)[0] == 403
+            assert self.as_user(client, "admin", "POST", "/events", critical)[0] == 202
+            assert notifications.inbox("bob").unread_count() == 1
+            reserved = {"event_type": "inbox.read", "recipients": ["bob"]}
+            assert self.as_user(client, "admin", "POST", "/events", reserved)[0] == 403
+
+    def test_numbers_of_any_length_are_a_400_never_a_500(
+        self, site: tuple[Notifications, InboxClient]
+    ) -> None:
+        _, client = site
+        for query in (
+            "/me/inbox?limit=" + "9" * 5000,
+            "/me/inbox?limit=" + "0" * 5000 + "7",
+            "/me/inbox?before=" + "1" * 5000,
+            "/me/events?limit=" + "9" * 5000,
+        ):
+            status, error = self.as_user(client, "alice", "GET", query)
+            if "0000" in query:  # leading zeros: still the number 7
+                assert status == 200, error
+            else:
+                assert status == 400 and error["error"] == "bad_request", (query[:40], error)
+        status, error = self.as_user(
+            client, "alice", "POST", "/me/inbox/read", {"all": True, "up_to": "1" * 5000}
+        )
+        assert status == 400 and error["error"] == "bad_request"
+
+    def test_any_recipient_an_event_accepts_has_an_inbox(self) -> None:
+        with self.serving(authorize_send=lambda principal, event: True) as (notifications, client):
+            users = ["ann\u00adie", "\U0001f468\u200d\U0001f469", "\u200b", "a b", "🙂" * 256]
+            status, sent = self.as_user(
+                client, "bob", "POST", "/events", {"event_type": "comment", "recipients": users}
+            )
+            assert status == 202, sent
+            for user in users:
+                (item,) = notifications.inbox(user).list()
+                assert item.id == sent["event_id"]
+
+    def test_without_inboxes_both_preference_routes_are_404(self) -> None:
+        with self.serving({"BACKEND": "memory"}) as (_, client):
+            for method, payload in (("GET", None), ("PUT", {"preferences": {}})):
+                status, error = self.as_user(client, "alice", method, "/me/preferences", payload)
+                assert status == 404 and error["error"] == "not_found", (method, error)
 
     @staticmethod
     def as_user(

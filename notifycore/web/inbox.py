@@ -35,7 +35,7 @@ from notifycore.inbox import MAX_LIST, Inbox
 from notifycore.preferences import INBOX_CHANNEL, hub_topic
 from notifycore.web.access import is_json, principal_id
 from notifycore.web.calls import Call, Steps
-from notifycore.web.protocol import JSON, Refusal, Reply
+from notifycore.web.protocol import JSON, Refusal, Reply, small_int
 
 if TYPE_CHECKING:
     from notifycore.web.protocol import WebProtocol, WebRequest
@@ -131,8 +131,8 @@ class InboxRoutes:
     def list(self, request: WebRequest) -> Steps[Reply]:
         """``GET me/inbox``."""
         inbox = yield from self.inbox(request)
-        raw = request.query.get("limit") or "50"
-        if not (raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_LIST):
+        limit = small_int(request.query.get("limit") or "50", MAX_LIST)
+        if limit is None:
             raise Refusal(400, "bad_request", f"limit is an integer from 1 to {MAX_LIST}")
         archived = (request.query.get("archived") or "false").lower()
         if archived not in ("true", "false", "1", "0"):
@@ -140,7 +140,7 @@ class InboxRoutes:
         before = request.query.get("before") or None
 
         def page() -> tuple[Any, int]:
-            items = inbox.list(before=before, limit=int(raw), archived=archived in ("true", "1"))
+            items = inbox.list(before=before, limit=limit, archived=archived in ("true", "1"))
             return items, inbox.unread_count()
 
         items, unread = yield from self.call(page)
@@ -149,7 +149,7 @@ class InboxRoutes:
                 b'{"items":[',
                 b",".join(item.to_json_bytes() for item in items),
                 b'],"next":',
-                json.dumps(items[-1].cursor if len(items) == int(raw) else None).encode(),
+                json.dumps(items[-1].cursor if len(items) == limit else None).encode(),
                 b',"unread":%d}' % unread,
             )
         )
@@ -184,8 +184,14 @@ class InboxRoutes:
         return _changed(change)
 
     def preferences(self, request: WebRequest) -> Steps[Reply]:
-        """``GET me/preferences``."""
+        """``GET me/preferences``; 404 like ``PUT`` when this server checks no preferences."""
         user = yield from self.user(request)
+        if not self.notifications.centre.filtering:
+            raise Refusal(
+                404,
+                "not_found",
+                "this server keeps no inboxes or preferences (INBOX is off; docs/inbox.md)",
+            )
         found = yield from self.call(self.notifications.preferences, user)
         hubs = self.notifications.hubs.values()
         channels = {r.name for hub in hubs for r in hub.registrations} | {INBOX_CHANNEL}

@@ -41,6 +41,7 @@ from notifycore.errors import (
     NotifycoreError,
     UnknownHub,
 )
+from notifycore.preferences import RESERVED_PREFIXES, is_critical, is_reserved_type
 from notifycore.web.access import (
     Access,
     Authenticate,
@@ -58,6 +59,7 @@ from notifycore.web.sse import HEADERS, HEARTBEAT, FrameCache, reset_frame, retr
 if TYPE_CHECKING:
     from notifycore import Notifications
     from notifycore.backends.base import Backend, StreamRead
+    from notifycore.event import Event
     from notifycore.fanout import Subscription
     from notifycore.result import SendResult
 
@@ -77,6 +79,7 @@ __all__ = [
     "no_such_route",
     "other_method",
     "process_state",
+    "small_int",
 ]
 
 T = TypeVar("T")
@@ -160,6 +163,18 @@ class Refusal(NotifycoreError):
         self.reply = error_reply(status, code, message, **extra)
 
 
+def small_int(raw: str, most: int) -> int | None:
+    """``raw`` (a query value) as an integer from 1 to ``most``; None when it is not one.
+
+    Only ASCII digits, and never more of them than ``most`` has (leading zeros aside):
+    ``int()`` of thousands of digits raises, and costs time, before any range check."""
+    digits = raw.lstrip("0") if raw.isascii() and raw.isdigit() else ""
+    if not digits or len(digits) > len(str(most)):
+        return None
+    number = int(digits)
+    return number if number <= most else None
+
+
 def _unavailable(exc: BackendError) -> Refusal:
     return Refusal(503, "unavailable", str(exc))
 
@@ -192,6 +207,9 @@ class WebOptions:
     max_pending: int | None = None
     #: False: frames carry no ``event:`` field, so ``EventSource.onmessage`` gets them.
     named_events: bool = True
+    #: True: ``POST events`` accepts ``"critical": true`` (which bypasses the recipients'
+    #: preferences) and leaves the decision to ``authorize_send``; False: refused with 403.
+    allow_critical: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "trusted_origins", tuple(self.trusted_origins))
@@ -472,10 +490,10 @@ class WebProtocol:
         except InvalidStreamId as exc:
             raise Refusal(400, "bad_request", f"malformed since: {exc}") from None
         raw = request.query.get("limit")
-        raw = str(MAX_HISTORY) if raw is None else raw
-        if not (raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_HISTORY):
+        limit = small_int(str(MAX_HISTORY) if raw is None else raw, MAX_HISTORY)
+        if limit is None:
             raise Refusal(400, "bad_request", f"limit must be an integer from 1 to {MAX_HISTORY}")
-        read_ = functools.partial(self.notifications.backend.read, limit=int(raw))
+        read_ = functools.partial(self.notifications.backend.read, limit=limit)
         try:
             read: StreamRead = yield Call(read_, (stream, since))
         except InvalidStreamId as exc:
@@ -515,6 +533,26 @@ class WebProtocol:
             query_token=self.options.allow_query_token and bool(request.query.get("token")),
         )
 
+    def check_sendable(self, event: Event) -> None:
+        """Refuse what no web client may send, before anyone is asked: a reserved event type
+        (``inbox.*``, ``notifycore.*``: notifycore's own change and job events), and a
+        ``critical`` event unless the app allows them (``allow_critical``)."""
+        if is_reserved_type(event.event_type):
+            raise Refusal(
+                403,
+                "forbidden",
+                f"event type {event.event_type[:100]!r} is reserved: types starting with "
+                + " or ".join(repr(p) for p in RESERVED_PREFIXES)
+                + " are notifycore's own",
+            )
+        if is_critical(event) and not self.options.allow_critical:
+            raise Refusal(
+                403,
+                "forbidden",
+                "critical events (which bypass the recipients' preferences) are not "
+                "accepted from web clients on this server",
+            )
+
     def send(self, request: WebRequest) -> Steps[Reply]:
         """Send the body's event on the principal's behalf: 202 with what happened to it."""
         cross_site = self.cross_site(request)
@@ -532,6 +570,7 @@ class WebProtocol:
             if len(data) > limit:  # only limit + 1 bytes were read: the size is unknown
                 raise InvalidEvent("event", f"is over the limit of {limit} bytes")
             event = self.notifications.coerce_event(data)
+            self.check_sendable(event)
             allowed = yield from self.access.sendable_steps(principal, event)
         except InvalidEvent as exc:  # the sender it sets is checked like any field
             raise _invalid(exc) from None

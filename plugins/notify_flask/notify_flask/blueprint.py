@@ -103,6 +103,7 @@ def stream_blueprint(
     send_timeout: float | None = 10.0,
     max_pending: int | None = None,
     named_events: bool = True,
+    allow_critical: bool = False,
 ) -> Blueprint:
     """The routes, to register on the app (``app.register_blueprint(stream_blueprint(...))``).
 
@@ -114,8 +115,9 @@ def stream_blueprint(
     ``?token=`` only with ``allow_query_token``, ``trusted_origins`` for
     cross-site posts, ``heartbeat`` seconds (0: none), the ``retry_ms``
     hint, ``send_timeout`` for one write (None: no bound), ``max_pending``
-    messages a client may lag, and ``named_events=False`` for frames that
-    ``EventSource.onmessage`` receives.
+    messages a client may lag, ``named_events=False`` for frames that
+    ``EventSource.onmessage`` receives, and ``allow_critical=True`` to let
+    ``POST events`` carry ``"critical": true`` (refused by default).
     """
     options = WebOptions(
         authenticate=authenticate,
@@ -128,6 +130,7 @@ def stream_blueprint(
         send_timeout=send_timeout,
         max_pending=max_pending,
         named_events=named_events,
+        allow_critical=allow_critical,
     )
     blueprint = Blueprint(name, __name__, url_prefix=url_prefix)
     protocols: weakref.WeakKeyDictionary[Notifications, WebProtocol] = weakref.WeakKeyDictionary()

@@ -33,10 +33,12 @@ class FlaskClient:
 
 class TestFlaskInboxRoutes(InboxRoutesContract):
     def make_client(
-        self, notifications: Notifications, authenticate: Callable[[Any], Any]
+        self, notifications: Notifications, authenticate: Callable[[Any], Any], **options: Any
     ) -> InboxClient:
         app = Flask("inbox")
-        app.register_blueprint(stream_blueprint(notifications, authenticate=authenticate))
+        app.register_blueprint(
+            stream_blueprint(notifications, authenticate=authenticate, **options)
+        )
         return FlaskClient(app)
 
 

@@ -197,6 +197,7 @@ def routes(
     send_timeout: float | None = 10.0,
     max_pending: int | None = None,
     named_events: bool = True,
+    allow_critical: bool = False,
 ) -> Router:
     """The notification endpoints, to ``Mount`` at a prefix of a Starlette app.
 
@@ -214,7 +215,8 @@ def routes(
     write to a client may take, ``max_pending`` the messages a client may
     lag before it is disconnected (default: the fan-out's),
     ``named_events=False`` serves frames without ``event:``, which
-    ``EventSource.onmessage`` receives.
+    ``EventSource.onmessage`` receives; ``allow_critical=True`` lets
+    ``POST events`` carry ``"critical": true`` (refused by default).
     """
     options = WebOptions(
         authenticate=authenticate,
@@ -227,6 +229,7 @@ def routes(
         send_timeout=send_timeout,
         max_pending=max_pending,
         named_events=named_events,
+        allow_critical=allow_critical,
     )
     endpoints = Endpoints(WebProtocol(notifications, options, to_thread=anyio.to_thread.run_sync))
     handlers = {

@@ -39,9 +39,14 @@ class UvicornClient:
 
 class TestStarletteInboxRoutes(InboxRoutesContract):
     def make_client(
-        self, notifications: Notifications, authenticate: Callable[[Any], Any]
+        self, notifications: Notifications, authenticate: Callable[[Any], Any], **options: Any
     ) -> InboxClient:
         app = Starlette(
-            routes=[Mount("/notifications", routes(notifications, authenticate=authenticate))]
+            routes=[
+                Mount(
+                    "/notifications",
+                    routes(notifications, authenticate=authenticate, **options),
+                )
+            ]
         )
         return UvicornClient(app)
