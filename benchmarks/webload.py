@@ -403,8 +403,13 @@ def rows(
     ours: list[Round],
     theirs: list[Round],
     limits: str,
+    aims: dict[str, float] | None = None,
 ) -> list[Measurement]:
-    """Four rows for one load: rate, p50, p99 and server CPU per delivery (medians)."""
+    """Four rows for one load: rate, p50, p99 and server CPU per delivery (medians).
+
+    ``aims`` maps a row's last word ("rate", "p99", "CPU") to its aimed ratio; every row
+    carries ``limits`` as what limits it."""
+    aims = aims or {}
     rounds = f"median of {len(ours)} alternating rounds"
     client_note = f"clients at {median(ours, 'client_cpu'):.0%} / {median(theirs, 'client_cpu'):.0%} of a core"
     return [
@@ -414,7 +419,9 @@ def rows(
             baseline,
             median(theirs, "rate"),
             "deliveries/s",
-            note=f"{rounds}; {client_note}; {limits}",
+            note=f"{rounds}; {client_note}",
+            aim=aims.get("rate"),
+            limit=limits,
         ),
         Measurement(
             f"{title}, {load.label}: p50 latency",
@@ -423,6 +430,7 @@ def rows(
             median(theirs, "p50") * 1000,
             "ms",
             note="lower is better",
+            limit=limits,
         ),
         Measurement(
             f"{title}, {load.label}: p99 latency",
@@ -431,6 +439,8 @@ def rows(
             median(theirs, "p99") * 1000,
             "ms",
             note="lower is better",
+            aim=aims.get("p99"),
+            limit=limits,
         ),
         Measurement(
             f"{title}, {load.label}: server CPU per delivery",
@@ -439,6 +449,8 @@ def rows(
             median(theirs, "cpu") * 1e6,
             "µs",
             note="lower is better; from /proc/<pid>/stat, every thread",
+            aim=aims.get("CPU"),
+            limit=limits,
         ),
     ]
 
