@@ -1,7 +1,9 @@
 """notify-amqp beside raw kombu, on a private rabbitmq-server started for the run.
 
 Both sides use the same kinds of queue, publisher confirms and persistent
-messages, and the same prefetch.
+messages, and the same prefetch. Each row runs notifycore and kombu in
+alternating rounds (the order swapped every round) on warm connections, and
+reports each side's median round.
 
 - enqueue: notifycore ``enqueue()`` (one confirmed publish to a quorum queue)
   beside kombu ``Producer.publish`` with ``confirm_publish``; batched,
@@ -10,11 +12,25 @@ messages, and the same prefetch.
 - reserve + ack: a worker's loop, notifycore ``reserve(block=...)`` + ``ack``
   with ``AMQP_PREFETCH`` 1 (two unacked), beside a kombu ``Consumer`` with
   ``prefetch_count`` 2, ``accept=["json"]`` and ``message.ack()`` from
-  ``drain_events``.
+  ``drain_events``; the jobs are queued before a round's clock starts.
 - publish -> follow on a stream queue, one message per call, payloads carrying
   their send time: notifycore ``publish()`` (returns the message's offset, so it
   waits for it to come back through its tail consumer) and ``follow()``, beside
   a confirmed kombu publish and a kombu ``Consumer`` with ``x-stream-offset``.
+  Latency rows: the median over rounds of each round's percentile.
+
+What limits these rows on two cores: RabbitMQ (an Erlang node with several
+schedulers) and the Python client share the two cores, so a row is mostly
+round trips to a node that must be scheduled to answer; a confirmed publish
+waits for the node to write the message, and a stream publish waits for the
+stream to hand it out again. That second wait is the floor of notifycore's
+stream publish (AMQP 0-9-1 tells a publisher no offset, so it learns its own
+from its tail consumer): with bare py-amqp on this machine, a confirmed
+publish to a stream takes about 0.1 ms, a publish until the same connection's
+stream consumer receives it about 0.4-0.5 ms. kombu's publish adds its own
+Python work to the first, so the row's ratio sits near 0.6, and drops further
+on a busy machine (each message waits for more Erlang processes to be
+scheduled: the stream's writer, then the consumer's reader).
 """
 
 from __future__ import annotations
@@ -26,12 +42,16 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Measurement, percentile_ms, timed_payload
+from benchmarks.common import Measurement, timed_payload
+from benchmarks.rounds import Round, Side, alternate
 
 NAME = "RabbitMQ backend beside kombu"
+RAW_ENQUEUE = "kombu publish, confirm_publish"
+RAW_FOLLOW = "kombu confirmed publish + stream Consumer"
 
 
 def _kombu(url: str) -> Any:
@@ -48,194 +68,249 @@ def _kombu_queue(name: str, **arguments: Any) -> Any:
     return Queue(name, routing_key=name, durable=True, queue_arguments=arguments)
 
 
-def queue_rows(url: str, count: int) -> list[Measurement]:
-    from kombu import Consumer, Producer
+def _raw_publisher(connection: Any, name: str, **arguments: Any) -> Callable[[bytes], None]:
+    """A confirmed, persistent kombu publish to a queue ``name`` it declares."""
+    from kombu import Producer
 
+    producer = Producer(connection.channel())
+    _kombu_queue(name, **arguments)(producer.channel).declare()
+
+    def publish(payload: bytes) -> None:
+        producer.publish(
+            payload,
+            routing_key=name,
+            content_type="application/json",
+            content_encoding="utf-8",
+            delivery_mode=2,
+        )
+
+    return publish
+
+
+def _enqueue_pair(url: str, count: int, batch: int, rounds: int) -> tuple[Side, Side]:
     from notify_amqp.backend import AmqpBackend
 
-    rows: list[Measurement] = []
     payload = timed_payload(0)
+    backend = AmqpBackend(url, prefix=f"bench-{uuid.uuid4().hex[:6]}.")
+    backend.enqueue("q", payload)  # declare and connect outside the timing
+    connection = _kombu(url)
+    publish = _raw_publisher(
+        connection, f"rawq-{uuid.uuid4().hex[:6]}", **{"x-queue-type": "quorum"}
+    )
 
-    # -- enqueue, one per call and batched -------------------------------------------------
-    for batch in (1, 100):
-        backend = AmqpBackend(url, prefix=f"bench-{uuid.uuid4().hex[:6]}.")
-        backend.enqueue("q", payload)  # declare and connect outside the timing
+    def ours() -> Round:
         started = time.perf_counter()
         for _ in range(0, count, batch):
             if batch == 1:
                 backend.enqueue("q", payload)
             else:
                 backend.enqueue_many("q", [payload] * batch)
-        ours = count / (time.perf_counter() - started)
-        backend.close()
+        return count / (time.perf_counter() - started), []
 
-        connection = _kombu(url)
-        queue = _kombu_queue(f"rawq-{uuid.uuid4().hex[:6]}", **{"x-queue-type": "quorum"})
-        producer = Producer(connection.channel())
-        queue(producer.channel).declare()
+    def raw() -> Round:
         started = time.perf_counter()
         for _ in range(count):
-            producer.publish(
-                payload,
-                routing_key=queue.name,
-                content_type="application/json",
-                content_encoding="utf-8",
-                delivery_mode=2,
-            )
-        raw = count / (time.perf_counter() - started)
+            publish(payload)
+        return count / (time.perf_counter() - started), []
+
+    try:
+        return alternate(ours, raw, rounds)
+    finally:
+        backend.close()
         connection.release()
-        label = "one per call" if batch == 1 else "batches of 100"
-        rows.append(
-            Measurement(
-                f"RabbitMQ enqueue (confirmed), {label}",
-                ours,
-                "kombu publish, confirm_publish",
-                raw,
-                "jobs/s",
-            )
-        )
 
-    # -- reserve + ack, a worker's loop ------------------------------------------------------
+
+def _worker_pair(url: str, count: int, rounds: int) -> tuple[Side, Side]:
+    from kombu import Consumer
+
+    from notify_amqp.backend import AmqpBackend
+
+    payload = timed_payload(0)
     backend = AmqpBackend(url, prefix=f"bench-{uuid.uuid4().hex[:6]}.", prefetch=1)
-    backend.enqueue_many("q", [payload] * count)
-    started = time.perf_counter()
-    done = 0
-    while done < count:
-        job = backend.reserve("q", visibility_timeout=60, block=1.0)
-        if job is None:
-            break
-        backend.ack(job)
-        done += 1
-    ours = done / (time.perf_counter() - started)
-    backend.close()
-
     connection = _kombu(url)
-    queue = _kombu_queue(f"rawq-{uuid.uuid4().hex[:6]}", **{"x-queue-type": "quorum"})
-    producer = Producer(connection.channel())
-    queue(producer.channel).declare()
-    for _ in range(count):
-        producer.publish(payload, routing_key=queue.name, content_type="application/json")
+    name = f"rawq-{uuid.uuid4().hex[:6]}"
+    publish = _raw_publisher(connection, name, **{"x-queue-type": "quorum"})
     got = {"n": 0}
 
     def on_message(body: Any, message: Any) -> None:
         message.ack()
         got["n"] += 1
 
-    started = time.perf_counter()
-    with Consumer(
+    consumer = Consumer(
         connection.channel(),
-        queues=[queue],
+        queues=[_kombu_queue(name, **{"x-queue-type": "quorum"})],
         callbacks=[on_message],
         accept=["json"],
         prefetch_count=2,
-    ):
+    )
+
+    def ours() -> Round:
+        backend.enqueue_many("q", [payload] * count)
+        started = time.perf_counter()
+        done = 0
+        while done < count:
+            job = backend.reserve("q", visibility_timeout=60, block=1.0)
+            if job is None:
+                break
+            backend.ack(job)
+            done += 1
+        return done / (time.perf_counter() - started), []
+
+    def raw() -> Round:
+        for _ in range(count):  # queued before the consumer starts, as for notifycore
+            publish(payload)
+        got["n"] = 0
+        started = time.perf_counter()
+        consumer.consume()
         deadline = time.monotonic() + 120
         while got["n"] < count and time.monotonic() < deadline:
-            connection.drain_events(timeout=1.0)
-    raw = got["n"] / (time.perf_counter() - started)
-    connection.release()
+            with contextlib.suppress(TimeoutError):
+                connection.drain_events(timeout=1.0)
+        rate = got["n"] / (time.perf_counter() - started)
+        consumer.cancel()
+        return rate, []
+
+    try:
+        return alternate(ours, raw, rounds)
+    finally:
+        backend.close()
+        connection.release()
+
+
+def queue_rows(url: str, count: int, rounds: int) -> list[Measurement]:
+    rows: list[Measurement] = []
+    note = f"median of {rounds} alternating rounds"
+    per_round = max(count // rounds, 100)
+    for batch in (1, 100):
+        ours, raw = _enqueue_pair(url, per_round, batch, rounds)
+        label = "one per call" if batch == 1 else "batches of 100"
+        rows.append(
+            Measurement(
+                f"RabbitMQ enqueue (confirmed), {label}",
+                ours.rate,
+                RAW_ENQUEUE,
+                raw.rate,
+                "jobs/s",
+                note,
+            )
+        )
+    ours, raw = _worker_pair(url, per_round, rounds)
     rows.append(
         Measurement(
             "RabbitMQ reserve + ack, a worker's loop (prefetch 2)",
-            ours,
+            ours.rate,
             "kombu Consumer, message.ack()",
-            raw,
+            raw.rate,
             "jobs/s",
+            note,
         )
     )
     return rows
 
 
-def follow_rows(url: str, count: int) -> list[Measurement]:
-    from kombu import Consumer, Producer
+def _follow_round(
+    publish: Callable[[bytes], object],
+    latencies: list[float],
+    drain: Callable[[], None],
+    count: int,
+) -> Round:
+    """Publish ``count`` messages one per call in a thread; ``drain`` until all came."""
+    latencies.clear()
+
+    def produce() -> None:
+        for i in range(count):
+            publish(timed_payload(i))
+
+    started = time.perf_counter()
+    thread = threading.Thread(target=produce)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while len(latencies) < count and time.monotonic() < deadline:
+        drain()
+    elapsed = time.perf_counter() - started
+    thread.join()
+    return len(latencies) / elapsed, list(latencies)
+
+
+def _follow_pair(url: str, count: int, rounds: int) -> tuple[Side, Side]:
+    from kombu import Consumer
 
     from notify_amqp.backend import AmqpBackend
 
-    # notifycore: publish in a thread, follow here.
     backend = AmqpBackend(url, prefix=f"bench-{uuid.uuid4().hex[:6]}.")
     first = backend.publish("s", timed_payload(-1))
     stop = threading.Event()
     following = backend.follow("s", first, stop=stop, poll=1.0)
-    latencies: list[float] = []
+    ours_lat: list[float] = []
 
-    def produce_ours() -> None:
-        for i in range(count):
-            backend.publish("s", timed_payload(i))
-
-    started = time.perf_counter()
-    thread = threading.Thread(target=produce_ours)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while len(latencies) < count and time.monotonic() < deadline:
+    def ours_drain() -> None:
         for message in next(following).messages:
-            latencies.append(time.time() - json.loads(message.data)["t"])
-    ours = len(latencies) / (time.perf_counter() - started)
-    thread.join()
-    stop.set()
-    following.close()
-    backend.close()
-    ours_lat = latencies
+            ours_lat.append(time.time() - json.loads(message.data)["t"])
 
-    # kombu: confirmed publishes to a stream queue in a thread, a stream consumer here.
     name = f"raws-{uuid.uuid4().hex[:6]}"
     publisher = _kombu(url)
     reader = _kombu(url)
-    stream = _kombu_queue(name, **{"x-queue-type": "stream"})
-    stream(publisher.channel()).declare()
+    raw_publish = _raw_publisher(publisher, name, **{"x-queue-type": "stream"})
     raw_lat: list[float] = []
 
     def on_message(body: Any, message: Any) -> None:
         raw_lat.append(time.time() - body["t"])
         message.ack()
 
-    def produce_raw() -> None:
-        producer = Producer(publisher.channel())
-        for i in range(count):
-            producer.publish(
-                timed_payload(i),
-                routing_key=name,
-                content_type="application/json",
-                content_encoding="utf-8",
-                delivery_mode=2,
-            )
-
+    stream = _kombu_queue(name, **{"x-queue-type": "stream"})
     stream.consumer_arguments = {"x-stream-offset": "next"}
-    with Consumer(
+    consumer = Consumer(
         reader.channel(),
         queues=[stream],
         callbacks=[on_message],
         accept=["json"],
         prefetch_count=500,
-    ):
-        started = time.perf_counter()
-        thread = threading.Thread(target=produce_raw)
-        thread.start()
-        deadline = time.monotonic() + 120
-        while len(raw_lat) < count and time.monotonic() < deadline:
-            with contextlib.suppress(TimeoutError):
-                reader.drain_events(timeout=1.0)
-        raw = len(raw_lat) / (time.perf_counter() - started)
-        thread.join()
-    publisher.release()
-    reader.release()
+    )
+    consumer.consume()
+
+    def raw_drain() -> None:
+        with contextlib.suppress(TimeoutError):
+            reader.drain_events(timeout=1.0)
+
+    try:
+        return alternate(
+            lambda: _follow_round(
+                lambda data: backend.publish("s", data), ours_lat, ours_drain, count
+            ),
+            lambda: _follow_round(raw_publish, raw_lat, raw_drain, count),
+            rounds,
+        )
+    finally:
+        stop.set()
+        following.close()
+        consumer.cancel()
+        backend.close()
+        publisher.release()
+        reader.release()
+
+
+def follow_rows(url: str, count: int, rounds: int) -> list[Measurement]:
+    ours, raw = _follow_pair(url, max(count // rounds, 100), rounds)
+    note = f"median of {rounds} alternating rounds"
     rows = [
         Measurement(
             "RabbitMQ stream publish -> follow, one per call",
-            ours,
-            "kombu confirmed publish + stream Consumer",
-            raw,
+            ours.rate,
+            RAW_FOLLOW,
+            raw.rate,
             "msgs/s",
+            note,
         )
     ]
     for q in (50, 99):
         rows.append(
             Measurement(
                 f"RabbitMQ stream publish -> follow p{q} latency",
-                percentile_ms(ours_lat, q),
-                "kombu confirmed publish + stream Consumer",
-                percentile_ms(raw_lat, q),
+                ours.percentile(q),
+                RAW_FOLLOW,
+                raw.percentile(q),
                 "ms",
-                note="lower is better",
+                note=f"lower is better; {note}",
             )
         )
     return rows
@@ -245,11 +320,12 @@ def run(quick: bool = False) -> list[Measurement]:
     from notify_amqp.testing import RabbitServer
 
     count = 1_000 if quick else 5_000
+    rounds = 3 if quick else 7
     directory = Path(tempfile.mkdtemp())
     server = RabbitServer(directory)
     server.start()
     try:
-        return [*queue_rows(server.url, count), *follow_rows(server.url, count)]
+        return [*queue_rows(server.url, count, rounds), *follow_rows(server.url, count, rounds)]
     finally:
         server.shutdown()
         shutil.rmtree(directory, ignore_errors=True)

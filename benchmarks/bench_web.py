@@ -1,40 +1,36 @@
-"""Fan-out to K concurrent SSE clients on one uvicorn process, beside a bare sse-starlette app.
+"""SSE fan-out on one uvicorn process (Starlette), beside a bare sse-starlette app.
 
-Each server runs in its own process on 127.0.0.1. notifycore: the
-notify-starlette routes on the memory backend, a PushConsumer on one hub,
-events sent with ``POST /notifications/events``. Bare: an sse-starlette
-``EventSourceResponse`` per client fed by its own ``asyncio.Queue``, a
-``POST /publish`` putting each event on every queue (so each client
-serialises every event itself). The clients are K httpx streams in this
-process; warm-up events go out until every client has received one, then
-30 timed events at 20 ms intervals, carrying their send time.
-Reported: events delivered per second across all clients (K x 30 over the
-time from the first send to the last receipt) and the p99 send -> receive
-latency.
+notifycore: the notify-starlette routes on the memory backend, a
+PushConsumer on one hub. Bare: sse-starlette's ``EventSourceResponse`` per
+client fed by its own ``asyncio.Queue``; ``POST /publish`` encodes the
+frame once and puts it on every queue (``put_nowait``). Both servers run
+side by side, each in its own uvicorn process; K clients (raw asyncio
+connections, :mod:`benchmarks.load_client`) run in another process, and
+each event is a ``POST`` from the benchmark process carrying its send
+time. Three loads: a burst of 200 events back to back to K = 1,000 (sent
+from 50 connections at once, so that events arrive faster than one by one
+they could be written), one event every 20 ms to K = 100, one every 150 ms
+to K = 1,000. Each load runs
+in rounds alternating the two servers; the medians are reported: the rate
+(deliveries per second, first send to last receipt), p50 and p99 send ->
+receive latency, and the server's CPU time per delivery read from
+``/proc/<pid>/stat`` (every thread of the process). On 2 cores the server,
+the clients and the publisher share the machine with whatever else runs.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
-import textwrap
-import time
-from pathlib import Path
 
+from benchmarks import webload
 from benchmarks.common import Measurement
-from notifycore.testing import free_port
+from benchmarks.webload import Load, Side
 
-NAME = "SSE fan-out to K clients (Starlette)"
-EVENTS = 30
+NAME = "SSE fan-out on one uvicorn process (Starlette)"
+BASELINE = "bare sse-starlette, a queue per client"
 
 NOTIFYCORE_APP = """
-import os
 from starlette.applications import Starlette
 from starlette.routing import Mount
 import notify_starlette
@@ -43,14 +39,14 @@ from notifycore import Notifications, PushConsumer
 notifications = Notifications(config={"BACKEND": "memory"}, environ={})
 notifications.create_hub("Bench").register_consumer(PushConsumer())
 app = Starlette(
-    routes=[Mount("/notifications", app=notify_starlette.routes(notifications, heartbeat=15.0, max_pending=100_000))],
+    routes=[Mount("/notifications", app=notify_starlette.routes(notifications, max_pending=100_000))],
     lifespan=notify_starlette.lifespan(notifications),
 )
 """
 
 BARE_APP = """
 import asyncio, json
-from sse_starlette.sse import EventSourceResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -60,172 +56,74 @@ queues = set()
 async def stream(request):
     queue = asyncio.Queue()
     queues.add(queue)
-    async def events():
+    async def frames():
         try:
             while True:
-                event = await queue.get()
-                yield {"id": event["event_id"], "event": event["event_type"], "data": json.dumps(event)}
+                yield await queue.get()
         finally:
             queues.discard(queue)
-    return EventSourceResponse(events())
+    return EventSourceResponse(frames())
 
 async def publish(request):
     event = await request.json()
+    # Encoded once per event, whatever the number of clients.
+    frame = ServerSentEvent(
+        data=json.dumps(event), id=event["event_id"], event=event["event_type"]
+    ).encode()
     for queue in list(queues):
-        queue.put_nowait(event)
+        queue.put_nowait(frame)
     return JSONResponse({"clients": len(queues)}, status_code=202)
 
 app = Starlette(routes=[Route("/stream", stream), Route("/publish", publish, methods=["POST"])])
 """
 
-
-def _serve(
-    directory: str,
-    module: str,
-    source: str,
-    *,
-    command: list[str] | None = None,
-    plugins: str = "starlette",
-) -> tuple[subprocess.Popen[bytes], str]:
-    """Run ``source`` as ``module:app`` in its own process (uvicorn, or ``command`` + ``{port}``)."""
-    Path(directory, f"{module}.py").write_text(textwrap.dedent(source))
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": directory, "NOTIFYCORE_LOAD_PLUGINS": plugins}
-    if command is None:
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            f"{module}:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "{port}",
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--timeout-graceful-shutdown",
-            "2",
-        ]
-    argv = [part.replace("{port}", str(port)).replace("{module}", module) for part in command]
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return process, base
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"{module} did not start") from None
-            time.sleep(0.1)
+LOADS = (
+    Load("burst of 200, K = 1,000", 1000, 200, 0.0, publishers=50),
+    Load("one event every 20 ms, K = 100", 100, 150, 0.020),
+    Load("one event every 150 ms, K = 1,000", 1000, 40, 0.150),
+)
+QUICK_LOADS = (
+    Load("burst of 50, K = 100", 100, 50, 0.0, publishers=10),
+    Load("one event every 20 ms, K = 100", 100, 50, 0.020),
+)
+LIMITS = (
+    "2 cores: the server has one, the clients and the publisher share the other "
+    "with the rest of the machine"
+)
 
 
-async def _run(stream_url: str, publish_url: str, clients: int) -> tuple[float, list[float]]:
-    import httpx
-
-    latencies: list[float] = []
-    warm: set[int] = set()
-    done = asyncio.Event()
-    received = 0
-
-    async def client(http: httpx.AsyncClient, number: int) -> None:
-        nonlocal received
-        seen = 0
-        async with http.stream("GET", stream_url) as response:
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                event = json.loads(line[5:].removeprefix(" "))  # SSE drops one leading space
-                if event.get("warmup"):
-                    warm.add(number)  # surely subscribed: some servers subscribe after the headers
-                    continue
-                latencies.append(time.time() - event["sent"])
-                seen += 1
-                received += 1
-                if received == clients * EVENTS:
-                    done.set()
-                if seen == EVENTS:
-                    return
-
-    limits = httpx.Limits(max_connections=clients + 20, max_keepalive_connections=20)
-    async with (
-        httpx.AsyncClient(timeout=300, limits=limits) as http,
-        httpx.AsyncClient(timeout=30) as sender,
-    ):
-        tasks = [asyncio.create_task(client(http, i)) for i in range(clients)]
-        deadline = time.monotonic() + 120
-        n = 0
-        # Warm-up events until every client has one: then the timed events reach all of them.
-        while len(warm) < clients and time.monotonic() < deadline:
-            n += 1
-            await sender.post(
-                publish_url, json={"event_id": f"w{n}", "event_type": "bench", "warmup": True}
-            )
-            await asyncio.sleep(0.2)
-        if len(warm) < clients:
-            raise RuntimeError(f"only {len(warm)} of {clients} clients subscribed")
-        started = time.perf_counter()
-        for i in range(EVENTS):
-            body = {
-                "event_id": f"e{i}",
-                "event_type": "bench",
-                "title": f"event {i}",
-                "sent": time.time(),
-            }
-            await sender.post(publish_url, json=body)
-            await asyncio.sleep(0.02)
-        await asyncio.wait_for(done.wait(), 300)
-        elapsed = time.perf_counter() - started
-        await asyncio.gather(*tasks)
-    return clients * EVENTS / elapsed, latencies
-
-
-def _p99(values: list[float]) -> float:
-    return statistics.quantiles(values, n=100)[98] * 1000
-
-
-def run(quick: bool = False) -> list[Measurement]:
-    rows: list[Measurement] = []
+def run(quick: bool = False, rounds: int | None = None, verbose: bool = False) -> list[Measurement]:
+    loads = QUICK_LOADS if quick else LOADS
+    rounds = rounds or (1 if quick else 3)
+    progress = webload.progress_printer(verbose)
+    results: list[Measurement] = []
     with tempfile.TemporaryDirectory() as directory:
-        for clients in (100,) if quick else (100, 1000):
-            ours_server, ours = _serve(directory, "bench_nc_app", NOTIFYCORE_APP)
+        command = webload.uvicorn_command()
+        env = {"NOTIFYCORE_LOAD_PLUGINS": "starlette"}
+        ours = webload.serve(directory, "bench_nc_app", NOTIFYCORE_APP, command, env=env)
+        try:
+            bare = webload.serve(directory, "bench_bare_app", BARE_APP, command)
             try:
-                ours_rate, ours_lat = asyncio.run(
-                    _run(
-                        f"{ours}/notifications/event-hub-Bench/stream",
-                        f"{ours}/notifications/events",
-                        clients,
-                    )
+                sides = (
+                    Side(
+                        "notifycore",
+                        ours,
+                        "/notifications/event-hub-Bench/stream",
+                        "/notifications/events",
+                    ),
+                    Side("bare", bare, "/stream", "/publish"),
                 )
+                for load in loads:
+                    mine, theirs = webload.alternate(sides, load, rounds, progress)
+                    results += webload.rows("SSE (Starlette)", load, BASELINE, mine, theirs, LIMITS)
             finally:
-                ours_server.terminate()
-                ours_server.wait(30)
-            bare_server, bare = _serve(directory, "bench_bare_app", BARE_APP)
-            try:
-                bare_rate, bare_lat = asyncio.run(
-                    _run(f"{bare}/stream", f"{bare}/publish", clients)
-                )
-            finally:
-                bare_server.terminate()
-                bare_server.wait(30)
-            rows.append(
-                Measurement(
-                    f"SSE fan-out, K = {clients} clients",
-                    ours_rate,
-                    "bare sse-starlette + asyncio queues",
-                    bare_rate,
-                    "events/s",
-                )
-            )
-            rows.append(
-                Measurement(
-                    f"SSE fan-out p99 latency, K = {clients}",
-                    _p99(ours_lat),
-                    "bare sse-starlette + asyncio queues",
-                    _p99(bare_lat),
-                    "ms",
-                    note="lower is better",
-                )
-            )
-    return rows
+                bare.stop()
+        finally:
+            ours.stop()
+    return results
+
+
+if __name__ == "__main__":  # one suite alone: python -m benchmarks.bench_web [--quick]
+    from benchmarks.__main__ import table
+
+    print(table(run(quick="--quick" in sys.argv, verbose=True)))

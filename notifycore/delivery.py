@@ -42,6 +42,8 @@ _now = datetime.now
 #: A delivery in steps: yields awaitables and is sent their results.
 Steps: TypeAlias = Generator[Awaitable[Any], Any, None]
 _DONE: Any = object()
+_RAN, _ENQUEUED, _FAILED = Status.RAN, Status.ENQUEUED, Status.FAILED
+_EXPIRED, _FILTERED = Status.EXPIRED, Status.FILTERED
 
 _Inline = list[tuple[Hub, Registration, ConsumerOutcome]]
 _Queued = dict[str, list[tuple[ConsumerOutcome, bytes]]]
@@ -240,9 +242,9 @@ class Delivery:
         queued: _Queued = {}
         broken: _Broken = []
         outcomes = result.outcomes
+        add = outcomes.append
         expired = result.expired
         event_json: bytes | None = None
-        default_queue = self._default_queue
         for hub in self.snapshot:
             try:
                 if not hub.filter.matches(event):
@@ -250,35 +252,30 @@ class Delivery:
             except Exception as error:  # a broken filter fails its hub, not the whole send
                 error.add_note(f"raised by the filter of hub {hub.label!r}")
                 for registration in hub.registrations:
-                    outcomes.append(
-                        ConsumerOutcome(hub.label, registration.name, Status.FAILED, error)
-                    )
+                    add(ConsumerOutcome(hub.label, registration.name, _FAILED, error))
                     broken.append((hub, registration.name, error))
                 continue
-            result.hubs.append(hub.label)
+            label = hub.label
+            result.hubs.append(label)
             for registration in hub.registrations:
                 if expired:
-                    status = Status.EXPIRED
+                    add(ConsumerOutcome(label, registration.name, _EXPIRED))
                 elif registration.filter is not None and not self._passes(
                     hub, registration, event, outcomes, broken
                 ):
                     continue
                 elif registration.mode == "inline":
-                    outcome = ConsumerOutcome(hub.label, registration.name, Status.RAN)
+                    outcome = ConsumerOutcome(label, registration.name, _RAN)
                     inline.append((hub, registration, outcome))
-                    outcomes.append(outcome)
-                    continue
+                    add(outcome)
                 else:
                     if event_json is None:
                         event_json = event.to_json_bytes()
-                    outcome = ConsumerOutcome(hub.label, registration.name, Status.ENQUEUED)
-                    job = encode_job(hub.label, registration.name, event_json)
-                    queued.setdefault(registration.queue or default_queue, []).append(
-                        (outcome, job)
-                    )
-                    outcomes.append(outcome)
-                    continue
-                outcomes.append(ConsumerOutcome(hub.label, registration.name, status))
+                    outcome = ConsumerOutcome(label, registration.name, _ENQUEUED)
+                    job = encode_job(label, registration.name, event_json)
+                    queue = registration.queue or self._default_queue
+                    queued.setdefault(queue, []).append((outcome, job))
+                    add(outcome)
         return inline, queued, broken
 
     @staticmethod
@@ -296,10 +293,10 @@ class Delivery:
                 return True
         except Exception as error:
             error.add_note(f"raised by the filter of hub {hub.label!r}")
-            outcomes.append(ConsumerOutcome(hub.label, registration.name, Status.FAILED, error))
+            outcomes.append(ConsumerOutcome(hub.label, registration.name, _FAILED, error))
             broken.append((hub, registration.name, error))
             return False
-        outcomes.append(ConsumerOutcome(hub.label, registration.name, Status.FILTERED))
+        outcomes.append(ConsumerOutcome(hub.label, registration.name, _FILTERED))
         return False
 
     # -- delivering --------------------------------------------------------------------------

@@ -7,10 +7,12 @@ every other one.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import os
 import re
-import uuid
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
@@ -24,7 +26,11 @@ __all__ = [
     "EVENT_DEPTH_CEILING",
     "STANDARD_FIELDS",
     "Event",
+    "json_accelerator",
+    "loads_json",
+    "new_event_id",
     "parse_event_json",
+    "use_json_accelerator",
 ]
 
 #: Default for the ``MAX_EVENT_SIZE`` setting: bytes of UTF-8 JSON.
@@ -53,8 +59,132 @@ _MAX_ID_LENGTH: Final = 256
 _CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
 _utc = UTC
 _now = datetime.now
-_uuid4 = uuid.uuid4
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+# -- JSON: the standard library, or orjson when it is installed (``notifycore[speed]``) --------
+# orjson makes the same bytes as _dumps for what it is given here (strings, lists of strings,
+# null: events without extra fields, whose numbers could be written differently) and parses
+# to the same values what it parses at all, but for one thing: it reads an integer beyond 64
+# bits as a float. So a parse that holds any float is done again by the standard library; so
+# is text orjson refuses, and the standard library says what is wrong with it, as it would
+# without orjson.
+
+#: Set to 0 (or false, no, off) to leave orjson unused although installed.
+ACCELERATOR_ENV: Final = "NOTIFYCORE_JSON_ACCELERATOR"
+try:
+    import orjson as _installed_orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    _installed_orjson = None  # type: ignore[assignment]
+_orjson: Any = (
+    _installed_orjson
+    if os.environ.get(ACCELERATOR_ENV, "").strip().lower() not in ("0", "false", "no", "off")
+    else None
+)
+
+
+def json_accelerator() -> str | None:
+    """``"orjson"`` when events are encoded and parsed with orjson, None for the standard library."""
+    return None if _orjson is None else "orjson"
+
+
+def use_json_accelerator(enabled: bool) -> bool:
+    """Use orjson (when installed) or the standard library from now on; returns the previous
+    choice. Both give the same JSON and the same values: tests run each way."""
+    global _orjson
+    before = _orjson is not None
+    _orjson = _installed_orjson if enabled else None
+    return before
+
+
+def _holds_float(value: Any) -> bool:
+    """Whether a parsed JSON value has a float anywhere in it (iterative: no depth limit)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is float:
+            return True
+        if kind is dict:
+            pending.extend(item.values())
+        elif kind is list:
+            pending.extend(item)
+    return False
+
+
+def loads_json(data: str | bytes) -> Any:
+    """``json.loads(data)``, faster with orjson: the same values, the same errors."""
+    accelerator = _orjson
+    if accelerator is not None:
+        try:
+            value = accelerator.loads(data)
+        except accelerator.JSONDecodeError:
+            pass  # the standard library decides, and says why in its own words
+        else:
+            if not _holds_float(value):  # a float may be an integer beyond 64 bits
+                return value
+    return json.loads(data)
+
+
+# -- event ids ----------------------------------------------------------------------------
+# A UUID version 7 (RFC 9562) text: 48 bits of Unix time in milliseconds, then 74 random
+# bits. The random bits come from os.urandom, as uuid4's do, but many ids' worth at a time:
+# a pool of hex digits (_IDS_PER_POOL ids) and a counter, replaced together when used up.
+
+_IDS_PER_POOL: Final = 256
+_HEX_PER_ID: Final = 19  # 3 (rand_a) + 1 (the variant's digit) + 15 (rand_b)
+# The variant digit (10xx in binary) from any random hex digit: two random bits kept.
+_VARIANT: Final = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+_time_ns = time.time_ns
+_urandom = os.urandom
+_count = itertools.count
+
+
+def _new_pool() -> tuple[str, Iterator[int]]:
+    return _urandom((_IDS_PER_POOL * _HEX_PER_ID + 1) // 2).hex(), _count()
+
+
+# One tuple, read once per id, so that a thread that refills it never mixes its digits with
+# another thread's position; itertools.count hands each position out once (it holds the GIL).
+_pool = _new_pool()
+# The formatted time part of the last millisecond an id was made in (ms, "xxxxxxxx-xxxx-7").
+_prefix: tuple[int, str] = (-1, "")
+
+
+def _forget_pool() -> None:
+    """In a forked child: draw new random digits, never the parent's (which it would repeat)."""
+    global _pool
+    _pool = _new_pool()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def new_event_id() -> str:
+    """A new unique event id: a UUID version 7 string, ordered by its millisecond.
+
+    ``"0190a6f2-8c3e-7b1d-9f27-4a5e0c9d3b61"``: the first 48 bits are the Unix
+    time in milliseconds (ids sort by creation time, to the millisecond), the
+    other 74 are random (``os.urandom``), so ids stay unique across processes
+    and machines and cannot be guessed from earlier ones.
+    """
+    global _pool, _prefix
+    pool = _pool
+    position = next(pool[1])
+    if position >= _IDS_PER_POOL:
+        pool = _pool = _new_pool()
+        position = next(pool[1])
+    milliseconds = _time_ns() // 1_000_000
+    prefix = _prefix
+    if prefix[0] != milliseconds:
+        stamp = f"{milliseconds:012x}"
+        prefix = _prefix = (milliseconds, f"{stamp[:8]}-{stamp[8:]}-7")
+    digits = pool[0]
+    k = position * _HEX_PER_ID
+    return (
+        f"{prefix[1]}{digits[k : k + 3]}-{_VARIANT[digits[k + 3]]}{digits[k + 4 : k + 7]}-"
+        f"{digits[k + 7 : k + 19]}"
+    )
 
 
 def _printable(name: str, limit: int = 64) -> str:
@@ -240,14 +370,41 @@ def _isoformat(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+# For Event._size_bound: a character of text is at most six bytes of JSON (``\\u001f``; an
+# astral character is four bytes of UTF-8); the rest of an event without extra fields is its
+# keys and punctuation, and two dates of at most 42 characters (an offset with microseconds).
+_WORST: Final = 6
+_FIXED_JSON: Final = len(
+    _dumps(
+        {
+            "event_id": "",
+            "event_type": "",
+            "title": "",
+            "body": "",
+            "timestamp": "x" * 42,
+            "sender": "",
+            "recipients": [],
+            "tags": [],
+            "expiration_datetime": "x" * 42,
+        }
+    )
+)
+
+
+#: The default of ``recipients`` and ``tags`` (the empty tuple), known without a check.
+_EMPTY: tuple[str, ...] = ()
+#: The extra fields of an event that has none (never changed: events copy what they hand out).
+_NO_EXTRA: dict[str, Any] = {}
+
+
 class Event(Mapping[str, Any]):
     """One notification: who sent what, of which type, to whom.
 
     ``Event(event_id, event_type, title, body, timestamp=None, sender="",
     recipients=(), tags=(), expiration_datetime=None, **extra)``: an ``event_id``
-    of ``None`` gives a random uuid4 string, a ``timestamp`` of ``None`` the
-    current time in UTC. Extra keyword fields must be JSON values; they are
-    kept, serialised and can be filtered on with
+    of ``None`` gives a new unique, time-ordered UUID string (:func:`new_event_id`),
+    a ``timestamp`` of ``None`` the current time in UTC. Extra keyword fields
+    must be JSON values; they are kept, serialised and can be filtered on with
     :class:`~notifycore.filters.Field`.
     """
 
@@ -292,41 +449,53 @@ class Event(Mapping[str, Any]):
         body: str = "",
         timestamp: datetime | str | None = None,
         sender: str = "",
-        recipients: Iterable[str] | None = (),
-        tags: Iterable[str] | None = (),
+        recipients: Iterable[str] | None = _EMPTY,
+        tags: Iterable[str] | None = _EMPTY,
         expiration_datetime: datetime | str | None = None,
         **extra: Any,
     ) -> None:
         if event_id is None:
-            event_id = str(_uuid4())
+            event_id = new_event_id()
         else:
             event_id = _text("event_id", event_id, required=True)
             if len(event_id) > _MAX_ID_LENGTH:
                 raise InvalidEvent("event_id", f"is longer than {_MAX_ID_LENGTH} characters")
-        s = object.__setattr__
-        s(self, "event_id", event_id)
         # type(x) is str (and ASCII, so valid UTF-8) first: the common case skips a call per field.
         if type(event_type) is not str or not event_type or not event_type.isascii():
             event_type = _text("event_type", event_type, required=True)
-        s(self, "event_type", event_type)
-        s(self, "title", title if type(title) is str and title.isascii() else _text("title", title))
-        s(self, "body", body if type(body) is str and body.isascii() else _text("body", body))
-        s(self, "timestamp", _now(_utc) if timestamp is None else _datetime("timestamp", timestamp))
-        s(
+        if type(title) is not str or not title.isascii():
+            title = _text("title", title)
+        if type(body) is not str or not body.isascii():
+            body = _text("body", body)
+        if type(sender) is not str or not sender.isascii():
+            sender = _text("sender", sender)
+        # The defaults (the empty tuple) first; any other value is checked (an empty dict too).
+        if recipients is not _EMPTY:
+            recipients = () if _empty(recipients) else _recipients(recipients)
+        if tags is not _EMPTY:
+            tags = () if _empty(tags) else _strings("tags", tags)
+        # The slots are set through their descriptors: __setattr__ refuses every change.
+        _set_event_id(self, event_id)
+        _set_event_type(self, event_type)
+        _set_title(self, title)
+        _set_body(self, body)
+        _set_timestamp(self, _now(_utc) if timestamp is None else _datetime("timestamp", timestamp))
+        _set_sender(self, sender)
+        _set_recipients(self, recipients)
+        _set_tags(self, tags)
+        _set_expiration_datetime(
             self,
-            "sender",
-            sender if type(sender) is str and sender.isascii() else _text("sender", sender),
-        )
-        # An empty list or tuple is the common case; anything else is checked (an empty dict too).
-        s(self, "recipients", () if _empty(recipients) else _recipients(recipients))
-        s(self, "tags", () if _empty(tags) else _strings("tags", tags))
-        s(
-            self,
-            "expiration_datetime",
             None
             if expiration_datetime is None
             else _datetime("expiration_datetime", expiration_datetime),
         )
+        _set_json(self, None)
+        _set_json_bytes(self, None)
+        if not extra:
+            _set_extra(self, _NO_EXTRA)
+            _set_depth(self, 0)
+            _set_deepest(self, "")
+            return
         checked: dict[str, Any] = {}
         deepest, deepest_field = 0, ""
         for key, value in extra.items():
@@ -345,11 +514,9 @@ class Event(Mapping[str, Any]):
                     deepest, deepest_field = depth, key
             else:
                 checked[key] = _json_scalar(key, value)
-        s(self, "_extra", checked)
-        s(self, "_depth", deepest)
-        s(self, "_deepest", deepest_field)
-        s(self, "_json", None)
-        s(self, "_json_bytes", None)
+        _set_extra(self, checked)
+        _set_depth(self, deepest)
+        _set_deepest(self, deepest_field)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Event is immutable; use event.replace(...) for a changed copy")
@@ -421,28 +588,69 @@ class Event(Mapping[str, Any]):
         """Compact JSON of :meth:`to_dict`; computed once and cached."""
         cached: str | None = self._json
         if cached is None:
-            cached = _dumps(self.to_dict())
-            object.__setattr__(self, "_json", cached)
+            encoded = self._json_bytes
+            if encoded is None and _orjson is not None and not self._extra:
+                encoded = _orjson.dumps(self.to_dict())
+                _set_json_bytes(self, encoded)
+            cached = _dumps(self.to_dict()) if encoded is None else encoded.decode()
+            _set_json(self, cached)
         return cached
 
     def to_json_bytes(self) -> bytes:
         """:meth:`to_json` encoded as UTF-8, what backends store; encoded once and cached."""
         cached: bytes | None = self._json_bytes
         if cached is None:
-            cached = self.to_json().encode()
-            object.__setattr__(self, "_json_bytes", cached)
+            if _orjson is not None and not self._extra:
+                cached = _orjson.dumps(self.to_dict())
+            else:
+                cached = self.to_json().encode()
+            _set_json_bytes(self, cached)
         return cached
 
     def json_size(self) -> int:
         """Size of the UTF-8 JSON in bytes, the measure ``MAX_EVENT_SIZE`` limits."""
+        encoded = self._json_bytes
+        if encoded is not None:
+            return len(encoded)
         text = self.to_json()
         return len(text) if text.isascii() else len(text.encode())
 
     def check_size(self, limit: int = DEFAULT_MAX_EVENT_SIZE) -> None:
-        """Raise :class:`InvalidEvent` when the JSON form is larger than ``limit`` bytes."""
+        """Raise :class:`InvalidEvent` when the JSON form is larger than ``limit`` bytes.
+
+        The JSON is made only when it is needed: an event without extra fields whose
+        text could not reach ``limit`` bytes even if every character took six is let
+        through uncounted (a send to inline consumers alone never encodes it).
+        """
+        if self._json is None and not self._extra and self._size_bound() <= limit:
+            return
         size = self.json_size()
         if size > limit:
             raise InvalidEvent("event", f"is {size} bytes of JSON, over the limit of {limit}")
+
+    def check_limits(
+        self, max_size: int = DEFAULT_MAX_EVENT_SIZE, max_depth: int = DEFAULT_MAX_EVENT_DEPTH
+    ) -> None:
+        """:meth:`check_depth` then :meth:`check_size`: what ``send()`` checks of every event."""
+        if self._depth > max_depth:
+            self.check_depth(max_depth)
+        if self._json is None and not self._extra and self._size_bound() <= max_size:
+            return
+        self.check_size(max_size)
+
+    def _size_bound(self) -> int:
+        """An upper bound of :meth:`json_size` for an event without extra fields, uncounted."""
+        bound = _FIXED_JSON + _WORST * (
+            len(self.event_id)
+            + len(self.event_type)
+            + len(self.title)
+            + len(self.body)
+            + len(self.sender)
+        )
+        for items in (self.recipients, self.tags):
+            for item in items:
+                bound += _WORST * len(item) + 3  # quotes and a comma
+        return bound
 
     def check_depth(self, limit: int = DEFAULT_MAX_EVENT_DEPTH) -> None:
         """Raise :class:`InvalidEvent` naming the field nested deeper than ``limit`` levels.
@@ -466,12 +674,20 @@ class Event(Mapping[str, Any]):
             raise InvalidEvent("event", f"must be a JSON object, not {type(data).__name__}")
         if "event_type" not in data:
             raise InvalidEvent("event_type", "is required")
-        fields = dict(data)
-        fields.setdefault("event_id", None)
-        for key in fields:
-            if not isinstance(key, str):
-                raise InvalidEvent("event", f"has a key that is not a string: {_describe(key)}")
-        event = cls(**fields)
+        if type(data) is dict and "event_id" in data:
+            fields: Mapping[str, Any] = data  # parsed JSON: ** copies it, and keys are strings
+        else:
+            fields = dict(data)
+            fields.setdefault("event_id", None)
+        try:
+            event = cls(**fields)
+        except TypeError:
+            for key in fields:
+                if not isinstance(key, str):
+                    raise InvalidEvent(
+                        "event", f"has a key that is not a string: {_describe(key)}"
+                    ) from None
+            raise
         if max_depth is not None:
             event.check_depth(max_depth)
         return event
@@ -487,6 +703,26 @@ class Event(Mapping[str, Any]):
         """Parse :meth:`to_json`'s output; ``max_size`` bytes at most, fields nested
         ``max_depth`` levels at most (``None``: no size limit, the depth ceiling only)."""
         return cls.from_dict(parse_event_json(data, max_size=max_size), max_depth=max_depth)
+
+
+def _slot_setter(name: str) -> Any:
+    return Event.__dict__[name].__set__
+
+
+_set_event_id = _slot_setter("event_id")
+_set_event_type = _slot_setter("event_type")
+_set_title = _slot_setter("title")
+_set_body = _slot_setter("body")
+_set_timestamp = _slot_setter("timestamp")
+_set_sender = _slot_setter("sender")
+_set_recipients = _slot_setter("recipients")
+_set_tags = _slot_setter("tags")
+_set_expiration_datetime = _slot_setter("expiration_datetime")
+_set_extra = _slot_setter("_extra")
+_set_depth = _slot_setter("_depth")
+_set_deepest = _slot_setter("_deepest")
+_set_json = _slot_setter("_json")
+_set_json_bytes = _slot_setter("_json_bytes")
 
 
 def parse_event_json(
@@ -514,7 +750,7 @@ def parse_event_json(
                 "event", f"is not valid JSON: not UTF-8 ({exc.reason} at byte {exc.start})"
             ) from None
     try:
-        parsed = json.loads(data)
+        parsed = loads_json(data)
     except ValueError as exc:
         raise InvalidEvent("event", f"is not valid JSON: {exc}") from None
     except RecursionError:

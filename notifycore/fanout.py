@@ -11,11 +11,20 @@ A subscription can start from an id (``Last-Event-ID``): it replays what the
 backend still keeps after that id, then continues live without a gap or a
 duplicate, because live batches that arrive during the replay are held and
 filtered by id.
+
+Subscribers read with :meth:`Subscription.get` (threads) or
+:meth:`Subscription.aget` (asyncio). The stream's thread hands a batch to
+its thread readers itself; the subscriptions read from one event loop are a
+*group*, handed each batch with one ``call_soon_threadsafe`` per loop, and
+the loop then offers it to every member and wakes the waiting ones — a
+thousand browsers on one loop cost one cross-thread wake-up per batch, not a
+thousand.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -31,9 +40,41 @@ __all__ = ["Fanout", "Subscription"]
 
 logger = logging.getLogger("notifycore.fanout")
 
+_running_loop = asyncio._get_running_loop  # the C accessor: no error when there is none
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
 
 class Subscription:
-    """One subscriber of one stream: read batches with :meth:`get` or :meth:`aget`."""
+    """One subscriber of one stream: read batches with :meth:`get` or :meth:`aget`.
+
+    A subscription is read from one event loop at most (the first one that
+    calls :meth:`aget`); :meth:`get` works from any thread, before or after.
+    """
+
+    __slots__ = (
+        "_deadline",
+        "_feed",
+        "_held",
+        "_key",
+        "_lock",
+        "_loop",
+        "_pending",
+        "_pending_messages",
+        "_ready",
+        "_replayed",
+        "_replaying",
+        "_sync_waiters",
+        "_timer",
+        "_waiter",
+        "closed_reason",
+        "last_id",
+        "max_pending",
+        "stream",
+    )
 
     def __init__(self, feed: _Feed, max_pending: int) -> None:
         self._feed = feed
@@ -42,9 +83,14 @@ class Subscription:
         self._pending: deque[StreamRead] = deque()
         self._pending_messages = 0
         self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
+        # Made by the first get(): an asyncio reader never needs one.
+        self._ready: threading.Condition | None = None
+        self._sync_waiters = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wakeup: asyncio.Event | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        # aget's time limit: one timer at a time, moved only when a wait ends sooner.
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
         self._replaying = True
         self._held: list[StreamRead] = []
         # Until a live batch goes past it, the key of the newest message the replay queued:
@@ -63,7 +109,7 @@ class Subscription:
     def closed(self) -> bool:
         return self.closed_reason is not None
 
-    # -- fed by the stream's thread ----------------------------------------------------------
+    # -- fed by the stream's thread, or by the subscriber's event loop -----------------------
 
     def _offer(self, batch: StreamRead) -> None:
         with self._lock:
@@ -82,7 +128,8 @@ class Subscription:
             if self._pending and self._pending_messages + len(batch.messages) > self.max_pending:
                 self._end("slow")
                 return
-            self._push(batch)
+            self._pending.append(batch)
+            self._pending_messages += len(batch.messages)
             self._notify()
 
     def _after_replay(self, batch: StreamRead) -> StreamRead:
@@ -125,9 +172,21 @@ class Subscription:
             self._notify()
 
     def _notify(self) -> None:
-        self._ready.notify_all()
-        if self._loop is not None and self._wakeup is not None:
-            self._loop.call_soon_threadsafe(self._wakeup.set)
+        """Wake the reader (called with the lock held)."""
+        if self._sync_waiters:
+            assert self._ready is not None
+            self._ready.notify_all()
+        waiter = self._waiter
+        if waiter is not None:
+            loop = self._loop
+            if _running_loop() is loop:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                assert loop is not None
+                # A closed loop: nobody is waiting there any more.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_wake, waiter)
 
     def _end(self, reason: str) -> None:
         if self.closed_reason is None:
@@ -149,31 +208,117 @@ class Subscription:
         """The next batch; None after ``timeout`` seconds, or once closed and drained."""
         with self._lock:
             if not self._pending and self.closed_reason is None:
-                self._ready.wait(timeout)
+                if self._ready is None:
+                    self._ready = threading.Condition(self._lock)
+                self._sync_waiters += 1
+                try:
+                    self._ready.wait(timeout)
+                finally:
+                    self._sync_waiters -= 1
             return self._take()
 
     async def aget(self, timeout: float | None = None) -> StreamRead | None:
-        """:meth:`get` for asyncio; the subscription binds to the first loop that calls it."""
+        """:meth:`get` for asyncio; the subscription is read from the first loop that calls it."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._feed.bind(self, loop)
         with self._lock:
             batch = self._take()
             if batch is not None or self.closed_reason is not None:
                 return batch
-            if self._wakeup is None:
-                self._loop = asyncio.get_running_loop()
-                self._wakeup = asyncio.Event()
-            self._wakeup.clear()
+            waiter = self._waiter = loop.create_future()
+        if timeout is not None:
+            self._deadline = deadline = loop.time() + timeout
+            timer = self._timer
+            if timer is None or timer.when() > deadline:
+                if timer is not None:
+                    timer.cancel()
+                self._timer = loop.call_at(deadline, self._expire)
         try:
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
-        except TimeoutError:
-            return None
+            await waiter
+        finally:
+            self._waiter = None
+            self._deadline = None
         with self._lock:
             return self._take()
+
+    def _expire(self) -> None:
+        """aget's timer: end the wait if its time is up, else wait on until it is."""
+        self._timer = None
+        deadline, waiter, loop = self._deadline, self._waiter, self._loop
+        if deadline is None or waiter is None or loop is None:
+            return  # no wait now: the next one sets a timer again
+        if loop.time() >= deadline:
+            _wake(waiter)
+        else:
+            self._timer = loop.call_at(deadline, self._expire)
 
     def close(self) -> None:
         """Stop receiving; the stream's thread stops when its last subscriber leaves."""
         with self._lock:
             self._end("closed")
+        timer, self._timer = self._timer, None
+        if timer is not None and _running_loop() is self._loop:
+            timer.cancel()
         self._feed.remove(self)
+
+
+class _Group:
+    """The subscriptions of one feed read from one event loop: fed in that loop."""
+
+    __slots__ = ("feed", "loop", "members", "pending", "scheduled")
+
+    def __init__(self, feed: _Feed, loop: asyncio.AbstractEventLoop) -> None:
+        self.feed = feed
+        self.loop = loop
+        # Each member, with the number of the first batch it takes from the group
+        # (the ones before were offered to it by the stream's thread).
+        self.members: dict[Subscription, int] = {}
+        self.pending: list[tuple[int, StreamRead]] = []
+        self.scheduled = False
+
+    def post(self, number: int, batch: StreamRead) -> bool:
+        """Queue a batch for the loop (the feed's lock held); False if the loop is closed."""
+        self.pending.append((number, batch))
+        if self.scheduled:
+            return True
+        try:
+            self.loop.call_soon_threadsafe(self.deliver)
+        except RuntimeError:
+            return False
+        self.scheduled = True
+        return True
+
+    def deliver(self) -> None:
+        """In the loop: offer what was posted to every member (each wakes if it waits)."""
+        with self.feed.lock:
+            pending, self.pending = self.pending, []
+            self.scheduled = False
+            members = list(self.members.items())
+        for run in _runs(pending):
+            first = run[0][0]
+            if len(run) == 1:
+                merged = run[0][1]
+            else:  # posted while the loop was busy: one batch, so one write per member
+                merged = StreamRead([m for _, b in run for m in b.messages], run[0][1].reset)
+            for subscription, joined in members:
+                if joined <= first:
+                    subscription._offer(merged)
+                else:  # joined within the run (rare): from its own first batch on
+                    for number, batch in run:
+                        if joined <= number:
+                            subscription._offer(batch)
+
+
+def _runs(pending: list[tuple[int, StreamRead]]) -> list[list[tuple[int, StreamRead]]]:
+    """Consecutive batches to merge: a batch that starts with a reset starts a new run."""
+    runs: list[list[tuple[int, StreamRead]]] = []
+    for item in pending:
+        if runs and not item[1].reset:
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
 
 
 class _Feed:
@@ -182,7 +327,13 @@ class _Feed:
     def __init__(self, fanout: Fanout, stream: str) -> None:
         self.fanout = fanout
         self.stream = stream
-        self.subscribers: set[Subscription] = set()
+        self.lock = threading.Lock()
+        #: Subscriptions the stream's thread offers each batch to itself.
+        self.direct: set[Subscription] = set()
+        #: The subscriptions read from each event loop.
+        self.groups: dict[asyncio.AbstractEventLoop, _Group] = {}
+        #: Batches handed out so far: a subscription joining a group knows which are its.
+        self.number = 0
         self.stop = threading.Event()
         backend = fanout.backend
         self.start_id = backend.last_id(stream)
@@ -190,6 +341,15 @@ class _Feed:
             target=self._run, name=f"notifycore-feed-{stream}", daemon=True
         )
         self.thread.start()
+
+    @property
+    def subscribers(self) -> list[Subscription]:
+        """Every subscription of the stream (a copy)."""
+        with self.lock:
+            found = list(self.direct)
+            for group in self.groups.values():
+                found.extend(group.members)
+            return found
 
     def _run(self) -> None:
         backend = self.fanout.backend
@@ -202,13 +362,57 @@ class _Feed:
                 ):
                     if batch.messages:
                         cursor = batch.messages[-1].id
-                    for subscriber in list(self.subscribers):
-                        subscriber._offer(batch)
+                    self._dispatch(batch)
                     delay = 0.05
             except Exception:  # keep following: a broker hiccup must not end every stream
                 logger.exception("following %s failed; trying again", self.stream)
                 self.stop.wait(delay)
                 delay = min(delay * 2, 2.0)
+
+    def _dispatch(self, batch: StreamRead) -> None:
+        closed: list[_Group] = []
+        with self.lock:
+            number = self.number
+            self.number += 1
+            direct = list(self.direct)
+            for group in self.groups.values():
+                if not group.post(number, batch):
+                    closed.append(group)
+        for subscriber in direct:
+            subscriber._offer(batch)
+        for group in closed:  # their loop is gone: no one can read them any more
+            for subscriber in list(group.members):
+                subscriber.close()
+
+    def add(self, subscription: Subscription) -> None:
+        with self.lock:
+            self.direct.add(subscription)
+
+    def bind(self, subscription: Subscription, loop: asyncio.AbstractEventLoop) -> None:
+        """From now on, hand ``subscription``'s batches to it in ``loop``."""
+        with self.lock:
+            if subscription._loop is not None:
+                raise RuntimeError("a subscription is read from one event loop only")
+            subscription._loop = loop
+            if subscription not in self.direct:
+                return  # closed already
+            self.direct.discard(subscription)
+            group = self.groups.get(loop)
+            if group is None:
+                group = self.groups[loop] = _Group(self, loop)
+            group.members[subscription] = self.number
+
+    def discard(self, subscription: Subscription) -> bool:
+        """Forget ``subscription``; True when the stream has no subscriber left."""
+        with self.lock:
+            self.direct.discard(subscription)
+            loop = subscription._loop
+            group = self.groups.get(loop) if loop is not None else None
+            if group is not None:
+                group.members.pop(subscription, None)
+                if not group.members:
+                    del self.groups[group.loop]
+            return not self.direct and not self.groups
 
     def remove(self, subscriber: Subscription) -> None:
         self.fanout._remove(self, subscriber)
@@ -242,7 +446,7 @@ class Fanout:
             if feed is None:
                 feed = self._feeds[stream] = _Feed(self, stream)
             subscription = Subscription(feed, max_pending or self.max_pending)
-            feed.subscribers.add(subscription)
+            feed.add(subscription)
         key = self.backend.id_key
         try:
             if after is None:
@@ -262,8 +466,7 @@ class Fanout:
 
     def _remove(self, feed: _Feed, subscriber: Subscription) -> None:
         with self._lock:
-            feed.subscribers.discard(subscriber)
-            if not feed.subscribers and self._feeds.get(feed.stream) is feed:
+            if feed.discard(subscriber) and self._feeds.get(feed.stream) is feed:
                 del self._feeds[feed.stream]
                 feed.stop.set()
                 self._stopped = [f for f in self._stopped if f.thread.is_alive()]
@@ -276,7 +479,7 @@ class Fanout:
             stopped, self._stopped = self._stopped, []
         for feed in feeds:
             feed.stop.set()
-            for subscriber in list(feed.subscribers):
+            for subscriber in feed.subscribers:
                 with subscriber._lock:
                     subscriber._end("shutdown")
         for feed in [*feeds, *stopped]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from notifycore.errors import InvalidEvent, InvalidJob
-from notifycore.event import Event
+from notifycore.event import Event, loads_json
 
 __all__ = ["JOB_VERSION", "JobSpec", "decode_job", "encode_job"]
 
@@ -36,6 +36,20 @@ def encode_job(hub: str, consumer: str, event_json: bytes) -> bytes:
     return head.encode() + event_json + b"}"
 
 
+#: The envelope's size by (hub, consumer): a worker sees few of them, many times each.
+_ENVELOPES: dict[tuple[str, str], int] = {}
+
+
+def _envelope_size(hub: str, consumer: str) -> int:
+    """The bytes :func:`encode_job` puts around an event for ``consumer`` of hub ``hub``."""
+    size = _ENVELOPES.get((hub, consumer))
+    if size is None:
+        size = len(encode_job(hub, consumer, b""))
+        if len(_ENVELOPES) < 4096:  # bounded: names come from payloads
+            _ENVELOPES[hub, consumer] = size
+    return size
+
+
 #: Before parsing, a payload may be this many times the event limit (names are escaped).
 _PARSE_FACTOR = 8
 
@@ -55,7 +69,7 @@ def decode_job(
             f"job is {len(payload)} bytes, far over the event size limit of {max_event_size}"
         )
     try:
-        data: Any = json.loads(payload)
+        data: Any = loads_json(payload)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidJob(f"job is not valid JSON: {exc}") from None
     except RecursionError:
@@ -75,7 +89,7 @@ def decode_job(
     if not isinstance(event, dict):
         raise InvalidJob("job needs an 'event' object")
     if max_event_size is not None:
-        size = len(payload) - len(encode_job(hub, consumer, b""))
+        size = len(payload) - _envelope_size(hub, consumer)
         if size > max_event_size:
             raise InvalidJob(f"job's event is {size} bytes, over the limit of {max_event_size}")
     try:

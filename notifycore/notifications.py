@@ -269,8 +269,7 @@ class Notifications:
     def coerce_event(self, event: EventLike) -> Event:
         """An :class:`Event` from an Event, its dict or its JSON, checked against the limits."""
         if isinstance(event, Event):
-            event.check_depth(self._max_event_depth)
-            event.check_size(self._max_event_size)
+            event.check_limits(self._max_event_size, self._max_event_depth)
             return event
         if isinstance(event, (str, bytes, bytearray)):
             return Event.from_json(

@@ -56,6 +56,7 @@ _NOT_SETTINGS = frozenset(
         "NOTIFYCORE_CONFIG",
         "NOTIFYCORE_PROGRESS_EVERY",
         "NOTIFYCORE_VENV",  # where scripts/test and scripts/demo make the virtualenv
+        "NOTIFYCORE_JSON_ACCELERATOR",  # 0 leaves orjson unused (notifycore.event)
     }
 )
 _TRUE = frozenset({"1", "true", "yes", "on"})

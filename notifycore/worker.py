@@ -23,6 +23,7 @@ deadline go back to the queue.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 import logging
@@ -52,6 +53,53 @@ if TYPE_CHECKING:
 __all__ = ["HasDelivery", "JobOutcome", "Worker", "backoff_delay", "dedupe_key"]
 
 logger = logging.getLogger("notifycore.worker")
+
+#: A prefetched job starts within this many seconds of its reservation, or goes back (at
+#: most a tenth of the visibility timeout); a loop reserves as many as its recent jobs
+#: suggest fit in half of it, up to _BATCH_MAX.
+_BATCH_WINDOW = 0.1
+_BATCH_MAX = 32
+
+
+class _Batch:
+    """One loop's prefetched jobs (reserved together, not started yet) and its finished
+    jobs whose ack goes with the next reservation, and what each was. The lock makes
+    taking them over safe from another thread (the watcher, a stop)."""
+
+    def __init__(self, window: float) -> None:
+        self.lock = threading.Lock()
+        self.window = window
+        self.held: collections.deque[Job] = collections.deque()
+        self.since = 0.0  # time.monotonic() of the reservation of ``held``
+        self.taken = 0  # how many jobs that reservation took
+        self.size = 1  # how many the next reservation asks for
+        self.pending: list[tuple[Job, JobOutcome]] = []
+
+    def add(self, job: Job, outcome: JobOutcome) -> None:
+        with self.lock:
+            self.pending.append((job, outcome))
+
+    def take(self, *, held: bool = True) -> tuple[list[tuple[Job, JobOutcome]], list[Job]]:
+        """The pending acks and (``held``) the jobs held unstarted, leaving none."""
+        with self.lock:
+            pending, self.pending = self.pending, []
+            jobs: list[Job] = []
+            if held:
+                jobs = list(self.held)
+                self.held.clear()
+        return pending, jobs
+
+    def busy(self) -> bool:
+        """Jobs wait: prefetched ones, or acks."""
+        return bool(self.held or self.pending)
+
+    def next_held(self, now: float) -> Job | None:
+        """A prefetched job still young enough to start, or None."""
+        with self.lock:
+            if self.held and now - self.since <= self.window:
+                return self.held.popleft()
+            return None
+
 
 #: How long past its limit an async consumer's own cancellation is given before the
 #: watcher treats its thread as stuck (a hook, or a consumer that blocks the event loop).
@@ -99,6 +147,8 @@ class _Running:
     thread: threading.Thread
     #: When the consumer must have returned (``time.monotonic()``); none before it starts.
     deadline: float = math.inf
+    #: When the consumer started (``time.monotonic()``).
+    started: float = math.inf
     timeout: float = 0.0
     hub: Hub | None = None
     registration: Registration | None = None
@@ -107,6 +157,8 @@ class _Running:
     finishing: bool = False
     #: The worker took the job out of its thread's hands (timed out, or given back at a stop).
     abandoned: bool = False
+    #: The thread's prefetched jobs and pending acks, settled by whoever abandons it.
+    batch: _Batch | None = None
 
 
 class Worker:
@@ -183,6 +235,9 @@ class Worker:
         self._outage = Outage(delivery.backend)
         self._down_since = 0.0
         self._errors_before = 0
+        #: The configuration error that stopped the worker (a backend refused its credentials,
+        #: say): not an outage, so not waited out; :meth:`run` raises it.
+        self.fatal: ConfigurationError | None = None
 
     def __repr__(self) -> str:
         return f"<Worker queues={self.queues} concurrency={self.concurrency}>"
@@ -233,10 +288,11 @@ class Worker:
 
     # -- one job -----------------------------------------------------------------------------
 
-    def reserve(self, block: float | None = None) -> Job | None:
-        """The next job from any of the worker's queues, waiting ``block`` seconds at most."""
+    def reserve(self, block: float | None = None, *, skip_first: bool = False) -> Job | None:
+        """The next job from any of the worker's queues, waiting ``block`` seconds at most
+        (``skip_first``: the first queue was just looked at)."""
         backend = self.delivery.backend
-        for queue in self.queues:
+        for queue in self.queues[1:] if skip_first else self.queues:
             job = backend.reserve(queue, visibility_timeout=self.visibility_timeout)
             if job is not None:
                 return job
@@ -246,6 +302,76 @@ class Worker:
                 self.queues[0], visibility_timeout=self.visibility_timeout, block=block
             )
         return None
+
+    def _next(
+        self, batch: _Batch, block: float | None, most: int = _BATCH_MAX
+    ) -> tuple[Job, float] | None:
+        """The loop's next job and its age (seconds since its reservation): a prefetched
+        one, or a new batch of ``most`` jobs at most reserved together with the acks of the
+        finished ones (one round trip, one SQLite transaction); None when there is none
+        within ``block`` seconds."""
+        now = time.monotonic()
+        job = batch.next_held(now)
+        if job is not None:
+            if job.attempts > 1:  # tried before (a retry, a worker that died): it may crash
+                self._settle(batch, give_back=False)  # this one: nothing finished runs again
+            return job, now - batch.since
+        pending, stale = batch.take()
+        if stale:  # held too long (slow jobs): give them back before taking more
+            self._release_unstarted(stale)
+            batch.size = 1
+        elif batch.taken:  # as many as the last batch's pace fits in half the window
+            per_job = max((now - batch.since) / batch.taken, 1e-6)
+            batch.size = max(1, min(_BATCH_MAX, int(batch.window / 2 / per_job)))
+        try:
+            acked, jobs = self.delivery.backend.ack_and_reserve(
+                [job for job, _ in pending],
+                self.queues[0],
+                count=min(batch.size, most),
+                visibility_timeout=self.visibility_timeout,
+            )
+        except BaseException:
+            with batch.lock:  # not acked: tried again with the next reservation
+                batch.pending[:0] = pending
+            raise
+        for (_, outcome), ok in zip(pending, acked, strict=True):
+            self._record(outcome if ok else JobOutcome.LOST)
+        if not jobs:
+            batch.taken = 0
+            job = self.reserve(block, skip_first=True)
+            return None if job is None else (job, 0.0)
+        with batch.lock:
+            batch.since, batch.taken = now, len(jobs)
+            batch.held.extend(jobs[1:])
+        return jobs[0], time.monotonic() - now
+
+    def _release_unstarted(self, jobs: list[Job]) -> None:
+        """Give prefetched jobs that never started back at once, their try not counted."""
+        backend = self.delivery.backend
+        for job in jobs:
+            try:
+                backend.release(job)
+            except Exception as error:  # it comes back after its visibility timeout
+                self._backend_failed(f"giving job {job.id} back", error)
+
+    def _settle(self, batch: _Batch, *, give_back: bool = True) -> None:
+        """Ack the batch's finished jobs and (``give_back``) give its unstarted ones back (a
+        loop that ends, or a thread the worker left behind), recording the outcomes."""
+        pending, held = batch.take(held=give_back)
+        if held:
+            self._release_unstarted(held)
+        if not pending:
+            return
+        jobs = [job for job, _ in pending]
+        try:
+            acked, _ = self.delivery.backend.ack_and_reserve(
+                jobs, self.queues[0], count=0, visibility_timeout=self.visibility_timeout
+            )
+        except Exception as error:  # they come back after their visibility timeout
+            self._backend_failed(f"acking {len(jobs)} job(s) (they will come back)", error)
+            acked = [False] * len(jobs)
+        for (_, outcome), ok in zip(pending, acked, strict=True):
+            self._record(outcome if ok else JobOutcome.LOST)
 
     def process(self, job: Job) -> JobOutcome:
         """Run one reserved job to its end (ack, retry or dead letter) in this thread.
@@ -264,8 +390,20 @@ class Worker:
         if self.on_outcome is not None:
             self.on_outcome(outcome)
 
-    def _process(self, job: Job, running: _Running | None) -> JobOutcome | None:
-        """One job; None when the watcher or a stop took it over meanwhile (``running``)."""
+    def _acked(self, job: Job, outcome: JobOutcome, batch: _Batch | None) -> JobOutcome | None:
+        """Ack ``job``: now (its outcome, or LOST), or with the next reservation when the
+        caller keeps a ``batch`` (None: the outcome is recorded then)."""
+        if batch is None:
+            return outcome if self.delivery.backend.ack(job) else JobOutcome.LOST
+        batch.add(job, outcome)
+        return None
+
+    def _process(
+        self, job: Job, running: _Running | None, batch: _Batch | None = None, age: float = 0.0
+    ) -> JobOutcome | None:
+        """One job, reserved ``age`` seconds ago; None when the watcher or a stop took it
+        over meanwhile (``running``), or when its ack waits in ``batch`` for the next
+        reservation."""
         delivery = self.delivery
         backend = delivery.backend
         try:
@@ -279,7 +417,7 @@ class Worker:
         expiration = event.expiration_datetime
         if expiration is not None and expiration <= datetime.now(UTC):
             delivery.count("expired")
-            return JobOutcome.EXPIRED if backend.ack(job) else JobOutcome.LOST
+            return self._acked(job, JobOutcome.EXPIRED, batch)
         done: Callable[[], object] | None = None
         if registration.dedupe:
             try:  # registered after the worker started, on a backend without a store
@@ -290,7 +428,7 @@ class Worker:
                 return JobOutcome.DEAD if dead else JobOutcome.LOST
             key = dedupe_key(event.event_id, hub.label, registration.name)
             if store.kv_exists(key):
-                return JobOutcome.DUPLICATE if backend.ack(job) else JobOutcome.LOST
+                return self._acked(job, JobOutcome.DUPLICATE, batch)
             ttl = self.dedupe_ttl
 
             def done() -> object:
@@ -299,12 +437,15 @@ class Worker:
         limit = registration.max_tries or self.max_tries
         if job.attempts > limit:
             return self._dead_after_lost_tries(job, limit)
-        timeout = self.timeout_for(registration)
+        # Never past the reservation: a prefetched job has had it for ``age`` seconds.
+        timeout = min(self.timeout_for(registration), self.visibility_timeout - age)
         if running is not None and not self._begin(running, hub, registration, event, timeout):
             return None
         error = delivery.run(hub, registration, event, done, timeout=timeout)
         if running is not None and not self._end(running):
             return None
+        if error is None:
+            return self._acked(job, JobOutcome.DONE, batch)
         return self._conclude(job, registration, error)
 
     def _dead_after_lost_tries(self, job: Job, limit: int) -> JobOutcome:
@@ -355,7 +496,8 @@ class Worker:
             running.hub, running.registration, running.event = hub, registration, event
             running.timeout = timeout
             margin = _ASYNC_MARGIN if registration.is_async else 0.0
-            running.deadline = time.monotonic() + timeout + margin
+            running.started = time.monotonic()
+            running.deadline = running.started + timeout + margin
             self._cond.notify_all()
             return True
 
@@ -373,18 +515,46 @@ class Worker:
         return None if job is None else self.process(job)
 
     def drain(self, max_jobs: int | None = None) -> int:
-        """Process jobs in this thread until none is visible (or ``max_jobs``); return how many."""
+        """Process jobs in this thread until none is visible (or ``max_jobs``); return how many.
+
+        Jobs are reserved a few at a time when they run fast (see :meth:`run`), and each
+        finished one is acked with the next reservation; before this returns, the last
+        ones are acked and any prefetched job not started goes back to its queue.
+        """
         done = 0
-        while max_jobs is None or done < max_jobs:
-            if self.run_once() is None:
-                break
-            done += 1
+        batch = self._batch()
+        try:
+            while max_jobs is None or done < max_jobs:
+                most = _BATCH_MAX if max_jobs is None else max_jobs - done
+                taken = self._next(batch, None, most)
+                if taken is None:
+                    break
+                job, age = taken
+                outcome = self._process(job, None, batch, age)
+                if outcome is not None:
+                    self._record(outcome)
+                done += 1
+        finally:
+            self._settle(batch)
         return done
+
+    def _batch(self) -> _Batch:
+        return _Batch(min(_BATCH_WINDOW, self.visibility_timeout / 10))
 
     # -- backend outages ---------------------------------------------------------------------
 
     def _backend_failed(self, what: str, error: BaseException) -> float:
-        """Note a failed backend call; the first of an outage is logged. Returns the back-off."""
+        """Note a failed backend call; the first of an outage is logged. Returns the back-off.
+
+        A :class:`ConfigurationError` (a wrong password in the backend's URL, say) is no
+        outage: trying again cannot help, so the worker stops and :meth:`run` raises it."""
+        if isinstance(error, ConfigurationError):
+            with self._outage_lock:
+                first, self.fatal = self.fatal is None, self.fatal or error
+            if first:
+                logger.error("%s failed: %s; the worker stops", what, error)
+                self.request_stop(f"configuration error: {error}")
+            return 0.0
         backend = self.delivery.backend
         with self._outage_lock:
             self.backend_errors += 1
@@ -442,19 +612,22 @@ class Worker:
 
     def _slot(self, burst: bool, generation: int) -> None:
         me = threading.current_thread()
+        # Prefetched jobs, and finished ones acked with the next reservation.
+        batch = self._batch()
         try:
             while not self._stopping(generation):
                 try:
-                    job = self.reserve(None if burst else self.poll)
+                    taken = self._next(batch, None if burst else self.poll)
                 except Exception as error:  # an outage must not kill the thread: wait, try again
                     self._stop.wait(self._backend_failed("reserving a job", error))
                     continue
                 self._backend_ok()
-                if job is None:
+                if taken is None:
                     if burst:
                         return
                     continue
-                running = _Running(job, me)
+                job, age = taken
+                running = _Running(job, me, batch=batch)
                 with self._cond:
                     self._running[me] = running
                     if self._stopping(generation):  # reserved as the stop came: never started
@@ -463,7 +636,7 @@ class Worker:
                     if running.abandoned:
                         self._give_back([running])
                         return
-                    outcome = self._process(job, running)
+                    outcome = self._process(job, running, batch, age)
                 except Exception as error:  # e.g. the broker went away before the ack
                     self._backend_failed(f"finishing job {job.id} (it will come back)", error)
                     outcome = None
@@ -477,12 +650,14 @@ class Worker:
                 if outcome is not None:
                     self._record(outcome)
         finally:
+            self._settle(batch)
             with self._cond:
                 self._cond.notify_all()
 
     def _watch(self) -> None:
         """Fail the try of every consumer past its time limit and put a new thread in its place."""
         while True:
+            lingering: list[_Batch] = []
             with self._cond:
                 while True:
                     if not self._watching or not (self._running or self._busy()):
@@ -495,8 +670,22 @@ class Worker:
                     if overdue:
                         self._abandon(overdue)
                         break
-                    nearest = min((r.deadline for r in held), default=math.inf)
+                    # A job that runs long does not keep its batch waiting: the acks of
+                    # the jobs before it go now, and the prefetched ones back.
+                    waiting = [
+                        (r.started + r.batch.window, r.batch)
+                        for r in held
+                        if r.batch is not None and r.batch.busy()
+                    ]
+                    lingering = [batch for due, batch in waiting if due <= now]
+                    if lingering:
+                        break
+                    nearest = min(
+                        [r.deadline for r in held] + [due for due, _ in waiting], default=math.inf
+                    )
                     self._cond.wait(min(nearest - now, 1.0))
+            for batch in lingering:
+                self._settle(batch)
             for running in overdue:
                 try:
                     self._time_out(running)
@@ -545,6 +734,8 @@ class Worker:
             self._record(self._conclude(running.job, registration, error))
         except Exception as failure:
             self._backend_failed(f"finishing job {running.job.id} (it will come back)", failure)
+        if running.batch is not None:  # its thread may never come back to ack or give back
+            self._settle(running.batch)
 
     def start(self, *, burst: bool = False) -> Worker:
         """Start ``concurrency`` threads (and the watcher of time limits); returns at once."""
@@ -553,6 +744,7 @@ class Worker:
         self._stop.clear()
         self._stop_requested = self._stop_now = False
         self.exhausted = False
+        self.fatal = None
         self._burst = burst
         self._outage = Outage(self.delivery.backend)
         with self._cond:
@@ -615,6 +807,9 @@ class Worker:
             )
             logger.warning("%s: giving %d job(s) in flight back to the queue", why, len(held))
         returned = self._give_back(held)
+        for r in held:  # their threads may never come back to ack or give back
+            if r.batch is not None:
+                self._settle(r.batch)
         # Threads that were waiting for a job end within a poll (one that gets a job now
         # gives it back); the watcher ends with them.
         until = time.monotonic() + self.poll + 0.5
@@ -657,12 +852,18 @@ class Worker:
 
     def run(self, *, burst: bool = False) -> None:
         """Block until :meth:`request_stop` (from a signal handler, say), exhaustion, or
-        drained in burst mode; then :meth:`stop` within the grace period."""
+        drained in burst mode; then :meth:`stop` within the grace period. A configuration
+        error the backend reported (:attr:`fatal`) stops it too, and is raised here."""
         self.start(burst=burst)
         try:
             # Polled, not waited on: a signal handler may not take the lock a wait needs.
+            # Joining a thread for a while ends at once when it does (a burst that drained).
             while self.running and not self._stop_requested and not self.exhausted:
-                time.sleep(0.1)
+                alive = [t for t in list(self._slots) if t.is_alive()]
+                if alive:
+                    alive[0].join(0.1)
+                else:
+                    time.sleep(0.01)
             if self._stop_requested and not self._stop_now:
                 logger.warning(
                     "%s: finishing the jobs in flight (at most %g s), taking no new ones",
@@ -671,3 +872,5 @@ class Worker:
                 )
         finally:
             self.stop()
+        if self.fatal is not None:
+            raise self.fatal

@@ -30,3 +30,19 @@ def make_notifications() -> Iterator[Callable[..., Notifications]]:
     yield make
     for instance in made:
         instance.close()
+
+
+@pytest.fixture(params=["orjson", "stdlib"])
+def json_paths(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The test once with the JSON accelerator (orjson, from the test extra), once without."""
+    from notifycore.event import json_accelerator, use_json_accelerator
+
+    before = use_json_accelerator(request.param == "orjson")
+    try:
+        if request.param == "orjson":
+            assert json_accelerator() == "orjson", "orjson (in the test extra) is not installed"
+        else:
+            assert json_accelerator() is None
+        yield request.param
+    finally:
+        use_json_accelerator(before)

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -10,13 +13,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from notifycore import Event, InvalidEvent
-from notifycore.event import DEFAULT_MAX_EVENT_SIZE, STANDARD_FIELDS
+from notifycore.event import DEFAULT_MAX_EVENT_SIZE, STANDARD_FIELDS, new_event_id
+
+# Each test runs with the JSON accelerator (orjson) and without it.
+pytestmark = pytest.mark.usefixtures("json_paths")
 
 
 def test_original_positional_constructor_and_defaults() -> None:
     before = datetime.now(UTC)
     event = Event(None, "test", "A title", "A body", sender="system")
-    assert uuid.UUID(event.event_id).version == 4
+    assert uuid.UUID(event.event_id).version == 7
     assert event.event_type == "test"
     assert event.title == "A title"
     assert event.body == "A body"
@@ -30,6 +36,59 @@ def test_original_positional_constructor_and_defaults() -> None:
 
 def test_two_events_get_different_ids() -> None:
     assert Event(None, "t").event_id != Event(None, "t").event_id
+
+
+def _random_part(event_id: str) -> str:
+    """The 74 random bits of a version 7 id (what follows the time and the version digit)."""
+    return event_id[15:]
+
+
+def test_new_ids_are_uuid7_strings_carrying_their_millisecond() -> None:
+    before = time.time_ns() // 1_000_000
+    ids = [new_event_id() for _ in range(2_000)]  # several pools of random digits
+    after = time.time_ns() // 1_000_000
+    for event_id in ids:
+        parsed = uuid.UUID(event_id)
+        assert str(parsed) == event_id  # the canonical lowercase text
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert before <= parsed.int >> 80 <= after
+    assert [i[:13] for i in ids] == sorted(i[:13] for i in ids)
+    assert len({_random_part(i) for i in ids}) == len(ids)
+
+
+def test_ids_made_by_many_threads_at_once_are_unique() -> None:
+    made: list[list[str]] = [[] for _ in range(8)]
+    start = threading.Barrier(8)
+
+    def make(into: list[str]) -> None:
+        start.wait()
+        into.extend(new_event_id() for _ in range(3_000))
+
+    threads = [threading.Thread(target=make, args=(into,)) for into in made]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [_random_part(i) for into in made for i in into]
+    assert len(every) == 24_000 and len(set(every)) == len(every)
+
+
+def test_a_forked_child_never_repeats_its_parents_random_bits() -> None:
+    new_event_id()  # the parent's pool is half used when it forks
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child process
+        try:
+            os.write(writer, "\n".join(new_event_id() for _ in range(100)).encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    mine = [new_event_id() for _ in range(100)]
+    with os.fdopen(reader, "rb") as pipe:
+        theirs = pipe.read().decode().split("\n")
+    os.waitpid(child, 0)
+    assert len(theirs) == 100
+    assert not {_random_part(i) for i in mine} & {_random_part(i) for i in theirs}
 
 
 def test_all_fields_by_keyword_and_extra_fields() -> None:
@@ -206,6 +265,19 @@ def test_size_limit() -> None:
     small_limit = Event("e", "t", body="ü" * 60)  # 120 bytes of UTF-8, 60 characters
     with pytest.raises(InvalidEvent):
         small_limit.check_size(150)
+    # Escaped control characters count as the six bytes JSON makes of each.
+    escaped = Event("e", "t", body="\x01" * 11_000)
+    with pytest.raises(InvalidEvent, match="is 66"):
+        escaped.check_size()
+
+
+def test_a_size_check_far_within_the_limit_makes_no_json() -> None:
+    event = Event("e", "t", "title", "body", recipients=["bob"], tags=["a"])
+    event.check_size()
+    assert event._json is None  # made later, once, if a backend or a consumer asks for it
+    with_extra = Event("e", "t", note="x")
+    with_extra.check_size()
+    assert with_extra._json is not None  # extra fields are counted, never bounded
 
 
 json_values = st.recursive(
@@ -264,3 +336,42 @@ def test_round_trip_property(
         assert back == event
         assert back.to_json() == event.to_json()
         assert back.timestamp.utcoffset() == timestamp.utcoffset()
+
+
+odd_offsets = st.sampled_from(
+    [
+        UTC,
+        timezone(timedelta(hours=5, minutes=45)),
+        timezone(-timedelta(hours=23, minutes=59, seconds=59, microseconds=999_999)),
+    ]
+)
+
+
+@given(
+    event_id=st.text(min_size=1, max_size=40),
+    event_type=st.text(min_size=1, max_size=20),
+    title=st.text(),
+    body=st.text(),
+    timestamp=st.datetimes(timezones=odd_offsets),
+    sender=st.text(max_size=10),
+    recipients=st.lists(recipient_ids, max_size=4),
+    tags=st.lists(st.text(max_size=10), max_size=4),
+    expiration=st.none() | st.datetimes(timezones=odd_offsets),
+)
+def test_the_size_limit_holds_to_the_byte_whether_the_json_is_made_or_not(
+    event_id: str,
+    event_type: str,
+    title: str,
+    body: str,
+    timestamp: datetime,
+    sender: str,
+    recipients: list[str],
+    tags: list[str],
+    expiration: datetime | None,
+) -> None:
+    fields = (event_id, event_type, title, body, timestamp, sender, recipients, tags, expiration)
+    size = len(Event(*fields).to_json().encode())
+    Event(*fields).check_size(size)  # exactly at the limit: accepted, counted or not
+    with pytest.raises(InvalidEvent, match="over the limit"):
+        Event(*fields).check_size(size - 1)
+    assert Event(*fields)._size_bound() >= size

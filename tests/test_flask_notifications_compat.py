@@ -45,6 +45,9 @@ from notifycore.filters import (
     WithSender,
 )
 
+# Each test runs with the JSON accelerator (orjson) and without it.
+pytestmark = pytest.mark.usefixtures("json_paths")
+
 EMAIL = "invnotifications@example.org"
 
 #: The original app.config, less the BACKEND that named Flask-Notifications' own class.

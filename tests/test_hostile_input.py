@@ -30,6 +30,9 @@ from notifycore.event import EVENT_DEPTH_CEILING, parse_event_json
 from notifycore.jobs import decode_job, encode_job
 from tests.hostile import FAST, event_fields, json_bodies, json_texts, nested, to_json
 
+# Each test runs with the JSON accelerator (orjson) and without it.
+pytestmark = pytest.mark.usefixtures("json_paths")
+
 Make = Callable[..., Notifications]
 
 

@@ -29,6 +29,9 @@ from notifycore.filters import BeforeDate, Not, WithEventType, WithTag
 from notifycore.plugins import get_plugins
 from notifycore.testing import capture_events
 
+# Each test runs with the JSON accelerator (orjson) and without it.
+pytestmark = pytest.mark.usefixtures("json_paths")
+
 Make = Callable[..., Notifications]
 
 

@@ -11,6 +11,9 @@ from notifycore.errors import InvalidJob
 from notifycore.jobs import decode_job, encode_job
 from notifycore.worker import backoff_delay
 
+# Each test runs with the JSON accelerator (orjson) and without it.
+pytestmark = pytest.mark.usefixtures("json_paths")
+
 Make = Callable[..., Notifications]
 
 

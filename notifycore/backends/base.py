@@ -3,7 +3,8 @@
 A backend implements **seven primitives** — for streams ``publish``, ``read``
 and ``last_id``; for queues ``enqueue`` (with a delay), ``reserve`` (with a
 visibility timeout), ``ack`` and ``browse`` — and inherits the rest: batches
-(``publish_many``, ``enqueue_many``, ``reserve_many``, ``ack_many``), following
+(``publish_many``, ``enqueue_many``, ``reserve_many``, ``ack_many``,
+``ack_and_reserve``), following
 a stream (``follow`` and ``afollow``, one implementation), ``retry``,
 ``release``, ``dead_letter`` and the dead-letter admin operations,
 ``queue_length``, and the async twins (a thread each, by default). A backend
@@ -19,7 +20,7 @@ import abc
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
@@ -384,6 +385,18 @@ class Backend(abc.ABC):
     def ack_many(self, jobs: Iterable[Job]) -> int:
         """:meth:`ack` several jobs; return how many were still held and removed."""
         return sum(1 for job in jobs if self.ack(job))
+
+    def ack_and_reserve(
+        self, done: Sequence[Job], queue: str, *, count: int = 1, visibility_timeout: float
+    ) -> tuple[list[bool], list[Job]]:
+        """What a worker does between two batches of jobs: :meth:`ack` the ``done`` ones,
+        then :meth:`reserve_many` up to ``count`` jobs of ``queue`` without waiting (none
+        for 0), in as few round trips as the broker allows. Returns each ack's answer, in
+        order, and the jobs reserved. The acks count even when no job comes."""
+        acked = [self.ack(job) for job in done]
+        if count <= 0:
+            return acked, []
+        return acked, self.reserve_many(queue, count, visibility_timeout=visibility_timeout)
 
     # The derived retry, release and dead_letter ack first: a reservation that is no
     # longer held (it lapsed, another worker has the job) is refused and adds nothing,

@@ -20,9 +20,8 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -36,6 +35,7 @@ from notifycore.backends.base import (
     StreamRead,
 )
 from notifycore.errors import BackendError, ConfigurationError
+from notifycore.event import new_event_id
 
 __all__ = ["DEFAULT_URL", "SQLiteBackend", "path_from_url"]
 
@@ -380,20 +380,78 @@ class SQLiteBackend(ConsecutiveIds, Backend):
         self._notify()
         return ids
 
-    def _take(self, queue: str, visibility_timeout: float) -> Job | None:
+    # One statement picks and hides the oldest visible jobs: nobody else can take them.
+    _TAKE = (
+        "UPDATE nc_jobs SET visible_at = ?, attempts = attempts + 1, receipt = ? "
+        "WHERE id IN (SELECT id FROM nc_jobs WHERE queue = ? AND visible_at <= ? "
+        "ORDER BY id LIMIT ?) RETURNING id, payload, attempts, last_error"
+    )
+    _ACK = "DELETE FROM nc_jobs WHERE id = ? AND receipt = ? RETURNING id"
+
+    def _taken(self, db: sqlite3.Connection, queue: str, count: int, hold: float) -> list[Job]:
+        """Reserve up to ``count`` jobs with one statement (in autocommit mode, or within the
+        caller's transaction); oldest first."""
         now = time.time()
-        receipt = uuid.uuid4().hex
-        # One statement picks and hides the oldest visible job: nobody else can take it.
-        rows = self._one(
-            "UPDATE nc_jobs SET visible_at = ?, attempts = attempts + 1, receipt = ? "
-            "WHERE id = (SELECT id FROM nc_jobs WHERE queue = ? AND visible_at <= ? "
-            "ORDER BY id LIMIT 1) RETURNING id, payload, attempts, last_error",
-            (now + visibility_timeout, receipt, queue, now),
-        )
-        if not rows:
-            return None
-        job_id, payload, attempts, last_error = rows[0]
-        return Job(str(job_id), queue, bytes(payload), attempts, receipt, last_error)
+        receipt = new_event_id()  # unique and unguessable, like a uuid4, for a quarter of it
+        rows = db.execute(self._TAKE, (now + hold, receipt, queue, now, count)).fetchall()
+        if len(rows) > 1:
+            rows.sort()
+        return [
+            Job(str(job_id), queue, bytes(payload), attempts, receipt, last_error)
+            for job_id, payload, attempts, last_error in rows
+        ]
+
+    def _take(self, queue: str, visibility_timeout: float) -> Job | None:
+        try:
+            jobs = self._taken(self._db(), queue, 1, visibility_timeout)
+        except sqlite3.OperationalError as exc:
+            raise BackendError(f"SQLite file {self.path!r}: {exc}") from exc
+        return jobs[0] if jobs else None
+
+    def reserve_many(self, queue: str, count: int, *, visibility_timeout: float) -> list[Job]:
+        if count <= 0:
+            return []
+        try:
+            return self._taken(self._db(), queue, count, visibility_timeout)
+        except sqlite3.OperationalError as exc:
+            raise BackendError(f"SQLite file {self.path!r}: {exc}") from exc
+
+    @staticmethod
+    def _delete_held(db: sqlite3.Connection, jobs: Sequence[Job]) -> list[bool]:
+        """Delete the ``jobs`` still held by their reservation: one statement per receipt (a
+        batch reserved together shares one); each job's answer, in order."""
+        by_receipt: dict[str | None, list[int]] = {}
+        for job in jobs:
+            by_receipt.setdefault(job.receipt, []).append(int(job.id))
+        gone: set[tuple[str | None, int]] = set()
+        for receipt, ids in by_receipt.items():
+            for start in range(0, len(ids), 500):  # within SQLite's limit of variables
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = db.execute(
+                    f"DELETE FROM nc_jobs WHERE receipt = ? AND id IN ({marks}) RETURNING id",
+                    (receipt, *chunk),
+                ).fetchall()
+                gone.update((receipt, row[0]) for row in rows)
+        return [(job.receipt, int(job.id)) in gone for job in jobs]
+
+    def ack_many(self, jobs: Iterable[Job]) -> int:
+        held = list(jobs)
+        if not held:
+            return 0
+        with self._write() as db:
+            return sum(self._delete_held(db, held))
+
+    def ack_and_reserve(
+        self, done: Sequence[Job], queue: str, *, count: int = 1, visibility_timeout: float
+    ) -> tuple[list[bool], list[Job]]:
+        if not done:
+            return [], self.reserve_many(queue, count, visibility_timeout=visibility_timeout)
+        # One write transaction instead of one per ack and one for the reservation.
+        with self._write() as db:
+            acked = self._delete_held(db, done)
+            jobs = self._taken(db, queue, count, visibility_timeout) if count > 0 else []
+        return acked, jobs
 
     def reserve(
         self, queue: str, *, visibility_timeout: float, block: float | None = None
@@ -421,12 +479,7 @@ class SQLiteBackend(ConsecutiveIds, Backend):
     # ack and retry act only while the job still holds this reservation (its receipt).
 
     def ack(self, job: Job) -> bool:
-        return bool(
-            self._one(
-                "DELETE FROM nc_jobs WHERE id = ? AND receipt = ? RETURNING id",
-                (int(job.id), job.receipt),
-            )
-        )
+        return bool(self._one(self._ACK, (int(job.id), job.receipt)))
 
     def retry(self, job: Job, *, delay: float, error: str) -> bool:
         done = self._one(

@@ -43,6 +43,7 @@ from notifycore.backends.capabilities import (
     require,
 )
 from notifycore.errors import ConfigurationError
+from notifycore.testing import wait_for
 
 __all__ = [
     "BackendContract",
@@ -493,6 +494,45 @@ class DerivedContract(_Contract):
         assert backend.ack_many([*first, *rest]) == 7
         assert backend.ack_many(first) == 0, "acking twice removes nothing"
         assert backend.queue_length(queue) == 0
+
+    def test_ack_and_reserve_finishes_jobs_and_takes_the_next(self, backend: Backend) -> None:
+        queue, other = _name("q"), _name("q")
+        backend.enqueue_many(queue, [b"a", b"b", b"c", b"d", b"e"])
+        acked, first = backend.ack_and_reserve([], queue, visibility_timeout=HOLD)
+        assert acked == [] and [j.payload for j in first] == [b"a"]
+        acked, batch = backend.ack_and_reserve(first, queue, count=2, visibility_timeout=HOLD)
+        assert acked == [True] and [j.payload for j in batch] == [b"b", b"c"], "oldest first"
+        assert all(j.attempts == 1 for j in batch) and batch[0].receipt != first[0].receipt
+        # A stale reservation is not acked; the acks count even when no job comes.
+        backend.enqueue(other, b"x")
+        held = backend.reserve_many(other, 1, visibility_timeout=HOLD)
+        acked, none = backend.ack_and_reserve(
+            [*first, *batch, *held], _name("empty"), count=3, visibility_timeout=HOLD
+        )
+        assert acked == [False, True, True, True] and none == []
+        # count=0 only acks.
+        (fourth,) = backend.reserve_many(queue, 1, visibility_timeout=HOLD)
+        acked, none = backend.ack_and_reserve([fourth], queue, count=0, visibility_timeout=HOLD)
+        assert acked == [True] and none == []
+        assert [j.payload for j in backend.browse(queue)] == [b"e"]
+        assert backend.queue_length(other) == 0
+
+    def test_jobs_reserved_together_lapse_and_come_back(self, backend: Backend) -> None:
+        queue = _name("q")
+        backend.enqueue_many(queue, [b"a", b"b"])
+        _, jobs = backend.ack_and_reserve([], queue, count=2, visibility_timeout=0.2)
+        assert [j.payload for j in jobs] == [b"a", b"b"]
+        again: list[Job] = []
+
+        def both_back() -> bool:  # once the batch's reservation lapsed
+            again.extend(backend.reserve_many(queue, 2 - len(again), visibility_timeout=HOLD))
+            return len(again) == 2
+
+        wait_for(both_back, 10, "the jobs reserved together to come back")
+        assert sorted(j.payload for j in again) == [b"a", b"b"]
+        assert all(j.attempts == 2 for j in again)
+        assert backend.ack_many(jobs) == 0, "lapsed reservations ack nothing"
+        assert backend.ack_many(again) == 2
 
     def test_queue_length_counts_waiting_delayed_and_reserved_jobs(self, backend: Backend) -> None:
         queue = _name("q")

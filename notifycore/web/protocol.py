@@ -309,11 +309,13 @@ class EventStream:
             return None
         if batch is None:
             return self._idle
-        parts = [reset_frame(self.stream, self.position)] if batch.reset else []
-        parts.extend(self._frames.get(self.stream, m, named=self._named) for m in batch.messages)
-        if batch.messages:
-            self.position = batch.messages[-1].id
-        return b"".join(parts)
+        messages = batch.messages
+        frames = self._frames.batch(self.stream, batch, named=self._named) if messages else b""
+        if batch.reset:
+            frames = reset_frame(self.stream, self.position) + frames
+        if messages:
+            self.position = messages[-1].id
+        return frames
 
     def _ended(self) -> Steps[None]:
         reason = self.subscription.closed_reason
@@ -330,13 +332,23 @@ class EventStream:
         finally:
             self.close()
 
+    async def next_chunk(self) -> bytes | None:
+        """The next bytes to write (frames, or a heartbeat); None once the stream ended.
+
+        For an async adapter that writes the stream itself: :meth:`opening`
+        first, then each chunk, and :meth:`close` when done.
+        """
+        while (chunk := self.chunk(await self.subscription.aget(self._wait))) is not None:
+            if chunk:
+                return chunk
+        await self.protocol.arun(self._ended())
+        return None
+
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
             yield self.opening()
-            while (chunk := self.chunk(await self.subscription.aget(self._wait))) is not None:
-                if chunk:
-                    yield chunk
-            await self.protocol.arun(self._ended())
+            while (chunk := await self.next_chunk()) is not None:
+                yield chunk
         finally:
             self.close()
 

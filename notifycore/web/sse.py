@@ -14,7 +14,7 @@ import json
 import threading
 from collections import OrderedDict
 
-from notifycore.backends.base import StreamMessage
+from notifycore.backends.base import StreamMessage, StreamRead
 
 __all__ = [
     "HEADERS",
@@ -89,8 +89,25 @@ class FrameCache:
     def __init__(self, size: int = 4096) -> None:
         self.size = size
         self._frames: OrderedDict[tuple[str, str, bytes, bool], bytes] = OrderedDict()
+        # The newest batch of each stream, with its frames joined: every client of the
+        # stream is handed the same batch object, so the first one to write it joins them.
+        self._batches: dict[tuple[str, bool], tuple[StreamRead, bytes]] = {}
         self._lock = threading.Lock()
         self.made = 0
+
+    def batch(self, stream: str, batch: StreamRead, *, named: bool = True) -> bytes:
+        """The frames of every message of ``batch``, joined once however many clients write it."""
+        key = (stream, named)
+        last = self._batches.get(key)
+        if last is not None and last[0] is batch:
+            return last[1]
+        chunk = b"".join([self.get(stream, m, named=named) for m in batch.messages])
+        with self._lock:
+            self._batches.pop(key, None)  # newest last: the oldest stream goes first
+            self._batches[key] = (batch, chunk)
+            if len(self._batches) > self.size:
+                del self._batches[next(iter(self._batches))]
+        return chunk
 
     def get(self, stream: str, message: StreamMessage, *, named: bool = True) -> bytes:
         """The frame of ``message``; ``named=False`` leaves out the ``event:`` field."""

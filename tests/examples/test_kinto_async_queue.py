@@ -59,7 +59,10 @@ def test_jobs_wait_on_redis_until_the_worker_script_runs_them_in_order(
             # Records created while the worker runs are handled after, still in order.
             uris += [create(f"later {i}") for i in range(3)]
             wait_for(lambda: len(processed(output)) == 8, WAIT, "the worker to run 3 more")
-            assert notifications.backend.queue_length("eventqueue") == 0
+            # A job is acked after its consumer wrote its line (with the next reservation).
+            wait_for(
+                lambda: notifications.backend.queue_length("eventqueue") == 0, WAIT, "the acks"
+            )
     finally:
         notifications.close()
 

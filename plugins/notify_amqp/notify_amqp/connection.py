@@ -14,6 +14,7 @@ waiting out a node that is still recovering a queue. Cluster failover lists
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import threading
@@ -22,10 +23,11 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import amqp
 import amqp.exceptions
+import amqp.transport
 from kombu import connection as kombu_connection
 from kombu import exceptions as kombu_exceptions
 
@@ -38,10 +40,12 @@ __all__ = [
     "Lease",
     "Link",
     "Tail",
+    "body",
     "closed_by_broker",
     "headers",
     "read_frame",
     "recovering",
+    "refusal",
     "safe_url",
     "text",
 ]
@@ -75,6 +79,12 @@ def headers(message: Any) -> dict[str, Any]:
     return dict(message.properties.get("application_headers") or {})
 
 
+def body(message: Any) -> bytes:
+    """A message's body as bytes: py-amqp leaves an empty body as ``""``, a str."""
+    data = message.body
+    return data.encode() if isinstance(data, str) else bytes(data)
+
+
 def text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
@@ -83,6 +93,23 @@ def recovering(exc: BaseException) -> bool:
     """RabbitMQ's answer about a durable queue or stream that its node has not brought back
     yet, after a restart: 404 "home node ... is down or inaccessible". It passes."""
     return isinstance(exc, amqp.exceptions.NotFound) and "down or inaccessible" in str(exc)
+
+
+def refusal(exc: BaseException) -> BaseException | None:
+    """RabbitMQ's refusal of who we are, if ``exc`` is (or wraps) one: the login (403
+    ACCESS_REFUSED: a wrong user name or password), the virtual host (530 NOT_ALLOWED at
+    Connection.open), or a permission (403 on a declaration). Trying again cannot help."""
+    seen: BaseException | None = exc
+    for _ in range(4):  # kombu may wrap py-amqp's error in its own
+        if seen is None:
+            return None
+        if isinstance(seen, amqp.exceptions.AccessRefused) or (
+            isinstance(seen, amqp.exceptions.NotAllowed)
+            and getattr(seen, "method_sig", None) == (10, 40)  # Connection.open
+        ):
+            return cast(BaseException, seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 #: basic.ack, basic.reject and basic.nack wait for no answer: RabbitMQ's refusal of one
@@ -327,6 +354,50 @@ def read_frame(connection: amqp.Connection, timeout: float, beat: float) -> bool
         # deadline) until a whole method is in or nothing more is there.
 
 
+#: How much one read from a connection's socket may take: a delivery's three frames (and
+#: more) in one system call instead of three per frame.
+READ_AHEAD = 65536
+
+
+def read_ahead(transport: Any) -> None:
+    """Make py-amqp's TCP transport read ahead into its buffer instead of asking the socket
+    for each frame's header, payload and end byte in turn (nine calls for one delivery, each
+    with a poll while a timeout is set). Frames are parsed as before, from the buffer, which
+    is a bytearray here: what was read is cut from its front without copying the rest.
+    (TLS connections keep py-amqp's own reads.)"""
+    if not isinstance(transport, amqp.transport.TCPTransport) or transport.sock is None:
+        return
+    recv = transport.sock.recv
+    retry = (errno.EAGAIN, errno.EINTR)
+
+    def read(n: int, initial: bool = False) -> bytes:
+        rbuf = transport._read_buffer
+        if type(rbuf) is not bytearray:  # py-amqp puts a partial frame back as bytes
+            rbuf = bytearray(rbuf)
+        try:
+            while len(rbuf) < n:
+                try:
+                    got = recv(READ_AHEAD)
+                except OSError as exc:
+                    if exc.errno in retry:
+                        if initial and transport.raise_on_initial_eintr:
+                            raise TimeoutError() from exc
+                        continue
+                    raise
+                if not got:
+                    raise OSError("Server unexpectedly closed connection")
+                rbuf += got
+        except BaseException:
+            transport._read_buffer = rbuf  # kept: read_frame puts a partial frame back first
+            raise
+        result = bytes(rbuf[:n])
+        del rbuf[:n]
+        transport._read_buffer = rbuf
+        return result
+
+    transport._read = read
+
+
 def _keep(ref: weakref.ref[AmqpConnections], stop: threading.Event) -> None:
     """The keeper thread: tend every link while the backend lives and is open."""
     while True:
@@ -415,14 +486,35 @@ class AmqpConnections:
             conn.ensure_connection(
                 max_retries=self.retries, interval_start=0.05, interval_step=0.25
             )
-        except (kombu_exceptions.OperationalError, *conn.connection_errors) as exc:
+        except Exception as exc:
             conn.release()
+            refused = refusal(exc)
+            if refused is not None:
+                raise self._access_refused(refused) from exc
+            if not isinstance(exc, (kombu_exceptions.OperationalError, *conn.connection_errors)):
+                raise
             raise BackendUnavailable(
                 f"RabbitMQ at {self.safe_url} is unavailable (after {self.retries} retries): {exc}"
             ) from exc
+        read_ahead(conn.connection.transport)
         if not self._checked:
             self._check_server(conn)
         return conn
+
+    def _access_refused(self, exc: BaseException) -> ConfigurationError:
+        """A refusal (:func:`refusal`) as the configuration error it is: not an outage, so
+        not retried; a worker stops on it. RabbitMQ's reason never holds the password."""
+        reason = str(getattr(exc, "reply_text", "") or exc)
+        if isinstance(exc, amqp.exceptions.NotAllowed):
+            what = "the virtual host in AMQP_URL"
+        elif getattr(exc, "method_sig", None) in (None, (0, 0), (10, 11)):  # the login
+            what = "the user name or password in AMQP_URL"
+        else:
+            what = "what AMQP_URL's user may do (its permissions)"
+        return ConfigurationError(
+            f"RabbitMQ at {self.safe_url} refused {what}: {reason} (a configuration error: "
+            "fix AMQP_URL or the user's rights; notifycore does not retry it)"
+        )
 
     def _check_server(self, conn: Any) -> None:
         """Refuse a server without stream queues at once, instead of losing history later."""
@@ -512,6 +604,10 @@ class AmqpConnections:
                             ) from exc
                         continue
                 except (*self.connection_errors, amqp.exceptions.ChannelError) as exc:
+                    refused = refusal(exc)
+                    if refused is not None:
+                        link.repair()
+                        raise self._access_refused(refused) from exc
                     if not isinstance(exc, self.connection_errors) and not closed_by_broker(exc):
                         link.repair()  # RabbitMQ refused this call on its channel; the rest lives
                         raise BackendError(

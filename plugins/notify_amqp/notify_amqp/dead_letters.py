@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from notify_amqp.connection import Lease, Link, headers, text
+from notify_amqp.connection import Lease, Link, body, headers, text
 from notify_amqp.jobs import ATTEMPTS, ERROR, FAILED_AT, job_message
 from notify_amqp.queues import AmqpQueues
 from notifycore.backends.base import DeadLetter, Job
@@ -66,7 +66,7 @@ class AmqpDeadLetters(AmqpQueues):
                     DeadLetter(
                         text(message.properties.get("message_id", "")),
                         queue,
-                        bytes(message.body),
+                        body(message),
                         int(found.get(ATTEMPTS, 0)),
                         text(found.get(ERROR, "")),
                         float(found.get(FAILED_AT, 0.0)),
@@ -87,10 +87,7 @@ class AmqpDeadLetters(AmqpQueues):
             chosen = self._chosen(held, ids)
             name = self._queue(link, queue)
             link.publish_confirmed(
-                [
-                    (name, job_message(text(m.properties["message_id"]), bytes(m.body), 0))
-                    for m in chosen
-                ]
+                [(name, job_message(text(m.properties["message_id"]), body(m), 0)) for m in chosen]
             )
             for message in chosen:
                 channel.basic_ack(message.delivery_info["delivery_tag"])

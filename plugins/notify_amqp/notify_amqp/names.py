@@ -17,7 +17,7 @@ from typing import Any
 import amqp
 import amqp.exceptions
 
-from notify_amqp.connection import AmqpConnections, Link, recovering
+from notify_amqp.connection import AmqpConnections, Link, recovering, refusal
 from notifycore.errors import ConfigurationError
 
 __all__ = ["AmqpNames", "Names"]
@@ -89,6 +89,8 @@ class AmqpNames(AmqpConnections):
 
     def _refused(self, name: str, stream: bool, exc: amqp.exceptions.AMQPError) -> None:
         """RabbitMQ refused to declare ``name``: keep an existing stream, or say what is wrong."""
+        if refusal(exc) is not None:  # the user may not: AMQP_URL's user lacks a permission
+            raise self._access_refused(exc) from exc
         if isinstance(exc, amqp.exceptions.PreconditionFailed):
             if stream and "x-queue-type" not in str(exc):
                 # An existing stream declared with other retention: keep it (a policy

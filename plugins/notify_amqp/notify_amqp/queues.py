@@ -28,7 +28,7 @@ from typing import Any
 
 import amqp
 
-from notify_amqp.connection import Lease, Link, headers, text
+from notify_amqp.connection import Lease, Link, body, headers, text
 from notify_amqp.delays import AmqpDelays
 from notify_amqp.jobs import ACCEPT, ATTEMPTS, ERROR, FAILED_AT, NOT_BEFORE, job_message
 from notifycore.backends.base import Job, QueuedJob
@@ -41,7 +41,7 @@ def _listed(message: Any, tries: int) -> QueuedJob:
     error = headers(message).get(ERROR)
     return QueuedJob(
         text(message.properties.get("message_id", "")),
-        bytes(message.body),
+        body(message),
         tries,
         None if error is None else text(error),
     )
@@ -83,7 +83,7 @@ class AmqpQueues(AmqpDelays):
         not_before = float(found.get(NOT_BEFORE, 0) or 0)
         content_type = text(message.properties.get("content_type", ""))
         if content_type not in ACCEPT:
-            letter = job_message(job_id, bytes(message.body), attempts)
+            letter = job_message(job_id, body(message), attempts)
             letter.properties["application_headers"].update(
                 {
                     ERROR: f"content type {content_type!r} refused: jobs are JSON only",
@@ -94,7 +94,7 @@ class AmqpQueues(AmqpDelays):
             return None
         remaining = not_before - time.time()
         if remaining > 0.005:  # a delay bucket brought it back early: send it round again
-            again = job_message(job_id, bytes(message.body), attempts - 1)
+            again = job_message(job_id, body(message), attempts - 1)
             if ERROR in found:
                 again.properties["application_headers"][ERROR] = found[ERROR]
             self._pass_on(link, channel, tag, [(self._route(link, queue, again, remaining), again)])
@@ -104,7 +104,7 @@ class AmqpQueues(AmqpDelays):
         job = Job(
             job_id,
             queue,
-            bytes(message.body),
+            body(message),
             attempts,
             receipt,
             None if error is None else text(error),
@@ -294,7 +294,7 @@ class AmqpQueues(AmqpDelays):
                     tries = int(found.pop(ATTEMPTS, 0)) + int(found.pop("x-delivery-count", 0))
                     found[ATTEMPTS] = tries
                     properties = {**message.properties, "application_headers": found}
-                    copies.append((name, amqp.Message(bytes(message.body), **properties)))
+                    copies.append((name, amqp.Message(body(message), **properties)))
                     listed.append(_listed(message, tries))
                 if copies:
                     link.publish_confirmed(copies)

@@ -30,6 +30,7 @@ from notify_amqp.connection import (
     PUBLISH_TIMEOUT,
     Link,
     Tail,
+    body,
     closed_by_broker,
     headers,
     logger,
@@ -108,8 +109,6 @@ class AmqpStreams(AmqpNames):
                 if time.monotonic() > deadline:
                     raise BackendUnavailable(f"stream {stream!r} did not store a publish in time")
                 link.drain(deadline - time.monotonic())
-            # Acked now (and by the keeper while idle), not left to RabbitMQ's consumer timeout.
-            tail.ack()
             return [message_id(tail.waiting.pop(t)) for t in tokens]
 
         return self._run("publish", call)
@@ -239,7 +238,7 @@ class AmqpStreams(AmqpNames):
                 # (or one whose messages were all dropped). Start again from the oldest kept.
                 messages, _ = self._attach(link, name, "first", after=None, limit=limit)
             return StreamRead(
-                [StreamMessage(message_id(stream_offset(m)), bytes(m.body)) for m in messages],
+                [StreamMessage(message_id(stream_offset(m)), body(m)) for m in messages],
                 reset,
             )
 
@@ -331,7 +330,7 @@ class AmqpStreams(AmqpNames):
                                 continue  # the message we re-attached at
                         if position is not None and offset < position:
                             continue
-                        messages.append(StreamMessage(message_id(offset), bytes(message.body)))
+                        messages.append(StreamMessage(message_id(offset), body(message)))
                     if messages:
                         position = int(messages[-1].id)
                     if messages or reset:

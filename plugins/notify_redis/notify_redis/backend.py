@@ -52,6 +52,7 @@ class RedisBackend(RedisStreams, RedisQueues, RedisKeyValue, Backend):
         self.keys = KeySpace(prefix)
         #: This backend's name as a consumer of queues and as a publisher.
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.connection.consumer = self.consumer
         self._groups: set[str] = set()
 
     @classmethod

@@ -54,27 +54,46 @@ class QueueKeys:
         return [self.jobs, self.leases, self.state]
 
 
+#: Most names whose keys a key space remembers (it forgets them all past this).
+_REMEMBERED = 4096
+
+
 class KeySpace:
-    """The names of every key under ``prefix``."""
+    """The names of every key under ``prefix`` (those of recent names remembered: a
+    publish or a reservation needs them every time)."""
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
+        self._streams: dict[str, StreamKeys] = {}
+        self._queues: dict[str, QueueKeys] = {}
 
     def stream(self, name: str) -> StreamKeys:
-        base = f"{self.prefix}s:{name}"
-        return StreamKeys(base, f"{self.prefix}sm:{name}", f"{self.prefix}sp:{name}")
+        keys = self._streams.get(name)
+        if keys is None:
+            if len(self._streams) >= _REMEMBERED:
+                self._streams.clear()
+            base = f"{self.prefix}s:{name}"
+            keys = StreamKeys(base, f"{self.prefix}sm:{name}", f"{self.prefix}sp:{name}")
+            self._streams[name] = keys
+        return keys
 
     def queue(self, name: str) -> QueueKeys:
-        base = f"{self.prefix}q:{name}"
-        return QueueKeys(
-            jobs=base,
-            leases=f"{base}:leases",
-            state=f"{base}:jobs",
-            delayed=f"{base}:delayed",
-            delayed_data=f"{base}:delayed-data",
-            publishers=f"{base}:publishers",
-            dead=f"{base}:dead",
-        )
+        keys = self._queues.get(name)
+        if keys is None:
+            if len(self._queues) >= _REMEMBERED:
+                self._queues.clear()
+            base = f"{self.prefix}q:{name}"
+            keys = QueueKeys(
+                jobs=base,
+                leases=f"{base}:leases",
+                state=f"{base}:jobs",
+                delayed=f"{base}:delayed",
+                delayed_data=f"{base}:delayed-data",
+                publishers=f"{base}:publishers",
+                dead=f"{base}:dead",
+            )
+            self._queues[name] = keys
+        return keys
 
     def value(self, key: str) -> str:
         """The key of a key-value store entry."""

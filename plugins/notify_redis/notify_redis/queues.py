@@ -12,7 +12,6 @@ their own.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -71,11 +70,10 @@ class RedisQueues:
         if not items:
             return []
         keys = self.keys.queue(queue)
-        args: list[Any] = [f"{self.consumer}:{threading.get_ident()}", uuid.uuid4().hex, *items]
+        lane = self.connection.lane()
+        args: list[Any] = [lane.publisher, lane.token(), *items]
         with self.connection.calling("enqueue"):
-            ids = self.connection.script(scripts.ENQUEUE)(
-                keys=[keys.jobs, keys.publishers], args=args
-            )
+            ids = self.connection.evalsha(scripts.ENQUEUE, [keys.jobs, keys.publishers], args)
         return [text(i) for i in ids]
 
     # -- reserving ---------------------------------------------------------------------------
@@ -95,7 +93,7 @@ class RedisQueues:
     ) -> tuple[list[Job], float, str]:
         """Up to ``count`` jobs; with none, how long (ms) until one may be due, and the newest
         entry of the stream (a blocking reserve waits for entries after it)."""
-        receipt = uuid.uuid4().hex
+        receipt = self.connection.lane().token()
         args: list[str | int] = [
             GROUP,
             self.consumer,
@@ -103,14 +101,14 @@ class RedisQueues:
             receipt,
             count,
         ]
-        reserve = self.connection.script(scripts.RESERVE)
+        evalsha = self.connection.evalsha
         try:
-            result = reserve(keys=keys.for_reserve(), args=args)
+            result = evalsha(scripts.RESERVE, keys.for_reserve(), args)
         except redis.ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
             self._ensure_group(keys, force=True)  # Redis lost it (restart, flush)
-            result = reserve(keys=keys.for_reserve(), args=args)
+            result = evalsha(scripts.RESERVE, keys.for_reserve(), args)
         jobs = []
         for i in range(3, 3 + 4 * int(result[0]), 4):
             job_id, payload, attempts, error = result[i : i + 4]
@@ -142,8 +140,9 @@ class RedisQueues:
                 if wait_ms >= 0:
                     wait = min(wait, wait_ms / 1000 + 0.001)
                 # Wake on the next XADD after the newest entry the script saw.
-                self.connection.client.xread(
-                    {keys.jobs: last}, count=1, block=max(1, int(wait * 1000))
+                wait_ms = max(1, int(wait * 1000))
+                self.connection.execute(
+                    ("XREAD", "COUNT", 1, "BLOCK", wait_ms, "STREAMS", keys.jobs, last)
                 )
 
     def reserve_many(self, queue: str, count: int, *, visibility_timeout: float) -> list[Job]:
@@ -162,8 +161,7 @@ class RedisQueues:
 
     def _finish(self, lua: str, job: Job, keys: list[str], *args: Any) -> bool:
         with self.connection.calling("finish a job"):
-            run = self.connection.script(lua)
-            return bool(run(keys=keys, args=[GROUP, job.id, job.receipt, *args]))
+            return bool(self.connection.evalsha(lua, keys, [GROUP, job.id, job.receipt, *args]))
 
     def ack(self, job: Job) -> bool:
         return self._finish(scripts.ACK, job, self.keys.queue(job.queue).owned())
@@ -174,13 +172,12 @@ class RedisQueues:
             by_queue.setdefault(job.queue, []).append(job)
         done = 0
         with self.connection.calling("ack"):
-            run = self.connection.script(scripts.ACK_MANY)
             for queue, group in by_queue.items():
                 keys = self.keys.queue(queue).owned()
                 for start in range(0, len(group), _CHUNK):
                     chunk = group[start : start + _CHUNK]
                     pairs = [part for job in chunk for part in (job.id, job.receipt)]
-                    done += int(run(keys=keys, args=[GROUP, *pairs]))
+                    done += int(self.connection.evalsha(scripts.ACK_MANY, keys, [GROUP, *pairs]))
         return done
 
     def retry(self, job: Job, *, delay: float, error: str) -> bool:

@@ -216,7 +216,17 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-ACK = _OWNED + "return 1\n"
+# KEYS: stream, leases, jobs; ARGV: group, id, receipt. The shared head without what only
+# the others need (the payload, the attempts, the time).
+ACK = """
+local id = ARGV[2]
+if redis.call('HGET', KEYS[3], 'r:' .. id) ~= ARGV[3] then return 0 end
+redis.call('XACK', KEYS[1], ARGV[1], id)
+redis.call('XDEL', KEYS[1], id)
+redis.call('ZREM', KEYS[2], id)
+redis.call('HDEL', KEYS[3], 'a:' .. id, 'r:' .. id, 'e:' .. id)
+return 1
+"""
 
 # KEYS: stream, leases, jobs; ARGV: group, then id, receipt pairs. Returns how many were acked.
 ACK_MANY = """

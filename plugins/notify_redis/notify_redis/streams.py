@@ -10,9 +10,7 @@ faces share how commands are built and replies read; only the I/O differs.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-import uuid
 from collections.abc import Generator, Iterable
 from typing import Any
 
@@ -45,6 +43,25 @@ def fields(raw: Any) -> dict[str, bytes]:
     return {text(raw[i]): raw[i + 1] for i in range(0, len(raw), 2)}
 
 
+def message(entry: Any) -> StreamMessage:
+    """A stream entry (its id, and its fields as a flat list or redis-py's dict) as a
+    message; the flat ``[b"d", data]`` a stream entry is, read without a dict."""
+    entry_id, raw = entry
+    if isinstance(raw, list) and len(raw) == 2 and raw[0] == b"d":
+        return StreamMessage(text(entry_id), raw[1])
+    return StreamMessage(text(entry_id), fields(raw)["d"])
+
+
+def entries(reply: Any) -> list[Any]:
+    """The entries of an ``XREAD`` of one stream: a map (RESP3), a list of ``[key,
+    entries]`` (RESP2, and redis-py's parsed form), or nothing."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        return list(next(iter(reply.values())))
+    return list(reply[0][1])
+
+
 class RedisStreams:
     """The stream operations of :class:`~notify_redis.backend.RedisBackend`."""
 
@@ -65,11 +82,11 @@ class RedisStreams:
         if self.stream_max_age > 0:
             minid = f"{int((time.time() - self.stream_max_age) * 1000)}-0"
         # One publisher slot per thread; the token makes a retried call recognisable.
-        publisher = f"{self.consumer}:{threading.get_ident()}"
+        lane = self.connection.lane()
         keys = self.keys.stream(stream)
         return (
             [keys.stream, keys.meta, keys.publishers],
-            [self.stream_maxlen, minid, publisher, uuid.uuid4().hex, *payloads],
+            [self.stream_maxlen, minid, lane.publisher, lane.token(), *payloads],
         )
 
     def publish(self, stream: str, data: bytes) -> str:
@@ -80,7 +97,7 @@ class RedisStreams:
         if len(args) == 4:
             return []
         with self.connection.calling("publish"):
-            ids = self.connection.script(scripts.PUBLISH)(keys=keys, args=args)
+            ids = self.connection.evalsha(scripts.PUBLISH, keys, args)
         return [text(i) for i in ids]
 
     async def apublish(self, stream: str, data: bytes) -> str:
@@ -104,23 +121,23 @@ class RedisStreams:
     def _range(self, keys: StreamKeys, after: str | None, limit: int | None) -> StreamRead:
         """The messages after ``after``; from the oldest kept, with a reset, when ``after`` is
         older than the retention or an id the stream never gave."""
-        run = self.connection.script(scripts.READ)
+        evalsha = self.connection.evalsha
         bounds = [keys.stream, keys.meta]
         count = "" if limit is None else str(limit)
-        maxdel, last, entries = run(keys=bounds, args=["" if after is None else after, count])
+        maxdel, last, found = evalsha(scripts.READ, bounds, ["" if after is None else after, count])
         reset = False
         if after is not None and maxdel:
             position = parse_id(after)
             if position > parse_id(text(last)):
                 # An id this stream never gave (another server's, one flushed since): start
                 # again from the oldest message kept, and say so.
-                _, _, entries = run(keys=bounds, args=["", count])
+                _, _, found = evalsha(scripts.READ, bounds, ["", count])
                 reset = True
             else:
                 reset = position < parse_id(text(maxdel))
         elif after is not None and not maxdel and parse_id(after) > (0, 0):
             reset = True  # the stream is gone (flushed, or a Redis without persistence restarted)
-        return StreamRead([StreamMessage(text(i), fields(f)["d"]) for i, f in entries], reset)
+        return StreamRead([message(entry) for entry in found], reset)
 
     def read(
         self,
@@ -142,9 +159,7 @@ class RedisStreams:
     def last_id(self, stream: str) -> str | None:
         keys = self.keys.stream(stream)
         with self.connection.calling("last_id"):
-            _, last, _ = self.connection.script(scripts.READ)(
-                keys=[keys.stream, keys.meta], args=["", "0"]
-            )
+            _, last, _ = self.connection.evalsha(scripts.READ, [keys.stream, keys.meta], ["", "0"])
         return None if not last or text(last) == "0-0" else text(last)
 
     # -- waiting: XREAD BLOCK, then the trim mark, in one round trip -------------------------
@@ -157,10 +172,10 @@ class RedisStreams:
         deadline = time.monotonic() + block
         while (remaining := deadline - time.monotonic()) > 0:
             got, trimmed = yield max(1, int(min(remaining, MAX_BLOCK) * 1000))
-            if got:
-                entries = got[0][1]
+            found = entries(got)
+            if found:
                 reset = trimmed is not None and parse_id(after) < parse_id(text(trimmed))
-                return StreamRead([StreamMessage(text(i), f[b"d"]) for i, f in entries], reset)
+                return StreamRead([message(entry) for entry in found], reset)
         return StreamRead([])
 
     @staticmethod
@@ -172,11 +187,14 @@ class RedisStreams:
         return pipe.execute()
 
     def _tail(self, keys: StreamKeys, after: str, block: float, limit: int | None) -> StreamRead:
-        client = self.connection.client
+        execute = self.connection.execute
+        count = () if limit is None else ("COUNT", limit)
+        trimmed = ("HGET", keys.meta, "trimmed")
 
         def io(wait_ms: int) -> Any:
-            return self._tail_commands(
-                client.pipeline(transaction=False), keys, after, limit, wait_ms
+            # On this thread's lane, as the pipeline of _tail_commands is on the async client.
+            return execute(
+                ("XREAD", *count, "BLOCK", wait_ms, "STREAMS", keys.stream, after), trimmed
             )
 
         return drive(self._tail_plan(keys, after, block), io)

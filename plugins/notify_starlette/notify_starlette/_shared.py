@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -13,6 +14,7 @@ from starlette.responses import Response
 from notifycore.web import Reply, WebRequest, bearer_token
 
 __all__ = [
+    "SendGuard",
     "drop_connection",
     "flushed_or_dropped",
     "incoming",
@@ -107,3 +109,71 @@ async def flushed_or_dropped(
         transport.abort()
         return True
     return False
+
+
+class SendGuard:
+    """Bounds every write to one client by ``timeout`` seconds; past it, the client is dropped.
+
+    Under uvicorn a write waits only while the client's socket buffer is
+    full, so instead of a timer per write, one timer per connection looks,
+    when due, for a write waiting longer than ``timeout`` and then aborts the
+    connection — which ends that write. (A timer per write costs more than
+    the write when a thousand clients each get every event.) A server whose
+    transport is out of reach gets ``asyncio.timeout`` around each write.
+    ``timed_out`` tells the writer to stop; ``timeout=None``: no bound.
+    """
+
+    __slots__ = ("_loop", "_since", "_timer", "timed_out", "timeout", "transport")
+
+    def __init__(self, receive: Callable[[], Awaitable[Any]] | None, timeout: float | None) -> None:
+        self.timeout = timeout
+        self.transport = _transport(receive)
+        #: True once a write took too long: the connection is (being) dropped.
+        self.timed_out = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._since: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def send(self, send: Callable[[Any], Awaitable[None]], message: Any) -> None:
+        timeout = self.timeout
+        if timeout is None:
+            await send(message)
+            return
+        if self.transport is None:
+            bound = asyncio.timeout(timeout)
+            try:
+                async with bound:
+                    await send(message)
+            except TimeoutError:
+                if not bound.expired():
+                    raise
+                self.timed_out = True
+            return
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        self._since = now = loop.time()
+        if self._timer is None:
+            self._timer = loop.call_at(now + timeout, self._check)
+        try:
+            await send(message)
+        finally:
+            self._since = None
+
+    def _check(self) -> None:
+        self._timer = None
+        since, loop = self._since, self._loop
+        if since is None or loop is None or self.timeout is None:
+            return  # no write waiting: the next one sets the timer again
+        due = since + self.timeout
+        if loop.time() >= due:
+            self.timed_out = True
+            self.transport.abort()
+        else:
+            self._timer = loop.call_at(due, self._check)
+
+    def close(self) -> None:
+        """Cancel the timer (call it from the connection's event loop)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -9,22 +9,27 @@ def`` ones are awaited.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
-from sse_starlette import EventSourceResponse
-from starlette.background import BackgroundTask
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, Router, WebSocketRoute
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketClose
 
-from notify_starlette._shared import drop_connection, flushed_or_dropped, incoming, response
+from notify_starlette._shared import (
+    SendGuard,
+    drop_connection,
+    flushed_or_dropped,
+    incoming,
+    response,
+)
 from notify_starlette.ws import Session
-from notifycore.web import Reply, WebOptions, WebProtocol, WebRequest, stream_for_hub
+from notifycore.web import EventStream, Reply, WebOptions, WebProtocol, WebRequest, stream_for_hub
 from notifycore.web.access import Authenticate, Authorize, AuthorizeSend
 from notifycore.web.calls import arun
 from notifycore.web.protocol import ROUTES, no_such_route, other_method
@@ -35,53 +40,71 @@ if TYPE_CHECKING:
 __all__ = ["routes"]
 
 
-def _timed_out(exc: BaseException) -> bool:
-    """True for a send timeout, alone or grouped with others (the ping and the body at once)."""
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_timed_out(inner) for inner in exc.exceptions)
-    return isinstance(exc, TimeoutError)
+_BODY = "http.response.body"
 
 
-class _EventStream(EventSourceResponse):
-    """sse-starlette's response, where a client that stops reading is dropped, not waited for.
+async def _listen(receive: Receive, body: EventStream) -> None:
+    """End the stream when the client leaves: its subscription closes, the writer stops."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    body.close()
 
-    Every send is bounded by ``send_timeout`` (sse-starlette leaves its last
-    one unbounded); past it the connection is aborted. A response that
-    ended (at shutdown, say) is completed, then given ``send_timeout`` to
-    reach the client; one that does not read is dropped too. A graceful close
-    would wait for such a client to read, forever, and hold up the server's
-    shutdown.
+
+class _StreamResponse:
+    """An SSE response: the protocol's stream, written straight to the ASGI ``send``.
+
+    The request's task writes; one more task listens for the client leaving,
+    which closes the subscription and so ends the writer. Nothing else runs
+    per connection: the heartbeat is the stream's own, and every write is
+    bounded by ``send_timeout`` (:class:`SendGuard`) — a client that stops
+    reading is dropped, not waited for. A stream the server ended (shutdown,
+    a slow client) is completed, then given ``send_timeout`` to reach the
+    client; one that does not read is dropped too: a graceful close would wait
+    for it forever and hold up the server's shutdown. A ``HEAD`` gets the
+    headers only.
     """
 
     def __init__(
-        self, *args: Any, on_timeout: Callable[[], Awaitable[None]], **kwargs: Any
+        self,
+        body: EventStream,
+        send_timeout: float | None,
+        on_timeout: Callable[[], Awaitable[None]],
     ) -> None:
-        super().__init__(*args, **kwargs)
+        self.body = body
+        self.send_timeout = send_timeout
         self._on_timeout = on_timeout
+        self.headers = [(k.lower().encode(), v.encode()) for k, v in body.headers.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        timeout = self.send_timeout
-        started = complete = False
-
-        async def bounded(message: Message) -> None:
-            nonlocal started, complete
-            with anyio.fail_after(timeout):
-                await send(message)
-            started = True
-            complete = message["type"] == "http.response.body" and not message.get("more_body")
-
+        body = self.body
+        guard = SendGuard(receive, self.send_timeout)
+        listener: asyncio.Task[None] | None = None
         try:
-            await super().__call__(scope, receive, bounded)
-            if started and not complete:  # cut short (shutdown): end the body properly
-                await bounded({"type": "http.response.body", "body": b"", "more_body": False})
-        except Exception as exc:
-            if not _timed_out(exc):
-                raise
+            start = {"type": "http.response.start", "status": 200, "headers": self.headers}
+            await guard.send(send, start)
+            if scope.get("method") == "HEAD":
+                await guard.send(send, {"type": _BODY, "body": b"", "more_body": False})
+                return
+            listener = asyncio.get_running_loop().create_task(_listen(receive, body))
+            chunk: bytes | None = body.opening()
+            while chunk is not None:
+                await guard.send(send, {"type": _BODY, "body": chunk, "more_body": True})
+                if guard.timed_out:
+                    break
+                chunk = await body.next_chunk()
+            else:  # the stream ended: complete the body properly
+                await guard.send(send, {"type": _BODY, "body": b"", "more_body": False})
+        finally:
+            guard.close()
+            if listener is not None:
+                listener.cancel()
+            body.close()
+        if guard.timed_out:
             await self._on_timeout()
-            if drop_connection(receive):
+            if drop_connection(receive) or guard.transport is not None:
                 await anyio.sleep(0)  # let the server see the connection is gone
             return
-        if await flushed_or_dropped(receive, timeout):
+        if await flushed_or_dropped(receive, self.send_timeout):
             await anyio.sleep(0)
 
 
@@ -101,13 +124,13 @@ class Endpoints:
 
     # -- SSE ---------------------------------------------------------------------------------
 
-    async def hub_stream(self, request: Request) -> Response:
+    async def hub_stream(self, request: Request) -> Response | _StreamResponse:
         return await self.open_stream(request, request.path_params["hub_id"])
 
-    async def my_stream(self, request: Request) -> Response:
+    async def my_stream(self, request: Request) -> Response | _StreamResponse:
         return await self.open_stream(request, None)
 
-    async def open_stream(self, request: Request, hub_id: str | None) -> Response:
+    async def open_stream(self, request: Request, hub_id: str | None) -> Response | _StreamResponse:
         protocol = self.protocol
         body = await protocol.arun(protocol.stream(self.incoming(request), hub_id))
         if isinstance(body, Reply):
@@ -117,16 +140,7 @@ class Endpoints:
             body.close()
             await protocol.arun(protocol.report_disconnect("timeout", "sse"))
 
-        return _EventStream(
-            body.__aiter__(),
-            on_timeout=timed_out,
-            headers=body.headers,
-            ping=0,  # the protocol's heartbeat comes with the body
-            sep="\n",
-            send_timeout=self.options.send_timeout,
-            # Runs even when the body never started (HEAD, early disconnect).
-            background=BackgroundTask(body.close),
-        )
+        return _StreamResponse(body, self.options.send_timeout, timed_out)
 
     # -- history and sending -----------------------------------------------------------------
 

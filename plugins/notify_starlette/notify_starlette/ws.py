@@ -8,6 +8,7 @@ with ``"type"`` and the canonical ``"stream"``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ import anyio
 from anyio.abc import TaskGroup
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from notify_starlette._shared import SendGuard
 from notifycore.errors import UnknownHub
 from notifycore.web import Refusal
 from notifycore.web.calls import arun
@@ -54,6 +56,26 @@ def event_message(stream_json: str, message: StreamMessage) -> str:
     return f'{{"type":"event","stream":{stream_json},"id":{json.dumps(message.id)},"event":{data}}}'
 
 
+#: Messages most recently encoded, by ``(stream JSON, id(message))``: every session of a
+#: stream receives the same message objects from the fan-out, so a thousand clients cost
+#: one encoding. The message is kept in the entry (its id cannot be reused meanwhile).
+_ENCODED: dict[tuple[str, int], tuple[StreamMessage, str]] = {}
+_ENCODED_MAX = 4096
+
+
+def encoded_event(stream_json: str, message: StreamMessage) -> str:
+    """:func:`event_message`, encoded once for every session receiving this message object."""
+    key = (stream_json, id(message))
+    entry = _ENCODED.get(key)
+    if entry is not None and entry[0] is message:
+        return entry[1]
+    text = event_message(stream_json, message)
+    if len(_ENCODED) >= _ENCODED_MAX:
+        _ENCODED.clear()
+    _ENCODED[key] = (message, text)
+    return text
+
+
 class Session:
     """One WebSocket connection and its subscriptions."""
 
@@ -62,7 +84,12 @@ class Session:
         self.websocket = websocket
         self.principal = principal
         self.subscriptions: dict[str, tuple[Subscription, anyio.CancelScope]] = {}
-        self._send_lock = anyio.Lock()
+        # asyncio's lock: taking a free one does not yield to the loop (anyio's does, twice).
+        self._send_lock = asyncio.Lock()
+        # One timer per connection bounds every write (not one per write).
+        self._guard = SendGuard(
+            getattr(websocket, "_receive", None), endpoints.options.send_timeout
+        )
         self._closed = False
         self._tasks: TaskGroup | None = None
 
@@ -77,6 +104,7 @@ class Session:
             for subscription, _ in self.subscriptions.values():
                 subscription.close()
             self.subscriptions.clear()
+            self._guard.close()
 
     async def _receive(self) -> None:
         while True:
@@ -182,7 +210,7 @@ class Session:
                 if batch.reset:
                     await self._send_text(json.dumps({"type": "reset", "stream": stream}))
                 for message in batch.messages:
-                    await self._send_text(event_message(stream_json, message))
+                    await self._send_text(encoded_event(stream_json, message))
 
     async def _error(self, stream: str | None, code: str, message: str) -> None:
         await self._send({"type": "error", "stream": stream, "error": code, "message": message})
@@ -194,12 +222,15 @@ class Session:
         """Send, or end the connection when the client is gone or takes too long to read."""
         if self._closed:
             return
-        timeout = self.endpoints.options.send_timeout
+        guard = self._guard
         try:
-            with anyio.fail_after(timeout):
-                async with self._send_lock:
-                    await self.websocket.send_text(text)
+            async with self._send_lock:
+                await guard.send(self.websocket.send_text, text)
         except (TimeoutError, WebSocketDisconnect, RuntimeError):
+            self._closed = True
+            self._stop()
+            return
+        if guard.timed_out:
             self._closed = True
             self._stop()
 
