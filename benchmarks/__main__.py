@@ -30,10 +30,12 @@ SUITES = [
     "bench_send",
     "bench_sqlite",
     "bench_redis",
+    "bench_redis_cluster",
     "bench_amqp",
     "bench_web",
     "bench_flask",
     "bench_connections",
+    "bench_inbox",
 ]
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 

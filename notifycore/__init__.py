@@ -7,6 +7,7 @@ keeps ``__all__`` honest.
 from notifycore.backends.base import Backend, DeadLetter, Job, StreamMessage, StreamRead
 from notifycore.config import load_config
 from notifycore.consumers import Consumer, FunctionConsumer, LogConsumer, PushConsumer, user_stream
+from notifycore.digest import DigestConsumer
 from notifycore.errors import (
     BackendError,
     BackendUnavailable,
@@ -16,7 +17,9 @@ from notifycore.errors import (
     ConsumerTimeout,
     InvalidEvent,
     InvalidFilter,
+    InvalidInboxRequest,
     InvalidJob,
+    InvalidPreferences,
     InvalidStreamId,
     NotifycoreError,
     PermanentFailure,
@@ -26,6 +29,7 @@ from notifycore.errors import (
 from notifycore.event import Event
 from notifycore.hookspecs import hookimpl
 from notifycore.hub import Hub, Registration
+from notifycore.inbox import Inbox, InboxItem
 from notifycore.listeners import ListenerConfig
 from notifycore.notifications import Notifications
 from notifycore.result import ConsumerOutcome, SendResult, Status
@@ -45,12 +49,17 @@ __all__ = [
     "ConsumerOutcome",
     "ConsumerTimeout",
     "DeadLetter",
+    "DigestConsumer",
     "Event",
     "FunctionConsumer",
     "Hub",
+    "Inbox",
+    "InboxItem",
     "InvalidEvent",
     "InvalidFilter",
+    "InvalidInboxRequest",
     "InvalidJob",
+    "InvalidPreferences",
     "InvalidStreamId",
     "Job",
     "JobOutcome",

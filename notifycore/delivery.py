@@ -19,12 +19,13 @@ event loop.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import threading
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from notifycore.backends.base import Backend
 from notifycore.errors import ConfigurationError, ConsumerError, ConsumerTimeout, UnknownHub
@@ -34,6 +35,9 @@ from notifycore.jobs import encode_job
 from notifycore.loop_thread import LoopThread, TimedOut
 from notifycore.plugins import Plugins
 from notifycore.result import ConsumerOutcome, SendResult, Status
+
+if TYPE_CHECKING:
+    from notifycore.inbox import NotificationCentre, PreferenceCheck
 
 __all__ = ["Delivery", "Steps"]
 
@@ -45,7 +49,8 @@ _DONE: Any = object()
 _RAN, _ENQUEUED, _FAILED = Status.RAN, Status.ENQUEUED, Status.FAILED
 _EXPIRED, _FILTERED = Status.EXPIRED, Status.FILTERED
 
-_Inline = list[tuple[Hub, Registration, ConsumerOutcome]]
+#: An inline run; its own event when preferences narrowed the recipients, else None.
+_Inline = list[tuple[Hub, Registration, ConsumerOutcome, Event | None]]
 _Queued = dict[str, list[tuple[ConsumerOutcome, bytes]]]
 _Broken = list[tuple[Hub, str, Exception]]
 
@@ -85,6 +90,8 @@ class Delivery:
         self._loop_thread: LoopThread | None = None
         self._stats_lock = threading.Lock()
         self._stats: dict[str, int] = {"expired": 0, "failed": 0}
+        #: Inboxes and preferences (``notifycore.inbox``), set by the entry object.
+        self.centre: NotificationCentre | None = None
 
     def __repr__(self) -> str:
         return f"<Delivery backend={self._backend!r} hubs={list(self._hubs)}>"
@@ -231,12 +238,17 @@ class Delivery:
 
     # -- routing -----------------------------------------------------------------------------
 
-    def route(self, event: Event, result: SendResult) -> tuple[_Inline, _Queued, _Broken]:
+    def route(
+        self, event: Event, result: SendResult, check: PreferenceCheck | None = None
+    ) -> tuple[_Inline, _Queued, _Broken]:
         """Match hubs and sort their consumers into inline runs and queued jobs (nothing runs).
 
         Every consumer of a matched hub gets its outcome in ``result``, in
         order. A filter that raises fails its hub's consumers (or that one
-        consumer): those come back as *broken*, to be reported.
+        consumer): those come back as *broken*, to be reported. With ``check``
+        (the recipients' preferences), a consumer gets the event with only the
+        recipients who want it on that channel, and none (``opted_out``) when
+        nobody does — before any job is made.
         """
         inline: _Inline = []
         queued: _Queued = {}
@@ -264,15 +276,28 @@ class Delivery:
                     hub, registration, event, outcomes, broken
                 ):
                     continue
-                elif registration.mode == "inline":
-                    outcome = ConsumerOutcome(label, registration.name, _RAN)
-                    inline.append((hub, registration, outcome))
-                    add(outcome)
                 else:
-                    if event_json is None:
-                        event_json = event.to_json_bytes()
+                    own: Event | None = None
+                    if check is not None:
+                        wanted = check.recipients(event, label, registration.name)
+                        if not wanted:
+                            add(ConsumerOutcome(label, registration.name, Status.OPTED_OUT))
+                            continue
+                        if len(wanted) != len(set(event.recipients)):
+                            own = event.replace(recipients=wanted)
+                    if registration.mode == "inline":
+                        outcome = ConsumerOutcome(label, registration.name, _RAN)
+                        inline.append((hub, registration, outcome, own))
+                        add(outcome)
+                        continue
+                    if own is not None:
+                        own_json = own.to_json_bytes()
+                    elif event_json is None:
+                        own_json = event_json = event.to_json_bytes()
+                    else:
+                        own_json = event_json
                     outcome = ConsumerOutcome(label, registration.name, _ENQUEUED)
-                    job = encode_job(label, registration.name, event_json)
+                    job = encode_job(label, registration.name, own_json)
                     queue = registration.queue or self._default_queue
                     queued.setdefault(queue, []).append((outcome, job))
                     add(outcome)
@@ -317,7 +342,25 @@ class Delivery:
                 plugins.before_send(sender, event)
         expiration = event.expiration_datetime
         result.expired = expiration is not None and expiration <= _now(_utc)
-        inline, queued, broken = self.route(event, result)
+        centre = self.centre
+        check = None
+        if centre is not None and event.recipients and centre.filtering:
+            check = (
+                (yield asyncio.to_thread(centre.allowed, event)) if aio else centre.allowed(event)
+            )
+        inline, queued, broken = self.route(event, result, check)
+        if (
+            centre is not None
+            and centre.enabled
+            and result.hubs
+            and event.recipients
+            and not result.expired
+        ):
+            # Kept before any consumer runs: a consumer (a digest) may ask about the item.
+            if aio:
+                yield asyncio.to_thread(centre.keep, event, check, self.backend)
+            else:
+                centre.keep(event, check, self.backend)
         for hub, name, broke in broken:
             yield from self.counting("failed", aio=aio)
             if aio:
@@ -351,7 +394,7 @@ class Delivery:
 
     def _consume(
         self,
-        runs: Iterable[tuple[Hub, Registration, ConsumerOutcome]],
+        runs: Iterable[tuple[Hub, Registration, ConsumerOutcome, Event | None]],
         event: Event,
         done: Callable[[], object] | None,
         aio: bool,
@@ -370,7 +413,9 @@ class Delivery:
         """
         plugins = self.plugins
         before, after = plugins.has_before_consume, plugins.has_after_consume
-        for hub, registration, outcome in runs:
+        shared = event
+        for hub, registration, outcome, own in runs:
+            event = shared if own is None else own
             consumer = registration.consumer
             try:
                 if before:
@@ -419,7 +464,9 @@ class Delivery:
         one cannot be stopped from here: the worker watches those).
         """
         outcome = ConsumerOutcome(hub.label, registration.name, Status.RAN)
-        self.drive(self._consume(((hub, registration, outcome),), event, done, False, timeout))
+        self.drive(
+            self._consume(((hub, registration, outcome, None),), event, done, False, timeout)
+        )
         return outcome.error
 
     def report_error(

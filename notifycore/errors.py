@@ -11,6 +11,8 @@ NotifycoreError
 ├── ConsumerTimeout         a queued job's consumer ran past its time limit (also a ``TimeoutError``)
 ├── InvalidFilter           a filter dict that cannot be turned back into a filter
 ├── InvalidStreamId         a stream id (a browser's Last-Event-ID, say) the backend cannot read
+├── InvalidPreferences      notification preferences of the wrong shape (docs/inbox.md)
+├── InvalidInboxRequest     an inbox call with a bad id, cursor or limit (docs/inbox.md)
 ├── BackendError            the backend failed
 │   └── BackendUnavailable  the broker cannot be reached (after the retries it allows)
 └── CommandError            a ``notifycore`` command that cannot go on (printed as one line)
@@ -38,7 +40,9 @@ __all__ = [
     "ConsumerTimeout",
     "InvalidEvent",
     "InvalidFilter",
+    "InvalidInboxRequest",
     "InvalidJob",
+    "InvalidPreferences",
     "InvalidStreamId",
     "NotifycoreError",
     "PermanentFailure",
@@ -70,6 +74,14 @@ class InvalidFilter(NotifycoreError, ValueError):
 
 class InvalidStreamId(NotifycoreError, ValueError):
     """A stream id that is not of the backend's form."""
+
+
+class InvalidPreferences(NotifycoreError, ValueError):
+    """Notification preferences that are not ``{topic: {channel: true|false}}`` within the limits."""
+
+
+class InvalidInboxRequest(NotifycoreError, ValueError):
+    """An inbox call with a bad item id, cursor or limit."""
 
 
 class ConfigurationError(NotifycoreError):

@@ -84,3 +84,13 @@ def notifycore_metric(name: str, value: float, tags: dict[str, str]) -> None:
 @hookspec
 def notifycore_backend_state(backend: Backend, state: str, error: BaseException | None) -> None:
     """Told when a backend's connection changes ``state`` (``disconnected``, ``reconnected``)."""
+
+
+@hookspec(firstresult=True)
+def notifycore_load_preferences(user: str) -> dict[str, dict[str, bool]] | None:
+    """Return ``user``'s notification preferences from the app's own store; None: notifycore's."""
+
+
+@hookspec(firstresult=True)
+def notifycore_save_preferences(user: str, preferences: dict[str, dict[str, bool]]) -> bool | None:
+    """Store ``user``'s (checked) preferences in the app's own store; True when it did."""

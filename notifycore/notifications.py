@@ -16,6 +16,7 @@ from notifycore.errors import ConfigurationError, InvalidEvent
 from notifycore.event import Event
 from notifycore.fanout import Fanout
 from notifycore.hub import Hub
+from notifycore.inbox import Inbox, NotificationCentre
 from notifycore.listeners import LoadedHubs, load_hubs
 from notifycore.plugins import get_plugins
 from notifycore.result import SendResult
@@ -51,6 +52,9 @@ class Notifications:
         self.plugins = get_plugins()
         #: Routing and running consumers: what ``send()`` and workers share.
         self.delivery = Delivery(self.plugins)
+        #: Inboxes and preferences (docs/inbox.md); the delivery keeps and filters through it.
+        self.centre = NotificationCentre(self.plugins)
+        self.delivery.centre = self.centre
         self._environ = environ
         self._lock = threading.RLock()
         self._backend: Backend | None = None
@@ -102,12 +106,19 @@ class Notifications:
             if self._ready
             else None
         )
+        made = backend is None
         if backend is None:
             backend = self._make_backend(settings)
         elif not isinstance(backend, Backend):
             raise ConfigurationError(
                 f"backend must be a Backend instance, not {type(backend).__name__}"
             )
+        try:
+            self.centre.configure(settings, backend)
+        except BaseException:
+            if made and backend is not settings["BACKEND"]:
+                backend.close()  # made here and never used
+            raise
         old, self._backend = self._backend, backend
         self.settings = settings
         self._max_event_size: int = settings["MAX_EVENT_SIZE"]
@@ -202,6 +213,7 @@ class Notifications:
             self._fanout.close()
             self._fanout = None
         self.delivery.close()
+        self.centre.close()
         if self._backend is not None:
             self._backend.close()
 
@@ -223,6 +235,22 @@ class Notifications:
     def remove_hub(self, label_or_id: str) -> Hub:
         """Remove a hub; events sent afterwards no longer reach its consumers."""
         return self.delivery.remove_hub(label_or_id)
+
+    # -- the notification centre -------------------------------------------------------------
+
+    def inbox(self, user: str) -> Inbox:
+        """``user``'s inbox: ``list(before=, limit=)``, ``unread_count()``, ``mark_read(ids)``,
+        ``mark_all_read(up_to=)``, ``archive(ids)``... (docs/inbox.md). A
+        :class:`ConfigurationError` when no inboxes are kept (``INBOX``, ``INBOX_BACKEND``)."""
+        return self.centre.inbox(user, self.backend)
+
+    def preferences(self, user: str) -> dict[str, dict[str, bool]]:
+        """``user``'s own notification preferences, ``{topic: {channel: bool}}`` (docs/inbox.md)."""
+        return self.centre.preferences(user)
+
+    def set_preferences(self, user: str, preferences: Any) -> dict[str, dict[str, bool]]:
+        """Replace ``user``'s preferences (checked: :class:`InvalidPreferences` when malformed)."""
+        return self.centre.set_preferences(user, preferences)
 
     # -- background worker -------------------------------------------------------------------
 

@@ -307,6 +307,14 @@ class Plugins:
         answer = await self._afirst("notifycore_authorize_send", principal=principal, event=event)
         return None if answer is None else bool(answer)
 
+    def load_preferences(self, user: str) -> Any:
+        """The app's stored preferences of ``user`` (the first answer), or None: notifycore's."""
+        return self._first("notifycore_load_preferences", user=user)
+
+    def save_preferences(self, user: str, preferences: dict[str, dict[str, bool]]) -> bool:
+        """True when a plugin stored ``user``'s preferences itself."""
+        return bool(self._first("notifycore_save_preferences", user=user, preferences=preferences))
+
     def metric(self, name: str, value: float = 1, tags: dict[str, str] | None = None) -> None:
         if self.has_metric:
             self._call("notifycore_metric", name=name, value=value, tags=tags or {})

@@ -20,6 +20,8 @@ class Status(enum.StrEnum):
     FAILED = "failed"
     EXPIRED = "expired"
     FILTERED = "filtered"
+    #: Every recipient turned this channel off for the event (docs/inbox.md, preferences).
+    OPTED_OUT = "opted_out"
 
 
 @dataclass(slots=True)

@@ -401,6 +401,52 @@ CORE_SETTINGS = (
         minimum=0,
     ),
     Setting(
+        "INBOX",
+        str,
+        "off",
+        "The notification centre (docs/inbox.md): keep every event delivered to a recipient "
+        "in their inbox and enforce preferences. 'on' (a ConfigurationError when neither the "
+        "backend nor INBOX_BACKEND can keep inboxes), 'auto' (on when one can), 'off'.",
+        choices=("auto", "on", "off"),
+    ),
+    Setting(
+        "INBOX_MAX_ITEMS",
+        int,
+        1000,
+        "Items kept per user inbox; adding one more drops the oldest, whatever its state.",
+        minimum=1,
+    ),
+    Setting(
+        "INBOX_MAX_AGE",
+        float,
+        90 * 24 * 3600.0,
+        "Seconds an inbox item is kept (checked when the user gets a new item); 0: no limit.",
+        minimum=0,
+    ),
+    Setting(
+        "INBOX_BACKEND",
+        str,
+        "",
+        "A companion store for inboxes and preferences when BACKEND keeps none (RabbitMQ): "
+        "'sqlite', 'redis' or 'memory'; empty: BACKEND itself.",
+    ),
+    Setting(
+        "INBOX_BACKEND_URL",
+        str,
+        None,
+        "Where INBOX_BACKEND keeps its data (a sqlite:/// or redis:// URL).",
+        nullable=True,
+        secret=True,
+    ),
+    Setting(
+        "PREFERENCE_DEFAULTS",
+        dict,
+        None,
+        "The application's default preferences, {topic: {channel: bool}} (docs/inbox.md); "
+        "a user's own entries win.",
+        nullable=True,
+    ),
+    Setting(
         "HUBS",
         dict,
         None,

@@ -214,6 +214,9 @@ class Worker:
         #: True once as many threads are stuck in consumers past their time limit as the
         #: worker has slots: it stopped taking jobs, and its process should be restarted.
         self.exhausted = False
+        #: The ConfigurationError that stopped the worker (the backend refused its settings,
+        #: a wrong password say: trying again cannot help); :meth:`run` raises it.
+        self.fatal: ConfigurationError | None = None
         #: Backend calls that failed (each outage is logged once, however many there are).
         self.backend_errors = 0
         self._counts_lock = threading.Lock()
@@ -235,9 +238,6 @@ class Worker:
         self._outage = Outage(delivery.backend)
         self._down_since = 0.0
         self._errors_before = 0
-        #: The configuration error that stopped the worker (a backend refused its credentials,
-        #: say): not an outage, so not waited out; :meth:`run` raises it.
-        self.fatal: ConfigurationError | None = None
 
     def __repr__(self) -> str:
         return f"<Worker queues={self.queues} concurrency={self.concurrency}>"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from notifycore import Notifications
 
@@ -46,3 +48,31 @@ def json_paths(request: pytest.FixtureRequest) -> Iterator[str]:
         yield request.param
     finally:
         use_json_accelerator(before)
+
+
+@pytest.fixture
+def chromium() -> Iterator[Browser]:
+    """Debian's headless chromium, driven by Playwright; fails (never skips) when it is missing."""
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.fail(
+            "chromium is not installed: ./scripts/test installs it (apt-get install chromium)"
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()

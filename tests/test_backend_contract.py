@@ -12,6 +12,7 @@ from notifycore.backends.capabilities import (
     capabilities,
     require_claims,
     require_counters,
+    require_inboxes,
     require_key_value,
 )
 from notifycore.backends.envelope import DeadEnvelope, open_dead, open_job, seal_dead, seal_job
@@ -48,6 +49,11 @@ class ClaimsTwice(MemoryBackend):
         return True
 
 
+class ForgetsTheUnreadCount(MemoryBackend):
+    def inbox_unread(self, user: str) -> int:
+        return 0
+
+
 @pytest.mark.parametrize(
     ("backend_class", "test", "capability"),
     [
@@ -63,6 +69,11 @@ class ClaimsTwice(MemoryBackend):
             "derived operations",
         ),
         (ClaimsTwice, "test_set_if_absent_claims_a_key_once_until_it_expires", "claims"),
+        (
+            ForgetsTheUnreadCount,
+            "test_read_all_read_and_archived_keep_the_count_exact",
+            "inboxes",
+        ),
     ],
 )
 def test_a_failure_names_its_capability(
@@ -93,16 +104,19 @@ class Primitives(MemoryBackend):
     """A backend without any optional capability (its kv_* are hidden)."""
 
     kv_set_if_absent = kv_exists = kv_delete = kv_get = kv_set = kv_incr = None  # type: ignore[assignment]
+    inbox_add = inbox_list = inbox_get = inbox_unread = None  # type: ignore[assignment]
+    inbox_mark_read = inbox_mark_all_read = inbox_archive = None  # type: ignore[assignment]
 
 
 def test_a_missing_capability_is_a_clear_configuration_error() -> None:
-    assert capabilities(MemoryBackend()) == ["claims", "key-value store", "counters"]
+    assert capabilities(MemoryBackend()) == ["claims", "key-value store", "counters", "inboxes"]
     backend = Primitives()
     assert capabilities(backend) == []
     for require, name in (
         (require_claims, "claims"),
         (require_key_value, "key-value store"),
         (require_counters, "counters"),
+        (require_inboxes, "inboxes"),
     ):
         with pytest.raises(ConfigurationError) as refused:
             require(backend, "an inbox")
@@ -117,6 +131,7 @@ def test_the_contract_checks_the_refusal_of_a_capability_a_backend_does_not_offe
     try:
         contract.test_set_get_and_delete(backend)
         contract.test_counts_go_up_and_down_and_read_back(backend)
+        contract.test_read_all_read_and_archived_keep_the_count_exact(backend)
         contract.test_a_worker_de_duplicates_with_claims_or_the_consumer_is_refused()
     finally:
         backend.close()

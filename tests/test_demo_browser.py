@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from datetime import UTC
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from examples.demo.app import create_app
 from notify_flask.testing import serve
@@ -26,33 +25,14 @@ NOTIFYCORE = str(Path(sys.executable).with_name("notifycore"))
 
 
 @pytest.fixture
-def browser_page() -> Iterator[Page]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.fail(
-            "chromium is not installed: ./scripts/test installs it (apt-get install chromium)"
-        )
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        try:
-            # One timezone, so that the time a page shows can be compared with the event's.
-            page = browser.new_page(timezone_id="UTC")
-            page.set_default_timeout(20_000)
-            yield page
-        finally:
-            browser.close()
+def browser_page(chromium: Browser) -> Iterator[Page]:
+    # One timezone, so that the time a page shows can be compared with the event's.
+    page = chromium.new_page(timezone_id="UTC")
+    page.set_default_timeout(20_000)
+    try:
+        yield page
+    finally:
+        page.close()
 
 
 def test_the_demo_page_shows_events_live_and_catches_up_after_a_reconnect(

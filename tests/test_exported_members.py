@@ -18,6 +18,7 @@ MODULES = [
     "notifycore.config",
     "notifycore.consumers",
     "notifycore.declarations",
+    "notifycore.digest",
     "notifycore.core_plugin",
     "notifycore.delivery",
     "notifycore.drivers",

@@ -1,4 +1,10 @@
-"""The web demo: a live feed over SSE, a form that sends, two users with their own streams.
+"""The web demo: a notification centre, a live feed over SSE, a form that sends, two users.
+
+Each user (alice, bob) has a bell with their unread count, a dropdown list of
+their inbox where items are marked read (one, or all), and preference toggles
+for the demo's channels: the bell (``inbox``), the live list (``push``) and
+the digest (``digest``). Every open tab follows the user's own stream, so a
+new item or a read in one tab shows in every other at once.
 
 Run it with ``./scripts/demo``. From another terminal, events sent with
 ``.venv/bin/notifycore send --app examples.demo.app:notifications --type chat
@@ -29,7 +35,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 
 from notify_flask import stream_blueprint
-from notifycore import Event, LogConsumer, Notifications, PushConsumer
+from notifycore import DigestConsumer, Event, LogConsumer, Notifications, PushConsumer
 from notifycore.web import principal_id
 
 HERE = Path(__file__).resolve().parent
@@ -37,6 +43,15 @@ USERS = ("alice", "bob")
 DEFAULT_DATABASE = "sqlite:///notifycore-demo.db"
 #: Events each stream keeps for replay: the history a page loads when it opens.
 KEPT = 200
+#: Seconds of each digest window (aligned on the clock: once a minute).
+DIGEST_EVERY = 60
+#: The channels a user turns on or off on the page (the registered consumer names, and the
+#: inbox), with what the page calls them.
+CHANNELS = {
+    "inbox": "the bell (keep it in my inbox)",
+    "push": "the live list on this page",
+    "digest": "a digest of what I left unread (in the demo's terminal, once a minute)",
+}
 
 logger = logging.getLogger("notifycore.demo")
 
@@ -78,20 +93,28 @@ def create_app(database: str | None = None) -> tuple[Flask, Notifications]:
         RETRY_BACKOFF=0.5,
         # What a page replays when it opens: the last events of each stream.
         STREAM_MAXLEN=KEPT,
+        # The notification centre: every user's inbox and preferences, in the same file.
+        INBOX="on",
     )
     notifications = Notifications(app)
     hub = notifications.create_hub("Demo")
     # Events without recipients go to the hub's feed; events with recipients, to each
     # recipient's own stream only (private by default).
-    hub.register_consumer(PushConsumer())
+    hub.register_consumer(PushConsumer(), name="push")
     # Every event, private ones too, as a JSON line: the operator's view, not a page's.
     hub.register_consumer(LogConsumer(log_path), name="demo.log")
 
-    @hub.register_consumer(name="demo.digest", mode="queued")
-    def digest(event: Event) -> None:
-        logger.info(
-            "background worker handled %r for %s", event.title, list(event.recipients) or "everyone"
-        )
+    # Once a minute, each user's events still unread become one digest (docs/inbox.md,
+    # "Digests"): here a line in the terminal, where a real application would mail it.
+    def write_digest(digest: Event) -> None:
+        (user,) = digest.recipients
+        logger.info("digest for %s: %s\n%s", user, digest.title, digest.body)
+
+    hub.register_consumer(
+        DigestConsumer(write_digest, notifications, every=DIGEST_EVERY),
+        name="digest",
+        mode="queued",
+    )
 
     app.register_blueprint(
         stream_blueprint(
@@ -107,6 +130,7 @@ def create_app(database: str | None = None) -> tuple[Flask, Notifications]:
             users=USERS,
             log_path=log_path.name,
             kept=KEPT,
+            channels=CHANNELS,
         )
 
     @app.get("/login/<user>")

@@ -22,6 +22,10 @@ it can do atomically:
   (:meth:`~Counters.kv_incr`): an unread count that stays right under
   concurrent senders and readers, read in O(1) with ``kv_get``.
 
+Beside them, :class:`Inboxes` (``notifycore.backends.inboxes``): per-user
+inboxes with read state and an exact unread count, for the notification
+centre (``docs/inbox.md``).
+
 Keys are strings, values bytes, ``ttl`` seconds (``None``: until deleted; a
 backend may document a longest life). An expired key is absent everywhere.
 """
@@ -30,17 +34,20 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+from notifycore.backends.inboxes import Inboxes
 from notifycore.errors import ConfigurationError
 
 __all__ = [
     "CAPABILITIES",
     "Claims",
     "Counters",
+    "Inboxes",
     "KeyValueStore",
     "capabilities",
     "require",
     "require_claims",
     "require_counters",
+    "require_inboxes",
     "require_key_value",
 ]
 
@@ -96,6 +103,7 @@ CAPABILITIES: dict[str, Any] = {
     "claims": Claims,
     "key-value store": KeyValueStore,
     "counters": Counters,
+    "inboxes": Inboxes,
 }
 
 
@@ -132,4 +140,10 @@ def require_key_value(backend: object, needed_for: str) -> KeyValueStore:
 def require_counters(backend: object, needed_for: str) -> Counters:
     """``backend`` as :class:`Counters`, or :class:`ConfigurationError`."""
     store: Counters = require(backend, "counters", needed_for)
+    return store
+
+
+def require_inboxes(backend: object, needed_for: str) -> Inboxes:
+    """``backend`` as :class:`~notifycore.backends.inboxes.Inboxes`, or :class:`ConfigurationError`."""
+    store: Inboxes = require(backend, "inboxes", needed_for)
     return store

@@ -27,6 +27,7 @@ from notifycore.backends.base import (
     StreamMessage,
     StreamRead,
 )
+from notifycore.backends.memory_inbox import MemoryInboxes
 
 __all__ = ["MemoryBackend"]
 
@@ -66,7 +67,7 @@ def _wake(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-class MemoryBackend(ConsecutiveIds, Backend):
+class MemoryBackend(MemoryInboxes, ConsecutiveIds, Backend):
     """Streams and queues in this process's memory; nothing survives the process."""
 
     name = "memory"

@@ -34,6 +34,7 @@ from notifycore.backends.base import (
     StreamMessage,
     StreamRead,
 )
+from notifycore.backends.sqlite_inbox import INBOX_SCHEMA, SQLiteInboxes
 from notifycore.errors import BackendError, ConfigurationError
 from notifycore.event import new_event_id
 
@@ -102,7 +103,7 @@ def path_from_url(url: str | None) -> str:
     return path
 
 
-class SQLiteBackend(ConsecutiveIds, Backend):
+class SQLiteBackend(SQLiteInboxes, ConsecutiveIds, Backend):
     """Streams and queues in a SQLite file shared by the processes of one host."""
 
     name = "sqlite"
@@ -142,7 +143,9 @@ class SQLiteBackend(ConsecutiveIds, Backend):
         self._connections_lock = threading.RLock()
         self._cond = threading.Condition()
         self._closed = False
-        self._retry_locked(lambda: self._db().executescript(_SCHEMA), "create the tables")
+        self._retry_locked(
+            lambda: self._db().executescript(_SCHEMA + INBOX_SCHEMA), "create the tables"
+        )
 
     def _retry_locked(self, action: Any, what: str) -> Any:
         """Run ``action``, waiting out a locked file (several processes creating it at once)."""

@@ -22,6 +22,7 @@ from flask import Blueprint, Response, request, stream_with_context
 from flask.blueprints import BlueprintSetupState
 
 from notify_flask.extension import notifications_of_current_app
+from notify_flask.inbox_routes import add_inbox_routes
 from notifycore.web import EventStream, Reply, WebOptions, WebProtocol, WebRequest
 from notifycore.web.access import Authenticate, Authorize, AuthorizeSend
 from notifycore.web.protocol import ROUTES, no_such_route, other_method
@@ -168,6 +169,7 @@ def stream_blueprint(
     blueprint.add_url_rule("/events", "send", lambda: answer(sending=True), methods=["POST"], **own)
     blueprint.add_url_rule("/<hub_id>/stream", "hub_stream", stream, **own)
     blueprint.add_url_rule("/<hub_id>/events", "history", answer, **own)
+    add_inbox_routes(blueprint, protocol, _incoming, _response)  # me/inbox..., me/preferences
     # Any other method, or a path that is no route: JSON answers too, as on every adapter.
     for number, (path, method) in enumerate(ROUTES):
         _any_method(

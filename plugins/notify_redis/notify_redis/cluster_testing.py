@@ -91,14 +91,17 @@ on each harness measures its start):
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -106,7 +109,13 @@ from redis.retry import Retry
 
 from notifycore.testing import free_port
 
-__all__ = ["ClusterView", "RedisClusterServers", "RedisNode", "RedisSentinelServers"]
+__all__ = [
+    "ClusterView",
+    "RedisClusterServers",
+    "RedisNode",
+    "RedisSentinelServers",
+    "Traffic",
+]
 
 HOST = "127.0.0.1"
 
@@ -768,3 +777,137 @@ class RedisSentinelServers:
                 self.logs,
             )
         _until(self._watching, seconds, "the Sentinels to see every replica", self.logs)
+
+
+# --- traffic through a failover -------------------------------------------------------
+
+
+class Traffic:
+    """Jobs sent through :class:`notifycore.Notifications` to a queued consumer run by its
+    worker (threads of this process), and messages published to a stream and followed,
+    all counted: what the sender was told is stored (``sent_jobs``, ``published``),
+    what the consumer ran (``ran``) and what the follower got (``followed``).
+
+    ``start()`` runs a producer thread (one job and one message per step, a failed call
+    counted in ``failures`` and not retried: the next step sends new ones), the worker
+    and a follower of ``stream``, each with its own backend; ``stop()`` ends the
+    producer, ``settle()`` waits until everything stored was run and followed (or its
+    bound passes), ``close()`` ends the rest. The queue and the stream share one name,
+    so on a Redis Cluster their keys share one hash slot: one master holds both.
+    """
+
+    def __init__(self, url: str, *, name: str = "traffic", **settings: Any) -> None:
+        from notifycore import Notifications
+
+        self.name = name
+        prefix = f"traffic-{os.urandom(3).hex()}:"
+        config = {
+            "BACKEND": "redis",
+            "REDIS_URL": url,
+            "REDIS_PREFIX": prefix,
+            "VISIBILITY_TIMEOUT": 5,
+            **settings,
+        }
+        self.notifications = Notifications(config=config, environ={})
+        hub = self.notifications.create_hub("Jobs")
+        hub.register_consumer(self._run, name="work", mode="queued", queue=name)
+        #: The application's backend (a RedisBackend: keys, client).
+        self.backend: Any = self.notifications.backend
+        self.sent_jobs: list[str] = []
+        self.published: list[bytes] = []
+        self.ran: set[str] = set()
+        self.followed: list[bytes] = []
+        self.failures = 0
+        self.resets = 0
+        self._lock = threading.Lock()
+        self._stop_producing = threading.Event()
+        self._stop_following = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _run(self, event: Any) -> None:
+        with self._lock:
+            self.ran.add(event.event_id)
+
+    def _produce(self) -> None:
+        from notifycore import BackendError, Event
+
+        step = 0
+        while not self._stop_producing.is_set():
+            step += 1
+            event = Event(None, "job", f"job {step}")
+            try:
+                self.notifications.send(event)
+                with self._lock:
+                    self.sent_jobs.append(event.event_id)
+            except BackendError:
+                self.failures += 1
+            data = f"message {step}".encode()
+            try:
+                self.backend.publish(self.name, data)
+                with self._lock:
+                    self.published.append(data)
+            except BackendError:
+                self.failures += 1
+            self._stop_producing.wait(0.005)
+
+    def _follow(self) -> None:
+        follower = type(self.backend).from_settings(self.notifications.settings)
+        try:
+            for batch in follower.follow(self.name, "0-0", stop=self._stop_following, poll=0.2):
+                self.resets += batch.reset
+                with self._lock:
+                    self.followed.extend(m.data for m in batch.messages)
+        finally:
+            follower.close()
+
+    def start(self) -> Traffic:
+        self.notifications.start_worker(concurrency=2, queues=[self.name])
+        for target in (self._produce, self._follow):
+            thread = threading.Thread(target=target, name=f"traffic-{target.__name__}")
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stored(self) -> int:
+        """How many jobs and messages the producer was told are stored."""
+        with self._lock:
+            return len(self.sent_jobs) + len(self.published)
+
+    def wait_stored(self, more: int, seconds: float = 60.0) -> None:
+        """Wait until ``more`` further jobs and messages are stored."""
+        target = self.stored() + more
+        _until(lambda: self.stored() >= target, seconds, f"{more} more stores", lambda: "")
+
+    def stop(self) -> None:
+        self._stop_producing.set()
+        self._threads[0].join(60)
+
+    def missing(self) -> tuple[list[str], list[bytes]]:
+        """Stored jobs not run, stored messages not followed."""
+        with self._lock:
+            followed = set(self.followed)
+            return (
+                [j for j in self.sent_jobs if j not in self.ran],
+                [m for m in self.published if m not in followed],
+            )
+
+    def settle(self, seconds: float = 60.0) -> None:
+        """Wait until nothing stored is missing, ``seconds`` at most (no error after)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and any(self.missing()):
+            time.sleep(0.1)
+
+    def report(self) -> str:
+        jobs, messages = self.missing()
+        return (
+            f"{len(self.sent_jobs)} jobs stored, {len(jobs)} of them never ran; "
+            f"{len(self.published)} messages stored, {len(messages)} never followed; "
+            f"{self.failures} calls failed (not stored), {self.resets} follower resets"
+        )
+
+    def close(self) -> None:
+        self._stop_producing.set()
+        self._stop_following.set()
+        for thread in self._threads:
+            thread.join(60)
+        self.notifications.close()

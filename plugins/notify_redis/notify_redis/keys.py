@@ -1,13 +1,31 @@
 """Every Redis key notifycore writes, derived in one place.
 
 A stream and a queue each own a small set of keys that scripts touch
-together; they are all built here from the prefix and the name, so a
-cluster layout (issue 16: one hash slot per stream or queue, with a hash tag
-around the name) changes this module only.
+together; they are all built here from the prefix and the name. The layout
+(the same on one server, behind Sentinel and on a Redis Cluster)::
+
+    <prefix>s:{<stream>}               the stream         (+ :meta, :publishers)
+    <prefix>q:{<queue>}                the queue's jobs   (+ :leases, :jobs, :delayed,
+                                                          :delayed-data, :publishers, :dead)
+    <prefix>kv:<key>                   one key-value entry, claim or counter
+
+The ``{...}`` is a Redis Cluster **hash tag**: only what is between the braces
+is hashed, so every key of one stream (or one queue) lies in one hash slot, on
+one master, and a Lua script or a ``MULTI`` over them is allowed there, while
+different streams and queues spread over the masters. Every key of a name starts
+with the same ``<prefix><kind>:{<name>}`` and only its suffix differs, so they
+share their hash tag whatever braces the prefix or the name hold.
+
+**Adding keys** (another store in this plugin, a per-user inbox): build them
+with :meth:`KeySpace.tagged` — ``tagged("inbox", user)`` is
+``<prefix>inbox:{<user>}``; append ``:<suffix>`` for its other keys — so that
+everything one script or transaction touches shares one tag, and pick a kind
+not used above (``s``, ``q``, ``kv``).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 __all__ = ["KeySpace", "QueueKeys", "StreamKeys"]
@@ -67,13 +85,23 @@ class KeySpace:
         self._streams: dict[str, StreamKeys] = {}
         self._queues: dict[str, QueueKeys] = {}
 
+    def tagged(self, kind: str, name: str) -> str:
+        """``<prefix><kind>:{<name>}``: the first key of ``name``'s set, and the start of
+        the others (``<that>:<suffix>``), all in one hash slot."""
+        if not name or name[0] == "}":
+            # "{}" is no hash tag (Redis would hash each whole key, one slot per key): tag
+            # such a name with a digest of it, and keep the name after the tag.
+            digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+            return f"{self.prefix}{kind}:{{#{digest}}}{name}"
+        return f"{self.prefix}{kind}:{{{name}}}"
+
     def stream(self, name: str) -> StreamKeys:
         keys = self._streams.get(name)
         if keys is None:
             if len(self._streams) >= _REMEMBERED:
                 self._streams.clear()
-            base = f"{self.prefix}s:{name}"
-            keys = StreamKeys(base, f"{self.prefix}sm:{name}", f"{self.prefix}sp:{name}")
+            base = self.tagged("s", name)
+            keys = StreamKeys(base, f"{base}:meta", f"{base}:publishers")
             self._streams[name] = keys
         return keys
 
@@ -82,7 +110,7 @@ class KeySpace:
         if keys is None:
             if len(self._queues) >= _REMEMBERED:
                 self._queues.clear()
-            base = f"{self.prefix}q:{name}"
+            base = self.tagged("q", name)
             keys = QueueKeys(
                 jobs=base,
                 leases=f"{base}:leases",

@@ -49,8 +49,8 @@ class RedisKeyValue:
     def kv_incr(self, key: str, amount: int = 1) -> int:
         name = self.keys.value(key)
         with self.connection.calling("kv_incr"):
-            pipe = self.connection.client.pipeline(transaction=True)
-            pipe.incrby(name, amount)
-            pipe.persist(name)  # a count keeps no ttl, as on every backend
-            count, _ = pipe.execute()
-        return int(count)
+            # A count keeps no ttl, as on every backend.
+            replies = self.connection.execute(
+                ("MULTI",), ("INCRBY", name, amount), ("PERSIST", name), ("EXEC",), key=name
+            )
+        return int(replies[-1][0])

@@ -13,7 +13,10 @@ SETTINGS = (
         "REDIS_URL",
         str,
         DEFAULT_URL,
-        "The Redis server (redis:// or rediss:// URL).",
+        "The Redis server: redis://, rediss:// or unix:// (one server), "
+        "redis+cluster://host:port[,host:port...]/ (a Redis Cluster) or "
+        "redis+sentinel://host:port[,host:port...]/<service_name>/<db> (the master "
+        "Sentinel names); see docs/redis.md.",
         secret=True,
     ),
     Setting("REDIS_PREFIX", str, "notifycore:", "Prefix of every key notifycore writes in Redis."),
@@ -22,6 +25,23 @@ SETTINGS = (
         int,
         3,
         "Tries of a command after a connection error before BackendUnavailable is raised.",
+        minimum=0,
+    ),
+    Setting(
+        "REDIS_WAIT_REPLICAS",
+        int,
+        0,
+        "Replicas that must confirm each publish and enqueue (Redis WAIT) before it is "
+        "acknowledged; 0 does not wait (a failover can lose the last writes acknowledged).",
+        minimum=0,
+    ),
+    Setting(
+        "REDIS_WAIT_TIMEOUT",
+        float,
+        1.0,
+        "Seconds a publish or enqueue waits for REDIS_WAIT_REPLICAS replicas; fewer in time "
+        "raise BackendUnavailable (ReplicationTimeout): the write is on the master only.",
+        minimum=0.001,
     ),
 )
 

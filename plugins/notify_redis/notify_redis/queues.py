@@ -57,12 +57,19 @@ class RedisQueues:
         (payload,) = _payloads((payload,))
         keys = self.keys.queue(queue)
         token = f"d{uuid.uuid4().hex}"
-        with self.connection.calling("enqueue"):
-            now_ms = int(time.time() * 1000)
-            pipe = self.connection.client.pipeline(transaction=True)
-            pipe.hset(keys.delayed_data, mapping={f"{token}:p": payload, f"{token}:a": 0})
-            pipe.zadd(keys.delayed, {token: now_ms + int(delay * 1000)})
-            pipe.execute()
+        connection = self.connection
+        commands: list[tuple[Any, ...]] = [
+            ("MULTI",),
+            ("HSET", keys.delayed_data, f"{token}:p", payload, f"{token}:a", 0),
+            ("ZADD", keys.delayed, int(time.time() * 1000) + int(delay * 1000), token),
+            ("EXEC",),
+        ]
+        if connection.wait_replicas:
+            commands.append(("WAIT", connection.wait_replicas, int(connection.wait_timeout * 1000)))
+        with connection.calling("enqueue"):
+            replies = connection.execute(*commands, key=keys.delayed)
+            if connection.wait_replicas:
+                connection.check_replicas(replies[-1])
         return token
 
     def enqueue_many(self, queue: str, payloads: Iterable[bytes]) -> list[str]:
@@ -73,7 +80,9 @@ class RedisQueues:
         lane = self.connection.lane()
         args: list[Any] = [lane.publisher, lane.token(), *items]
         with self.connection.calling("enqueue"):
-            ids = self.connection.evalsha(scripts.ENQUEUE, [keys.jobs, keys.publishers], args)
+            ids = self.connection.evalsha(
+                scripts.ENQUEUE, [keys.jobs, keys.publishers], args, durable=True
+            )
         return [text(i) for i in ids]
 
     # -- reserving ---------------------------------------------------------------------------
@@ -142,7 +151,8 @@ class RedisQueues:
                 # Wake on the next XADD after the newest entry the script saw.
                 wait_ms = max(1, int(wait * 1000))
                 self.connection.execute(
-                    ("XREAD", "COUNT", 1, "BLOCK", wait_ms, "STREAMS", keys.jobs, last)
+                    ("XREAD", "COUNT", 1, "BLOCK", wait_ms, "STREAMS", keys.jobs, last),
+                    key=keys.jobs,
                 )
 
     def reserve_many(self, queue: str, count: int, *, visibility_timeout: float) -> list[Job]:

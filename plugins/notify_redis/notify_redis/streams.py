@@ -97,17 +97,21 @@ class RedisStreams:
         if len(args) == 4:
             return []
         with self.connection.calling("publish"):
-            ids = self.connection.evalsha(scripts.PUBLISH, keys, args)
+            ids = self.connection.evalsha(scripts.PUBLISH, keys, args, durable=True)
         return [text(i) for i in ids]
 
     async def apublish(self, stream: str, data: bytes) -> str:
         return (await self.apublish_many(stream, (data,)))[0]
 
     async def apublish_many(self, stream: str, items: Iterable[bytes]) -> list[str]:
+        connection = self.connection
+        if connection.wait_replicas or connection.kind == "cluster":
+            # WAIT must follow the write on its connection, and a cluster's master is
+            # chosen by the key: both on this thread's lane, in a thread.
+            return await asyncio.to_thread(self.publish_many, stream, list(items))
         keys, args = self._publish_call(stream, items)
         if len(args) == 4:
             return []
-        connection = self.connection
 
         async def run() -> list[Any]:
             return list(await connection.ascript(scripts.PUBLISH)(keys=keys, args=args))
@@ -194,7 +198,9 @@ class RedisStreams:
         def io(wait_ms: int) -> Any:
             # On this thread's lane, as the pipeline of _tail_commands is on the async client.
             return execute(
-                ("XREAD", *count, "BLOCK", wait_ms, "STREAMS", keys.stream, after), trimmed
+                ("XREAD", *count, "BLOCK", wait_ms, "STREAMS", keys.stream, after),
+                trimmed,
+                key=keys.stream,
             )
 
         return drive(self._tail_plan(keys, after, block), io)

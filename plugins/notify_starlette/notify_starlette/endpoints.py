@@ -28,6 +28,7 @@ from notify_starlette._shared import (
     incoming,
     response,
 )
+from notify_starlette.inbox_routes import inbox_routes
 from notify_starlette.ws import Session
 from notifycore.web import EventStream, Reply, WebOptions, WebProtocol, WebRequest, stream_for_hub
 from notifycore.web.access import Authenticate, Authorize, AuthorizeSend
@@ -237,6 +238,7 @@ def routes(
     }
     # /me/... first (ROUTES' order): a hub labelled "me" is reachable by its hub id only.
     table: list[BaseRoute] = [Route(p, handlers[p], methods=[m]) for p, m in ROUTES]
+    table[2:2] = inbox_routes(endpoints.protocol)  # me/inbox..., me/preferences, before {hub_id}
     # Any other method (after the routes: a route's own one reaches it), or a path that is no
     # route: JSON answers too, as on every adapter.
     table += [Route(p, _OtherMethod(m), methods=None) for p, m in ROUTES]

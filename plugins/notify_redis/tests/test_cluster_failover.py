@@ -1,0 +1,167 @@
+"""notify-redis on a Redis Cluster of three masters, each with a replica (one cluster for
+the module): a worker process killed mid-job loses nothing; a master killed mid-run is
+replaced by its replica while jobs are sent and run and a stream is followed. With
+``REDIS_WAIT_REPLICAS=1`` nothing acknowledged is lost; without, the test reports what
+was lost and asserts only the recovery.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from notify_redis.backend import RedisBackend
+from notify_redis.cluster_testing import RedisClusterServers, Traffic
+from notify_redis.connection import ReplicationTimeout
+from notifycore import BackendUnavailable, Event, Notifications
+from notifycore.testing import wait_for
+
+APPS = Path(__file__).resolve().parent / "apps"
+NOTIFYCORE = str(Path(sys.executable).with_name("notifycore"))
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    servers = RedisClusterServers(tmp_path_factory.mktemp("cluster"), masters=3, replicas=1)
+    try:
+        servers.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield servers
+    servers.shutdown()
+
+
+def test_a_worker_killed_mid_job_loses_nothing(
+    cluster: RedisClusterServers, tmp_path: Path
+) -> None:
+    prefix = f"kill-{uuid.uuid4().hex[:6]}:"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("NOTIFYCORE_")},
+        "NOTIFYCORE_BACKEND": "redis",
+        "NOTIFYCORE_REDIS_URL": cluster.url,
+        "NOTIFYCORE_REDIS_PREFIX": prefix,
+        "NOTIFYCORE_VISIBILITY_TIMEOUT": "1",
+        "WORKER_TEST_DIR": str(tmp_path),
+        "PYTHONPATH": str(APPS),
+    }
+    sender = Notifications(
+        config={"BACKEND": "redis", "REDIS_URL": cluster.url, "REDIS_PREFIX": prefix},
+        environ={},
+    )
+    sender.create_hub("Jobs").register_consumer(lambda e: None, name="work", mode="queued")
+    slow = Event(None, "job", "slow")
+    quick = [Event(None, "job", f"quick {i}") for i in range(20)]
+    sender.send(slow)
+    sender.send_many(quick)
+
+    def start() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [NOTIFYCORE, "worker", "--app", "redis_app"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def done_ids() -> list[str]:
+        path = tmp_path / "done.log"
+        return [line.split()[0] for line in path.read_text().splitlines()] if path.exists() else []
+
+    first = start()
+    try:
+        wait_for(lambda: (tmp_path / "slow-tried").exists(), 60, "the slow job to start")
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=30)
+    finally:
+        first.kill()
+    assert slow.event_id not in done_ids()
+    second = start()
+    expected = {slow.event_id} | {e.event_id for e in quick}
+    try:
+        wait_for(lambda: set(done_ids()) >= expected, 60, "the reclaimed job and the rest")
+        wait_for(lambda: sender.backend.queue_length("notifycore") == 0, 30, "the queue to empty")
+        second.send_signal(signal.SIGTERM)
+        _, err = second.communicate(timeout=30)
+    finally:
+        second.kill()
+    assert second.returncode == 0, err
+    assert done_ids().count(slow.event_id) == 1, "the killed job was reclaimed and done once"
+    assert sender.backend.dead_letters("notifycore") == []
+    sender.close()
+
+
+@pytest.mark.parametrize("wait_replicas", [0, 1], ids=["no-wait", "wait-1"])
+def test_a_killed_master_is_replaced_and_producers_worker_and_follower_go_on(
+    cluster: RedisClusterServers, wait_replicas: int
+) -> None:
+    traffic = Traffic(
+        cluster.url,
+        name=f"traffic-{wait_replicas}",
+        REDIS_WAIT_REPLICAS=wait_replicas,
+        REDIS_WAIT_TIMEOUT=0.5,
+    ).start()
+    try:
+        traffic.wait_stored(100)
+        victim = cluster.master_of_key(traffic.backend.keys.queue(traffic.name).jobs)
+        assert victim is cluster.master_of_key(traffic.backend.keys.stream(traffic.name).stream)
+        cluster.kill(victim)
+        promoted = cluster.wait_for_failover(victim)
+        cluster.restart(victim)  # back as the replica of the promoted master
+        assert cluster.replicas(promoted) == [victim]
+        ran_before, followed_before = len(traffic.ran), len(traffic.followed)
+        traffic.wait_stored(100)  # the producer's calls succeed again, by themselves
+        traffic.stop()
+        traffic.settle(60)
+        print(f"Cluster failover, REDIS_WAIT_REPLICAS={wait_replicas}: {traffic.report()}")
+        assert len(traffic.ran) > ran_before and len(traffic.followed) > followed_before
+        jobs, messages = traffic.missing()
+        if wait_replicas:
+            assert not jobs and not messages, traffic.report()
+    finally:
+        traffic.close()
+
+
+def test_writes_wait_for_the_replicas_asked_for(cluster: RedisClusterServers) -> None:
+    """REDIS_WAIT_REPLICAS: 1 (each master has one) acknowledges once the replica has the
+    write; 2 cannot be met, so the call fails with ReplicationTimeout (a
+    BackendUnavailable) although the write is on the master."""
+    prefix = f"wait-{uuid.uuid4().hex[:6]}:"
+    one = RedisBackend(cluster.url, prefix=prefix, wait_replicas=1, wait_timeout=5)
+    two = RedisBackend(cluster.url, prefix=prefix, wait_replicas=2, wait_timeout=0.2)
+    try:
+        for i in range(10):
+            name = f"name-{i}"
+            one.publish(name, b"a")
+            one.enqueue(name, b"job")
+            one.enqueue(name, b"later", delay=60)
+            replica = cluster.replicas(cluster.master_of_key(one.keys.stream(name).stream))[0]
+            direct = replica.client()
+            # Acknowledged: the replica has it already.
+            assert direct.execute_command("READONLY") is True
+            assert direct.xlen(one.keys.stream(name).stream) == 1
+            assert direct.xlen(one.keys.queue(name).jobs) == 1
+            assert direct.zcard(one.keys.queue(name).delayed) == 1
+            direct.close()
+            for call in (
+                partial(two.publish, name, b"b"),
+                partial(two.enqueue, name, b"job"),
+                partial(two.enqueue, name, b"later", delay=60),
+            ):
+                with pytest.raises(ReplicationTimeout) as info:
+                    call()
+                assert isinstance(info.value, BackendUnavailable)
+                assert "1 of the 2 replicas" in str(info.value)
+        assert [m.data for m in one.read("name-0").messages] == [b"a", b"b"]
+        assert one.queue_length("name-0") == 4
+    finally:
+        one.close()
+        two.close()
