@@ -13,7 +13,8 @@ SETTINGS = (
         "AMQP_URL",
         str,
         DEFAULT_URL,
-        "The RabbitMQ server (amqp:// or amqps:// URL).",
+        "The RabbitMQ server (amqp:// or amqps:// URL), or a cluster's nodes: their URLs "
+        "joined by ';' (kombu's failover form).",
         secret=True,
     ),
     Setting(

@@ -262,6 +262,9 @@ class RedisConnection:
             "socket_timeout": MAX_BLOCK + 10,
             "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
             "retry_on_error": list(CONNECTION_ERRORS),
+            # One connection per followed stream (a blocking read each), as many streams as
+            # users: no cap (redis-py 8 caps a pool at 100, which ended every route then).
+            "max_connections": 2**31,
         }
         self.target: Target | None = None
         #: ``"server"``, ``"cluster"`` or ``"sentinel"``
