@@ -57,10 +57,15 @@ def _chosen(only: str | None) -> list[str]:
     return chosen
 
 
-def write(sections: list[Section], doc: Path) -> Path:
+def write(sections: list[Section], doc: Path, load_before: float | None = None) -> Path:
     """Write the page ``doc`` and its chart (``benchmarks.svg`` beside it); returns the chart."""
     python = f"{platform.python_implementation()} {platform.python_version()}"
     machine = f"{python}, {os.cpu_count()} cores"
+    if load_before is not None:  # how busy the shared machine was: the p99 rows feel it most
+        machine += (
+            f"; load average {load_before:.1f} when the run started, "
+            f"{os.getloadavg()[0]:.1f} when it ended"
+        )
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     svg = doc.with_suffix(".svg")
     svg.write_text(chart_svg(sections), encoding="utf-8")
@@ -79,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.write and args.only and args.doc is None:
         parser.error("--write with --only needs --doc: a partial run would replace the full page")
+    load_before = os.getloadavg()[0]
     sections: list[Section] = []
     for name in _chosen(args.only):
         suite = _suite(name)
@@ -87,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         print(table(rows), flush=True)
     if args.write:
         doc = args.doc or DOC
-        svg = write(sections, doc)
+        svg = write(sections, doc, load_before)
         print(f"wrote {doc} and {svg}")
     return 0
 
