@@ -153,6 +153,8 @@ class Tail:
     waiting: dict[str, int | None] = field(default_factory=dict)
     unacked: int = 0
     last_tag: int = 0
+    #: Deliveries so far: a publisher waiting on a tail that says nothing replaces it.
+    seen: int = 0
 
     def ack(self) -> None:
         """Ack what came so far: RabbitMQ's consumer timeout also applies to stream deliveries."""
