@@ -39,6 +39,7 @@ __all__ = [
     "AmqpConnections",
     "Lease",
     "Link",
+    "Nacked",
     "Tail",
     "body",
     "closed_by_broker",
@@ -91,8 +92,14 @@ def text(value: Any) -> str:
 
 def recovering(exc: BaseException) -> bool:
     """RabbitMQ's answer about a durable queue or stream that its node has not brought back
-    yet, after a restart: 404 "home node ... is down or inaccessible". It passes."""
-    return isinstance(exc, amqp.exceptions.NotFound) and "down or inaccessible" in str(exc)
+    yet, after a restart: 404 "home node ... is down or inaccessible"; or, in a cluster whose
+    node stopped, about a stream whose copy on the node we reached is not running yet: 406
+    "does not have a replica on the local node". It passes."""
+    if isinstance(exc, amqp.exceptions.NotFound):
+        return "down or inaccessible" in str(exc)
+    return isinstance(exc, amqp.exceptions.PreconditionFailed) and "replica on the local" in str(
+        exc
+    )
 
 
 def refusal(exc: BaseException) -> BaseException | None:
@@ -146,12 +153,19 @@ class Tail:
     waiting: dict[str, int | None] = field(default_factory=dict)
     unacked: int = 0
     last_tag: int = 0
+    #: Deliveries so far: a publisher waiting on a tail that says nothing replaces it.
+    seen: int = 0
 
     def ack(self) -> None:
         """Ack what came so far: RabbitMQ's consumer timeout also applies to stream deliveries."""
         if self.unacked:
             self.channel.basic_ack(self.last_tag, multiple=True)
             self.unacked = 0
+
+
+class Nacked(BackendUnavailable):
+    """RabbitMQ nacked a confirmed publish: a quorum queue without a leader for the moment
+    (its node stopped, a new one is being elected) says so. Published again, it goes in."""
 
 
 class _Counts:
@@ -309,7 +323,7 @@ class Link:
         if counts.returned != returned:
             raise amqp.exceptions.NotFound("a queue notifycore declared is gone")
         if counts.nacked != nacked:
-            raise BackendError("RabbitMQ refused (nacked) a published message")
+            raise Nacked("RabbitMQ refused (nacked) a published message")
 
     # -- leases -------------------------------------------------------------------------------
 
@@ -581,20 +595,21 @@ class AmqpConnections:
                 try:
                     link.connect()
                     return call(link)
+                except Nacked as exc:
+                    # A channel whose queue's leader moved can go on nacking: start afresh.
+                    link.reset()
+                    failures += 1
+                    if failures > self.retries:
+                        raise BackendUnavailable(
+                            f"RabbitMQ at {self.safe_url} is unavailable ({what}, after "
+                            f"{self.retries} retries): {exc}"
+                        ) from exc
                 except amqp.exceptions.NotFound as exc:
                     link.repair()
                     with self._lock:
                         self._declared.clear()
                     if recovering(exc):
-                        now = time.monotonic()
-                        if recovering_since is None:
-                            recovering_since = now
-                            logger.debug("RabbitMQ is recovering (%s); waiting", exc)
-                        elif now - recovering_since >= self.recovery_wait:
-                            raise BackendUnavailable(
-                                f"RabbitMQ at {self.safe_url} did not recover what {what} needs "
-                                f"within {self.recovery_wait:g} s: {exc}"
-                            ) from exc
+                        recovering_since = self._still_recovering(what, exc, recovering_since)
                     else:
                         # A queue or stream was deleted behind our back: declare again at once.
                         failures += 1
@@ -604,28 +619,48 @@ class AmqpConnections:
                             ) from exc
                         continue
                 except (*self.connection_errors, amqp.exceptions.ChannelError) as exc:
-                    refused = refusal(exc)
-                    if refused is not None:
+                    if recovering(exc):  # a stream's copy on this node is not running yet
                         link.repair()
-                        raise self._access_refused(refused) from exc
-                    if not isinstance(exc, self.connection_errors) and not closed_by_broker(exc):
-                        link.repair()  # RabbitMQ refused this call on its channel; the rest lives
-                        raise BackendError(
-                            f"RabbitMQ at {self.safe_url} refused {what}: {exc}"
-                        ) from exc
-                    link.reset()
-                    failures += 1
-                    if failures > self.retries:
-                        raise BackendUnavailable(
-                            f"RabbitMQ at {self.safe_url} is unavailable ({what}, after "
-                            f"{self.retries} retries): {exc}"
-                        ) from exc
+                        recovering_since = self._still_recovering(what, exc, recovering_since)
+                    else:
+                        refused = refusal(exc)
+                        if refused is not None:
+                            link.repair()
+                            raise self._access_refused(refused) from exc
+                        if not isinstance(exc, self.connection_errors) and not closed_by_broker(
+                            exc
+                        ):
+                            link.repair()  # RabbitMQ refused this call on its channel; the rest lives
+                            raise BackendError(
+                                f"RabbitMQ at {self.safe_url} refused {what}: {exc}"
+                            ) from exc
+                        link.reset()
+                        failures += 1
+                        if failures > self.retries:
+                            raise BackendUnavailable(
+                                f"RabbitMQ at {self.safe_url} is unavailable ({what}, after "
+                                f"{self.retries} retries): {exc}"
+                            ) from exc
                 except amqp.exceptions.AMQPError as exc:
                     link.repair()
                     raise BackendError(
                         f"RabbitMQ at {self.safe_url} refused {what}: {exc}"
                     ) from exc
             time.sleep(delay)
+
+    def _still_recovering(self, what: str, exc: BaseException, since: float | None) -> float:
+        """When RabbitMQ started recovering what ``what`` needs (now, at the first answer);
+        BackendUnavailable once that is ``recovery_wait`` seconds ago."""
+        now = time.monotonic()
+        if since is None:
+            logger.debug("RabbitMQ is recovering (%s); waiting", exc)
+            return now
+        if now - since >= self.recovery_wait:
+            raise BackendUnavailable(
+                f"RabbitMQ at {self.safe_url} did not recover what {what} needs "
+                f"within {self.recovery_wait:g} s: {exc}"
+            ) from exc
+        return since
 
     def _sweep_all(self) -> None:
         now = time.monotonic()

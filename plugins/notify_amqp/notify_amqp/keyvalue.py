@@ -15,7 +15,7 @@ from __future__ import annotations
 import amqp
 import amqp.exceptions
 
-from notify_amqp.connection import Link
+from notify_amqp.connection import Link, Nacked
 from notify_amqp.names import AmqpNames
 from notifycore.errors import BackendError, BackendUnavailable
 
@@ -52,6 +52,8 @@ class AmqpClaims(AmqpNames):
                 marker.properties["expiration"] = str(max(int(ttl * 1000), 1))
             try:
                 link.publish_confirmed([(name, marker)])
+            except Nacked:
+                return False  # the queue is full: the key is already there
             except BackendError as exc:
                 if isinstance(exc, BackendUnavailable):
                     raise

@@ -48,6 +48,15 @@ __all__ = ["READ_CAP", "STREAM_CREDIT", "AmqpStreams", "message_id", "parse_id",
 STREAM_CREDIT = 500
 #: Longest a stream read goes on beyond its wait for a first message.
 READ_CAP = 2.0
+#: How long a publisher waits on its tail without a delivery before it replaces the tail.
+TAIL_STALL = 5.0
+#: How long a follower's consumer may deliver nothing before the follower checks that the
+#: stream did not go on without it (a consumer can hang, as a tail can: see ``_replace_tail``).
+FOLLOW_CHECK = 15.0
+
+
+class _Hung(Exception):
+    """A follower's consumer delivered nothing while its stream went on: attach again."""
 
 
 def parse_id(value: str) -> int:
@@ -103,12 +112,22 @@ class AmqpStreams(AmqpNames):
                         message, exchange="", routing_key=name, mandatory=True
                     )
             deadline = time.monotonic() + PUBLISH_TIMEOUT
+            check, seen = time.monotonic() + TAIL_STALL, tail.seen
             while any(tail.waiting.get(t) is None for t in tokens):
                 if link.counts.returned != returned:
                     raise amqp.exceptions.NotFound(f"stream queue {name!r} is gone")
-                if time.monotonic() > deadline:
+                now = time.monotonic()
+                if now > deadline:
+                    # Nothing stored, or nothing seen, even by a new tail: the next call starts
+                    # on a new connection (its channel may still send to a stream leader that
+                    # is gone).
+                    link.reset()
                     raise BackendUnavailable(f"stream {stream!r} did not store a publish in time")
-                link.drain(deadline - time.monotonic())
+                if now >= check:
+                    if tail.seen == seen:  # not a delivery for a while: it may hang
+                        tail = self._replace_tail(link, name, since, tokens)
+                    check, seen = time.monotonic() + TAIL_STALL, tail.seen
+                link.drain(max(min(deadline, check) - time.monotonic(), 0.0))
             return [message_id(tail.waiting.pop(t)) for t in tokens]
 
         return self._run("publish", call)
@@ -122,6 +141,7 @@ class AmqpStreams(AmqpNames):
             tail = Tail(channel)
 
             def delivered(message: Any) -> None:
+                tail.seen += 1
                 token = text(message.properties.get("message_id", ""))
                 if token in tail.waiting:
                     tail.waiting[token] = stream_offset(message)
@@ -134,13 +154,44 @@ class AmqpStreams(AmqpNames):
             link.tails[name] = tail
         return tail
 
+    def _drop_tail(self, link: Link, name: str) -> None:
+        tail = link.tails.pop(name, None)
+        if tail is not None and tail.channel.is_open:
+            tail.channel.close()
+
+    def _replace_tail(self, link: Link, name: str, since: float, tokens: list[str]) -> Tail:
+        """A new tail for ``name`` instead of one that delivered nothing for a while, with
+        what it waited for, and a look from ``since`` for those of ``tokens`` stored already.
+
+        A stream consumer can hang for good, on RabbitMQ 3.10 in a cluster that lost the
+        node leading the stream: it was attached, on the node we reconnected to, to that
+        node's member of the stream just before the member restarted to follow (or become)
+        the new leader, and it never hears of new messages again. Publishes go on being
+        stored meanwhile; only a new consumer sees them."""
+        logger.debug("the tail on %s delivered nothing for %g s: replaced", name, TAIL_STALL)
+        old = link.tails.get(name)
+        waiting = dict(old.waiting) if old is not None else {}
+        self._drop_tail(link, name)
+        tail = self._tail(link, name)  # attached first: what comes after the look, it sees
+        tail.waiting.update(waiting)
+        missing = {t for t in tokens if tail.waiting.get(t) is None}
+        found = self._find_tokens(link, name, since, missing, block=1.0)
+        tail.waiting.update({t: o for t, o in found.items() if tail.waiting.get(t) is None})
+        return tail
+
     def _find_tokens(
-        self, link: Link, name: str, since: float, tokens: set[str]
+        self,
+        link: Link,
+        name: str,
+        since: float,
+        tokens: set[str],
+        *,
+        block: float | None = None,
     ) -> dict[str, int | None]:
         """Offsets of the messages with these tokens published since ``since`` (epoch seconds)."""
         found: dict[str, int | None] = {}
         start = datetime.fromtimestamp(since, UTC)
-        for message in self._attach(link, name, start, after=None)[0]:
+        for message in self._attach(link, name, start, after=None, block=block)[0]:
             token = text(message.properties.get("message_id", ""))
             if token in tokens:
                 found[token] = stream_offset(message)
@@ -309,14 +360,22 @@ class AmqpStreams(AmqpNames):
                     since = datetime.now(UTC).replace(microsecond=0)
                 outage.recovered()
                 expected = None if position is None else max(position - 1, 0)
+                quiet_since, known = time.monotonic(), position
                 while stop is None or not stop.is_set():
                     # Straight on this connection: a follower never reconnects silently.
                     if not read_frame(raw, poll, self.beat):
+                        if time.monotonic() - quiet_since >= FOLLOW_CHECK:
+                            latest = self.last_id(stream)  # on this thread's other connection
+                            newest = parse_id(latest) if latest else 0
+                            if known is not None and newest > known:
+                                raise _Hung(f"the consumer of {name!r} missed {latest}")
+                            known, quiet_since = newest, time.monotonic()
                         continue
                     while len(pending) < STREAM_CREDIT and read_frame(raw, 0.0, self.beat):
                         pass
                     if not pending:
                         continue
+                    quiet_since = time.monotonic()
                     batch, pending[:] = list(pending), []
                     channel.basic_ack(batch[-1].delivery_info["delivery_tag"], multiple=True)
                     reset = False
@@ -332,12 +391,13 @@ class AmqpStreams(AmqpNames):
                             continue
                         messages.append(StreamMessage(message_id(offset), body(message)))
                     if messages:
-                        position = int(messages[-1].id)
+                        position = known = int(messages[-1].id)
                     if messages or reset:
                         yield StreamRead(messages, reset)
                 return
             except (
                 BackendUnavailable,
+                _Hung,
                 *self.connection_errors,
                 amqp.exceptions.ChannelError,
             ) as exc:

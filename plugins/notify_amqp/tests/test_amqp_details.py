@@ -15,6 +15,7 @@ import pytest
 from notify_amqp import connection as amqp_connection
 from notify_amqp import delays as amqp_delays
 from notify_amqp import queues as amqp_queues
+from notify_amqp import streams as amqp_streams
 from notify_amqp.backend import AmqpBackend
 from notifycore import ConfigurationError, InvalidStreamId
 from notifycore.testing import wait_for
@@ -113,6 +114,64 @@ def test_a_publish_whose_connection_broke_after_sending_is_not_stored_twice(
     messages = backend.read("s").messages
     assert [m.data for m in messages] == [b"warm up", b"only once"]
     assert messages[-1].id == new_id
+
+
+def test_a_publish_whose_tail_hangs_gets_its_id_from_a_new_tail(
+    backend: AmqpBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tail consumer that stops delivering (as one does on RabbitMQ 3.10 when its node's
+    member of the stream restarts after a leader moved) is replaced: publishes still get
+    their ids, instead of timing out on it for good."""
+    monkeypatch.setattr(amqp_streams, "TAIL_STALL", 0.5)
+    first = backend.publish("s", b"warm up")  # connection and tail exist
+    link = backend._link()
+    (tail,) = link.tails.values()
+    for tag in list(tail.channel.callbacks):  # the consumer says nothing from now on
+        tail.channel.basic_cancel(tag)
+    ids = [backend.publish("s", f"after {n}".encode()) for n in range(3)]
+    assert link.tails and tail not in link.tails.values(), "the silent tail was replaced"
+    messages = backend.read("s").messages
+    assert [m.data for m in messages] == [b"warm up", b"after 0", b"after 1", b"after 2"]
+    assert [m.id for m in messages] == [first, *ids]
+
+
+def test_a_follower_whose_consumer_hangs_attaches_again(
+    backend: AmqpBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A follower's consumer that delivers nothing while the stream goes on (it hung, as
+    consumers do on RabbitMQ 3.10 when a stream's leader moved) is attached again, at the
+    follower's position: nothing missed, nothing twice."""
+    monkeypatch.setattr(amqp_streams, "FOLLOW_CHECK", 0.5)
+    start = backend.publish("s", b"before")
+    real_consume = amqp.Channel.basic_consume
+    hung = threading.Event()
+
+    def basic_consume(self: Any, queue: str, *args: Any, **kwargs: Any) -> Any:
+        tag = real_consume(self, queue, *args, **kwargs)
+        callback = kwargs.get("callback")
+        if not hung.is_set() and isinstance(getattr(callback, "__self__", None), list):
+            hung.set()  # the follower's own consumer (it collects into a list) goes silent
+            self.basic_cancel(tag)
+        return tag
+
+    monkeypatch.setattr(amqp.Channel, "basic_consume", basic_consume)
+    got: list[tuple[str, bytes]] = []
+    stop = threading.Event()
+
+    def follow() -> None:
+        for batch in backend.follow("s", start, stop=stop, poll=0.1):
+            got.extend((m.id, m.data) for m in batch.messages)
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    try:
+        wait_for(hung.is_set, 30, "the follower's consumer")
+        ids = [backend.publish("s", b"one"), backend.publish("s", b"two")]
+        wait_for(lambda: len(got) >= 2 or not follower.is_alive(), 60, "both messages")
+    finally:
+        stop.set()
+        follower.join(30)
+    assert got == [(ids[0], b"one"), (ids[1], b"two")]
 
 
 def test_follow_after_retention_dropped_the_cursor_reports_a_reset(rabbit_server: Any) -> None:
