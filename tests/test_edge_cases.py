@@ -236,7 +236,10 @@ def test_cancelled_async_reads_leave_no_waiter() -> None:
 
     async def scenario() -> None:
         task = asyncio.create_task(backend.aread("s", "0", block=30))
-        await asyncio.sleep(0.05)
+        deadline = asyncio.get_running_loop().time() + 30
+        while not backend._stream("s").waiters:  # the read is waiting before it is cancelled
+            assert asyncio.get_running_loop().time() < deadline, "the read never waited"
+            await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
