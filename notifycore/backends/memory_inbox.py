@@ -13,7 +13,15 @@ import time
 from bisect import bisect_left, insort
 from collections.abc import Iterable
 
-from notifycore.backends.inboxes import ARCHIVED, READ, UNREAD, InboxChange, InboxRecord
+from notifycore.backends.inboxes import (
+    ARCHIVED,
+    READ,
+    UNREAD,
+    InboxChange,
+    InboxRecord,
+    add_retention,
+    unique_ids,
+)
 
 __all__ = ["MemoryInboxes"]
 
@@ -72,8 +80,7 @@ class MemoryInboxes:
         max_items: int,
         max_age: float | None = None,
     ) -> InboxChange:
-        if not isinstance(data, bytes):
-            raise TypeError(f"an inbox item is bytes, not {type(data).__name__}")
+        keep, max_age = add_retention(data, max_items, max_age)
         lock, users = self._inboxes()
         now = time.time()
         with lock:
@@ -88,9 +95,9 @@ class MemoryInboxes:
             inbox.by_seq[seq] = item_id
             inbox.active.append(seq)
             inbox.unread += 1
-            while len(inbox.by_id) > max(max_items, 1):
+            while len(inbox.by_id) > keep:
                 inbox.remove(inbox.oldest())
-            if max_age is not None and max_age > 0:
+            if max_age is not None:
                 while inbox.by_id and (oldest := inbox.oldest()).added < now - max_age:
                     inbox.remove(oldest)
             return InboxChange((item_id,), inbox.unread, 1, seq)
@@ -114,7 +121,7 @@ class MemoryInboxes:
             inbox = users.get(user)
             if inbox is None:
                 return []
-            return [inbox.by_id[i] for i in dict.fromkeys(item_ids) if i in inbox.by_id]
+            return [inbox.by_id[i] for i in unique_ids(item_ids) if i in inbox.by_id]
 
     def inbox_unread(self, user: str) -> int:
         lock, users = self._inboxes()
@@ -133,7 +140,7 @@ class MemoryInboxes:
         )
 
     def inbox_mark_read(self, user: str, item_ids: Iterable[str]) -> InboxChange:
-        ids = list(dict.fromkeys(item_ids))
+        ids = unique_ids(item_ids)
         lock, users = self._inboxes()
         with lock:
             inbox = users.get(user)
@@ -161,7 +168,7 @@ class MemoryInboxes:
             return InboxChange((), inbox.unread, count)
 
     def inbox_archive(self, user: str, item_ids: Iterable[str]) -> InboxChange:
-        ids = list(dict.fromkeys(item_ids))
+        ids = unique_ids(item_ids)
         lock, users = self._inboxes()
         with lock:
             inbox = users.get(user)

@@ -16,7 +16,15 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-from notifycore.backends.inboxes import ARCHIVED, READ, UNREAD, InboxChange, InboxRecord
+from notifycore.backends.inboxes import (
+    ARCHIVED,
+    READ,
+    UNREAD,
+    InboxChange,
+    InboxRecord,
+    add_retention,
+    unique_ids,
+)
 from notifycore.errors import BackendError
 
 __all__ = ["INBOX_SCHEMA", "SQLiteInboxes"]
@@ -80,8 +88,7 @@ class SQLiteInboxes:
         max_items: int,
         max_age: float | None = None,
     ) -> InboxChange:
-        if not isinstance(data, bytes):
-            raise TypeError(f"an inbox item is bytes, not {type(data).__name__}")
+        keep, max_age = add_retention(data, max_items, max_age)
         now = time.time()
         with self._write() as db:
             meta = db.execute(
@@ -100,15 +107,15 @@ class SQLiteInboxes:
                 return InboxChange((), self._unread_of(db, user))
             total += 1
             removed = unread_removed = 0
-            if total > max(max_items, 1):
+            if total > keep:
                 rows = db.execute(
                     "DELETE FROM nc_inbox WHERE user = ? AND seq IN "
                     "(SELECT seq FROM nc_inbox WHERE user = ? ORDER BY seq LIMIT ?) RETURNING unread",
-                    (user, user, total - max(max_items, 1)),
+                    (user, user, total - keep),
                 ).fetchall()
                 removed += len(rows)
                 unread_removed += sum(r[0] for r in rows)
-            if max_age is not None and max_age > 0:
+            if max_age is not None:
                 rows = db.execute(
                     "DELETE FROM nc_inbox WHERE user = ? AND seq IN (SELECT seq FROM nc_inbox "
                     "WHERE user = ? AND added < ? ORDER BY seq) RETURNING unread",
@@ -136,7 +143,7 @@ class SQLiteInboxes:
         return [_record(row) for row in rows]
 
     def inbox_get(self, user: str, item_ids: Iterable[str]) -> list[InboxRecord]:
-        ids = list(dict.fromkeys(item_ids))
+        ids = unique_ids(item_ids)
         found: dict[str, InboxRecord] = {}
         for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
@@ -160,7 +167,7 @@ class SQLiteInboxes:
     def _change(self, user: str, item_ids: Iterable[str], where: str, change: str) -> InboxChange:
         """Set ``change`` on the items among ``item_ids`` that match ``where``, in one
         transaction with the unread count."""
-        ids = list(dict.fromkeys(item_ids))
+        ids = unique_ids(item_ids)
         changed: list[str] = []
         unread_gone = 0
         with self._write() as db:
