@@ -13,34 +13,24 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
+from redis_helpers import RedisContract, running
 
 from notify_redis.backend import RedisBackend
 from notify_redis.cluster_testing import RedisSentinelServers, Traffic
 from notifycore.testing import wait_for
-from notifycore.testing.contract import BackendContract
 
 
 @pytest.fixture(scope="module")
 def sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinelServers]:
-    servers = RedisSentinelServers(tmp_path_factory.mktemp("sentinel"))
-    try:
-        servers.start()
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield servers
-    servers.shutdown()
+    yield from running(RedisSentinelServers(tmp_path_factory.mktemp("sentinel")))
 
 
-class TestRedisSentinelContract(BackendContract):
+class TestRedisSentinelContract(RedisContract):
     @pytest.fixture(autouse=True)
     def _sentinel(self, sentinel: RedisSentinelServers) -> None:
         self.url = sentinel.url()
-
-    def make_backend(self, **options: Any) -> RedisBackend:
-        return RedisBackend(self.url, prefix=f"test-{uuid.uuid4().hex[:8]}:", **options)
 
 
 def _failover(sentinel: RedisSentinelServers, traffic: Traffic) -> tuple[int, int]:
