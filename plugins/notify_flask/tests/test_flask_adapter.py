@@ -17,6 +17,7 @@ from notify_flask import current_notifications, stream_blueprint
 from notify_flask.testing import lines, read_events, serve
 from notifycore import Event, Notifications, PushConsumer
 from notifycore.backends.memory import MemoryBackend
+from notifycore.testing import wait_for
 
 
 def json_of(response: TestResponse) -> Any:
@@ -48,6 +49,17 @@ def send(notifications: Notifications, title: str, **kw: Any) -> Event:
     event = Event(None, "chat", title, "body", **kw)
     notifications.send(event)
     return event
+
+
+async def all_answered(ready: list[int], clients: int, seconds: float) -> None:
+    """Wait, bounded, until each of ``clients`` streams has its response's headers: the
+    server subscribes a stream before it answers, so every event sent from then on
+    reaches every one of them."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while len(ready) < clients:
+        assert loop.time() < deadline, f"{len(ready)} of {clients} streams answered"
+        await asyncio.sleep(0.02)
 
 
 def test_the_extension_reads_app_config_and_is_reachable(chat: tuple[Flask, Notifications]) -> None:
@@ -266,10 +278,7 @@ def test_hundreds_of_concurrent_clients_get_every_event_in_order(
         limits = httpx.Limits(max_connections=clients + 10)
         async with httpx.AsyncClient(timeout=60, limits=limits) as http:
             tasks = [asyncio.create_task(one(http, base, ready)) for _ in range(clients)]
-            deadline = time.monotonic() + 60
-            while len(ready) < clients and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.5)  # every client is subscribed once its headers arrived
+            await all_answered(ready, clients, 60)
             await asyncio.to_thread(lambda: [send(notifications, f"e{i}") for i in range(count)])
             return await asyncio.wait_for(asyncio.gather(*tasks), 120)
 
@@ -297,10 +306,7 @@ def test_head_requests_leave_no_subscription_behind(chat: tuple[Flask, Notificat
     with serve(app) as base, httpx.Client(timeout=10) as http:
         for _ in range(3):
             assert http.head(f"{base}/notifications/event-hub-Chat/stream").status_code == 200
-    deadline = time.monotonic() + 5
-    while notifications.fanout.streams and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert notifications.fanout.streams == []
+    wait_for(lambda: notifications.fanout.streams == [], 30, "every subscription to end")
 
 
 def test_the_reset_frame_keeps_the_clients_position(chat: tuple[Flask, Notifications]) -> None:
@@ -382,10 +388,7 @@ def test_under_gevent_many_clients_get_every_event(tmp_path: Any) -> None:
                 timeout=60, limits=httpx.Limits(max_connections=clients + 5)
             ) as http:
                 tasks = [asyncio.create_task(one(http, ready)) for _ in range(clients)]
-                deadline = time.monotonic() + 30
-                while len(ready) < clients and time.monotonic() < deadline:
-                    await asyncio.sleep(0.05)
-                await asyncio.sleep(0.3)
+                await all_answered(ready, clients, 60)
                 for i in range(count):
                     sent = await http.post(
                         f"{base}/notifications/events",
