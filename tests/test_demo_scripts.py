@@ -20,9 +20,8 @@ from pathlib import Path
 import pytest
 
 from notifycore.testing import free_port, wait_for
+from tests.demo_cli import ROOT, send_from_the_command_line
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTIFYCORE = str(Path(sys.executable).with_name("notifycore"))
 DEMO_INPUTS = [
     "pyproject.toml",
     "plugins/notify_flask/pyproject.toml",
@@ -94,24 +93,7 @@ def test_the_demo_terminal_prints_what_the_log_consumer_writes_from_any_process(
         )
         assert any(address in line for line in lines), lines
         # notifycore send in another process: its log consumer writes the line, the demo prints it.
-        sent = subprocess.run(
-            [
-                NOTIFYCORE,
-                "send",
-                "--app",
-                "examples.demo.app:notifications",
-                "--type",
-                "chat",
-                "--title",
-                "Logged from the command line",
-            ],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert sent.returncode == 0, sent.stderr
+        send_from_the_command_line(env, tmp_path, "Logged from the command line")
         wait_for(
             lambda: any(
                 line.startswith("  log consumer: {") and "Logged from the command line" in line
