@@ -139,7 +139,10 @@ class MemoryInboxes:
             record.item_id, record.seq, state, record.added, record.data
         )
 
-    def inbox_mark_read(self, user: str, item_ids: Iterable[str]) -> InboxChange:
+    def _change(
+        self, user: str, item_ids: Iterable[str], states: tuple[str, ...], state: str
+    ) -> InboxChange:
+        """Move the items among ``item_ids`` that are in one of ``states`` to ``state``."""
         ids = unique_ids(item_ids)
         lock, users = self._inboxes()
         with lock:
@@ -149,10 +152,13 @@ class MemoryInboxes:
             changed = []
             for item_id in ids:
                 record = inbox.by_id.get(item_id)
-                if record is not None and record.state == UNREAD:
-                    self._set_state(inbox, record, READ)
+                if record is not None and record.state in states:
+                    self._set_state(inbox, record, state)
                     changed.append(item_id)
             return InboxChange(tuple(changed), inbox.unread, len(changed))
+
+    def inbox_mark_read(self, user: str, item_ids: Iterable[str]) -> InboxChange:
+        return self._change(user, item_ids, (UNREAD,), READ)
 
     def inbox_mark_all_read(self, user: str, *, up_to: int | None = None) -> InboxChange:
         lock, users = self._inboxes()
@@ -168,16 +174,4 @@ class MemoryInboxes:
             return InboxChange((), inbox.unread, count)
 
     def inbox_archive(self, user: str, item_ids: Iterable[str]) -> InboxChange:
-        ids = unique_ids(item_ids)
-        lock, users = self._inboxes()
-        with lock:
-            inbox = users.get(user)
-            if inbox is None:
-                return InboxChange((), 0)
-            changed = []
-            for item_id in ids:
-                record = inbox.by_id.get(item_id)
-                if record is not None and record.state != ARCHIVED:
-                    self._set_state(inbox, record, ARCHIVED)
-                    changed.append(item_id)
-            return InboxChange(tuple(changed), inbox.unread, len(changed))
+        return self._change(user, item_ids, (UNREAD, READ), ARCHIVED)

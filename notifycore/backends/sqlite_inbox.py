@@ -106,23 +106,20 @@ class SQLiteInboxes:
             if not added:
                 return InboxChange((), self._unread_of(db, user))
             total += 1
-            removed = unread_removed = 0
+            rows = []  # the unread flags of the items the retention removes
             if total > keep:
-                rows = db.execute(
+                rows += db.execute(
                     "DELETE FROM nc_inbox WHERE user = ? AND seq IN "
                     "(SELECT seq FROM nc_inbox WHERE user = ? ORDER BY seq LIMIT ?) RETURNING unread",
                     (user, user, total - keep),
                 ).fetchall()
-                removed += len(rows)
-                unread_removed += sum(r[0] for r in rows)
             if max_age is not None:
-                rows = db.execute(
+                rows += db.execute(
                     "DELETE FROM nc_inbox WHERE user = ? AND seq IN (SELECT seq FROM nc_inbox "
                     "WHERE user = ? AND added < ? ORDER BY seq) RETURNING unread",
                     (user, user, now - max_age),
                 ).fetchall()
-                removed += len(rows)
-                unread_removed += sum(r[0] for r in rows)
+            removed, unread_removed = len(rows), sum(r[0] for r in rows)
             (unread,) = db.execute(
                 "UPDATE nc_inbox_meta SET next_seq = next_seq + 1, total = total + 1 - ?, "
                 "unread = unread + 1 - ? WHERE user = ? RETURNING unread",
