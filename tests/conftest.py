@@ -50,9 +50,10 @@ def json_paths(request: pytest.FixtureRequest) -> Iterator[str]:
         use_json_accelerator(before)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
-    """Debian's headless chromium, driven by Playwright; fails (never skips) when it is missing."""
+    """Debian's headless chromium, driven by Playwright, one for a module (a test opens its
+    own pages or contexts); fails (never skips) when it is missing."""
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None:
         pytest.fail(
