@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from notify_mail import MailConsumer, SMTPConsumer
-from notifycore import Notifications
+from notifycore import Event, Notifications
 
 
 def smtp(server: Any, **options: Any) -> SMTPConsumer:
@@ -31,3 +31,14 @@ def queued(tmp_path: Path, consumer: MailConsumer, **config: Any) -> Notificatio
     )
     n.create_hub("Mail").register_consumer(consumer, name="mailer", mode="queued")
     return n
+
+
+def check_the_default_message(server: Any, sent: Event) -> None:
+    """``server`` got one message for ``sent`` as from_app's defaults make it: subject
+    "Event <id>", from@example.org to to@example.org, the event's JSON as its text."""
+    server.wait_for(1)
+    (message,) = server.handler.messages()
+    assert message["Subject"] == f"Event {sent.event_id}"
+    assert (message["From"], message["To"]) == ("from@example.org", "to@example.org")
+    text = message.get_body(preferencelist=("plain",))
+    assert text is not None and text.get_content().rstrip("\r\n") == sent.to_json()
