@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 import pytest
 
 from notify_redis.backend import RedisBackend
+from notify_redis.cluster_testing import Traffic
 from notifycore import Event, Notifications
 from notifycore.testing import wait_for
 from notifycore.testing.contract import BackendContract
@@ -53,6 +54,23 @@ class RedisContract(BackendContract):
 
     def make_backend(self, **options: Any) -> RedisBackend:
         return RedisBackend(self.url, prefix=f"test-{uuid.uuid4().hex[:8]}:", **options)
+
+
+def check_the_traffic_went_on(
+    traffic: Traffic, before: tuple[int, int], setup: str, wait_replicas: int
+) -> None:
+    """After a failover (``before``: the jobs run and messages followed when it was over):
+    the traffic stops and settles; the worker and the follower went on without a restart,
+    and with ``REDIS_WAIT_REPLICAS`` nothing acknowledged was lost (without, it is
+    printed, not asserted)."""
+    ran_before, followed_before = before
+    traffic.stop()
+    traffic.settle(60)
+    print(f"{setup} failover, REDIS_WAIT_REPLICAS={wait_replicas}: {traffic.report()}")
+    assert len(traffic.ran) > ran_before and len(traffic.followed) > followed_before
+    jobs, messages = traffic.missing()
+    if wait_replicas:
+        assert not jobs and not messages, traffic.report()
 
 
 def worker_env(url: str, prefix: str, directory: Path, **settings: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from redis_helpers import RedisContract, running
+from redis_helpers import RedisContract, check_the_traffic_went_on, running
 
 from notify_redis.backend import RedisBackend
 from notify_redis.cluster_testing import RedisSentinelServers, Traffic
@@ -55,15 +55,7 @@ def test_a_killed_master_is_followed_by_producers_worker_and_follower(
         sentinel.url(), REDIS_WAIT_REPLICAS=wait_replicas, REDIS_WAIT_TIMEOUT=0.5
     ).start()
     try:
-        ran_before, followed_before = _failover(sentinel, traffic)
-        traffic.stop()
-        traffic.settle(60)
-        print(f"Sentinel failover, REDIS_WAIT_REPLICAS={wait_replicas}: {traffic.report()}")
-        # The worker and the follower went on without a restart.
-        assert len(traffic.ran) > ran_before and len(traffic.followed) > followed_before
-        jobs, messages = traffic.missing()
-        if wait_replicas:
-            assert not jobs and not messages, traffic.report()
+        check_the_traffic_went_on(traffic, _failover(sentinel, traffic), "Sentinel", wait_replicas)
     finally:
         traffic.close()
 
