@@ -17,6 +17,7 @@ import pytest
 from notify_redis.backend import RedisBackend
 from notify_redis.cluster_testing import Traffic
 from notifycore import Event, Notifications
+from notifycore.backends.capabilities import capabilities
 from notifycore.testing import wait_for
 from notifycore.testing.contract import BackendContract
 
@@ -54,6 +55,14 @@ class RedisContract(BackendContract):
 
     def make_backend(self, **options: Any) -> RedisBackend:
         return RedisBackend(self.url, prefix=f"test-{uuid.uuid4().hex[:8]}:", **options)
+
+    def test_every_optional_capability_is_offered(self) -> None:
+        # So that none of the optional contract tests passes by finding it refused.
+        backend = self.make_backend()
+        try:
+            assert capabilities(backend) == ["claims", "key-value store", "counters", "inboxes"]
+        finally:
+            backend.close()
 
 
 def check_the_traffic_went_on(
