@@ -13,15 +13,8 @@ import time
 from bisect import bisect_left, insort
 from collections.abc import Iterable
 
-from notifycore.backends.inboxes import (
-    ARCHIVED,
-    READ,
-    UNREAD,
-    InboxChange,
-    InboxRecord,
-    add_retention,
-    unique_ids,
-)
+from notifycore.backends import inboxes
+from notifycore.backends.inboxes import ARCHIVED, READ, UNREAD, InboxChange, InboxRecord
 
 __all__ = ["MemoryInboxes"]
 
@@ -80,7 +73,7 @@ class MemoryInboxes:
         max_items: int,
         max_age: float | None = None,
     ) -> InboxChange:
-        keep, max_age = add_retention(data, max_items, max_age)
+        keep, max_age = inboxes.add_retention(data, max_items, max_age)
         lock, users = self._inboxes()
         now = time.time()
         with lock:
@@ -121,7 +114,7 @@ class MemoryInboxes:
             inbox = users.get(user)
             if inbox is None:
                 return []
-            return [inbox.by_id[i] for i in unique_ids(item_ids) if i in inbox.by_id]
+            return [inbox.by_id[i] for i in inboxes.unique_ids(item_ids) if i in inbox.by_id]
 
     def inbox_unread(self, user: str) -> int:
         lock, users = self._inboxes()
@@ -143,7 +136,7 @@ class MemoryInboxes:
         self, user: str, item_ids: Iterable[str], states: tuple[str, ...], state: str
     ) -> InboxChange:
         """Move the items among ``item_ids`` that are in one of ``states`` to ``state``."""
-        ids = unique_ids(item_ids)
+        ids = inboxes.unique_ids(item_ids)
         lock, users = self._inboxes()
         with lock:
             inbox = users.get(user)

@@ -16,15 +16,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-from notifycore.backends.inboxes import (
-    ARCHIVED,
-    READ,
-    UNREAD,
-    InboxChange,
-    InboxRecord,
-    add_retention,
-    unique_ids,
-)
+from notifycore.backends import inboxes
+from notifycore.backends.inboxes import ARCHIVED, READ, UNREAD, InboxChange, InboxRecord
 from notifycore.errors import BackendError
 
 __all__ = ["INBOX_SCHEMA", "SQLiteInboxes"]
@@ -88,7 +81,7 @@ class SQLiteInboxes:
         max_items: int,
         max_age: float | None = None,
     ) -> InboxChange:
-        keep, max_age = add_retention(data, max_items, max_age)
+        keep, max_age = inboxes.add_retention(data, max_items, max_age)
         now = time.time()
         with self._write() as db:
             meta = db.execute(
@@ -140,7 +133,7 @@ class SQLiteInboxes:
         return [_record(row) for row in rows]
 
     def inbox_get(self, user: str, item_ids: Iterable[str]) -> list[InboxRecord]:
-        ids = unique_ids(item_ids)
+        ids = inboxes.unique_ids(item_ids)
         found: dict[str, InboxRecord] = {}
         for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
@@ -164,7 +157,7 @@ class SQLiteInboxes:
     def _change(self, user: str, item_ids: Iterable[str], where: str, change: str) -> InboxChange:
         """Set ``change`` on the items among ``item_ids`` that match ``where``, in one
         transaction with the unread count."""
-        ids = unique_ids(item_ids)
+        ids = inboxes.unique_ids(item_ids)
         changed: list[str] = []
         unread_gone = 0
         with self._write() as db:

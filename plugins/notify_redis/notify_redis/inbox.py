@@ -24,15 +24,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from notify_redis.connection import RedisConnection
-from notifycore.backends.inboxes import (
-    ARCHIVED,
-    READ,
-    UNREAD,
-    InboxChange,
-    InboxRecord,
-    add_retention,
-    unique_ids,
-)
+from notifycore.backends import inboxes
+from notifycore.backends.inboxes import ARCHIVED, READ, UNREAD, InboxChange, InboxRecord
 
 __all__ = ["InboxKeys", "RedisInboxes"]
 
@@ -181,7 +174,7 @@ def _record(item_id: Any, seq: Any, state: str, value: Any) -> InboxRecord:
 
 
 def _batches(item_ids: Iterable[str]) -> list[list[str]]:
-    ids = unique_ids(item_ids)
+    ids = inboxes.unique_ids(item_ids)
     return [ids[start : start + _BATCH] for start in range(0, len(ids), _BATCH)]
 
 
@@ -207,7 +200,7 @@ class RedisInboxes:
         max_items: int,
         max_age: float | None = None,
     ) -> InboxChange:
-        keep, max_age = add_retention(data, max_items, max_age)
+        keep, max_age = inboxes.add_retention(data, max_items, max_age)
         now_ms = int(time.time() * 1000)
         cutoff = "" if max_age is None else str(now_ms - int(max_age * 1000))
         seq, unread = self._run(
