@@ -8,9 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from playwright.sync_api import Browser, sync_playwright
 
 from notifycore import Notifications
+
+# No deadline for any property test: on a machine busy with other runs one example may take
+# longer than Hypothesis's 200 ms default, and no test fails for being slow.
+settings.register_profile("notifycore-tests", deadline=None)
+settings.load_profile("notifycore-tests")
 
 
 @pytest.fixture(autouse=True)
