@@ -8,9 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from playwright.sync_api import Browser, sync_playwright
 
 from notifycore import Notifications
+
+# No deadline for any property test: on a machine busy with other runs one example may take
+# longer than Hypothesis's 200 ms default, and no test fails for being slow.
+settings.register_profile("notifycore-tests", deadline=None)
+settings.load_profile("notifycore-tests")
 
 
 @pytest.fixture(autouse=True)
@@ -50,9 +56,10 @@ def json_paths(request: pytest.FixtureRequest) -> Iterator[str]:
         use_json_accelerator(before)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
-    """Debian's headless chromium, driven by Playwright; fails (never skips) when it is missing."""
+    """Debian's headless chromium, driven by Playwright, one for a module (a test opens its
+    own pages or contexts); fails (never skips) when it is missing."""
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None:
         pytest.fail(

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
@@ -19,9 +17,7 @@ from playwright.sync_api import Browser, Page, expect
 from examples.demo.app import create_app
 from notify_flask.testing import serve
 from notifycore import Event
-
-ROOT = Path(__file__).resolve().parent.parent
-NOTIFYCORE = str(Path(sys.executable).with_name("notifycore"))
+from tests.demo_cli import ROOT, send_from_the_command_line
 
 
 @pytest.fixture
@@ -58,26 +54,7 @@ def test_the_demo_page_shows_events_live_and_catches_up_after_a_reconnect(
         # notifycore send in another process, on the same SQLite file, reaches alice's own
         # stream, and not the feed: an event with recipients is private.
         env = {**os.environ, "NOTIFYCORE_BACKEND_URL": database, "PYTHONPATH": str(ROOT)}
-        sent = subprocess.run(
-            [
-                NOTIFYCORE,
-                "send",
-                "--app",
-                "examples.demo.app:notifications",
-                "--type",
-                "chat",
-                "--title",
-                "From the command line",
-                "--recipient",
-                "alice",
-            ],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert sent.returncode == 0, sent.stderr
+        send_from_the_command_line(env, tmp_path, "From the command line", "alice")
         # Without --sender, the command line says it sent it.
         expect(page.locator("#mine li").last).to_contain_text("From the command line from cli")
         # Sent after it on the same hub: once it shows, the private one would have too.

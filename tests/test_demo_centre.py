@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,9 +21,8 @@ from examples.demo.app import create_app
 from notify_flask.testing import serve
 from notifycore import DigestConsumer, Event, JobOutcome
 from notifycore.testing import wait_for
+from tests.demo_cli import ROOT, send_from_the_command_line
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTIFYCORE = str(Path(sys.executable).with_name("notifycore"))
 SCREENSHOT = ROOT / "artifacts" / "notification-centre.png"
 
 
@@ -55,30 +52,6 @@ def badge(page: Page) -> str:
     return text
 
 
-def send_from_the_command_line(database: str, cwd: Path, title: str, recipient: str) -> None:
-    env = {**os.environ, "NOTIFYCORE_BACKEND_URL": database, "PYTHONPATH": str(ROOT)}
-    sent = subprocess.run(
-        [
-            NOTIFYCORE,
-            "send",
-            "--app",
-            "examples.demo.app:notifications",
-            "--type",
-            "chat",
-            "--title",
-            title,
-            "--recipient",
-            recipient,
-        ],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert sent.returncode == 0, sent.stderr
-
-
 def test_the_bell_follows_alices_inbox_in_two_tabs_and_never_moves_for_bob(
     contexts: tuple[BrowserContext, BrowserContext], tmp_path: Path
 ) -> None:
@@ -97,7 +70,8 @@ def test_the_bell_follows_alices_inbox_in_two_tabs_and_never_moves_for_bob(
 
         # notifycore send, in another process on the same SQLite file: alice's badge rises in
         # both tabs at once; bob's stays at 0.
-        send_from_the_command_line(database, tmp_path, "From the command line", "alice")
+        env = {**os.environ, "NOTIFYCORE_BACKEND_URL": database, "PYTHONPATH": str(ROOT)}
+        send_from_the_command_line(env, tmp_path, "From the command line", "alice")
         for page in (first, second):
             expect(page.locator("#badge")).to_have_text("2")
         notifications.send(

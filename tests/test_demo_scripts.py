@@ -15,14 +15,14 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from notifycore.testing import free_port, wait_for
+from tests.demo_cli import ROOT, send_from_the_command_line
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTIFYCORE = str(Path(sys.executable).with_name("notifycore"))
 DEMO_INPUTS = [
     "pyproject.toml",
     "plugins/notify_flask/pyproject.toml",
@@ -69,12 +69,14 @@ def test_a_taken_port_is_said_before_any_address_is_printed(
     )
 
 
-def test_the_demo_terminal_prints_what_the_log_consumer_writes_from_any_process(
-    env: dict[str, str], tmp_path: Path
-) -> None:
+@contextmanager
+def demo_serving(command: list[str], env: dict[str, str]) -> Iterator[list[str]]:
+    """Run the demo (``command``, in the checkout) on a free port and yield, once it
+    printed its address, the lines it printed (the list grows as it prints); then stop it
+    with Ctrl-C, as a person does, which must end it with 0."""
     port = free_port()
     demo = subprocess.Popen(
-        [sys.executable, "-m", "examples.demo"],
+        command,
         env={**env, "PORT": str(port)},
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -83,7 +85,6 @@ def test_the_demo_terminal_prints_what_the_log_consumer_writes_from_any_process(
     )
     lines: list[str] = []
     address = f"open http://127.0.0.1:{port}/"
-    assert demo.stdout is not None
     reader = threading.Thread(target=lambda: lines.extend(demo.stdout or ()), daemon=True)
     reader.start()
     try:
@@ -93,25 +94,24 @@ def test_the_demo_terminal_prints_what_the_log_consumer_writes_from_any_process(
             "the demo's address",
         )
         assert any(address in line for line in lines), lines
+        yield lines
+    finally:
+        demo.send_signal(signal.SIGINT)
+        try:
+            assert demo.wait(timeout=60) == 0, lines
+        finally:
+            demo.kill()
+            reader.join(timeout=60)
+            assert demo.stdout is not None
+            demo.stdout.close()
+
+
+def test_the_demo_terminal_prints_what_the_log_consumer_writes_from_any_process(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    with demo_serving([sys.executable, "-m", "examples.demo"], env) as lines:
         # notifycore send in another process: its log consumer writes the line, the demo prints it.
-        sent = subprocess.run(
-            [
-                NOTIFYCORE,
-                "send",
-                "--app",
-                "examples.demo.app:notifications",
-                "--type",
-                "chat",
-                "--title",
-                "Logged from the command line",
-            ],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert sent.returncode == 0, sent.stderr
+        send_from_the_command_line(env, tmp_path, "Logged from the command line")
         wait_for(
             lambda: any(
                 line.startswith("  log consumer: {") and "Logged from the command line" in line
@@ -121,15 +121,6 @@ def test_the_demo_terminal_prints_what_the_log_consumer_writes_from_any_process(
             "the log consumer's line in the demo's terminal",
         )
         assert (tmp_path / "notifycore-demo-events.jsonl").is_file()
-    finally:
-        demo.send_signal(signal.SIGINT)  # Ctrl-C, as a person stops it
-        try:
-            assert demo.wait(timeout=60) == 0
-        finally:
-            demo.kill()
-            reader.join(timeout=60)
-            assert demo.stdout is not None
-            demo.stdout.close()
 
 
 # -- ./scripts/demo installs once ------------------------------------------------------------
@@ -163,39 +154,14 @@ def test_scripts_demo_does_not_reinstall_when_nothing_changed(
     # What a finished installation leaves behind.
     written = venv_shell(venv, f'write_stamp "{stamp}" {" ".join(DEMO_INPUTS)}')
     assert written.returncode == 0, written.stderr
-    port = free_port()
-    demo = subprocess.Popen(
-        [str(ROOT / "scripts" / "demo")],
-        env={**env, "NOTIFYCORE_VENV": str(venv), "PORT": str(port)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-    address = f"open http://127.0.0.1:{port}/"
-    reader = threading.Thread(target=lambda: lines.extend(demo.stdout or ()), daemon=True)
-    reader.start()
-    try:
-        # No pip at all: straight to the demo, which serves (NOTIFYCORE_VENV is no setting).
-        wait_for(
-            lambda: demo.poll() is not None or any(address in line for line in lines),
-            60,
-            "the demo's address",
-        )
-        assert any(address in line for line in lines), lines
+    # No pip at all: straight to the demo, which serves (NOTIFYCORE_VENV is no setting).
+    with demo_serving(
+        [str(ROOT / "scripts" / "demo")], {**env, "NOTIFYCORE_VENV": str(venv)}
+    ) as lines:
         assert lines[0] == (
             f"==> notifycore and notify-flask are installed in {venv} (nothing changed)\n"
         )
         assert not any("installing" in line for line in lines)
-    finally:
-        demo.send_signal(signal.SIGINT)
-        try:
-            assert demo.wait(timeout=60) == 0, lines
-        finally:
-            demo.kill()
-            reader.join(timeout=60)
-            assert demo.stdout is not None
-            demo.stdout.close()
 
 
 def test_the_stamp_changes_with_what_the_installation_depends_on(tmp_path: Path) -> None:

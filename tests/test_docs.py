@@ -124,12 +124,12 @@ def test_every_command_is_documented() -> None:
         assert f"notifycore {name}" in text, f"docs/cli.md does not show 'notifycore {name}'"
 
 
-def test_readme_quick_start_runs(tmp_path: Path) -> None:
-    readme = (ROOT / "README.md").read_text()
-    block = readme.split("## Quick start", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+def run_block(block: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run a documented Python block in a fresh interpreter in ``cwd``, with no NOTIFYCORE_*
+    settings of the caller's; it must succeed."""
     done = subprocess.run(
         [sys.executable, "-c", block],
-        cwd=tmp_path,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
@@ -137,6 +137,13 @@ def test_readme_quick_start_runs(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_readme_quick_start_runs(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Quick start", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    done = run_block(block, tmp_path)
     assert "got This event will pass the filter" in done.stdout
     assert "('app.write_to_file', <Status.RAN: 'ran'>)" in done.stdout
     assert '"event_type":"test"' in (tmp_path / "events.log").read_text()
@@ -145,16 +152,7 @@ def test_readme_quick_start_runs(tmp_path: Path) -> None:
 def test_docs_quick_start_runs(tmp_path: Path) -> None:
     text = (DOCS / "quickstart.md").read_text()
     block = text.split("## Send a first event", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
-    done = subprocess.run(
-        [sys.executable, "-c", block],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={k: v for k, v in os.environ.items() if not k.startswith("NOTIFYCORE_")},
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_block(block, tmp_path)
     assert done.stdout.splitlines() == [
         "new comment: Nice photo! for ['alice']",
         "['Comments'] [('app.print_comment', 'ran'), "

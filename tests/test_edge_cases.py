@@ -30,6 +30,7 @@ from notifycore.backends.memory import MemoryBackend
 from notifycore.backends.sqlite import SQLiteBackend
 from notifycore.filters import Field, Predicate, WithEventType, WithTag, filter_from_dict
 from notifycore.plugins import Plugins
+from notifycore.testing import wait_for
 
 Make = Callable[..., Notifications]
 NOTIFYCORE = str(Path(sys.executable).with_name("notifycore"))
@@ -67,9 +68,7 @@ def test_a_reader_ahead_of_the_stream_gets_one_reset_then_everything(backend: Ba
 def test_a_follower_on_an_emptied_stream_does_not_spin() -> None:
     backend = MemoryBackend(stream_max_age=0.01)
     backend.publish("s", b"old")
-    import time
-
-    time.sleep(0.05)
+    wait_for(lambda: backend.read("s").messages == [], 10, "the message to age out")
     stop = threading.Event()
     seen = []
     timer = threading.Timer(0.3, stop.set)

@@ -14,6 +14,7 @@ MODULES = [
     "notifycore.backends.base",
     "notifycore.backends.capabilities",
     "notifycore.backends.envelope",
+    "notifycore.backends.inboxes",
     "notifycore.backends.memory",
     "notifycore.config",
     "notifycore.consumers",
@@ -39,6 +40,7 @@ MODULES = [
     "notifycore.result",
     "notifycore.settings",
     "notifycore.testing",
+    "notifycore.testing.inbox",
     "notifycore.testing.web",
     "notifycore.worker",
 ]

@@ -8,14 +8,13 @@ without it this test fails, it never skips.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
 from flask import Flask
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Mount, Route
@@ -84,25 +83,6 @@ def starlette_site(notifications: Notifications) -> Iterator[str]:
         yield base
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.fail(
-            "chromium is not installed: ./scripts/test installs it (apt-get install chromium)"
-        )
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=chromium,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"],
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
 def open_page(browser: Browser, url: str) -> Page:
     page = browser.new_page()
     page.set_default_timeout(20_000)
@@ -114,14 +94,14 @@ def open_page(browser: Browser, url: str) -> Page:
 
 @pytest.mark.parametrize("site", [flask_site, starlette_site], ids=["flask", "starlette"])
 def test_an_unchanged_onmessage_page_receives_the_unnamed_events(
-    browser: Browser, site: Site
+    chromium: Browser, site: Site
 ) -> None:
     notifications = Notifications(config={"BACKEND": "memory"}, environ={})
     notifications.create_hub("UserHub").register_consumer(PushConsumer())
     try:
         with site(notifications) as base:
-            old = open_page(browser, f"{base}/unnamed")
-            named = open_page(browser, f"{base}/named")
+            old = open_page(chromium, f"{base}/unnamed")
+            named = open_page(chromium, f"{base}/named")
             # The named route's page counts what addEventListener sees, as a control.
             named.evaluate(
                 "window.seen = 0; sse.addEventListener('user', () => { window.seen += 1; })"

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +21,7 @@ from notifycore import (
 )
 from notifycore.backends.memory import MemoryBackend
 from notifycore.inbox import ALL_READ, ITEM_ADDED, ITEMS_ARCHIVED, ITEMS_READ
+from notifycore.testing.inbox import check_unread_count_across_processes
 
 
 class NoInboxes(MemoryBackend):
@@ -244,52 +241,9 @@ def test_a_companion_store_keeps_inboxes_for_a_backend_that_cannot(tmp_path: Pat
         again.close()
 
 
-SENDER = textwrap.dedent(
-    """
-    import sys
-    from notifycore import Event, Notifications
-    config = {"BACKEND": "sqlite", "BACKEND_URL": sys.argv[1], "INBOX": "on"}
-    n = Notifications(config=config, environ={})
-    n.create_hub("all")
-    inbox = n.inbox("alice")
-    for i in range(30):
-        e = Event(None, "x", f"{sys.argv[2]}-{i}", recipients=["alice", "bob"])
-        n.send(e)
-        if i % 2:
-            inbox.mark_read([e.event_id])
-        if i % 7 == 0:
-            inbox.mark_all_read()
-        if i % 5 == 0:
-            inbox.archive([e.event_id])
-    n.close()
-    """
-)
-
-
 def test_the_unread_count_stays_exact_with_several_processes(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFYCORE_")}
-    processes = [
-        subprocess.Popen([sys.executable, "-c", SENDER, url, f"p{n}"], env=env) for n in range(3)
-    ]
-    try:
-        for process in processes:
-            assert process.wait(180) == 0
-    finally:
-        for process in processes:
-            process.kill()
-    config = {"BACKEND": "sqlite", "BACKEND_URL": url, "INBOX": "on"}
-    notifications = Notifications(config=config, environ={})
-    try:
-        for user in ("alice", "bob"):
-            inbox = notifications.inbox(user)
-            listed = inbox.list(limit=200)
-            archived = inbox.list(limit=200, archived=True)
-            assert len(listed) + len(archived) == 90
-            assert inbox.unread_count() == sum(i.unread for i in listed)
-        assert notifications.inbox("bob").unread_count() == 90
-    finally:
-        notifications.close()
+    check_unread_count_across_processes({"BACKEND": "sqlite", "BACKEND_URL": url, "INBOX": "on"})
 
 
 def test_reserved_event_types_are_never_kept(notifications: Notifications) -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from notifycore import InvalidStreamId
 from notifycore.backends.memory import MemoryBackend
+from notifycore.testing import wait_for
 from notifycore.testing.contract import BackendContract
 
 
@@ -32,9 +33,7 @@ def test_malformed_ids_are_refused() -> None:
 def test_retention_by_age() -> None:
     backend = MemoryBackend(stream_max_age=0.05)
     first = backend.publish("s", b"old")
-    import time
-
-    time.sleep(0.1)
+    wait_for(lambda: backend.read("s").messages == [], 10, "the message to age out")
     backend.publish("s", b"new")
     batch = backend.read("s", first)
     assert batch.reset is False  # only "old" went, and the reader had it

@@ -2,74 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.templates import ROOT, environment, install_renamed
+
 TEMPLATE = ROOT / "plugins" / "_template"
-SKIP_PARTS = {"__pycache__", "build", ".pytest_cache"}
-
-
-def rename(text: str) -> str:
-    """The renaming the template's README asks for, with "copied" as the new name."""
-    return (
-        text.replace("template", "copied")
-        .replace("Template", "Copied")
-        .replace("TEMPLATE", "COPIED")
-    )
-
-
-def copy_renamed(dest: Path) -> None:
-    for path in sorted(TEMPLATE.rglob("*")):
-        relative = path.relative_to(TEMPLATE)
-        if SKIP_PARTS & set(relative.parts) or relative.parts[0].endswith(".egg-info"):
-            continue
-        target = dest / rename(str(relative))
-        if path.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(rename(path.read_text()))
-
-
-def environment(site: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFYCORE_")}
-    env["PYTHONPATH"] = str(site)
-    return env
 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The renamed copy and the directory it is installed into, without any package index."""
-    work = tmp_path_factory.mktemp("template")
-    source, site = work / "notify-copied", work / "site"
-    copy_renamed(source)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-index",
-            "--no-build-isolation",
-            "--no-deps",
-            "--no-cache-dir",
-            "--target",
-            str(site),
-            str(source),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return source, site
+    return install_renamed(TEMPLATE, tmp_path_factory.mktemp("template"))
 
 
 def test_the_copy_is_renamed_everywhere(installed: tuple[Path, Path]) -> None:

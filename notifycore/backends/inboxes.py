@@ -30,6 +30,8 @@ __all__ = [
     "InboxChange",
     "InboxRecord",
     "Inboxes",
+    "add_retention",
+    "unique_ids",
 ]
 
 UNREAD = "unread"
@@ -37,6 +39,22 @@ READ = "read"
 ARCHIVED = "archived"
 #: Every state an item can be in.
 STATES = (UNREAD, READ, ARCHIVED)
+
+
+def add_retention(data: object, max_items: int, max_age: float | None) -> tuple[int, float | None]:
+    """Check the item of an :meth:`Inboxes.inbox_add` and return its retention as every
+    store applies it: how many items are kept (at least one), and the age limit in
+    seconds (None: none, also for ``max_age`` 0 or below).
+
+    Raises TypeError when ``data`` is not bytes."""
+    if not isinstance(data, bytes):
+        raise TypeError(f"an inbox item is bytes, not {type(data).__name__}")
+    return max(max_items, 1), (max_age if max_age is not None and max_age > 0 else None)
+
+
+def unique_ids(item_ids: Iterable[str]) -> list[str]:
+    """``item_ids`` once each, in the order first given: what a store reads or changes."""
+    return list(dict.fromkeys(item_ids))
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ import time
 from bisect import bisect_left, insort
 from collections.abc import Iterable
 
+from notifycore.backends import inboxes
 from notifycore.backends.inboxes import ARCHIVED, READ, UNREAD, InboxChange, InboxRecord
 
 __all__ = ["MemoryInboxes"]
@@ -72,8 +73,7 @@ class MemoryInboxes:
         max_items: int,
         max_age: float | None = None,
     ) -> InboxChange:
-        if not isinstance(data, bytes):
-            raise TypeError(f"an inbox item is bytes, not {type(data).__name__}")
+        keep, max_age = inboxes.add_retention(data, max_items, max_age)
         lock, users = self._inboxes()
         now = time.time()
         with lock:
@@ -88,9 +88,9 @@ class MemoryInboxes:
             inbox.by_seq[seq] = item_id
             inbox.active.append(seq)
             inbox.unread += 1
-            while len(inbox.by_id) > max(max_items, 1):
+            while len(inbox.by_id) > keep:
                 inbox.remove(inbox.oldest())
-            if max_age is not None and max_age > 0:
+            if max_age is not None:
                 while inbox.by_id and (oldest := inbox.oldest()).added < now - max_age:
                     inbox.remove(oldest)
             return InboxChange((item_id,), inbox.unread, 1, seq)
@@ -114,7 +114,7 @@ class MemoryInboxes:
             inbox = users.get(user)
             if inbox is None:
                 return []
-            return [inbox.by_id[i] for i in dict.fromkeys(item_ids) if i in inbox.by_id]
+            return [inbox.by_id[i] for i in inboxes.unique_ids(item_ids) if i in inbox.by_id]
 
     def inbox_unread(self, user: str) -> int:
         lock, users = self._inboxes()
@@ -132,8 +132,11 @@ class MemoryInboxes:
             record.item_id, record.seq, state, record.added, record.data
         )
 
-    def inbox_mark_read(self, user: str, item_ids: Iterable[str]) -> InboxChange:
-        ids = list(dict.fromkeys(item_ids))
+    def _change(
+        self, user: str, item_ids: Iterable[str], states: tuple[str, ...], state: str
+    ) -> InboxChange:
+        """Move the items among ``item_ids`` that are in one of ``states`` to ``state``."""
+        ids = inboxes.unique_ids(item_ids)
         lock, users = self._inboxes()
         with lock:
             inbox = users.get(user)
@@ -142,10 +145,13 @@ class MemoryInboxes:
             changed = []
             for item_id in ids:
                 record = inbox.by_id.get(item_id)
-                if record is not None and record.state == UNREAD:
-                    self._set_state(inbox, record, READ)
+                if record is not None and record.state in states:
+                    self._set_state(inbox, record, state)
                     changed.append(item_id)
             return InboxChange(tuple(changed), inbox.unread, len(changed))
+
+    def inbox_mark_read(self, user: str, item_ids: Iterable[str]) -> InboxChange:
+        return self._change(user, item_ids, (UNREAD,), READ)
 
     def inbox_mark_all_read(self, user: str, *, up_to: int | None = None) -> InboxChange:
         lock, users = self._inboxes()
@@ -161,16 +167,4 @@ class MemoryInboxes:
             return InboxChange((), inbox.unread, count)
 
     def inbox_archive(self, user: str, item_ids: Iterable[str]) -> InboxChange:
-        ids = list(dict.fromkeys(item_ids))
-        lock, users = self._inboxes()
-        with lock:
-            inbox = users.get(user)
-            if inbox is None:
-                return InboxChange((), 0)
-            changed = []
-            for item_id in ids:
-                record = inbox.by_id.get(item_id)
-                if record is not None and record.state != ARCHIVED:
-                    self._set_state(inbox, record, ARCHIVED)
-                    changed.append(item_id)
-            return InboxChange(tuple(changed), inbox.unread, len(changed))
+        return self._change(user, item_ids, (UNREAD, READ), ARCHIVED)

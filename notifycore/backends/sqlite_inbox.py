@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
+from notifycore.backends import inboxes
 from notifycore.backends.inboxes import ARCHIVED, READ, UNREAD, InboxChange, InboxRecord
 from notifycore.errors import BackendError
 
@@ -80,8 +81,7 @@ class SQLiteInboxes:
         max_items: int,
         max_age: float | None = None,
     ) -> InboxChange:
-        if not isinstance(data, bytes):
-            raise TypeError(f"an inbox item is bytes, not {type(data).__name__}")
+        keep, max_age = inboxes.add_retention(data, max_items, max_age)
         now = time.time()
         with self._write() as db:
             meta = db.execute(
@@ -99,23 +99,20 @@ class SQLiteInboxes:
             if not added:
                 return InboxChange((), self._unread_of(db, user))
             total += 1
-            removed = unread_removed = 0
-            if total > max(max_items, 1):
-                rows = db.execute(
+            rows = []  # the unread flags of the items the retention removes
+            if total > keep:
+                rows += db.execute(
                     "DELETE FROM nc_inbox WHERE user = ? AND seq IN "
                     "(SELECT seq FROM nc_inbox WHERE user = ? ORDER BY seq LIMIT ?) RETURNING unread",
-                    (user, user, total - max(max_items, 1)),
+                    (user, user, total - keep),
                 ).fetchall()
-                removed += len(rows)
-                unread_removed += sum(r[0] for r in rows)
-            if max_age is not None and max_age > 0:
-                rows = db.execute(
+            if max_age is not None:
+                rows += db.execute(
                     "DELETE FROM nc_inbox WHERE user = ? AND seq IN (SELECT seq FROM nc_inbox "
                     "WHERE user = ? AND added < ? ORDER BY seq) RETURNING unread",
                     (user, user, now - max_age),
                 ).fetchall()
-                removed += len(rows)
-                unread_removed += sum(r[0] for r in rows)
+            removed, unread_removed = len(rows), sum(r[0] for r in rows)
             (unread,) = db.execute(
                 "UPDATE nc_inbox_meta SET next_seq = next_seq + 1, total = total + 1 - ?, "
                 "unread = unread + 1 - ? WHERE user = ? RETURNING unread",
@@ -136,7 +133,7 @@ class SQLiteInboxes:
         return [_record(row) for row in rows]
 
     def inbox_get(self, user: str, item_ids: Iterable[str]) -> list[InboxRecord]:
-        ids = list(dict.fromkeys(item_ids))
+        ids = inboxes.unique_ids(item_ids)
         found: dict[str, InboxRecord] = {}
         for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
@@ -160,7 +157,7 @@ class SQLiteInboxes:
     def _change(self, user: str, item_ids: Iterable[str], where: str, change: str) -> InboxChange:
         """Set ``change`` on the items among ``item_ids`` that match ``where``, in one
         transaction with the unread count."""
-        ids = list(dict.fromkeys(item_ids))
+        ids = inboxes.unique_ids(item_ids)
         changed: list[str] = []
         unread_gone = 0
         with self._write() as db:

@@ -1064,6 +1064,21 @@ class InboxesContract(_Optional):
         assert store.inbox_get(aged, ["old"]) == []
         assert store.inbox_unread(aged) == len(store.inbox_list(aged, limit=1000))
 
+    def test_an_item_that_is_not_bytes_is_refused_and_a_limit_below_one_keeps_one(
+        self, backend: Backend
+    ) -> None:
+        store: Inboxes | None = self.offered(backend, "inboxes")
+        if store is None:
+            return
+        user = _name("u")
+        with pytest.raises(TypeError, match="an inbox item is bytes, not str"):
+            store.inbox_add(user, "e0", "text", max_items=10)  # type: ignore[arg-type]
+        assert store.inbox_list(user) == [] and store.inbox_unread(user) == 0
+        for n in range(3):  # max_items 0 keeps the newest; max_age 0 is no age limit
+            store.inbox_add(user, f"e{n}", b"x", max_items=0, max_age=0)
+        assert [r.item_id for r in store.inbox_list(user)] == ["e2"]
+        assert store.inbox_unread(user) == 1
+
     def test_concurrent_changes_keep_the_unread_count_exact(self, backend: Backend) -> None:
         store: Inboxes | None = self.offered(backend, "inboxes")
         if store is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -17,6 +17,7 @@ from notify_flask import current_notifications, stream_blueprint
 from notify_flask.testing import lines, read_events, serve
 from notifycore import Event, Notifications, PushConsumer
 from notifycore.backends.memory import MemoryBackend
+from notifycore.testing import free_port, wait_for
 
 
 def json_of(response: TestResponse) -> Any:
@@ -48,6 +49,37 @@ def send(notifications: Notifications, title: str, **kw: Any) -> Event:
     event = Event(None, "chat", title, "body", **kw)
     notifications.send(event)
     return event
+
+
+async def titles_on_many_streams(
+    base: str, clients: int, count: int, send_all: Callable[[httpx.AsyncClient], Awaitable[Any]]
+) -> list[list[str]]:
+    """Open ``clients`` streams of hub Chat at ``base``; once every one has its response's
+    headers (the server subscribes a stream before it answers, so every event sent from
+    then on reaches every one), run ``send_all``; the first ``count`` titles of each."""
+
+    async def one(http: httpx.AsyncClient, ready: list[int]) -> list[str]:
+        titles: list[str] = []
+        async with http.stream("GET", f"{base}/notifications/event-hub-Chat/stream") as response:
+            ready.append(1)
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    titles.append(line[6:].split('"title":"', 1)[1].split('"', 1)[0])
+                    if len(titles) == count:
+                        return titles
+        return titles
+
+    ready: list[int] = []
+    limits = httpx.Limits(max_connections=clients + 10)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        tasks = [asyncio.create_task(one(http, ready)) for _ in range(clients)]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while len(ready) < clients:
+            assert loop.time() < deadline, f"{len(ready)} of {clients} streams answered"
+            await asyncio.sleep(0.02)
+        await send_all(http)
+        return await asyncio.wait_for(asyncio.gather(*tasks), 120)
 
 
 def test_the_extension_reads_app_config_and_is_reachable(chat: tuple[Flask, Notifications]) -> None:
@@ -250,31 +282,11 @@ def test_hundreds_of_concurrent_clients_get_every_event_in_order(
     app, notifications = chat
     clients, count = 200, 20
 
-    async def one(http: httpx.AsyncClient, base: str, ready: list[int]) -> list[str]:
-        titles: list[str] = []
-        async with http.stream("GET", f"{base}/notifications/event-hub-Chat/stream") as response:
-            ready.append(1)
-            async for line in response.aiter_lines():
-                if line.startswith("data: "):
-                    titles.append(line[6:].split('"title":"', 1)[1].split('"', 1)[0])
-                    if len(titles) == count:
-                        return titles
-        return titles
-
-    async def main(base: str) -> list[list[str]]:
-        ready: list[int] = []
-        limits = httpx.Limits(max_connections=clients + 10)
-        async with httpx.AsyncClient(timeout=60, limits=limits) as http:
-            tasks = [asyncio.create_task(one(http, base, ready)) for _ in range(clients)]
-            deadline = time.monotonic() + 60
-            while len(ready) < clients and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.5)  # every client is subscribed once its headers arrived
-            await asyncio.to_thread(lambda: [send(notifications, f"e{i}") for i in range(count)])
-            return await asyncio.wait_for(asyncio.gather(*tasks), 120)
+    async def send_all(http: httpx.AsyncClient) -> None:
+        await asyncio.to_thread(lambda: [send(notifications, f"e{i}") for i in range(count)])
 
     with serve(app) as base:
-        results = asyncio.run(main(base))
+        results = asyncio.run(titles_on_many_streams(base, clients, count, send_all))
     expected = [f"e{i}" for i in range(count)]
     assert len(results) == clients and all(r == expected for r in results)
     assert notifications.fanout.streams in ([], ["event-hub-Chat"])
@@ -297,10 +309,7 @@ def test_head_requests_leave_no_subscription_behind(chat: tuple[Flask, Notificat
     with serve(app) as base, httpx.Client(timeout=10) as http:
         for _ in range(3):
             assert http.head(f"{base}/notifications/event-hub-Chat/stream").status_code == 200
-    deadline = time.monotonic() + 5
-    while notifications.fanout.streams and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert notifications.fanout.streams == []
+    wait_for(lambda: notifications.fanout.streams == [], 30, "every subscription to end")
 
 
 def test_the_reset_frame_keeps_the_clients_position(chat: tuple[Flask, Notifications]) -> None:
@@ -343,14 +352,11 @@ def test_an_unreachable_backend_is_a_503(
 
 
 def test_under_gevent_many_clients_get_every_event(tmp_path: Any) -> None:
-    import socket
     import subprocess
     import sys
     from pathlib import Path
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     script = Path(__file__).parent / "apps" / "gevent_server.py"
     server = subprocess.Popen(
         [sys.executable, str(script), str(port)],
@@ -363,38 +369,14 @@ def test_under_gevent_many_clients_get_every_event(tmp_path: Any) -> None:
         base = f"http://127.0.0.1:{port}"
         clients, count = 50, 10
 
-        async def one(http: httpx.AsyncClient, ready: list[int]) -> list[str]:
-            titles: list[str] = []
-            async with http.stream(
-                "GET", f"{base}/notifications/event-hub-Chat/stream"
-            ) as response:
-                ready.append(1)
-                async for line in response.aiter_lines():
-                    if line.startswith("data: "):
-                        titles.append(line[6:].split('"title":"', 1)[1].split('"', 1)[0])
-                        if len(titles) == count:
-                            return titles
-            return titles
+        async def send_all(http: httpx.AsyncClient) -> None:
+            for i in range(count):
+                sent = await http.post(
+                    f"{base}/notifications/events", json={"event_type": "chat", "title": f"g{i}"}
+                )
+                assert sent.status_code == 202
 
-        async def main() -> list[list[str]]:
-            ready: list[int] = []
-            async with httpx.AsyncClient(
-                timeout=60, limits=httpx.Limits(max_connections=clients + 5)
-            ) as http:
-                tasks = [asyncio.create_task(one(http, ready)) for _ in range(clients)]
-                deadline = time.monotonic() + 30
-                while len(ready) < clients and time.monotonic() < deadline:
-                    await asyncio.sleep(0.05)
-                await asyncio.sleep(0.3)
-                for i in range(count):
-                    sent = await http.post(
-                        f"{base}/notifications/events",
-                        json={"event_type": "chat", "title": f"g{i}"},
-                    )
-                    assert sent.status_code == 202
-                return await asyncio.wait_for(asyncio.gather(*tasks), 60)
-
-        results = asyncio.run(main())
+        results = asyncio.run(titles_on_many_streams(base, clients, count, send_all))
         assert (
             all(r == [f"g{i}" for i in range(count)] for r in results) and len(results) == clients
         )

@@ -16,6 +16,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from flask import Flask
+from mail_helpers import queued, smtp
 
 from notify_mail import MailConsumer, SMTPConsumer
 from notify_mail.flask_email import FlaskEmailConsumer
@@ -26,7 +27,6 @@ from notifycore import (
     Event,
     InvalidEvent,
     JobOutcome,
-    Notifications,
     PermanentFailure,
     Worker,
 )
@@ -37,11 +37,6 @@ from notifycore.testing import free_port
 HOSTILE = "<script>alert('x')</script> & \"quoted\""
 ESCAPED = "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; &quot;quoted&quot;"
 SECRET = "hunter2"
-
-
-def smtp(server: Any, **options: Any) -> SMTPConsumer:
-    options.setdefault("sender", "Notifications <noreply@example.org>")
-    return SMTPConsumer("127.0.0.1", server.port, timeout=5, **options)
 
 
 def html_part(server: Any) -> str:
@@ -181,21 +176,6 @@ def test_one_address_with_or_without_a_name_is_fine(smtp_server: Any, address: s
     smtp_server.wait_for(1)
     ((_, rcpt_tos, _),) = smtp_server.handler.received
     assert len(rcpt_tos) == 1 and "@" in rcpt_tos[0]
-
-
-def queued(tmp_path: Path, consumer: MailConsumer, **config: Any) -> Notifications:
-    n = Notifications(
-        config={
-            "BACKEND": "sqlite",
-            "BACKEND_URL": f"sqlite:///{tmp_path / 'mail.db'}",
-            "RETRY_BACKOFF": 0.01,
-            "MAX_TRIES": 4,
-            **config,
-        },
-        environ={},
-    )
-    n.create_hub("Mail").register_consumer(consumer, name="mailer", mode="queued")
-    return n
 
 
 def test_a_smuggled_list_is_dead_lettered_at_once_and_nothing_is_sent(

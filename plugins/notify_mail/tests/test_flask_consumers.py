@@ -9,6 +9,7 @@ import flask_mail
 import flask_mailman
 import pytest
 from flask import Flask
+from mail_helpers import check_the_default_message
 
 from notify_mail.flask_email import FlaskEmailConsumer
 from notify_mail.flask_mail import FlaskMailConsumer
@@ -100,12 +101,7 @@ def test_flask_mail_from_app_works_as_flask_notifications_did(smtp_server: Any) 
     assert [(m.subject, m.body, m.recipients) for m in outbox] == [
         (f"Event {sent.event_id}", sent.to_json(), ["to@example.org"])
     ]
-    smtp_server.wait_for(1)
-    (message,) = smtp_server.handler.messages()
-    assert message["Subject"] == f"Event {sent.event_id}"
-    assert (message["From"], message["To"]) == ("from@example.org", "to@example.org")
-    text = message.get_body(preferencelist=("plain",))
-    assert text is not None and text.get_content().rstrip("\r\n") == sent.to_json()
+    check_the_default_message(smtp_server, sent)
     # A second consumer reuses the extension the first one made.
     assert FlaskMailConsumer.from_app(app).mail is app.extensions["mail"]
 
@@ -154,12 +150,7 @@ def test_flask_email_from_app_works_as_flask_notifications_did(smtp_server: Any)
     assert mail.mail is app.extensions["mailman"]
     sent = event()
     mail.consume(sent)
-    smtp_server.wait_for(1)
-    (message,) = smtp_server.handler.messages()
-    assert message["Subject"] == f"Event {sent.event_id}"
-    assert (message["From"], message["To"]) == ("from@example.org", "to@example.org")
-    text = message.get_body(preferencelist=("plain",))
-    assert text is not None and text.get_content().rstrip("\r\n") == sent.to_json()
+    check_the_default_message(smtp_server, sent)
     assert FlaskEmailConsumer.from_app(app).mail is app.extensions["mailman"]
 
 

@@ -6,15 +6,11 @@ import base64
 from typing import Any
 
 import pytest
+from mail_helpers import queued, smtp
 
 from notify_mail import SMTPConsumer
 from notifycore import Event, JobOutcome, Notifications, PermanentFailure, Worker
 from notifycore.drivers import CONSUMERS, resolve
-
-
-def smtp(server: Any, **options: Any) -> SMTPConsumer:
-    options.setdefault("sender", "Notifications <noreply@example.org>")
-    return SMTPConsumer("127.0.0.1", server.port, timeout=5, **options)
 
 
 def test_the_message_arrives_with_headers_parts_attachments_and_unicode(smtp_server: Any) -> None:
@@ -76,20 +72,6 @@ def test_a_5xx_answer_is_a_permanent_failure_with_the_server_answer(smtp_server:
     smtp_server.handler.answer = "554 5.7.1 Message rejected as spam"
     with pytest.raises(PermanentFailure, match="554 5.7.1 Message rejected as spam"):
         smtp(smtp_server).consume(Event(None, "t", recipients=["a@example.org"]))
-
-
-def queued(tmp_path: Any, consumer: SMTPConsumer) -> Notifications:
-    n = Notifications(
-        config={
-            "BACKEND": "sqlite",
-            "BACKEND_URL": f"sqlite:///{tmp_path / 'mail.db'}",
-            "RETRY_BACKOFF": 0.01,
-            "MAX_TRIES": 4,
-        },
-        environ={},
-    )
-    n.create_hub("Mail").register_consumer(consumer, name="mailer", mode="queued")
-    return n
 
 
 def test_worker_dead_letters_a_5xx_at_once_and_retries_a_4xx(

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from notify_redis.connection import RedisConnection
+from notifycore.backends import inboxes
 from notifycore.backends.inboxes import ARCHIVED, READ, UNREAD, InboxChange, InboxRecord
 
 __all__ = ["InboxKeys", "RedisInboxes"]
@@ -173,7 +174,7 @@ def _record(item_id: Any, seq: Any, state: str, value: Any) -> InboxRecord:
 
 
 def _batches(item_ids: Iterable[str]) -> list[list[str]]:
-    ids = list(dict.fromkeys(item_ids))
+    ids = inboxes.unique_ids(item_ids)
     return [ids[start : start + _BATCH] for start in range(0, len(ids), _BATCH)]
 
 
@@ -199,15 +200,14 @@ class RedisInboxes:
         max_items: int,
         max_age: float | None = None,
     ) -> InboxChange:
-        if not isinstance(data, bytes):
-            raise TypeError(f"an inbox item is bytes, not {type(data).__name__}")
+        keep, max_age = inboxes.add_retention(data, max_items, max_age)
         now_ms = int(time.time() * 1000)
-        cutoff = "" if max_age is None or max_age <= 0 else str(now_ms - int(max_age * 1000))
+        cutoff = "" if max_age is None else str(now_ms - int(max_age * 1000))
         seq, unread = self._run(
             "inbox_add",
             ADD,
             self._inbox_keys(user).all(),
-            [item_id, data, now_ms, max(max_items, 1), cutoff],
+            [item_id, data, now_ms, keep, cutoff],
         )
         if not int(seq):
             return InboxChange((), int(unread))

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+# redis_helpers sits beside this file; --import-mode=importlib does not add it to the path.
+sys.path.insert(0, str(Path(__file__).parent))
 
 from notify_redis.testing import RedisServer
 

@@ -9,35 +9,25 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
+from redis_helpers import RedisContract, running
 
 from notify_redis.backend import RedisBackend
 from notify_redis.cluster_testing import RedisClusterServers, RedisNode
 from notifycore import Event, Notifications
-from notifycore.testing.contract import BackendContract
 from notifycore.worker import Worker
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
-    servers = RedisClusterServers(tmp_path_factory.mktemp("cluster"), masters=3)
-    try:
-        servers.start()
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield servers
-    servers.shutdown()
+    yield from running(RedisClusterServers(tmp_path_factory.mktemp("cluster"), masters=3))
 
 
-class TestRedisClusterContract(BackendContract):
+class TestRedisClusterContract(RedisContract):
     @pytest.fixture(autouse=True)
     def _cluster(self, cluster: RedisClusterServers) -> None:
         self.url = cluster.url
-
-    def make_backend(self, **options: Any) -> RedisBackend:
-        return RedisBackend(self.url, prefix=f"test-{uuid.uuid4().hex[:8]}:", **options)
 
 
 def _myid(node: RedisNode) -> str:

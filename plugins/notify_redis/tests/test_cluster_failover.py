@@ -7,96 +7,34 @@ was lost and asserts only the recovery.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
 import pytest
+from redis_helpers import (
+    check_a_worker_killed_mid_job_loses_nothing,
+    check_the_traffic_went_on,
+    running,
+)
 
 from notify_redis.backend import RedisBackend
 from notify_redis.cluster_testing import RedisClusterServers, Traffic
 from notify_redis.connection import ReplicationTimeout
-from notifycore import BackendUnavailable, Event, Notifications
-from notifycore.testing import wait_for
-
-APPS = Path(__file__).resolve().parent / "apps"
-NOTIFYCORE = str(Path(sys.executable).with_name("notifycore"))
+from notifycore import BackendUnavailable
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
     servers = RedisClusterServers(tmp_path_factory.mktemp("cluster"), masters=3, replicas=1)
-    try:
-        servers.start()
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield servers
-    servers.shutdown()
+    yield from running(servers)
 
 
 def test_a_worker_killed_mid_job_loses_nothing(
     cluster: RedisClusterServers, tmp_path: Path
 ) -> None:
-    prefix = f"kill-{uuid.uuid4().hex[:6]}:"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("NOTIFYCORE_")},
-        "NOTIFYCORE_BACKEND": "redis",
-        "NOTIFYCORE_REDIS_URL": cluster.url,
-        "NOTIFYCORE_REDIS_PREFIX": prefix,
-        "NOTIFYCORE_VISIBILITY_TIMEOUT": "1",
-        "WORKER_TEST_DIR": str(tmp_path),
-        "PYTHONPATH": str(APPS),
-    }
-    sender = Notifications(
-        config={"BACKEND": "redis", "REDIS_URL": cluster.url, "REDIS_PREFIX": prefix},
-        environ={},
-    )
-    sender.create_hub("Jobs").register_consumer(lambda e: None, name="work", mode="queued")
-    slow = Event(None, "job", "slow")
-    quick = [Event(None, "job", f"quick {i}") for i in range(20)]
-    sender.send(slow)
-    sender.send_many(quick)
-
-    def start() -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [NOTIFYCORE, "worker", "--app", "redis_app"],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def done_ids() -> list[str]:
-        path = tmp_path / "done.log"
-        return [line.split()[0] for line in path.read_text().splitlines()] if path.exists() else []
-
-    first = start()
-    try:
-        wait_for(lambda: (tmp_path / "slow-tried").exists(), 60, "the slow job to start")
-        first.send_signal(signal.SIGKILL)
-        first.communicate(timeout=30)
-    finally:
-        first.kill()
-    assert slow.event_id not in done_ids()
-    second = start()
-    expected = {slow.event_id} | {e.event_id for e in quick}
-    try:
-        wait_for(lambda: set(done_ids()) >= expected, 60, "the reclaimed job and the rest")
-        wait_for(lambda: sender.backend.queue_length("notifycore") == 0, 30, "the queue to empty")
-        second.send_signal(signal.SIGTERM)
-        _, err = second.communicate(timeout=30)
-    finally:
-        second.kill()
-    assert second.returncode == 0, err
-    assert done_ids().count(slow.event_id) == 1, "the killed job was reclaimed and done once"
-    assert sender.backend.dead_letters("notifycore") == []
-    sender.close()
+    check_a_worker_killed_mid_job_loses_nothing(cluster.url, tmp_path)
 
 
 @pytest.mark.parametrize("wait_replicas", [0, 1], ids=["no-wait", "wait-1"])
@@ -117,15 +55,9 @@ def test_a_killed_master_is_replaced_and_producers_worker_and_follower_go_on(
         promoted = cluster.wait_for_failover(victim)
         cluster.restart(victim)  # back as the replica of the promoted master
         assert cluster.replicas(promoted) == [victim]
-        ran_before, followed_before = len(traffic.ran), len(traffic.followed)
+        before = len(traffic.ran), len(traffic.followed)
         traffic.wait_stored(100)  # the producer's calls succeed again, by themselves
-        traffic.stop()
-        traffic.settle(60)
-        print(f"Cluster failover, REDIS_WAIT_REPLICAS={wait_replicas}: {traffic.report()}")
-        assert len(traffic.ran) > ran_before and len(traffic.followed) > followed_before
-        jobs, messages = traffic.missing()
-        if wait_replicas:
-            assert not jobs and not messages, traffic.report()
+        check_the_traffic_went_on(traffic, before, "Cluster", wait_replicas)
     finally:
         traffic.close()
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -14,15 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis_helpers import (
+    check_a_worker_killed_mid_job_loses_nothing,
+    ids_in,
+    start_worker,
+    worker_env,
+)
 
 from notify_redis.backend import RedisBackend
 from notify_redis.testing import RedisServer
 from notifycore import BackendUnavailable, Event, Notifications, hookimpl
 from notifycore.plugins import get_plugins
 from notifycore.testing import wait_for
-
-APPS = Path(__file__).resolve().parent / "apps"
-NOTIFYCORE = str(Path(sys.executable).with_name("notifycore"))
 
 
 def test_backend_by_name_with_redis_url(redis_server: Any) -> None:
@@ -118,102 +118,14 @@ def test_follower_survives_a_redis_restart_and_misses_nothing(redis_server: Any)
 def test_worker_killed_mid_job_the_job_is_reclaimed_and_done(
     redis_server: Any, tmp_path: Path
 ) -> None:
-    prefix = f"kill-{uuid.uuid4().hex[:6]}:"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("NOTIFYCORE_")},
-        "NOTIFYCORE_BACKEND": "redis",
-        "NOTIFYCORE_REDIS_URL": redis_server.url,
-        "NOTIFYCORE_REDIS_PREFIX": prefix,
-        "NOTIFYCORE_VISIBILITY_TIMEOUT": "1",
-        "WORKER_TEST_DIR": str(tmp_path),
-        "PYTHONPATH": str(APPS),
-    }
-    sender = Notifications(
-        config={"BACKEND": "redis", "REDIS_URL": redis_server.url, "REDIS_PREFIX": prefix},
-        environ={},
-    )
-    sender.create_hub("Jobs").register_consumer(lambda e: None, name="work", mode="queued")
-    slow = Event(None, "job", "slow")
-    quick = [Event(None, "job", f"quick {i}") for i in range(20)]
-    sender.send(slow)
-    sender.send_many(quick)
-
-    def start() -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [NOTIFYCORE, "worker", "--app", "redis_app"],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    first = start()
-    try:
-        wait_for(lambda: (tmp_path / "slow-tried").exists(), 60, "the slow job to start")
-        first.send_signal(signal.SIGKILL)
-        first.communicate(timeout=30)
-    finally:
-        first.kill()
-    assert (
-        not (tmp_path / "done.log").exists()
-        or slow.event_id not in (tmp_path / "done.log").read_text()
-    )
-
-    second = start()
-    expected = {slow.event_id} | {e.event_id for e in quick}
-
-    def done_ids() -> list[str]:
-        path = tmp_path / "done.log"
-        return [line.split()[0] for line in path.read_text().splitlines()] if path.exists() else []
-
-    try:
-        wait_for(
-            lambda: set(done_ids()) >= expected, 60, "the reclaimed job and the rest to be done"
-        )
-        wait_for(lambda: sender.backend.queue_length("notifycore") == 0, 30, "the queue to empty")
-        second.send_signal(signal.SIGTERM)
-        _, err = second.communicate(timeout=30)
-    finally:
-        second.kill()
-    assert second.returncode == 0, err
-    assert done_ids().count(slow.event_id) == 1, "the killed job was reclaimed and done once"
-    assert sender.backend.dead_letters("notifycore") == []
-    sender.close()
-
-
-def _worker_env(url: str, prefix: str, directory: Path, **settings: str) -> dict[str, str]:
-    return {
-        **{k: v for k, v in os.environ.items() if not k.startswith("NOTIFYCORE_")},
-        "NOTIFYCORE_BACKEND": "redis",
-        "NOTIFYCORE_REDIS_URL": url,
-        "NOTIFYCORE_REDIS_PREFIX": prefix,
-        "WORKER_TEST_DIR": str(directory),
-        "PYTHONPATH": str(APPS),
-        **{f"NOTIFYCORE_{k}": v for k, v in settings.items()},
-    }
-
-
-def _start_worker(env: dict[str, str], cwd: Path, stderr: Any = subprocess.PIPE) -> Any:
-    return subprocess.Popen(
-        [NOTIFYCORE, "worker", "--app", "redis_app"],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        text=True,
-    )
-
-
-def _ids(path: Path) -> list[str]:
-    return [line.split()[0] for line in path.read_text().splitlines()] if path.exists() else []
+    check_a_worker_killed_mid_job_loses_nothing(redis_server.url, tmp_path)
 
 
 def test_a_job_that_kills_its_worker_is_dead_lettered_after_max_tries_deliveries(
     redis_server: Any, tmp_path: Path
 ) -> None:
     prefix = f"crash-{uuid.uuid4().hex[:6]}:"
-    env = _worker_env(redis_server.url, prefix, tmp_path, VISIBILITY_TIMEOUT="1", MAX_TRIES="3")
+    env = worker_env(redis_server.url, prefix, tmp_path, VISIBILITY_TIMEOUT="1", MAX_TRIES="3")
     sender = Notifications(
         config={"BACKEND": "redis", "REDIS_URL": redis_server.url, "REDIS_PREFIX": prefix},
         environ={},
@@ -228,7 +140,7 @@ def test_a_job_that_kills_its_worker_is_dead_lettered_after_max_tries_deliveries
         return bool(sender.backend.dead_letters("notifycore"))
 
     exits: list[int] = []
-    worker = _start_worker(env, tmp_path)
+    worker = start_worker(env, tmp_path)
     try:
         while not dead():  # a supervisor: start a new worker whenever one dies
             wait_for(partial(_ended_or, worker, dead), 60, "a death or the dead letter")
@@ -236,9 +148,9 @@ def test_a_job_that_kills_its_worker_is_dead_lettered_after_max_tries_deliveries
                 _, err = worker.communicate(timeout=30)
                 exits.append(worker.returncode)
                 assert len(exits) <= 3, f"the job killed {len(exits)} workers: {err}"
-                worker = _start_worker(env, tmp_path)
+                worker = start_worker(env, tmp_path)
         wait_for(
-            lambda: set(_ids(tmp_path / "crash-ok.log")) >= {e.event_id for e in behind},
+            lambda: set(ids_in(tmp_path / "crash-ok.log")) >= {e.event_id for e in behind},
             60,
             "the jobs behind the poison one",
         )
@@ -248,12 +160,12 @@ def test_a_job_that_kills_its_worker_is_dead_lettered_after_max_tries_deliveries
         worker.kill()
     assert worker.returncode == 0, err
     assert exits == [3, 3, 3]
-    assert _ids(tmp_path / "crash-tries.log") == [poison.event_id] * 3
+    assert ids_in(tmp_path / "crash-tries.log") == [poison.event_id] * 3
     (letter,) = sender.backend.dead_letters("notifycore")
     assert poison.event_id.encode() in letter.payload
     assert letter.attempts == 3
     assert letter.error.startswith("worker died: try 3 of 3 never finished"), letter.error
-    assert sorted(_ids(tmp_path / "crash-ok.log")) == sorted(e.event_id for e in behind)
+    assert sorted(ids_in(tmp_path / "crash-ok.log")) == sorted(e.event_id for e in behind)
     assert sender.backend.queue_length("notifycore") == 0
     sender.close()
 
@@ -267,10 +179,10 @@ def test_a_worker_reports_a_redis_outage_once_and_its_recovery_once(tmp_path: Pa
     server = RedisServer(tmp_path / "redis")
     server.start()
     prefix = f"outage-{uuid.uuid4().hex[:6]}:"
-    env = _worker_env(server.url, prefix, tmp_path, REDIS_RETRIES="1")
+    env = worker_env(server.url, prefix, tmp_path, REDIS_RETRIES="1")
     log = tmp_path / "worker.err"
     with open(log, "w") as stderr:
-        worker = _start_worker(env, tmp_path, stderr)
+        worker = start_worker(env, tmp_path, stderr)
     sender = None
     try:
         wait_for(lambda: "thread(s)" in log.read_text(), 60, "the worker to start")
@@ -279,7 +191,7 @@ def test_a_worker_reports_a_redis_outage_once_and_its_recovery_once(tmp_path: Pa
         # Several failed reserves (each printed a traceback before: that ends the wait too).
         wait_for(
             lambda: (
-                len(_ids(tmp_path / "backend-errors.log")) >= 5
+                len(ids_in(tmp_path / "backend-errors.log")) >= 5
                 or log.read_text().count("Traceback") >= 5
             ),
             60,
@@ -297,7 +209,7 @@ def test_a_worker_reports_a_redis_outage_once_and_its_recovery_once(tmp_path: Pa
         sender.create_hub("Jobs").register_consumer(lambda e: None, name="work", mode="queued")
         event = Event(None, "job", "after the outage")
         sender.send(event)
-        wait_for(lambda: event.event_id in _ids(tmp_path / "done.log"), 60, "the job to be done")
+        wait_for(lambda: event.event_id in ids_in(tmp_path / "done.log"), 60, "the job to be done")
         worker.send_signal(signal.SIGTERM)
         worker.communicate(timeout=60)
     finally:

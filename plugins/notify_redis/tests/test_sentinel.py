@@ -13,34 +13,24 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
+from redis_helpers import RedisContract, check_the_traffic_went_on, running
 
 from notify_redis.backend import RedisBackend
 from notify_redis.cluster_testing import RedisSentinelServers, Traffic
 from notifycore.testing import wait_for
-from notifycore.testing.contract import BackendContract
 
 
 @pytest.fixture(scope="module")
 def sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinelServers]:
-    servers = RedisSentinelServers(tmp_path_factory.mktemp("sentinel"))
-    try:
-        servers.start()
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield servers
-    servers.shutdown()
+    yield from running(RedisSentinelServers(tmp_path_factory.mktemp("sentinel")))
 
 
-class TestRedisSentinelContract(BackendContract):
+class TestRedisSentinelContract(RedisContract):
     @pytest.fixture(autouse=True)
     def _sentinel(self, sentinel: RedisSentinelServers) -> None:
         self.url = sentinel.url()
-
-    def make_backend(self, **options: Any) -> RedisBackend:
-        return RedisBackend(self.url, prefix=f"test-{uuid.uuid4().hex[:8]}:", **options)
 
 
 def _failover(sentinel: RedisSentinelServers, traffic: Traffic) -> tuple[int, int]:
@@ -65,15 +55,7 @@ def test_a_killed_master_is_followed_by_producers_worker_and_follower(
         sentinel.url(), REDIS_WAIT_REPLICAS=wait_replicas, REDIS_WAIT_TIMEOUT=0.5
     ).start()
     try:
-        ran_before, followed_before = _failover(sentinel, traffic)
-        traffic.stop()
-        traffic.settle(60)
-        print(f"Sentinel failover, REDIS_WAIT_REPLICAS={wait_replicas}: {traffic.report()}")
-        # The worker and the follower went on without a restart.
-        assert len(traffic.ran) > ran_before and len(traffic.followed) > followed_before
-        jobs, messages = traffic.missing()
-        if wait_replicas:
-            assert not jobs and not messages, traffic.report()
+        check_the_traffic_went_on(traffic, _failover(sentinel, traffic), "Sentinel", wait_replicas)
     finally:
         traffic.close()
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from redis_helpers import APPS, NOTIFYCORE
 
 from notify_redis.backend import RedisBackend
 from notify_redis.cluster_testing import RedisNode
@@ -24,8 +24,6 @@ from notify_redis.connection import parse_url
 from notifycore import ConfigurationError, Notifications
 from notifycore.testing import wait_for
 
-APPS = Path(__file__).resolve().parent / "apps"
-NOTIFYCORE = str(Path(sys.executable).with_name("notifycore"))
 PASSWORD = "s3cret-pass"
 
 

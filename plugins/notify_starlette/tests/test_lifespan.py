@@ -79,12 +79,18 @@ def test_lifespan_context(notes: Notifications) -> None:
 
 
 def test_lifespan_ignores_a_broken_should_exit(notes: Notifications) -> None:
+    calls: list[int] = []
+
     def broken() -> bool:
+        calls.append(1)
         raise RuntimeError("boom")
 
     async def run() -> None:
         async with notify_starlette.lifespan(notes, should_exit=broken, poll=0.01)(Starlette()):
-            await asyncio.sleep(0.05)
+            deadline = asyncio.get_running_loop().time() + WAIT
+            while len(calls) < 3:  # polled again after it raised: the watch goes on
+                assert asyncio.get_running_loop().time() < deadline, "should_exit was not polled"
+                await asyncio.sleep(0.01)
             assert process_state(notes).closing is False
 
     asyncio.run(run())
