@@ -134,7 +134,7 @@ class AmqpStreams(AmqpNames):
                         tail = self._replace_tail(link, name, since, tokens)
                         waiting = tail.waiting
                     check, seen = time.monotonic() + TAIL_STALL, tail.seen
-                link.drain(min(deadline, check) - now)
+                link.drain(min(deadline, check) - time.monotonic())
             return [message_id(waiting.pop(t)) for t in tokens]
 
         return self._run("publish", call)
