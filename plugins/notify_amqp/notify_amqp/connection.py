@@ -17,6 +17,9 @@ from __future__ import annotations
 import errno
 import logging
 import re
+import select
+import socket
+import struct
 import threading
 import time
 import weakref
@@ -27,6 +30,7 @@ from typing import Any, ClassVar, TypeVar, cast
 
 import amqp
 import amqp.exceptions
+import amqp.spec
 import amqp.transport
 from kombu import connection as kombu_connection
 from kombu import exceptions as kombu_exceptions
@@ -48,6 +52,7 @@ __all__ = [
     "recovering",
     "refusal",
     "safe_url",
+    "send",
     "text",
 ]
 
@@ -311,9 +316,7 @@ class Link:
         counts = self.counts
         nacked, returned = counts.nacked, counts.returned
         for routing_key, message in items:
-            self.confirming._basic_publish(
-                message, exchange="", routing_key=routing_key, mandatory=True
-            )
+            send(self.confirming, routing_key, message)
             self.confirm_seq += 1
         deadline = time.monotonic() + PUBLISH_TIMEOUT
         while counts.confirmed < self.confirm_seq:
@@ -349,11 +352,28 @@ class Link:
                 lease.channel.basic_reject(lease.tag, requeue=True)
 
 
+def send(channel: Any, routing_key: str, message: amqp.Message) -> None:
+    """Publish ``message`` to the queue ``routing_key`` (mandatory: RabbitMQ returns what it
+    cannot route), without waiting for anything. py-amqp's ``basic_publish`` first drains
+    the connection without waiting (two socket mode switches and a read that fails), for a
+    ``connection.blocked`` notice; our callers read the connection right after publishing,
+    which takes that notice as well."""
+    if not channel.connection:
+        raise amqp.exceptions.RecoverableConnectionError("basic_publish: connection closed")
+    channel.send_method(_BASIC_PUBLISH, "Bssbb", (0, "", routing_key, True, False), message)
+
+
+_BASIC_PUBLISH = amqp.spec.Basic.Publish
+
+
 def read_frame(connection: amqp.Connection, timeout: float, beat: float) -> bool:
     """Read one method from ``connection`` within ``timeout`` seconds (False if none came),
     sending heartbeats when due at least every ``beat`` seconds. (py-amqp's
     ``drain_events`` starts its timeout again after each heartbeat frame the server sends,
     so with short heartbeats it would never time out.)"""
+    reader: _Reader | None = getattr(connection._transport, "notify_reader", None)
+    if reader is not None:
+        return reader.read(connection, timeout, beat)
     deadline = time.monotonic() + max(timeout, 0.0)
     while True:
         connection.heartbeat_tick()  # raises ConnectionForced when the server went silent
@@ -366,6 +386,84 @@ def read_frame(connection: amqp.Connection, timeout: float, beat: float) -> bool
                 return False
         # A heartbeat or part of a message came: read on (with no wait once past the
         # deadline) until a whole method is in or nothing more is there.
+
+
+_FRAME_HEADER = struct.Struct(">BHI")
+_FRAME_END = 206
+
+
+class _Reader:
+    """:func:`read_frame` for a connection that reads ahead (:func:`read_ahead`): whole frames
+    are taken from the transport's buffer without a system call; when none is there, one
+    ``poll`` waits for the socket and one non-blocking ``recv`` takes what came. The socket
+    stays in blocking mode throughout (py-amqp's ``blocking_read`` switches it to a timeout
+    and back, two more system calls for every frame), and heartbeats are looked after once
+    every ``beat`` seconds instead of at every frame."""
+
+    __slots__ = ("next_tick", "poller", "sock", "transport")
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self.sock = transport.sock
+        self.poller = select.poll()
+        self.poller.register(self.sock, select.POLLIN)
+        self.next_tick = 0.0
+
+    def read(self, connection: amqp.Connection, timeout: float, beat: float) -> bool:
+        transport = self.transport
+        on_frame = connection.on_inbound_frame
+        now = time.monotonic()
+        if now >= self.next_tick:  # also while frames keep coming: a follower sends little
+            connection.heartbeat_tick()  # raises ConnectionForced when the server went silent
+            self.next_tick = now + beat
+        deadline = now + max(timeout, 0.0)
+        while True:
+            rbuf = transport._read_buffer
+            if len(rbuf) >= 8:
+                kind, channel, size = _FRAME_HEADER.unpack_from(rbuf, 0)
+                end = size + 7
+                if len(rbuf) > end:
+                    if rbuf[end] != _FRAME_END:
+                        raise amqp.exceptions.UnexpectedFrame(
+                            f"Received frame_end {rbuf[end]:#04x} while expecting 0xce"
+                        )
+                    if type(rbuf) is not bytearray:  # py-amqp puts a partial frame back as bytes
+                        rbuf = transport._read_buffer = bytearray(rbuf)
+                    payload = bytes(rbuf[7:end])
+                    del rbuf[: end + 1]
+                    if on_frame((kind, channel, payload)):
+                        return True
+                    continue  # a heartbeat, or one frame of a message: read on
+            now = time.monotonic()
+            if now >= self.next_tick:
+                connection.heartbeat_tick()
+                self.next_tick = now + beat
+            wait = max(min(deadline, self.next_tick) - now, 0.0)
+            if transport.sock is not self.sock:
+                raise OSError("the connection was closed")
+            if self.poller.poll(wait * 1000.0) and self._fill():
+                continue
+            if time.monotonic() >= deadline:
+                return False
+
+    def _fill(self) -> bool:
+        """Take what the socket holds into the buffer, without waiting; False if nothing."""
+        transport = self.transport
+        try:
+            got = self.sock.recv(READ_AHEAD, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            transport.connected = False
+            raise
+        if not got:
+            transport.connected = False
+            raise OSError("Server unexpectedly closed connection")
+        rbuf = transport._read_buffer
+        if type(rbuf) is not bytearray:
+            rbuf = transport._read_buffer = bytearray(rbuf)
+        rbuf += got
+        return True
 
 
 #: How much one read from a connection's socket may take: a delivery's three frames (and
@@ -410,6 +508,7 @@ def read_ahead(transport: Any) -> None:
         return result
 
     transport._read = read
+    transport.notify_reader = _Reader(transport)
 
 
 def _keep(ref: weakref.ref[AmqpConnections], stop: threading.Event) -> None:

@@ -111,6 +111,9 @@ class AmqpNames(AmqpConnections):
         ) from exc
 
     def _stream(self, link: Link, stream: str) -> str:
+        name = self.names.stream(stream)
+        if name in self._declared:  # the common case, and a publish's hot path: no arguments
+            return name
         arguments: dict[str, Any] = {
             "x-queue-type": "stream",
             "x-max-length-bytes": self.stream_max_bytes,
@@ -118,7 +121,7 @@ class AmqpNames(AmqpConnections):
         }
         if self.stream_max_age:
             arguments["x-max-age"] = f"{max(int(self.stream_max_age), 1)}s"
-        return self._declare(link, self.names.stream(stream), arguments)
+        return self._declare(link, name, arguments)
 
     def _queue(self, link: Link, queue: str) -> str:
         return self._declare(link, self.names.queue(queue), {"x-queue-type": "quorum"})

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -32,10 +32,10 @@ from notify_amqp.connection import (
     Tail,
     body,
     closed_by_broker,
-    headers,
     logger,
     read_frame,
     recovering,
+    send,
     text,
 )
 from notify_amqp.names import AmqpNames
@@ -53,6 +53,12 @@ TAIL_STALL = 5.0
 #: How long a follower's consumer may deliver nothing before the follower checks that the
 #: stream did not go on without it (a consumer can hang, as a tail can: see ``_replace_tail``).
 FOLLOW_CHECK = 15.0
+#: A follower acks its deliveries together (one ack costs RabbitMQ about what a delivery
+#: does): once this many wait, once the first of them came ``FOLLOW_ACK_DELAY`` seconds ago,
+#: and whenever its stream goes quiet for its ``poll``. RabbitMQ's consumer timeout, which
+#: applies to stream deliveries too, is a minute or more.
+FOLLOW_ACK_EVERY = STREAM_CREDIT // 2
+FOLLOW_ACK_DELAY = 1.0
 
 
 class _Hung(Exception):
@@ -68,7 +74,7 @@ def parse_id(value: str) -> int:
 
 
 def stream_offset(message: Any) -> int:
-    return int(headers(message)["x-stream-offset"])
+    return int(message.properties["application_headers"]["x-stream-offset"])
 
 
 def message_id(position: int | None) -> str:
@@ -88,32 +94,32 @@ class AmqpStreams(AmqpNames):
         payloads = list(items)
         if not payloads:
             return []
-        tokens = [uuid.uuid4().hex for _ in payloads]
-        since = datetime.now(UTC).timestamp() - 2.0
+        tokens = [os.urandom(16).hex() for _ in payloads]
+        since = time.time() - 2.0
         sent = False
 
         def call(link: Link) -> list[str]:
             nonlocal sent
             name = self._stream(link, stream)
             tail = self._tail(link, name)
+            waiting = tail.waiting
             missing = tokens
             if sent:  # a retry after a lost connection: what arrived must not go twice
                 found = self._find_tokens(link, name, since, set(tokens))
-                tail.waiting.update(found)
+                waiting.update(found)
                 missing = [t for t in tokens if t not in found]
             for token in missing:
-                tail.waiting[token] = None
+                waiting[token] = None
             sent = True  # from the first message on, a retry must look before sending
             returned = link.counts.returned
+            channel = link.channel
             for token, data in zip(tokens, payloads, strict=True):
                 if token in missing:
-                    message = amqp.Message(data, message_id=token, delivery_mode=2)
-                    link.channel.basic_publish(
-                        message, exchange="", routing_key=name, mandatory=True
-                    )
-            deadline = time.monotonic() + PUBLISH_TIMEOUT
-            check, seen = time.monotonic() + TAIL_STALL, tail.seen
-            while any(tail.waiting.get(t) is None for t in tokens):
+                    send(channel, name, amqp.Message(data, message_id=token, delivery_mode=2))
+            now = time.monotonic()
+            deadline = now + PUBLISH_TIMEOUT
+            check, seen = now + TAIL_STALL, tail.seen
+            while any(waiting.get(t) is None for t in tokens):
                 if link.counts.returned != returned:
                     raise amqp.exceptions.NotFound(f"stream queue {name!r} is gone")
                 now = time.monotonic()
@@ -126,9 +132,10 @@ class AmqpStreams(AmqpNames):
                 if now >= check:
                     if tail.seen == seen:  # not a delivery for a while: it may hang
                         tail = self._replace_tail(link, name, since, tokens)
+                        waiting = tail.waiting
                     check, seen = time.monotonic() + TAIL_STALL, tail.seen
-                link.drain(max(min(deadline, check) - time.monotonic(), 0.0))
-            return [message_id(tail.waiting.pop(t)) for t in tokens]
+                link.drain(min(deadline, check) - time.monotonic())
+            return [message_id(waiting.pop(t)) for t in tokens]
 
         return self._run("publish", call)
 
@@ -361,9 +368,13 @@ class AmqpStreams(AmqpNames):
                 outage.recovered()
                 expected = None if position is None else max(position - 1, 0)
                 quiet_since, known = time.monotonic(), position
+                unacked, first_unacked, last_tag = 0, 0.0, 0
                 while stop is None or not stop.is_set():
                     # Straight on this connection: a follower never reconnects silently.
                     if not read_frame(raw, poll, self.beat):
+                        if unacked:
+                            channel.basic_ack(last_tag, multiple=True)
+                            unacked = 0
                         if time.monotonic() - quiet_since >= FOLLOW_CHECK:
                             latest = self.last_id(stream)  # on this thread's other connection
                             newest = parse_id(latest) if latest else 0
@@ -375,9 +386,15 @@ class AmqpStreams(AmqpNames):
                         pass
                     if not pending:
                         continue
-                    quiet_since = time.monotonic()
+                    quiet_since = now = time.monotonic()
                     batch, pending[:] = list(pending), []
-                    channel.basic_ack(batch[-1].delivery_info["delivery_tag"], multiple=True)
+                    last_tag = batch[-1].delivery_info["delivery_tag"]
+                    if not unacked:
+                        first_unacked = now
+                    unacked += len(batch)
+                    if unacked >= FOLLOW_ACK_EVERY or now - first_unacked >= FOLLOW_ACK_DELAY:
+                        channel.basic_ack(last_tag, multiple=True)
+                        unacked = 0
                     reset = False
                     messages = []
                     for message in batch:

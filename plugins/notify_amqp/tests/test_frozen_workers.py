@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -294,3 +295,41 @@ def test_a_live_process_past_the_consumer_timeout_loses_that_job_and_goes_on(
         holder.close()
         publisher.close()
         other.close()
+
+
+def test_a_quiet_follower_acks_what_it_received_before_the_consumer_timeout(
+    strict_server: RabbitServer, states: list[str]
+) -> None:
+    """A follower acks its deliveries together, not one by one; when its stream goes quiet
+    it acks what it holds, so RabbitMQ's consumer timeout never closes its channel."""
+    prefix = f"ctfollow-{uuid.uuid4().hex[:6]}."
+    publisher = AmqpBackend(strict_server.url, prefix=prefix)
+    follower = AmqpBackend(strict_server.url, prefix=prefix)
+    holder = AmqpBackend(strict_server.url, prefix=prefix)
+    other = AmqpBackend(strict_server.url, prefix=prefix)
+    stop = threading.Event()
+    got: list[bytes] = []
+
+    def follow(after: str) -> None:
+        for batch in follower.follow("s", after, stop=stop, poll=0.2):
+            got.extend(m.data for m in batch.messages)
+
+    try:
+        thread = threading.Thread(target=follow, args=(publisher.publish("s", b"zero"),))
+        thread.start()
+        publisher.publish("s", b"one")
+        wait_for(lambda: got == [b"one"], 30, "the follower to receive a message")
+        # A job reserved after that delivery and held past the timeout: once RabbitMQ gave it
+        # back, it has looked at the follower's delivery too.
+        holder.enqueue("jobs", b"{}")
+        job = holder.reserve("jobs", visibility_timeout=600)
+        assert job is not None
+        taken = _wait_for_job(other, "jobs", "the consumer timeout to give the job back")
+        assert taken.id == job.id and other.ack(taken)
+        publisher.publish("s", b"two")
+        wait_for(lambda: got == [b"one", b"two"], 30, "the follower to receive the next one")
+        assert "disconnected" not in states, "the follower's channel outlived the timeout"
+    finally:
+        stop.set()
+        for backend in (publisher, follower, holder, other):
+            backend.close()
