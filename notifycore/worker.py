@@ -233,6 +233,8 @@ class Worker:
         self._generation = 0
         self._watcher: threading.Thread | None = None
         self._watching = False
+        #: While the watcher waits, when it wakes anyway (``time.monotonic()``); else -inf.
+        self._watch_until = -math.inf
         self._burst = False
         self._outage_lock = threading.Lock()
         self._outage = Outage(delivery.backend)
@@ -498,7 +500,13 @@ class Worker:
             margin = _ASYNC_MARGIN if registration.is_async else 0.0
             running.started = time.monotonic()
             running.deadline = running.started + timeout + margin
-            self._cond.notify_all()
+            # Wake the watcher only when this job is due before it wakes anyway: fast jobs
+            # one after the other would otherwise wake it (a thread switch) for every job.
+            due = running.deadline
+            if running.batch is not None:
+                due = min(due, running.started + running.batch.window)
+            if due < self._watch_until:
+                self._cond.notify_all()
             return True
 
     def _end(self, running: _Running) -> bool:
@@ -641,10 +649,11 @@ class Worker:
                     self._backend_failed(f"finishing job {job.id} (it will come back)", error)
                     outcome = None
                 finally:
+                    # No wake-up: a job that ended changes none of the times the watcher
+                    # waits for (it looks again when it wakes), and stop() waits for threads.
                     with self._cond:
                         if self._running.get(me) is running:
                             del self._running[me]
-                        self._cond.notify_all()
                 if running.abandoned:
                     return  # the watcher or a stop took the job over: this thread is done
                 if outcome is not None:
@@ -683,7 +692,12 @@ class Worker:
                     nearest = min(
                         [r.deadline for r in held] + [due for due, _ in waiting], default=math.inf
                     )
-                    self._cond.wait(min(nearest - now, 1.0))
+                    wait = min(nearest - now, 1.0)
+                    self._watch_until = now + wait
+                    try:
+                        self._cond.wait(wait)
+                    finally:
+                        self._watch_until = -math.inf
             for batch in lingering:
                 self._settle(batch)
             for running in overdue:
