@@ -56,7 +56,8 @@ logger = logging.getLogger("notifycore.worker")
 
 #: A prefetched job starts within this many seconds of its reservation, or goes back (at
 #: most a tenth of the visibility timeout); a loop reserves as many as its recent jobs
-#: suggest fit in half of it, up to _BATCH_MAX.
+#: suggest fit in half of it, up to _BATCH_MAX (or the backend's ``batch_max``: SQLite, whose
+#: reservation is a local transaction, takes more at a time).
 _BATCH_WINDOW = 0.1
 _BATCH_MAX = 32
 
@@ -306,7 +307,7 @@ class Worker:
         return None
 
     def _next(
-        self, batch: _Batch, block: float | None, most: int = _BATCH_MAX
+        self, batch: _Batch, block: float | None, most: int | None = None
     ) -> tuple[Job, float] | None:
         """The loop's next job and its age (seconds since its reservation): a prefetched
         one, or a new batch of ``most`` jobs at most reserved together with the acks of the
@@ -324,12 +325,12 @@ class Worker:
             batch.size = 1
         elif batch.taken:  # as many as the last batch's pace fits in half the window
             per_job = max((now - batch.since) / batch.taken, 1e-6)
-            batch.size = max(1, min(_BATCH_MAX, int(batch.window / 2 / per_job)))
+            batch.size = max(1, min(self._batch_max(), int(batch.window / 2 / per_job)))
         try:
             acked, jobs = self.delivery.backend.ack_and_reserve(
                 [job for job, _ in pending],
                 self.queues[0],
-                count=min(batch.size, most),
+                count=batch.size if most is None else min(batch.size, most),
                 visibility_timeout=self.visibility_timeout,
             )
         except BaseException:
@@ -346,6 +347,11 @@ class Worker:
             batch.since, batch.taken = now, len(jobs)
             batch.held.extend(jobs[1:])
         return jobs[0], time.monotonic() - now
+
+    def _batch_max(self) -> int:
+        """How many jobs one reservation may take: the backend's ``batch_max``, if it has one."""
+        most = getattr(self.delivery.backend, "batch_max", _BATCH_MAX)
+        return most if isinstance(most, int) and most >= 1 else _BATCH_MAX
 
     def _release_unstarted(self, jobs: list[Job]) -> None:
         """Give prefetched jobs that never started back at once, their try not counted."""
@@ -533,7 +539,7 @@ class Worker:
         batch = self._batch()
         try:
             while max_jobs is None or done < max_jobs:
-                most = _BATCH_MAX if max_jobs is None else max_jobs - done
+                most = None if max_jobs is None else max_jobs - done
                 taken = self._next(batch, None, most)
                 if taken is None:
                     break
