@@ -7,7 +7,7 @@ DELETE per job for draining; a follower that polls with SELECT every 10 ms for
 latency. Worker processes run ``notifycore worker --burst`` on a no-op consumer,
 timed from their start (imports included) to their exit.
 
-Workers reserve fast jobs up to 32 at a time and ack them with the next
+Workers reserve fast jobs up to 128 at a time on SQLite and ack them with the next
 reservation, in one write transaction (docs/workers.md, "Batches"), where the
 baseline takes two per job; what is left is Python's work per job and, for
 the process rows, each process's start-up. The
@@ -42,7 +42,7 @@ WRITE_LIMIT = (
 )
 DRAIN_LIMIT = (
     "Python's work per job (decode the job, build its Event, run the consumer and its "
-    "hooks) on one core; a batch of up to 32 jobs takes one write transaction, the "
+    "hooks) on one core; a batch of up to 128 jobs takes one write transaction, the "
     "baseline two per job"
 )
 PROCESS_LIMIT = (

@@ -11,7 +11,6 @@ on standard error with exit status 1 (2 for usage errors, as argparse does);
 from __future__ import annotations
 
 import argparse
-import difflib
 import importlib
 import json
 import logging
@@ -23,11 +22,9 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator, Sequence
-from importlib import metadata
 from typing import Any, TextIO
 
 from notifycore import drivers
-from notifycore.backends.memory import MemoryBackend
 from notifycore.config import read_config_file
 from notifycore.consumers import PushConsumer
 from notifycore.errors import CommandError, InvalidEvent, NotifycoreError, UnknownHub
@@ -346,6 +343,8 @@ def _stream_name(notifications: Notifications, name: str) -> str:
     if hubs:
         label = name[len(HUB_ID_PREFIX) :] if is_hub_id else name
         message = f"no hub named {name!r} (hubs: {', '.join(hubs)})"
+        import difflib
+
         close = difflib.get_close_matches(label, hubs, n=1)
         if close:
             message += f"; did you mean {close[0]!r}?"
@@ -588,6 +587,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         if not where:
             raise CommandError("give --config FILE (or NOTIFYCORE_CONFIG) to check")
         try:
+            from notifycore.backends.memory import MemoryBackend
+
             # A memory backend: checking connects to no broker and creates no file.
             notifications = Notifications(config=where, backend=MemoryBackend())
             spec = notifications.settings["BACKEND"]
@@ -673,7 +674,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="notifycore", description="Send, follow and deliver notifications."
     )
-    parser.add_argument("--version", action="version", version=f"notifycore {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     send = commands.add_parser("send", parents=[common], help="send an event")
@@ -759,7 +760,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the installed version, looked up only when asked for (reading the
+    installed distributions would slow down every command's start)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS) -> None:
+        super().__init__(
+            option_strings,
+            dest,
+            nargs=0,
+            default=argparse.SUPPRESS,
+            help="show program's version number and exit",
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        try:
+            sys.stdout.write(f"notifycore {_version()}\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            parser.exit(_quiet_broken_pipe())
+        parser.exit()
+
+
 def _version() -> str:
+    from importlib import metadata
+
     try:
         return metadata.version("notifycore")
     except metadata.PackageNotFoundError:  # run from a checkout that is not installed

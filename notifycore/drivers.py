@@ -5,24 +5,29 @@ in either form (``pkg.mod:Class`` or ``pkg.mod.Class``). Only the entry point
 asked for is imported, so a broken plugin elsewhere does not stop the others.
 The names and setting prefixes of the first-party plugins are known here, so a
 missing plugin is reported with the distribution to install.
+
+The core's own drivers (``sqlite``, ``memory``, ``log``...) are found without
+listing the installed distributions: a worker process that starts on the
+default backend imports neither stevedore nor ``importlib.metadata``. Their
+names belong to the core; a plugin cannot take them over.
 """
 
 from __future__ import annotations
 
-import difflib
 import importlib
-import importlib.metadata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
-
-from stevedore import DriverManager, NamedExtensionManager
+from typing import TYPE_CHECKING, Any, Final
 
 from notifycore.errors import ConfigurationError, UnknownDriver
+
+if TYPE_CHECKING:
+    import importlib.metadata
 
 __all__ = [
     "BACKENDS",
     "CONSUMERS",
+    "CORE_DRIVERS",
     "FIRST_PARTY_DRIVERS",
     "FIRST_PARTY_SETTINGS",
     "DriverInfo",
@@ -45,6 +50,19 @@ FIRST_PARTY_DRIVERS: Final[Mapping[str, Mapping[str, str]]] = {
         "flask_email": "notify-mail[flask-email]",
     },
 }
+#: The core's own entry points (pyproject.toml), resolved without a look at the installed
+#: distributions: namespace -> name -> ``module:attribute``.
+CORE_DRIVERS: Final[Mapping[str, Mapping[str, str]]] = {
+    BACKENDS: {
+        "memory": "notifycore.backends.memory:MemoryBackend",
+        "sqlite": "notifycore.backends.sqlite:SQLiteBackend",
+    },
+    CONSUMERS: {
+        "function": "notifycore.consumers:FunctionConsumer",
+        "log": "notifycore.consumers:LogConsumer",
+        "push": "notifycore.consumers:PushConsumer",
+    },
+}
 #: The setting-name prefixes of this repository's plugins -> the distribution declaring them.
 FIRST_PARTY_SETTINGS: Final[Mapping[str, str]] = {
     "REDIS_": "notify-redis",
@@ -64,6 +82,8 @@ class DriverInfo:
 
 
 def _entry_points(namespace: str) -> list[importlib.metadata.EntryPoint]:
+    from stevedore import NamedExtensionManager  # only a look at the installed plugins needs it
+
     # names=[] lists the namespace through stevedore's cache without loading anything.
     manager: NamedExtensionManager[Any] = NamedExtensionManager(
         namespace, names=[], on_missing_entrypoints_callback=None
@@ -78,10 +98,10 @@ def available(namespace: str) -> list[str]:
 
 def list_drivers(namespace: str) -> list[DriverInfo]:
     """Every entry point of ``namespace`` with the distribution that provides it."""
+    from importlib.metadata import entry_points
+
     # stevedore's cache drops the distribution; importlib.metadata still knows it.
-    owners = {
-        (ep.name, ep.value): ep.dist for ep in importlib.metadata.entry_points(group=namespace)
-    }
+    owners = {(ep.name, ep.value): ep.dist for ep in entry_points(group=namespace)}
     infos = []
     for ep in sorted(_entry_points(namespace), key=lambda e: e.name):
         dist = getattr(ep, "dist", None) or owners.get((ep.name, ep.value))
@@ -141,12 +161,19 @@ def resolve(namespace: str, spec: str | type) -> Any:
     spec = spec.strip()
     if ":" in spec or "." in spec:
         return _import_path(namespace, spec)
+    core = CORE_DRIVERS.get(namespace, {}).get(spec)
+    if core is not None:
+        return _import_path(namespace, core)
     check_installed(namespace, spec)
     names = available(namespace)
     if spec not in names:
+        import difflib
+
         raise UnknownDriver(
             namespace, spec, names, difflib.get_close_matches(spec, names, n=1, cutoff=0.5)
         )
+    from stevedore import DriverManager
+
     try:
         manager: DriverManager[Any] = DriverManager(
             namespace, spec, on_missing_entrypoints_callback=None

@@ -21,7 +21,6 @@ answers None leaves the decision to the next one.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import inspect
 import os
 import threading
@@ -95,9 +94,13 @@ class Plugins:
             for name in _blocked_from_env():
                 self.pm.set_blocked(name)
             only = os.environ.get(LOAD_ENV)
-            if only is not None:
-                wanted = {n.strip() for n in only.split(",") if n.strip()}
-                for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            # None: every installed plugin; set but empty: none, and no look at what is installed
+            # (a worker process starts sooner without reading every distribution's entry points).
+            wanted = None if only is None else {n.strip() for n in only.split(",") if n.strip()}
+            if wanted:
+                from importlib.metadata import entry_points
+
+                for ep in entry_points(group=ENTRY_POINT_GROUP):
                     if ep.name not in wanted:
                         self.pm.set_blocked(ep.name)
             for module_name in DEFAULT_PLUGINS:
@@ -107,7 +110,8 @@ class Plugins:
                 module = importlib.import_module(module_name)
                 self.pm.register(module, name=module_name)
             try:
-                self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+                if wanted is None or wanted:
+                    self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
             except Exception as exc:
                 raise ConfigurationError(
                     f"a plugin in the {ENTRY_POINT_GROUP!r} entry-point group failed to load: "
@@ -348,6 +352,8 @@ class _closing:
 
 
 def _version(dist: str) -> str | None:
+    import importlib.metadata
+
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:

@@ -56,7 +56,8 @@ logger = logging.getLogger("notifycore.worker")
 
 #: A prefetched job starts within this many seconds of its reservation, or goes back (at
 #: most a tenth of the visibility timeout); a loop reserves as many as its recent jobs
-#: suggest fit in half of it, up to _BATCH_MAX.
+#: suggest fit in half of it, up to _BATCH_MAX (or the backend's ``batch_max``: SQLite, whose
+#: reservation is a local transaction, takes more at a time).
 _BATCH_WINDOW = 0.1
 _BATCH_MAX = 32
 
@@ -233,6 +234,8 @@ class Worker:
         self._generation = 0
         self._watcher: threading.Thread | None = None
         self._watching = False
+        #: While the watcher waits, when it wakes anyway (``time.monotonic()``); else -inf.
+        self._watch_until = -math.inf
         self._burst = False
         self._outage_lock = threading.Lock()
         self._outage = Outage(delivery.backend)
@@ -304,7 +307,7 @@ class Worker:
         return None
 
     def _next(
-        self, batch: _Batch, block: float | None, most: int = _BATCH_MAX
+        self, batch: _Batch, block: float | None, most: int | None = None
     ) -> tuple[Job, float] | None:
         """The loop's next job and its age (seconds since its reservation): a prefetched
         one, or a new batch of ``most`` jobs at most reserved together with the acks of the
@@ -322,12 +325,12 @@ class Worker:
             batch.size = 1
         elif batch.taken:  # as many as the last batch's pace fits in half the window
             per_job = max((now - batch.since) / batch.taken, 1e-6)
-            batch.size = max(1, min(_BATCH_MAX, int(batch.window / 2 / per_job)))
+            batch.size = max(1, min(self._batch_max(), int(batch.window / 2 / per_job)))
         try:
             acked, jobs = self.delivery.backend.ack_and_reserve(
                 [job for job, _ in pending],
                 self.queues[0],
-                count=min(batch.size, most),
+                count=batch.size if most is None else min(batch.size, most),
                 visibility_timeout=self.visibility_timeout,
             )
         except BaseException:
@@ -344,6 +347,11 @@ class Worker:
             batch.since, batch.taken = now, len(jobs)
             batch.held.extend(jobs[1:])
         return jobs[0], time.monotonic() - now
+
+    def _batch_max(self) -> int:
+        """How many jobs one reservation may take: the backend's ``batch_max``, if it has one."""
+        most = getattr(self.delivery.backend, "batch_max", _BATCH_MAX)
+        return most if isinstance(most, int) and most >= 1 else _BATCH_MAX
 
     def _release_unstarted(self, jobs: list[Job]) -> None:
         """Give prefetched jobs that never started back at once, their try not counted."""
@@ -498,7 +506,13 @@ class Worker:
             margin = _ASYNC_MARGIN if registration.is_async else 0.0
             running.started = time.monotonic()
             running.deadline = running.started + timeout + margin
-            self._cond.notify_all()
+            # Wake the watcher only when this job is due before it wakes anyway: fast jobs
+            # one after the other would otherwise wake it (a thread switch) for every job.
+            due = running.deadline
+            if running.batch is not None:
+                due = min(due, running.started + running.batch.window)
+            if due < self._watch_until:
+                self._cond.notify_all()
             return True
 
     def _end(self, running: _Running) -> bool:
@@ -525,7 +539,7 @@ class Worker:
         batch = self._batch()
         try:
             while max_jobs is None or done < max_jobs:
-                most = _BATCH_MAX if max_jobs is None else max_jobs - done
+                most = None if max_jobs is None else max_jobs - done
                 taken = self._next(batch, None, most)
                 if taken is None:
                     break
@@ -641,10 +655,11 @@ class Worker:
                     self._backend_failed(f"finishing job {job.id} (it will come back)", error)
                     outcome = None
                 finally:
+                    # No wake-up: a job that ended changes none of the times the watcher
+                    # waits for (it looks again when it wakes), and stop() waits for threads.
                     with self._cond:
                         if self._running.get(me) is running:
                             del self._running[me]
-                        self._cond.notify_all()
                 if running.abandoned:
                     return  # the watcher or a stop took the job over: this thread is done
                 if outcome is not None:
@@ -683,7 +698,12 @@ class Worker:
                     nearest = min(
                         [r.deadline for r in held] + [due for due, _ in waiting], default=math.inf
                     )
-                    self._cond.wait(min(nearest - now, 1.0))
+                    wait = min(nearest - now, 1.0)
+                    self._watch_until = now + wait
+                    try:
+                        self._cond.wait(wait)
+                    finally:
+                        self._watch_until = -math.inf
             for batch in lingering:
                 self._settle(batch)
             for running in overdue:

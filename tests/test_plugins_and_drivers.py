@@ -257,6 +257,54 @@ def test_consumer_drivers_resolve_by_name() -> None:
     assert {"log", "push", "shout"} <= set(drivers.available(drivers.CONSUMERS))
 
 
+def test_core_drivers_are_the_entry_points_the_core_declares() -> None:
+    from importlib.metadata import entry_points
+
+    for namespace, names in drivers.CORE_DRIVERS.items():
+        declared = {
+            ep.name: ep.value
+            for ep in entry_points(group=namespace)
+            if ep.dist is not None and ep.dist.name == "notifycore"
+        }
+        assert declared == dict(names)
+        for name, target in names.items():
+            module, _, attribute = target.partition(":")
+            assert drivers.resolve(namespace, name) is getattr(sys.modules[module], attribute)
+
+
+def test_a_worker_on_the_core_drivers_starts_without_reading_the_installed_plugins(
+    tmp_path: Any,
+) -> None:
+    # Listing entry points reads every installed distribution: a worker process on the
+    # default backend with NOTIFYCORE_LOAD_PLUGINS empty starts without it.
+    (tmp_path / "app.py").write_text(
+        "from notifycore import Notifications\n"
+        "notifications = Notifications()\n"
+        "notifications.create_hub('H').register_consumer(lambda e: None, name='c', mode='queued')\n"
+    )
+    code = (
+        "import sys\n"
+        "from notifycore.cli import main\n"
+        "status = main(['worker', '--app', 'app', '--burst'])\n"
+        "print(status, sorted(m for m in ('stevedore', 'importlib.metadata') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("NOTIFYCORE_")},
+            "NOTIFYCORE_LOAD_PLUGINS": "",
+            "NOTIFYCORE_BACKEND_URL": f"sqlite:///{tmp_path / 'w.db'}",
+        },
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "0 []"
+
+
 # -- the command ------------------------------------------------------------------------------
 
 

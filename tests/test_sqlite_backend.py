@@ -4,14 +4,16 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from notifycore import ConfigurationError, InvalidStreamId, Notifications
+from notifycore import BackendError, ConfigurationError, InvalidStreamId, Notifications
 from notifycore.backends.sqlite import SQLiteBackend, path_from_url
+from notifycore.testing import wait_for
 from notifycore.testing.contract import BackendContract
 
 
@@ -128,5 +130,69 @@ def test_follow_wakes_on_a_publish_from_another_process(tmp_path: Path) -> None:
             child.wait(30)
         assert child.returncode == 0
         assert [m.data for m in batch.messages] == [b"from the other process"]
+    finally:
+        backend.close()
+
+
+def _hold_write_lock(path: Path) -> sqlite3.Connection:
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    return other
+
+
+def test_a_worker_reservation_tries_again_while_another_process_writes(tmp_path: Path) -> None:
+    # A worker's ack + reservation does not sleep in SQLite's busy handler (1, 2, 5 ms...):
+    # it tries BEGIN IMMEDIATE again itself, takes the lock once it is free, and leaves the
+    # connection's busy timeout as it found it.
+    path = tmp_path / "busy.db"
+    backend = SQLiteBackend(f"sqlite:///{path}")
+    try:
+        backend.enqueue("q", b"job")
+        other = _hold_write_lock(path)
+        tries: list[str] = []
+        results: list[Any] = []
+
+        def take() -> None:
+            db = backend._db()
+            db.set_trace_callback(lambda sql: tries.append(sql) if "BEGIN" in sql else None)
+            try:
+                results.append(backend.ack_and_reserve([], "q", visibility_timeout=30))
+            except Exception as exc:
+                results.append(exc)
+            db.set_trace_callback(None)
+            results.append(db.execute("PRAGMA busy_timeout").fetchone()[0])
+
+        thread = threading.Thread(target=take, daemon=True)
+        thread.start()
+        try:
+            wait_for(lambda: len(tries) >= 2 or bool(results), 30, "a second try at the lock")
+        finally:
+            other.execute("COMMIT")
+            other.close()
+        thread.join(30)
+        assert len(tries) >= 2, results
+        (acked, jobs), timeout = results
+        assert acked == [] and [job.payload for job in jobs] == [b"job"]
+        assert timeout == 30_000
+    finally:
+        backend.close()
+
+
+def test_a_worker_reservation_gives_up_after_the_busy_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "stuck.db"
+    backend = SQLiteBackend(f"sqlite:///{path}", busy_timeout=0.2)
+    try:
+        backend.enqueue("q", b"job")
+        other = _hold_write_lock(path)
+        try:
+            with pytest.raises(BackendError, match="locked"):
+                backend.ack_and_reserve([], "q", visibility_timeout=30)
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        # The connection waits for other writers as before, and the job is still there.
+        assert backend._db().execute("PRAGMA busy_timeout").fetchone()[0] == 200
+        (_, jobs) = backend.ack_and_reserve([], "q", visibility_timeout=30)
+        assert [job.payload for job in jobs] == [b"job"]
     finally:
         backend.close()

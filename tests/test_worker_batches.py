@@ -9,7 +9,7 @@ latter acks and reserves in one transaction).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -154,4 +154,29 @@ def test_a_job_tried_before_starts_only_once_the_jobs_before_it_are_acked(make: 
     assert ran.count("again") == 2 and len(seen) == 1
     ((waiting, expected),) = seen
     assert waiting == expected
+    assert n.backend.queue_length(QUEUE) == 0
+
+
+def test_a_backend_sets_how_many_jobs_one_reservation_takes(make: Make) -> None:
+    # SQLite takes up to 128 fast jobs at a time (a local transaction); a backend that says
+    # nothing, 32; a worker never asks for more than the backend's batch_max.
+    n = make()
+    n.create_hub("Chat").register_consumer(lambda e: None, name="fast", mode="queued")
+    backend = n.backend
+    default = getattr(type(backend), "batch_max", 32)
+    assert default == (128 if type(backend).__name__ == "SQLiteBackend" else 32)
+    asked: list[int] = []
+    ack_and_reserve = backend.ack_and_reserve
+
+    def counted(
+        done: Sequence[Job], queue: str, *, count: int = 1, visibility_timeout: float
+    ) -> tuple[list[bool], list[Job]]:
+        asked.append(count)
+        return ack_and_reserve(done, queue, count=count, visibility_timeout=visibility_timeout)
+
+    backend.ack_and_reserve = counted  # type: ignore[method-assign]
+    backend.batch_max = 5  # type: ignore[attr-defined]
+    n.send_many(Event(None, "t", f"job {i}") for i in range(60))
+    assert Worker(n).drain() == 60
+    assert asked and max(asked) <= 5
     assert n.backend.queue_length(QUEUE) == 0
