@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from notifycore import fanout as fanout_module
 from notifycore.backends.base import Backend, StreamRead
 from notifycore.backends.memory import MemoryBackend
 from notifycore.backends.sqlite import SQLiteBackend
@@ -208,4 +209,70 @@ def test_a_batch_the_feed_read_before_the_replay_is_not_delivered_twice() -> Non
     assert collect(subscription, 1) == [b"m5"], "live batches still flow after the check"
     assert subscription.last_id == m5
     subscription.close()
+    fanout.close()
+
+
+def test_a_reader_behind_takes_every_waiting_batch_in_one_run() -> None:
+    backend = _FeedByHand()
+    fanout = Fanout(backend, poll=0.1)
+    subscription = fanout.subscribe("s")
+    m1, m2, m3 = (backend.publish("s", f"m{i}".encode()) for i in (1, 2, 3))
+    read = backend.read("s", None).messages
+    subscription._offer(StreamRead(read[:1]))
+    subscription._offer(StreamRead(read[1:2]))
+    subscription._offer(StreamRead(read[2:], reset=True))  # a reset starts the next run
+
+    async def runs() -> list[list[StreamRead] | None]:
+        return [await subscription.aget_run(1), await subscription.aget_run(1)]
+
+    first, second = asyncio.run(runs())
+    assert first is not None and [m.id for b in first for m in b.messages] == [m1, m2]
+    assert second is not None and len(second) == 1 and second[0].reset
+    assert [m.id for m in second[0].messages] == [m3]
+    assert subscription.last_id == m3
+    assert subscription._pending_messages == 0
+    subscription.close()
+    fanout.close()
+
+
+@pytest.mark.parametrize("per_turn", [8, 32])
+def test_readers_woken_a_few_per_turn_catch_up_in_one_write(
+    per_turn: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A thousand readers on one loop are woken WAKE_PER_TURN at a time, so the loop takes in
+    # the next event between turns; the readers not yet woken take both in one run.
+    monkeypatch.setattr(fanout_module, "WAKE_PER_TURN", per_turn)
+    backend = _FeedByHand()
+    fanout = Fanout(backend, poll=0.1)
+    count = per_turn * 3 + 5
+
+    async def scenario() -> list[list[list[bytes]]]:
+        subscriptions = [fanout.subscribe("s") for _ in range(count)]
+        got: list[list[list[bytes]]] = [[] for _ in subscriptions]
+
+        async def read(index: int) -> None:
+            while sum(len(run) for run in got[index]) < 2:
+                run = await subscriptions[index].aget_run(10)
+                assert run is not None
+                got[index].append([m.data for b in run for m in b.messages])
+
+        readers = [asyncio.create_task(read(i)) for i in range(count)]
+        while not all(s._waiter is not None for s in subscriptions):
+            await asyncio.sleep(0)
+        feed = subscriptions[0]._feed
+        backend.publish("s", b"m1")
+        feed._dispatch(backend.read("s", None))
+        while not any(got):  # the first turn wrote
+            await asyncio.sleep(0)
+        backend.publish("s", b"m2")
+        feed._dispatch(StreamRead(backend.read("s", None).messages[1:]))
+        await asyncio.wait_for(asyncio.gather(*readers), 10)
+        for subscription in subscriptions:
+            subscription.close()
+        return got
+
+    got = asyncio.run(scenario())
+    assert all([d for run in runs for d in run] == [b"m1", b"m2"] for runs in got), "each, once"
+    assert sum(runs == [[b"m1", b"m2"]] for runs in got) > 0, "the late readers wrote both at once"
+    assert sum(runs == [[b"m1"], [b"m2"]] for runs in got) >= per_turn, "the first turn wrote"
     fanout.close()

@@ -83,28 +83,40 @@ def event_type_of(data: bytes) -> str:
     return kind if isinstance(kind, str) and kind else "message"
 
 
+#: Joined batches a :class:`FrameCache` keeps per stream.
+BATCHES_PER_STREAM = 64
+
+
 class FrameCache:
     """Frames by (stream, id), made once per process however many clients send them."""
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
         self._frames: OrderedDict[tuple[str, str, bytes, bool], bytes] = OrderedDict()
-        # The newest batch of each stream, with its frames joined: every client of the
-        # stream is handed the same batch object, so the first one to write it joins them.
-        self._batches: dict[tuple[str, bool], tuple[StreamRead, bytes]] = {}
+        # The newest batches of each stream, with their frames joined: every client of the
+        # stream is handed the same batch objects, so the first one to write one joins it.
+        # A few per stream: clients catching up after a burst write several in one go.
+        self._batches: dict[tuple[str, bool], list[tuple[StreamRead, bytes]]] = {}
         self._lock = threading.Lock()
         self.made = 0
 
     def batch(self, stream: str, batch: StreamRead, *, named: bool = True) -> bytes:
         """The frames of every message of ``batch``, joined once however many clients write it."""
         key = (stream, named)
-        last = self._batches.get(key)
-        if last is not None and last[0] is batch:
-            return last[1]
+        recent = self._batches.get(key)
+        if recent is not None:
+            for made, chunk in reversed(recent):  # newest last
+                if made is batch:
+                    return chunk
         chunk = b"".join([self.get(stream, m, named=named) for m in batch.messages])
         with self._lock:
-            self._batches.pop(key, None)  # newest last: the oldest stream goes first
-            self._batches[key] = (batch, chunk)
+            recent = self._batches.pop(key, None)  # newest last: the oldest stream goes first
+            if recent is None:
+                recent = []
+            elif len(recent) >= BATCHES_PER_STREAM:
+                del recent[0]
+            recent.append((batch, chunk))
+            self._batches[key] = recent
             if len(self._batches) > self.size:
                 del self._batches[next(iter(self._batches))]
         return chunk
