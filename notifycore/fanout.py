@@ -317,23 +317,40 @@ class Subscription:
         self._feed.remove(self)
 
 
-#: Readers a group wakes per turn of its event loop (see :meth:`_Group.wake_some`).
-WAKE_PER_TURN = 32
+#: Readers a group wakes per turn of its event loop while batches come faster than it
+#: writes them (see :class:`_Group`).
+WAKE_PER_TURN = 16
+#: A batch that comes within this many times the last sweep's duration of the previous
+#: one finds the group busy: its readers are woken a few per turn.
+PACE_WITHIN = 1.5
 
 
 class _Group:
     """The subscriptions of one feed read from one event loop: fed in that loop.
 
-    Every batch is queued on every member at once, but the waiting readers
-    are woken :data:`WAKE_PER_TURN` at a time, one turn of the loop after
-    another, oldest first: between two turns the loop takes in what arrived
-    (a request publishing the next event...). When events come faster than
-    a thousand clients can be written to, the readers not yet woken take
-    every batch queued meanwhile in one write; when they come one at a time,
-    each is written at once, as before.
+    Every batch is queued on every member at once. A batch that comes when
+    the group is idle wakes every waiting reader at once (a *sweep*: each
+    writes it in the loop's next turn). A batch that comes while the group
+    is busy — the last one is not a sweep's time old, or readers are still
+    waiting to be woken — wakes them :data:`WAKE_PER_TURN` at a time, one
+    turn of the loop after another, oldest first: between two turns the loop
+    takes in what arrived (the request publishing the next event...), and
+    the readers not yet woken then take every batch queued meanwhile in one
+    write. So a burst to a thousand clients costs one write per client per
+    sweep, not one per event; events one at a time are written at once.
     """
 
-    __slots__ = ("feed", "loop", "members", "pending", "scheduled", "to_wake", "waking")
+    __slots__ = (
+        "feed",
+        "last",
+        "loop",
+        "members",
+        "pending",
+        "scheduled",
+        "sweep",
+        "to_wake",
+        "waking",
+    )
 
     def __init__(self, feed: _Feed, loop: asyncio.AbstractEventLoop) -> None:
         self.feed = feed
@@ -346,6 +363,9 @@ class _Group:
         #: The futures of readers to wake, in the order their batches came.
         self.to_wake: deque[asyncio.Future[None]] = deque()
         self.waking = False
+        #: When the last batch came (loop time), and how long its readers' last sweep took.
+        self.last = float("-inf")
+        self.sweep = 0.0
 
     def post(self, number: int, batch: StreamRead) -> bool:
         """Queue a batch for the loop (the feed's lock held); False if the loop is closed."""
@@ -381,8 +401,25 @@ class _Group:
                     for number, batch in run:
                         if joined <= number:
                             subscription._offer(batch)
-        if not self.waking:
+        now = self.loop.time()
+        busy = self.waking or now - self.last < PACE_WITHIN * self.sweep
+        self.last = now
+        if not busy:
+            self.wake_all(now)
+        elif not self.waking:
             self.wake_some()
+
+    def wake_all(self, now: float) -> None:
+        """Wake every reader; time their writes (they run in the loop's next turn)."""
+        to_wake = self.to_wake
+        while to_wake:
+            waiter = to_wake.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+        self.loop.call_soon(self._swept, now)  # runs after the woken readers
+
+    def _swept(self, started: float) -> None:
+        self.sweep = self.loop.time() - started
 
     def wake_some(self) -> None:
         """Wake the next :data:`WAKE_PER_TURN` readers; the rest at the loop's next turn."""
