@@ -312,7 +312,8 @@ class EventStream:
         self._frames = protocol.state.frames(protocol.notifications.fanout.backend)
         self._named = protocol.options.named_events
         heartbeat = protocol.options.heartbeat
-        self._wait = heartbeat if heartbeat > 0 else WAKE_SECONDS
+        #: Seconds a read waits for a batch before the stream writes a heartbeat.
+        self.wait = heartbeat if heartbeat > 0 else WAKE_SECONDS
         self._idle = HEARTBEAT if heartbeat > 0 else b""
 
     def close(self) -> None:
@@ -350,7 +351,7 @@ class EventStream:
     def __iter__(self) -> Iterator[bytes]:
         try:
             yield self.opening()
-            while (chunk := self.chunk(self.subscription.get(self._wait))) is not None:
+            while (chunk := self.chunk(self.subscription.get(self.wait))) is not None:
                 if chunk:
                     yield chunk
             run(self._ended())
@@ -363,7 +364,7 @@ class EventStream:
         For an async adapter that writes the stream itself: :meth:`opening`
         first, then each chunk, and :meth:`close` when done.
         """
-        while (chunk := self.chunk_run(await self.subscription.aget_run(self._wait))) is not None:
+        while (chunk := self.chunk_run(await self.subscription.aget_run(self.wait))) is not None:
             if chunk:
                 return chunk
         await self.protocol.arun(self._ended())
