@@ -83,41 +83,30 @@ def event_type_of(data: bytes) -> str:
     return kind if isinstance(kind, str) and kind else "message"
 
 
-#: Joined batches a :class:`FrameCache` keeps per stream.
-BATCHES_PER_STREAM = 64
-
-
 class FrameCache:
     """Frames by (stream, id), made once per process however many clients send them."""
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
         self._frames: OrderedDict[tuple[str, str, bytes, bool], bytes] = OrderedDict()
-        # The newest batches of each stream, with their frames joined: every client of the
+        # The newest batches (at most ``size``), with their frames joined: every client of a
         # stream is handed the same batch objects, so the first one to write one joins it.
-        # A few per stream: clients catching up after a burst write several in one go.
-        self._batches: dict[tuple[str, bool], list[tuple[StreamRead, bytes]]] = {}
+        # Several per stream: a client catching up after a burst writes several in one go.
+        # Keyed by the batch's id(), which the batch kept here cannot hand to another.
+        self._batches: dict[tuple[str, bool, int], tuple[StreamRead, bytes]] = {}
         self._lock = threading.Lock()
         self.made = 0
 
     def batch(self, stream: str, batch: StreamRead, *, named: bool = True) -> bytes:
         """The frames of every message of ``batch``, joined once however many clients write it."""
-        key = (stream, named)
-        recent = self._batches.get(key)
-        if recent is not None:
-            for made, chunk in reversed(recent):  # newest last
-                if made is batch:
-                    return chunk
+        key = (stream, named, id(batch))
+        found = self._batches.get(key)
+        if found is not None and found[0] is batch:
+            return found[1]
         chunk = b"".join([self.get(stream, m, named=named) for m in batch.messages])
         with self._lock:
-            recent = self._batches.pop(key, None)  # newest last: the oldest stream goes first
-            if recent is None:
-                recent = []
-            elif len(recent) >= BATCHES_PER_STREAM:
-                del recent[0]
-            recent.append((batch, chunk))
-            self._batches[key] = recent
-            if len(self._batches) > self.size:
+            self._batches[key] = (batch, chunk)
+            if len(self._batches) > self.size:  # the oldest batch goes first
                 del self._batches[next(iter(self._batches))]
         return chunk
 
