@@ -28,8 +28,8 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from notifycore.backends.base import StreamRead
 
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["Fanout", "Subscription"]
 
 logger = logging.getLogger("notifycore.fanout")
+
+T = TypeVar("T")
 
 _running_loop = asyncio._get_running_loop  # the C accessor: no error when there is none
 
@@ -116,25 +118,36 @@ class Subscription:
 
     # -- fed by the stream's thread, or by the subscriber's event loop -----------------------
 
-    def _offer(self, batch: StreamRead) -> None:
+    def _offer(self, batch: StreamRead, defer: bool = False) -> asyncio.Future[None] | None:
+        """Queue ``batch`` and wake the reader.
+
+        ``defer`` (the group, in the reader's loop): the asyncio reader is not
+        woken here; its waiting future is returned for the group to wake in
+        its turn. Only a batch that finds nothing pending returns one: a reader
+        with batches pending was woken (or will be) already, and takes them all.
+        """
         with self._lock:
             if self.closed_reason is not None:
-                return
+                return None
             if self._replaying:
                 self._held.append(batch)
-                return
+                return None
             if self._replayed is not None and batch.messages:
                 # The feed took its list of subscribers, then the replay read the backend
                 # before the feed offered what it had read: those messages are queued already.
                 batch = self._after_replay(batch)
                 if not batch.messages and not batch.reset:
-                    return
+                    return None
             # One batch is always taken by a reader who is keeping up, however large.
-            if self._pending and self._pending_messages + len(batch.messages) > self.max_pending:
+            pending = self._pending
+            if pending and self._pending_messages + len(batch.messages) > self.max_pending:
                 self._end("slow")
-                return
+                return None
             self._push(batch)
+            if defer and not self._sync_waiters:
+                return None if pending else self._waiter
             self._notify()
+            return None
 
     def _after_replay(self, batch: StreamRead) -> StreamRead:
         assert self._key is not None
@@ -215,6 +228,24 @@ class Subscription:
             self.last_id = batch.messages[-1].id
         return batch
 
+    def _take_run(self) -> list[StreamRead] | None:
+        """Every pending batch up to the next one that starts with a reset (it starts a run)."""
+        pending = self._pending
+        if not isinstance(pending, deque):
+            return None
+        run = [pending.popleft()]
+        while pending and not pending[0].reset:
+            run.append(pending.popleft())
+        if not pending:
+            self._pending = _NOTHING
+        count = 0
+        for batch in run:
+            count += len(batch.messages)
+            if batch.messages:
+                self.last_id = batch.messages[-1].id
+        self._pending_messages -= count
+        return run
+
     def get(self, timeout: float | None = None) -> StreamRead | None:
         """The next batch; None after ``timeout`` seconds, or once closed and drained."""
         with self._lock:
@@ -230,11 +261,26 @@ class Subscription:
 
     async def aget(self, timeout: float | None = None) -> StreamRead | None:
         """:meth:`get` for asyncio; the subscription is read from the first loop that calls it."""
+        return await self._aget(timeout, self._take)
+
+    def aget_run(
+        self, timeout: float | None = None
+    ) -> Coroutine[Any, Any, list[StreamRead] | None]:
+        """``await aget_run()``: :meth:`aget`, but every batch waiting (up to the next reset).
+
+        A reader that fell behind (a burst, a busy loop) catches up with one
+        write instead of one per batch; the first batch of the run may carry a
+        reset, no later one does. (A plain method handing back the coroutine:
+        one coroutine less per delivery on the hot path.)
+        """
+        return self._aget(timeout, self._take_run)
+
+    async def _aget(self, timeout: float | None, take: Callable[[], T | None]) -> T | None:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._feed.bind(self, loop)
         with self._lock:
-            batch = self._take()
+            batch = take()
             if batch is not None or self.closed_reason is not None:
                 return batch
             waiter = self._waiter = loop.create_future()
@@ -251,7 +297,7 @@ class Subscription:
             self._waiter = None
             self._deadline = None
         with self._lock:
-            return self._take()
+            return take()
 
     def _expire(self) -> None:
         """aget's timer: end the wait if its time is up, else wait on until it is."""
@@ -274,10 +320,40 @@ class Subscription:
         self._feed.remove(self)
 
 
-class _Group:
-    """The subscriptions of one feed read from one event loop: fed in that loop."""
+#: Readers a group wakes per turn of its event loop while batches come faster than it
+#: writes them (see :class:`_Group`).
+WAKE_PER_TURN = 16
+#: A batch that comes within this many times the last sweep's duration of the previous
+#: one finds the group busy: its readers are woken a few per turn.
+PACE_WITHIN = 1.5
 
-    __slots__ = ("feed", "loop", "members", "pending", "scheduled")
+
+class _Group:
+    """The subscriptions of one feed read from one event loop: fed in that loop.
+
+    Every batch is queued on every member at once. A batch that comes when
+    the group is idle wakes every waiting reader at once (a *sweep*: each
+    writes it in the loop's next turn). A batch that comes while the group
+    is busy — the last one is not a sweep's time old, or readers are still
+    waiting to be woken — wakes them :data:`WAKE_PER_TURN` at a time, one
+    turn of the loop after another, oldest first: between two turns the loop
+    takes in what arrived (the request publishing the next event...), and
+    the readers not yet woken then take every batch queued meanwhile in one
+    write. So a burst to a thousand clients costs one write per client per
+    sweep, not one per event; events one at a time are written at once.
+    """
+
+    __slots__ = (
+        "feed",
+        "last",
+        "loop",
+        "members",
+        "pending",
+        "scheduled",
+        "sweep",
+        "to_wake",
+        "waking",
+    )
 
     def __init__(self, feed: _Feed, loop: asyncio.AbstractEventLoop) -> None:
         self.feed = feed
@@ -287,6 +363,12 @@ class _Group:
         self.members: dict[Subscription, int] = {}
         self.pending: list[tuple[int, StreamRead]] = []
         self.scheduled = False
+        #: The futures of readers to wake, in the order their batches came.
+        self.to_wake: deque[asyncio.Future[None]] = deque()
+        self.waking = False
+        #: When the last batch came (loop time), and how long its readers' last sweep took.
+        self.last = float("-inf")
+        self.sweep = 0.0
 
     def post(self, number: int, batch: StreamRead) -> bool:
         """Queue a batch for the loop (the feed's lock held); False if the loop is closed."""
@@ -312,13 +394,48 @@ class _Group:
                 merged = run[0][1]
             else:  # posted while the loop was busy: one batch, so one write per member
                 merged = StreamRead([m for _, b in run for m in b.messages], run[0][1].reset)
+            to_wake = self.to_wake
             for subscription, joined in members:
                 if joined <= first:
-                    subscription._offer(merged)
+                    waiter = subscription._offer(merged, True)
+                    if waiter is not None:
+                        to_wake.append(waiter)
                 else:  # joined within the run (rare): from its own first batch on
                     for number, batch in run:
                         if joined <= number:
                             subscription._offer(batch)
+        now = self.loop.time()
+        busy = self.waking or now - self.last < PACE_WITHIN * self.sweep
+        self.last = now
+        if not busy:
+            self.wake_all(now)
+        elif not self.waking:
+            self.wake_some()
+
+    def wake_all(self, now: float) -> None:
+        """Wake every reader; time their writes (they run in the loop's next turn)."""
+        to_wake = self.to_wake
+        while to_wake:
+            waiter = to_wake.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+        self.loop.call_soon(self._swept, now)  # runs after the woken readers
+
+    def _swept(self, started: float) -> None:
+        self.sweep = self.loop.time() - started
+
+    def wake_some(self) -> None:
+        """Wake the next :data:`WAKE_PER_TURN` readers; the rest at the loop's next turn."""
+        to_wake = self.to_wake
+        woken = 0
+        while to_wake and woken < WAKE_PER_TURN:
+            waiter = to_wake.popleft()
+            if not waiter.done():  # else it timed out, or the reader left
+                waiter.set_result(None)
+                woken += 1
+        self.waking = bool(to_wake)
+        if to_wake:
+            self.loop.call_soon(self.wake_some)
 
 
 def _runs(pending: list[tuple[int, StreamRead]]) -> list[list[tuple[int, StreamRead]]]:

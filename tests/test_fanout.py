@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from notifycore import fanout as fanout_module
 from notifycore.backends.base import Backend, StreamRead
 from notifycore.backends.memory import MemoryBackend
 from notifycore.backends.sqlite import SQLiteBackend
@@ -209,3 +210,97 @@ def test_a_batch_the_feed_read_before_the_replay_is_not_delivered_twice() -> Non
     assert subscription.last_id == m5
     subscription.close()
     fanout.close()
+
+
+def test_a_reader_behind_takes_every_waiting_batch_in_one_run() -> None:
+    backend = _FeedByHand()
+    fanout = Fanout(backend, poll=0.1)
+    subscription = fanout.subscribe("s")
+    m1, m2, m3 = (backend.publish("s", f"m{i}".encode()) for i in (1, 2, 3))
+    read = backend.read("s", None).messages
+    subscription._offer(StreamRead(read[:1]))
+    subscription._offer(StreamRead(read[1:2]))
+    subscription._offer(StreamRead(read[2:], reset=True))  # a reset starts the next run
+
+    async def runs() -> list[list[StreamRead] | None]:
+        return [await subscription.aget_run(1), await subscription.aget_run(1)]
+
+    first, second = asyncio.run(runs())
+    assert first is not None and [m.id for b in first for m in b.messages] == [m1, m2]
+    assert second is not None and len(second) == 1 and second[0].reset
+    assert [m.id for m in second[0].messages] == [m3]
+    assert subscription.last_id == m3
+    assert subscription._pending_messages == 0
+    subscription.close()
+    fanout.close()
+
+
+@pytest.mark.parametrize("per_turn", [8, 32])
+def test_readers_woken_a_few_per_turn_catch_up_in_one_write(
+    per_turn: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While batches come faster than a group's readers are written to (here: always, after
+    # the first), the readers are woken WAKE_PER_TURN at a time, so the loop takes in the
+    # next event between turns; the readers not yet woken take both in one run.
+    monkeypatch.setattr(fanout_module, "WAKE_PER_TURN", per_turn)
+    monkeypatch.setattr(fanout_module, "PACE_WITHIN", 1e9)
+    got = _two_batches_to(per_turn * 3 + 5)
+    assert all([d for run in runs for d in run] == [b"m1", b"m2"] for runs in got), "each, once"
+    assert sum(runs == [[b"m1", b"m2"]] for runs in got) > 0, "the late readers wrote both at once"
+    assert sum(runs == [[b"m1"], [b"m2"]] for runs in got) >= per_turn, "the first turn wrote"
+
+
+def test_a_batch_to_an_idle_group_wakes_every_reader_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fanout_module, "WAKE_PER_TURN", 8)
+    monkeypatch.setattr(fanout_module, "PACE_WITHIN", 0.0)  # never busy
+    got = _two_batches_to(8 * 3 + 5)
+    assert all(runs == [[b"m1"], [b"m2"]] for runs in got), "each batch written at once"
+
+
+def _two_batches_to(count: int) -> list[list[list[bytes]]]:
+    """What ``count`` async readers of one group took, run by run: m1, then m2 once the
+    first readers wrote m1 (after a first batch m0 that every reader took alone)."""
+    backend = _FeedByHand()
+    fanout = Fanout(backend, poll=0.1)
+
+    async def scenario() -> list[list[list[bytes]]]:
+        subscriptions = [fanout.subscribe("s") for _ in range(count)]
+        got: list[list[list[bytes]]] = [[] for _ in subscriptions]
+
+        async def read(index: int) -> None:
+            while sum(len(run) for run in got[index]) < 3:
+                run = await subscriptions[index].aget_run(10)
+                assert run is not None
+                got[index].append([m.data for b in run for m in b.messages])
+
+        async def waiting() -> None:
+            while not all(s._waiter is not None for s in subscriptions):
+                await asyncio.sleep(0)
+
+        readers = [asyncio.create_task(read(i)) for i in range(count)]
+        await waiting()
+        feed = subscriptions[0]._feed
+        for i in range(3):
+            backend.publish("s", f"m{i}".encode())
+        messages = backend.read("s", None).messages
+        feed._dispatch(StreamRead(messages[:1]))
+        while not all(got):
+            await asyncio.sleep(0)
+        await waiting()  # every reader wrote m0
+        feed._dispatch(StreamRead(messages[1:2]))
+        while not any(len(runs) > 1 for runs in got):  # the first turn wrote
+            await asyncio.sleep(0)
+        feed._dispatch(StreamRead(messages[2:]))
+        await asyncio.wait_for(asyncio.gather(*readers), 10)
+        for subscription in subscriptions:
+            subscription.close()
+        return got
+
+    try:
+        got = asyncio.run(scenario())
+    finally:
+        fanout.close()
+    assert all(runs[0] == [b"m0"] for runs in got)
+    return [runs[1:] for runs in got]

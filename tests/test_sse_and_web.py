@@ -16,7 +16,7 @@ from notifycore import (
     UnknownHub,
     hookimpl,
 )
-from notifycore.backends.base import MAX_STREAM_ID_LENGTH, StreamMessage
+from notifycore.backends.base import MAX_STREAM_ID_LENGTH, StreamMessage, StreamRead
 from notifycore.plugins import get_plugins
 from notifycore.web.access import (
     Access,
@@ -57,6 +57,18 @@ def test_event_types_and_the_frame_cache() -> None:
     cache.get("s", StreamMessage("2", b"{}"))
     cache.get("s", StreamMessage("3", b"{}"))
     assert cache.get("s", message) == first and cache.made == 4, "evicted, then made again"
+
+
+def test_the_frame_cache_keeps_recent_batches_joined() -> None:
+    # Clients catching up after a burst write several recent batches in one go: each batch
+    # is joined once, however many clients write it, until `size` newer batches came.
+    cache = FrameCache(size=3)
+    batches = [StreamRead([StreamMessage(f"{i}-{j}", b"{}") for j in (1, 2)]) for i in range(4)]
+    chunks = [cache.batch("s", b) for b in batches[:3]]
+    assert all(cache.batch("s", b) is c for b, c in zip(batches[:3], chunks, strict=True))
+    cache.batch("s", batches[3])
+    assert cache.batch("s", batches[0]) is not chunks[0], "the oldest was evicted: joined again"
+    assert cache.batch("s", batches[0]) == chunks[0]
 
 
 def test_principals_and_resume_ids() -> None:

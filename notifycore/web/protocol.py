@@ -29,7 +29,7 @@ import functools
 import json
 import threading
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -312,7 +312,8 @@ class EventStream:
         self._frames = protocol.state.frames(protocol.notifications.fanout.backend)
         self._named = protocol.options.named_events
         heartbeat = protocol.options.heartbeat
-        self._wait = heartbeat if heartbeat > 0 else WAKE_SECONDS
+        #: Seconds a read waits for a batch before the stream writes a heartbeat.
+        self.wait = heartbeat if heartbeat > 0 else WAKE_SECONDS
         self._idle = HEARTBEAT if heartbeat > 0 else b""
 
     def close(self) -> None:
@@ -323,17 +324,24 @@ class EventStream:
 
     def chunk(self, batch: StreamRead | None) -> bytes | None:
         """What to write for what the subscription gave; None once it ended."""
+        return self.chunk_run(None if batch is None else (batch,))
+
+    def chunk_run(self, batches: Sequence[StreamRead] | None) -> bytes | None:
+        """What to write for the batches the subscription gave, in one go; None once it ended."""
         if self.subscription.closed:
             return None
-        if batch is None:
+        if batches is None:
             return self._idle
-        messages = batch.messages
-        frames = self._frames.batch(self.stream, batch, named=self._named) if messages else b""
-        if batch.reset:
-            frames = reset_frame(self.stream, self.position) + frames
-        if messages:
-            self.position = messages[-1].id
-        return frames
+        frames = self._frames
+        parts: list[bytes] = []
+        for batch in batches:
+            if batch.reset:
+                parts.append(reset_frame(self.stream, self.position))
+            messages = batch.messages
+            if messages:
+                parts.append(frames.batch(self.stream, batch, named=self._named))
+                self.position = messages[-1].id
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _ended(self) -> Steps[None]:
         reason = self.subscription.closed_reason
@@ -343,7 +351,7 @@ class EventStream:
     def __iter__(self) -> Iterator[bytes]:
         try:
             yield self.opening()
-            while (chunk := self.chunk(self.subscription.get(self._wait))) is not None:
+            while (chunk := self.chunk(self.subscription.get(self.wait))) is not None:
                 if chunk:
                     yield chunk
             run(self._ended())
@@ -356,7 +364,7 @@ class EventStream:
         For an async adapter that writes the stream itself: :meth:`opening`
         first, then each chunk, and :meth:`close` when done.
         """
-        while (chunk := self.chunk(await self.subscription.aget(self._wait))) is not None:
+        while (chunk := self.chunk_run(await self.subscription.aget_run(self.wait))) is not None:
             if chunk:
                 return chunk
         await self.protocol.arun(self._ended())

@@ -89,23 +89,24 @@ class FrameCache:
     def __init__(self, size: int = 4096) -> None:
         self.size = size
         self._frames: OrderedDict[tuple[str, str, bytes, bool], bytes] = OrderedDict()
-        # The newest batch of each stream, with its frames joined: every client of the
-        # stream is handed the same batch object, so the first one to write it joins them.
-        self._batches: dict[tuple[str, bool], tuple[StreamRead, bytes]] = {}
+        # The newest batches (at most ``size``), with their frames joined: every client of a
+        # stream is handed the same batch objects, so the first one to write one joins it.
+        # Several per stream: a client catching up after a burst writes several in one go.
+        # Keyed by the batch's id(), which the batch kept here cannot hand to another.
+        self._batches: dict[tuple[str, bool, int], tuple[StreamRead, bytes]] = {}
         self._lock = threading.Lock()
         self.made = 0
 
     def batch(self, stream: str, batch: StreamRead, *, named: bool = True) -> bytes:
         """The frames of every message of ``batch``, joined once however many clients write it."""
-        key = (stream, named)
-        last = self._batches.get(key)
-        if last is not None and last[0] is batch:
-            return last[1]
+        key = (stream, named, id(batch))
+        found = self._batches.get(key)
+        if found is not None and found[0] is batch:
+            return found[1]
         chunk = b"".join([self.get(stream, m, named=named) for m in batch.messages])
         with self._lock:
-            self._batches.pop(key, None)  # newest last: the oldest stream goes first
             self._batches[key] = (batch, chunk)
-            if len(self._batches) > self.size:
+            if len(self._batches) > self.size:  # the oldest batch goes first
                 del self._batches[next(iter(self._batches))]
         return chunk
 

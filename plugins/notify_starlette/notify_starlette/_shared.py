@@ -150,16 +150,32 @@ class SendGuard:
                     raise
                 self.timed_out = True
             return
+        self.watch()
+        try:
+            await send(message)
+        finally:
+            self._since = None
+
+    def watch(self) -> bool:
+        """Time a write the caller awaits itself, then calls :meth:`done`; False: no timer
+        here (no bound, or no transport): write with :meth:`send` instead.
+
+        (The streaming loop's hot path: one coroutine less per write than :meth:`send`.)
+        """
+        timeout = self.timeout
+        if timeout is None or self.transport is None:
+            return False
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         self._since = now = loop.time()
         if self._timer is None:
             self._timer = loop.call_at(now + timeout, self._check)
-        try:
-            await send(message)
-        finally:
-            self._since = None
+        return True
+
+    def done(self) -> None:
+        """The write :meth:`watch` timed is over."""
+        self._since = None
 
     def _check(self) -> None:
         self._timer = None

@@ -87,12 +87,23 @@ class _StreamResponse:
                 await guard.send(send, {"type": _BODY, "body": b"", "more_body": False})
                 return
             listener = asyncio.get_running_loop().create_task(_listen(receive, body))
+            # The hot path, once per event and client: the read and the timed write awaited
+            # here, not through next_chunk() and guard.send() (a coroutine each).
+            read, wait, chunk_of = body.subscription.aget_run, body.wait, body.chunk_run
             chunk: bytes | None = body.opening()
             while chunk is not None:
-                await guard.send(send, {"type": _BODY, "body": chunk, "more_body": True})
+                message = {"type": _BODY, "body": chunk, "more_body": True}
+                if guard.watch():
+                    try:
+                        await send(message)
+                    finally:
+                        guard.done()
+                else:
+                    await guard.send(send, message)
                 if guard.timed_out:
                     break
-                chunk = await body.next_chunk()
+                # Nothing to write (a closed stream, an empty batch): next_chunk() decides.
+                chunk = chunk_of(await read(wait)) or await body.next_chunk()
             else:  # the stream ended: complete the body properly
                 await guard.send(send, {"type": _BODY, "body": b"", "more_body": False})
         finally:
