@@ -73,6 +73,7 @@ class Subscription:
         "_sync_waiters",
         "_timer",
         "_waiter",
+        "_watcher",
         "closed_reason",
         "last_id",
         "max_pending",
@@ -93,6 +94,8 @@ class Subscription:
         self._sync_waiters = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future[None] | None = None
+        # watch()'s callback: a reader with no task waiting in aget.
+        self._watcher: Callable[[], None] | None = None
         # aget's time limit: one timer at a time, moved only when a wait ends sooner.
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
@@ -195,6 +198,15 @@ class Subscription:
                 # A closed loop: nobody is waiting there any more.
                 with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(_wake, waiter)
+        watcher = self._watcher
+        if watcher is not None:
+            loop = self._loop
+            if _running_loop() is loop:
+                watcher()
+            else:
+                assert loop is not None
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(watcher)
 
     def _end(self, reason: str) -> None:
         if self.closed_reason is None:
@@ -250,6 +262,28 @@ class Subscription:
         finally:
             self._waiter = None
             self._deadline = None
+        with self._lock:
+            return self._take()
+
+    def watch(self, callback: Callable[[], None] | None) -> None:
+        """Read from the running event loop without a task waiting in :meth:`aget`.
+
+        ``callback()`` is called in this loop whenever a batch arrives or the
+        subscription ends (at once if one waits already); take the batches
+        with :meth:`take`. It may be called with the subscription's lock held:
+        it must only note that there is work, never read the subscription
+        itself. ``None`` stops the calls.
+        """
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._feed.bind(self, loop)
+        with self._lock:
+            self._watcher = callback
+            if callback is not None and (self._pending or self.closed_reason is not None):
+                callback()
+
+    def take(self) -> StreamRead | None:
+        """The next batch if one waits, else None (never waits)."""
         with self._lock:
             return self._take()
 

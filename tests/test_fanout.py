@@ -209,3 +209,54 @@ def test_a_batch_the_feed_read_before_the_replay_is_not_delivered_twice() -> Non
     assert subscription.last_id == m5
     subscription.close()
     fanout.close()
+
+
+def test_a_watched_subscription_calls_back_in_its_loop_and_is_read_with_take(
+    backend: Backend,
+) -> None:
+    fanout = Fanout(backend, poll=0.1)
+
+    async def scenario() -> tuple[list[bytes], str | None]:
+        loop = asyncio.get_running_loop()
+        woken = asyncio.Event()
+        threads: list[bool] = []
+
+        def callback() -> None:
+            threads.append(asyncio.get_running_loop() is loop)
+            woken.set()
+
+        subscription = fanout.subscribe("s")
+        subscription.watch(callback)
+        assert subscription.take() is None and not woken.is_set()
+        await asyncio.to_thread(backend.publish, "s", b"hello")
+        await asyncio.wait_for(woken.wait(), 10)
+        batch = subscription.take()
+        assert batch is not None
+        assert subscription.take() is None
+        woken.clear()
+        fanout.close()  # from this thread: the end is a call back in the loop too
+        await asyncio.wait_for(woken.wait(), 10)
+        assert all(threads)
+        return [m.data for m in batch.messages], subscription.closed_reason
+
+    assert asyncio.run(scenario()) == ([b"hello"], "shutdown")
+
+
+def test_watching_a_subscription_that_holds_batches_calls_back_at_once(backend: Backend) -> None:
+    fanout = Fanout(backend, poll=0.1)
+    backend.publish("s", b"one")
+
+    async def scenario() -> list[bytes]:
+        calls: list[int] = []
+        subscription = fanout.subscribe("s", after="0")
+        subscription.watch(lambda: calls.append(1))
+        assert calls, "a replay waits already"
+        subscription.watch(None)
+        batch = subscription.take()
+        assert batch is not None
+        subscription.close()
+        assert len(calls) == 1, "no call once unwatched"
+        return [m.data for m in batch.messages]
+
+    assert asyncio.run(scenario()) == [b"one"]
+    fanout.close()
