@@ -124,10 +124,11 @@ class Session:
     The connection's own task reads the client's messages; no task waits
     on a subscription. Each subscription is *watched*
     (:meth:`~notifycore.fanout.Subscription.watch`): when the fan-out hands
-    it a batch (or it ends), a task is started that writes what every
-    subscription of the connection holds, then ends. An idle connection
-    is its ASGI task and a few small objects: no task, frame, future or
-    timer per subscription. Stopping the session (the client gone or too
+    it a batch (or it ends), the session is queued for the loop's shared
+    writer (:func:`_write`), which writes what every subscription of the
+    connection holds, or hands the session to a task of its own when a
+    write could wait. An idle connection is its ASGI task and a few small
+    objects: no task, frame, future or timer per subscription. Stopping the session (the client gone or too
     slow, a slow subscription, shutdown) cancels that writer and the
     connection's task, whose cancellation :meth:`run` takes back as its own.
     """
