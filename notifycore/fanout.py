@@ -75,6 +75,7 @@ class Subscription:
         "_sync_waiters",
         "_timer",
         "_waiter",
+        "_watcher",
         "closed_reason",
         "last_id",
         "max_pending",
@@ -95,6 +96,8 @@ class Subscription:
         self._sync_waiters = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future[None] | None = None
+        # watch()'s callback: a reader with no task waiting in aget.
+        self._watcher: Callable[[], None] | None = None
         # aget's time limit: one timer at a time, moved only when a wait ends sooner.
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
@@ -144,7 +147,9 @@ class Subscription:
                 self._end("slow")
                 return None
             self._push(batch)
-            if defer and not self._sync_waiters:
+            if defer and not self._sync_waiters and self._watcher is None:
+                # A watched subscription is called back at once: its callback only notes
+                # the work for the loop's one writer, which paces itself.
                 return None if pending else self._waiter
             self._notify()
             return None
@@ -208,6 +213,15 @@ class Subscription:
                 # A closed loop: nobody is waiting there any more.
                 with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(_wake, waiter)
+        watcher = self._watcher
+        if watcher is not None:
+            loop = self._loop
+            if _running_loop() is loop:
+                watcher()
+            else:
+                assert loop is not None
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(watcher)
 
     def _end(self, reason: str) -> None:
         if self.closed_reason is None:
@@ -298,6 +312,28 @@ class Subscription:
             self._deadline = None
         with self._lock:
             return take()
+
+    def watch(self, callback: Callable[[], None] | None) -> None:
+        """Read from the running event loop without a task waiting in :meth:`aget`.
+
+        ``callback()`` is called in this loop whenever a batch arrives or the
+        subscription ends (at once if one waits already); take the batches
+        with :meth:`take`. It may be called with the subscription's lock held:
+        it must only note that there is work, never read the subscription
+        itself. ``None`` stops the calls.
+        """
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._feed.bind(self, loop)
+        with self._lock:
+            self._watcher = callback
+            if callback is not None and (self._pending or self.closed_reason is not None):
+                callback()
+
+    def take(self) -> StreamRead | None:
+        """The next batch if one waits, else None (never waits)."""
+        with self._lock:
+            return self._take()
 
     def _expire(self) -> None:
         """aget's timer: end the wait if its time is up, else wait on until it is."""

@@ -304,3 +304,92 @@ def _two_batches_to(count: int) -> list[list[list[bytes]]]:
         fanout.close()
     assert all(runs[0] == [b"m0"] for runs in got)
     return [runs[1:] for runs in got]
+
+
+def test_a_watched_subscription_calls_back_in_its_loop_and_is_read_with_take(
+    backend: Backend,
+) -> None:
+    fanout = Fanout(backend, poll=0.1)
+
+    async def scenario() -> tuple[list[bytes], str | None]:
+        loop = asyncio.get_running_loop()
+        woken = asyncio.Event()
+        threads: list[bool] = []
+
+        def callback() -> None:
+            threads.append(asyncio.get_running_loop() is loop)
+            woken.set()
+
+        subscription = fanout.subscribe("s")
+        subscription.watch(callback)
+        assert subscription.take() is None and not woken.is_set()
+        await asyncio.to_thread(backend.publish, "s", b"hello")
+        await asyncio.wait_for(woken.wait(), 10)
+        batch = subscription.take()
+        assert batch is not None
+        assert subscription.take() is None
+        woken.clear()
+        fanout.close()  # from this thread: the end is a call back in the loop too
+        await asyncio.wait_for(woken.wait(), 10)
+        assert all(threads)
+        return [m.data for m in batch.messages], subscription.closed_reason
+
+    assert asyncio.run(scenario()) == ([b"hello"], "shutdown")
+
+
+def test_watching_a_subscription_that_holds_batches_calls_back_at_once(backend: Backend) -> None:
+    fanout = Fanout(backend, poll=0.1)
+    backend.publish("s", b"one")
+
+    async def scenario() -> list[bytes]:
+        calls: list[int] = []
+        subscription = fanout.subscribe("s", after="0")
+        subscription.watch(lambda: calls.append(1))
+        assert calls, "a replay waits already"
+        subscription.watch(None)
+        batch = subscription.take()
+        assert batch is not None
+        subscription.close()
+        assert len(calls) == 1, "no call once unwatched"
+        return [m.data for m in batch.messages]
+
+    assert asyncio.run(scenario()) == [b"one"]
+    fanout.close()
+
+
+@pytest.mark.parametrize("busy", [False, True])
+def test_a_watched_subscription_hears_of_every_batch_its_loop_group_delivers(
+    busy: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The group defers waking its asyncio readers (and paces them when busy); a watched
+    # subscription has no reader waiting, so it must be called back for each batch anyway.
+    monkeypatch.setattr(fanout_module, "PACE_WITHIN", 1e9 if busy else 0.0)
+    backend = _FeedByHand()
+    fanout = Fanout(backend, poll=0.1)
+
+    async def scenario() -> list[bytes]:
+        subscription = fanout.subscribe("s")
+        calls: list[int] = []
+        subscription.watch(lambda: calls.append(1))
+        got: list[bytes] = []
+        feed = subscription._feed
+        for i in range(3):
+            backend.publish("s", f"m{i}".encode())
+        messages = backend.read("s", None).messages
+        for i in range(3):
+            before = len(calls)
+            feed._dispatch(StreamRead(messages[i : i + 1]))
+            for _ in range(1000):  # the group's delivery runs at the loop's next turns
+                if len(calls) > before:
+                    break
+                await asyncio.sleep(0)
+            assert len(calls) > before, f"no call back for batch {i}"
+            while (batch := subscription.take()) is not None:
+                got.extend(m.data for m in batch.messages)
+        subscription.close()
+        return got
+
+    try:
+        assert asyncio.run(scenario()) == [b"m0", b"m1", b"m2"]
+    finally:
+        fanout.close()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from websockets.sync.client import connect
 
 from notifycore import Notifications
 from notifycore.testing import free_port, wait_for
@@ -42,9 +43,9 @@ class Uvicorn:
 
 
 @contextmanager
-def uvicorn(database: str, log: Path) -> Iterator[Uvicorn]:
+def uvicorn(database: str, log: Path, send_timeout: float = 2) -> Iterator[Uvicorn]:
     port = free_port()
-    env = {**os.environ, "STUCK_DB": database, "SEND_TIMEOUT": "2"}
+    env = {**os.environ, "STUCK_DB": database, "SEND_TIMEOUT": str(send_timeout)}
     command = [
         *(sys.executable, "-m", "uvicorn", "stuck_app:app", "--app-dir", str(APPS)),
         *("--host", "127.0.0.1", "--port", str(port), "--ws", "websockets-sansio"),
@@ -153,3 +154,30 @@ def test_shutdown_finishes_with_stuck_clients_still_connected(tmp_path: Path) ->
         finally:
             sse.close()
             ws.close()
+
+
+def test_a_stuck_websocket_client_does_not_hold_up_the_others(tmp_path: Path) -> None:
+    """The writer shared by the loop's connections never waits on one whose buffer is full.
+
+    Its writes would be bounded only by ``send_timeout``, here far beyond every
+    wait of this test: the reading client gets the whole flood meanwhile.
+    """
+    database = f"sqlite:///{tmp_path / 'stuck.db'}"
+    with uvicorn(database, tmp_path / "uvicorn.log", send_timeout=10 * WAIT) as server:
+        host = server.base.removeprefix("http://")
+        stuck = never_reading(server.base, b"")
+        try:
+            websocket_subscription(stuck, host)
+            wait_for(lambda: server.debug()["streams"] == [STREAM], WAIT, "the stream to open")
+            url = server.base.replace("http://", "ws://") + "/n/ws"
+            with connect(url, open_timeout=WAIT, max_size=None) as reader:
+                reader.send(json.dumps({"action": "subscribe", "stream": "alerts"}))
+                assert json.loads(reader.recv(timeout=WAIT))["type"] == "subscribed"
+                flood(database)
+                received = 0
+                while received < 120:  # each recv is bounded by WAIT, far below send_timeout
+                    message = json.loads(reader.recv(timeout=WAIT))
+                    assert message["type"] == "event", message
+                    received += 1
+        finally:
+            stuck.close()
