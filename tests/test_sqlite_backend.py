@@ -196,3 +196,25 @@ def test_a_worker_reservation_gives_up_after_the_busy_timeout(tmp_path: Path) ->
         assert [job.payload for job in jobs] == [b"job"]
     finally:
         backend.close()
+
+
+def test_a_failure_after_the_write_lock_is_taken_leaves_no_transaction_open(
+    tmp_path: Path,
+) -> None:
+    # Setting the busy timeout back can fail after BEGIN IMMEDIATE succeeded (here: a
+    # broken statement; in life, an interrupt): the lock must not stay with this connection.
+    backend = SQLiteBackend(f"sqlite:///{tmp_path / 'held.db'}", busy_timeout=0.2)
+    try:
+        backend.enqueue("q", b"job")
+        restore = backend._busy_pragma
+        backend._busy_pragma = "PRAGMA busy_timeout = nonsense("
+        with pytest.raises(BackendError):
+            backend.ack_and_reserve([], "q", visibility_timeout=30)
+        backend._busy_pragma = restore
+        db = backend._db()
+        assert not db.in_transaction
+        db.execute(restore)
+        (_, jobs) = backend.ack_and_reserve([], "q", visibility_timeout=30)
+        assert [job.payload for job in jobs] == [b"job"]
+    finally:
+        backend.close()

@@ -211,12 +211,14 @@ class SQLiteBackend(SQLiteInboxes, ConsecutiveIds, Backend):
         worker processes would take turns sleeping instead of taking turns at the lock.
         """
         db.execute("PRAGMA busy_timeout = 0")
+        began = False
         try:
             delay = 0.00005
             deadline = None
             while True:
                 try:
                     db.execute("BEGIN IMMEDIATE")
+                    began = True
                     return
                 except sqlite3.OperationalError as exc:
                     if "locked" not in str(exc) and "busy" not in str(exc):
@@ -229,7 +231,13 @@ class SQLiteBackend(SQLiteInboxes, ConsecutiveIds, Backend):
                 time.sleep(delay)
                 delay = min(delay * 1.5, 0.002)
         finally:
-            db.execute(self._busy_pragma)
+            try:
+                db.execute(self._busy_pragma)
+            except BaseException:
+                if began:  # no transaction (and no write lock) left open on this connection
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                raise
 
     @contextmanager
     def _write(self, *, soon: bool = False) -> Iterator[sqlite3.Connection]:

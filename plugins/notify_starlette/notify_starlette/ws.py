@@ -35,6 +35,10 @@ CLOSE_CODES = {"slow": 1013, "shutdown": 1012}
 #: Longest client message, and longest stream name in one, in characters.
 MAX_MESSAGE_CHARS = 64 * 1024
 MAX_STREAM_NAME = 1024
+#: The longest message (characters) the loop's shared writer sends itself; a longer
+#: one goes to the connection's own task, since some WebSocket implementations wait
+#: for the client to read a write that large (uvicorn's ``ws="websockets"``).
+SHARED_WRITE_MAX = 16 * 1024
 
 
 def _is_text(value: str) -> bool:
@@ -168,7 +172,7 @@ class Session:
         self._dirty = False  # a subscription has batches (or ended) since the writer looked
         self._queued = False  # waiting for the loop's shared writer
         # What the shared writer left of a batch for the session's own task to send.
-        self._rest: tuple[str, StreamRead, int] | None = None
+        self._rest: tuple[str, Subscription, StreamRead, int] | None = None
         self._stopping = False
         self._failure: BaseException | None = None
 
@@ -316,7 +320,7 @@ class Session:
         try:
             rest, self._rest = self._rest, None
             if rest is not None and not await self._send_batch(*rest, shared=False):
-                return
+                return  # the session ended
             while self._dirty and not self._stopping:
                 self._dirty = False
                 for stream, subscription in list(self.subscriptions.items()):
@@ -338,12 +342,14 @@ class Session:
     async def _forward(self, stream: str, subscription: Subscription, shared: bool) -> object:
         """Send one subscription's batches: _DONE, _ENDED (the session ends) or _HANDED_OFF."""
         while True:
+            if self.subscriptions.get(stream) is not subscription:
+                return _DONE  # unsubscribed (or subscribed anew) while this writer waited
             if shared and not self._writable():
                 return _HANDED_OFF
             batch = subscription.take()
             if batch is None:
                 break
-            if not await self._send_batch(stream, batch, 0, shared=shared):
+            if not await self._send_batch(stream, subscription, batch, 0, shared=shared):
                 return _HANDED_OFF if self._rest is not None else _ENDED
         reason = subscription.closed_reason
         if reason in CLOSE_CODES and self.subscriptions.get(stream) is subscription:
@@ -356,11 +362,20 @@ class Session:
         return _DONE
 
     async def _send_batch(
-        self, stream: str, batch: StreamRead, start: int, *, shared: bool
+        self,
+        stream: str,
+        subscription: Subscription,
+        batch: StreamRead,
+        start: int,
+        *,
+        shared: bool,
     ) -> bool:
         """Send ``batch`` from its message ``start`` on; False if not all of it was sent.
 
-        The shared writer stops where a write could wait, keeping the rest in ``_rest``.
+        The shared writer stops where a write could wait, keeping the rest in ``_rest``:
+        before a message when the socket's buffer holds unsent data, and before a message
+        larger than :data:`SHARED_WRITE_MAX` (an implementation may wait for the client to
+        read one that large). Nothing more is sent once the stream is unsubscribed.
         """
         if start == 0 and batch.reset:
             await self._send_text(json.dumps({"type": "reset", "stream": stream}))
@@ -368,10 +383,15 @@ class Session:
         for index in range(start, len(messages)):
             if self._stopping:
                 return False
-            if shared and index > start and not self._writable():
-                self._rest = (stream, batch, index)
+            if self.subscriptions.get(stream) is not subscription:
+                return True  # unsubscribed meanwhile: nothing more is owed
+            text = encoded_event(stream, messages[index])
+            if shared and (
+                (index > start and not self._writable()) or len(text) > SHARED_WRITE_MAX
+            ):
+                self._rest = (stream, subscription, batch, index)
                 return False
-            await self._send_text(encoded_event(stream, messages[index]))
+            await self._send_text(text)
         return not self._stopping
 
     async def _error(self, stream: str | None, code: str, message: str) -> None:
