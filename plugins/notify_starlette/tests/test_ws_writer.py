@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from notify_starlette.endpoints import Endpoints
@@ -78,7 +78,7 @@ async def _until(condition: Callable[[], bool], what: str) -> None:
         await asyncio.sleep(0.005)
 
 
-def _run(scenario: Callable[[Endpoints, Notifications], Awaitable[None]]) -> None:
+def _run(scenario: Callable[[Endpoints, Notifications], Coroutine[Any, Any, None]]) -> None:
     notes = Notifications(config={"BACKEND": "memory"}, environ={})
     endpoints = Endpoints(WebProtocol(notes, WebOptions(authorize=lambda principal, s: True)))
     try:
