@@ -204,24 +204,21 @@ class Subscription:
             self._ready.notify_all()
         waiter = self._waiter
         if waiter is not None:
-            loop = self._loop
-            if _running_loop() is loop:
-                if not waiter.done():
-                    waiter.set_result(None)
-            else:
-                assert loop is not None
-                # A closed loop: nobody is waiting there any more.
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(_wake, waiter)
+            self._in_loop(_wake, waiter)
         watcher = self._watcher
         if watcher is not None:
-            loop = self._loop
-            if _running_loop() is loop:
-                watcher()
-            else:
-                assert loop is not None
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(watcher)
+            self._in_loop(watcher)
+
+    def _in_loop(self, function: Callable[..., None], *args: Any) -> None:
+        """Call ``function`` in the subscriber's loop: now when we are in it, else soon."""
+        loop = self._loop
+        if _running_loop() is loop:
+            function(*args)
+        else:
+            assert loop is not None
+            # A closed loop: nobody is waiting there any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(function, *args)
 
     def _end(self, reason: str) -> None:
         if self.closed_reason is None:

@@ -30,7 +30,7 @@ from notifycore.backends.memory import MemoryBackend
 from notifycore.backends.sqlite import SQLiteBackend
 from notifycore.filters import Field, Predicate, WithEventType, WithTag, filter_from_dict
 from notifycore.plugins import Plugins
-from notifycore.testing import wait_for
+from notifycore.testing import await_for, wait_for
 
 Make = Callable[..., Notifications]
 NOTIFYCORE = str(Path(sys.executable).with_name("notifycore"))
@@ -235,10 +235,8 @@ def test_cancelled_async_reads_leave_no_waiter() -> None:
 
     async def scenario() -> None:
         task = asyncio.create_task(backend.aread("s", "0", block=30))
-        deadline = asyncio.get_running_loop().time() + 30
-        while not backend._stream("s").waiters:  # the read is waiting before it is cancelled
-            assert asyncio.get_running_loop().time() < deadline, "the read never waited"
-            await asyncio.sleep(0.01)
+        # The read is waiting before it is cancelled.
+        await await_for(lambda: bool(backend._stream("s").waiters), 30, "the read to wait")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

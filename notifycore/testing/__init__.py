@@ -8,6 +8,7 @@ is the test suite every backend passes; the ``pytest11`` plugin in
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from notifycore.notifications import Notifications
     from notifycore.result import SendResult
 
-__all__ = ["CapturedEvents", "capture_events", "free_port", "wait_for"]
+__all__ = ["CapturedEvents", "await_for", "capture_events", "free_port", "wait_for"]
 
 
 class CapturedEvents(list["Event"]):
@@ -67,6 +68,15 @@ def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {seconds}s waiting for {what}")
         time.sleep(0.02)
+
+
+async def await_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    """:func:`wait_for` in a running event loop: the loop runs on between the polls."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+        await asyncio.sleep(0.005)
 
 
 def free_port() -> int:

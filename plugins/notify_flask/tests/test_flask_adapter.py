@@ -17,7 +17,7 @@ from notify_flask import current_notifications, stream_blueprint
 from notify_flask.testing import lines, read_events, serve
 from notifycore import Event, Notifications, PushConsumer
 from notifycore.backends.memory import MemoryBackend
-from notifycore.testing import free_port, wait_for
+from notifycore.testing import await_for, free_port, wait_for
 
 
 def json_of(response: TestResponse) -> Any:
@@ -73,11 +73,7 @@ async def titles_on_many_streams(
     limits = httpx.Limits(max_connections=clients + 10)
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
         tasks = [asyncio.create_task(one(http, ready)) for _ in range(clients)]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 60
-        while len(ready) < clients:
-            assert loop.time() < deadline, f"{len(ready)} of {clients} streams answered"
-            await asyncio.sleep(0.02)
+        await await_for(lambda: len(ready) == clients, 60, f"all {clients} streams to answer")
         await send_all(http)
         return await asyncio.wait_for(asyncio.gather(*tasks), 120)
 

@@ -15,6 +15,7 @@ from websockets.sync.client import connect
 import notify_starlette
 from notify_starlette import plugin
 from notifycore import ConfigurationError, Notifications
+from notifycore.testing import await_for
 from notifycore.web import process_state
 
 
@@ -87,10 +88,8 @@ def test_lifespan_ignores_a_broken_should_exit(notes: Notifications) -> None:
 
     async def run() -> None:
         async with notify_starlette.lifespan(notes, should_exit=broken, poll=0.01)(Starlette()):
-            deadline = asyncio.get_running_loop().time() + WAIT
-            while len(calls) < 3:  # polled again after it raised: the watch goes on
-                assert asyncio.get_running_loop().time() < deadline, "should_exit was not polled"
-                await asyncio.sleep(0.01)
+            # Polled again after it raised: the watch goes on.
+            await await_for(lambda: len(calls) >= 3, WAIT, "should_exit polled again")
             assert process_state(notes).closing is False
 
     asyncio.run(run())

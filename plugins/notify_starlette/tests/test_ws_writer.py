@@ -14,6 +14,7 @@ from typing import Any
 from notify_starlette.endpoints import Endpoints
 from notify_starlette.ws import SHARED_WRITE_MAX, Session
 from notifycore import Notifications
+from notifycore.testing import await_for
 from notifycore.web.protocol import WebOptions, WebProtocol
 
 WAIT = 30.0
@@ -70,14 +71,6 @@ class _Socket:
         return sum(m.get("type") == kind for m in self.sent)
 
 
-async def _until(condition: Callable[[], bool], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT
-    while not condition():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.005)
-
-
 def _run(scenario: Callable[[Endpoints, Notifications], Coroutine[Any, Any, None]]) -> None:
     notes = Notifications(config={"BACKEND": "memory"}, environ={})
     endpoints = Endpoints(WebProtocol(notes, WebOptions(authorize=lambda principal, s: True)))
@@ -106,20 +99,22 @@ def test_nothing_of_a_stream_is_sent_after_it_is_unsubscribed() -> None:
         session, task = await _session(endpoints, socket)
         await socket.ask(action="subscribe", stream="user:a")
         await socket.ask(action="subscribe", stream="user:b")
-        await _until(lambda: socket.count("subscribed") == 2, "both subscribed")
+        await await_for(lambda: socket.count("subscribed") == 2, WAIT, "both subscribed")
         socket.gate.clear()  # the client stops reading
         backend = notes.fanout.backend
         backend.publish("user:a", b'{"n": 1}')
-        await _until(lambda: socket.waiting == 1, "the writer waiting on a's event")
+        await await_for(lambda: socket.waiting == 1, WAIT, "the writer waiting on a's event")
         backend.publish("user:b", b'{"n": 2}')
         b = next(sub for name, sub in session.subscriptions.items() if name.endswith("b"))
-        await _until(lambda: b._pending_messages == 1, "b's event queued")
+        await await_for(lambda: b._pending_messages == 1, WAIT, "b's event queued")
         await socket.ask(action="unsubscribe", stream="user:b")
-        await _until(lambda: len(session.subscriptions) == 1, "b unsubscribed (its answer waits)")
+        await await_for(
+            lambda: len(session.subscriptions) == 1, WAIT, "b unsubscribed (its answer waits)"
+        )
         socket.gate.set()
-        await _until(lambda: socket.count("unsubscribed") == 1, "the unsubscribe answered")
+        await await_for(lambda: socket.count("unsubscribed") == 1, WAIT, "the unsubscribe answered")
         backend.publish("user:a", b'{"n": 3}')
-        await _until(lambda: len(socket.events("user:a")) == 2, "a's events")
+        await await_for(lambda: len(socket.events("user:a")) == 2, WAIT, "a's events")
         assert socket.events("user:b") == []
         answered = next(i for i, m in enumerate(socket.sent) if m["type"] == "unsubscribed")
         assert all(m.get("stream") != "user:b" for m in socket.sent[answered + 1 :])
@@ -140,13 +135,13 @@ def test_a_large_message_to_a_slow_client_does_not_hold_up_the_others() -> None:
         tasks = [(await _session(endpoints, socket))[1] for socket in (slow, quick)]
         for socket in (slow, quick):  # the slow one first: the shared writer meets it first
             await socket.ask(action="subscribe", stream="user:s")
-            await _until(lambda s=socket: s.count("subscribed") == 1, "subscribed")  # type: ignore[misc]
+            await await_for(lambda s=socket: s.count("subscribed") == 1, WAIT, "subscribed")  # type: ignore[misc]
         slow.gate.clear()
         notes.fanout.backend.publish("user:s", big)
-        await _until(lambda: len(quick.events("user:s")) == 1, "the quick client's event")
+        await await_for(lambda: len(quick.events("user:s")) == 1, WAIT, "the quick client's event")
         assert slow.waiting == 1 and slow.events("user:s") == []
         slow.gate.set()
-        await _until(lambda: len(slow.events("user:s")) == 1, "the slow client's event")
+        await await_for(lambda: len(slow.events("user:s")) == 1, WAIT, "the slow client's event")
         for socket, task in zip((slow, quick), tasks, strict=True):
             await _end(socket, task)
 
