@@ -9,6 +9,7 @@ the hub's stream for browsers and ``notifycore tail``.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import os
@@ -17,11 +18,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
+from notifycore.backends.base import Backend
 from notifycore.errors import ConfigurationError
 from notifycore.event import Event
 
 if TYPE_CHECKING:
-    from notifycore.backends.base import Backend
     from notifycore.hub import Hub
     from notifycore.listeners import ListenerConfig
 
@@ -318,17 +319,25 @@ class PushConsumer(Consumer):
     def consume(self, event: Event) -> None:
         backend = self._backend
         assert backend is not None, "PushConsumer is not registered on a hub"
-        data = event.to_json_bytes()
-        for stream in self.streams(event):
-            backend.publish(stream, data)
+        _publish(backend, self.streams(event), event.to_json_bytes())
 
     async def aconsume(self, event: Event) -> None:
         """The async face used by ``Notifications.asend``."""
         backend = self._backend
         assert backend is not None, "PushConsumer is not registered on a hub"
         data = event.to_json_bytes()
-        for stream in self.streams(event):
+        streams = self.streams(event)
+        if len(streams) > 1 and type(backend).apublish is Backend.apublish:
+            # The backend's apublish is its publish in a thread: one thread for every stream.
+            await asyncio.to_thread(_publish, backend, streams, data)
+            return
+        for stream in streams:
             await backend.apublish(stream, data)
+
+
+def _publish(backend: Backend, streams: list[str], data: bytes) -> None:
+    for stream in streams:
+        backend.publish(stream, data)
 
 
 def _check_push_options(
@@ -356,3 +365,9 @@ def is_async(consumer: Consumer) -> bool:
         return True
     call = getattr(type(consume), "__call__", None)  # noqa: B004 - the class's, not the instance's
     return not inspect.isfunction(consume) and inspect.iscoroutinefunction(call)
+
+
+def awaits(consumer: Consumer) -> bool:
+    """True when ``asend()`` awaits ``consumer`` rather than calling it: its ``consume`` is
+    async (:func:`is_async`) or it has an ``async def aconsume``."""
+    return is_async(consumer) or inspect.iscoroutinefunction(getattr(consumer, "aconsume", None))

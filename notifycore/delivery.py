@@ -124,6 +124,16 @@ class Delivery:
             self._loop_thread.close()
             self._loop_thread = None
 
+    def awaitable(self) -> bool:
+        """Whether ``asend()`` runs nothing that blocks its event loop: every hub's consumers
+        are awaited or queued (:attr:`Registration.awaitable`) and no plugin implements a
+        per-send hook synchronously. Inboxes and the backend's async face never block it.
+        (``on_error`` and the ``notifycore_consumer_error`` hook, which report a failure,
+        still run in the loop, as logging does.)"""
+        if self.plugins.sync_send_hooks:
+            return False
+        return all(r.awaitable for hub in self.snapshot for r in hub.registrations)
+
     # -- hubs --------------------------------------------------------------------------------
 
     def create_hub(self, label: str) -> Hub:

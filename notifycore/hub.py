@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from notifycore.backends.capabilities import require_claims
-from notifycore.consumers import Binding, Consumer, FunctionConsumer, default_name, is_async
+from notifycore.consumers import (
+    Binding,
+    Consumer,
+    FunctionConsumer,
+    awaits,
+    default_name,
+    is_async,
+)
 from notifycore.errors import ConfigurationError
 from notifycore.filters import Always, EventFilter
 from notifycore.preferences import ANY, INBOX_CHANNEL
@@ -55,6 +62,11 @@ class Registration:
     has_after: bool
     #: Seconds a worker lets this consumer run on one job (None: the ``JOB_TIMEOUT`` setting).
     timeout: float | None = None
+    #: Whether a send may run this registration on an event loop without blocking it: a
+    #: queued consumer (only its job is enqueued, through the backend's async face), or an
+    #: inline one that is awaited (an ``async def consume`` or an ``aconsume``) and has no
+    #: synchronous ``before_consume``/``after_consume``.
+    awaitable: bool = False
 
 
 def _overrides(consumer: Consumer, method: str) -> bool:
@@ -245,6 +257,12 @@ class Hub:
             has_before=_overrides(consumer, "before_consume"),
             has_after=_overrides(consumer, "after_consume"),
             timeout=None if timeout is None else float(timeout),
+            awaitable=mode == "queued"
+            or (
+                awaits(consumer)
+                and not _overrides(consumer, "before_consume")
+                and not _overrides(consumer, "after_consume")
+            ),
         )
         with self._lock:
             if name in self._registrations:

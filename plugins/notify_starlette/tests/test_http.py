@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import httpx
@@ -90,6 +91,38 @@ def test_post_event_sends_it(serve: Serve, notes: Notifications, client: httpx.C
     assert [c["status"] for c in body["outcomes"]] == ["ran"]
     history = client.get(served.base + "/alerts/events").json()["events"]
     assert [item["event"]["event_id"] for item in history] == ["e-1"]
+
+
+def test_post_awaits_the_send_on_the_loop_only_when_nothing_it_runs_blocks(
+    serve: Serve, notes: Notifications, client: httpx.Client
+) -> None:
+    served = serve(notes)
+    loop_thread = served.server.thread.ident
+    ran: list[int | None] = []
+
+    async def where(e: Any) -> None:
+        ran.append(threading.get_ident())
+
+    notes.get_hub("alerts").register_consumer(where, name="where")
+
+    def post() -> int | None:
+        response = client.post(served.base + "/events", json=event("posted"))
+        assert response.status_code == 202, response.text
+        return ran[-1]
+
+    plugins = notes.plugins
+    # The test plugin installed beside the suite has a sync after_send hook, run on every send.
+    tiny = plugins.pm.get_plugin("tiny")
+    if tiny is not None:
+        assert post() != loop_thread, "a sync hook: the send runs in a worker thread"
+        plugins.unregister(name="tiny")
+    try:
+        assert post() == loop_thread, "async consumers only: awaited on the server's loop"
+        notes.create_hub("log").register_consumer(lambda e: None, name="sync")
+        assert post() != loop_thread, "a sync consumer: the whole send runs in a worker thread"
+    finally:
+        if tiny is not None:
+            plugins.register(tiny, name="tiny")
 
 
 @pytest.mark.parametrize(
