@@ -14,7 +14,7 @@ import inspect
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
@@ -367,7 +367,22 @@ def is_async(consumer: Consumer) -> bool:
     return not inspect.isfunction(consume) and inspect.iscoroutinefunction(call)
 
 
+def async_face(consumer: Consumer) -> Callable[[Event], Awaitable[Any]] | None:
+    """``consumer``'s ``async def aconsume``, which ``asend()`` awaits instead of calling
+    ``consume``; None when it has none, or when a subclass overrides ``consume`` below the
+    class that wrote ``aconsume`` (the override, not the inherited twin, says what to do)."""
+    aconsume = getattr(consumer, "aconsume", None)
+    if not inspect.iscoroutinefunction(aconsume):
+        return None
+    mro = type(consumer).__mro__
+    consume_owner = next(c for c in mro if "consume" in c.__dict__)
+    aconsume_owner = next((c for c in mro if "aconsume" in c.__dict__), None)
+    if aconsume_owner is None or not issubclass(aconsume_owner, consume_owner):
+        return None  # set on the instance, or consume overridden below aconsume
+    return aconsume
+
+
 def awaits(consumer: Consumer) -> bool:
     """True when ``asend()`` awaits ``consumer`` rather than calling it: its ``consume`` is
-    async (:func:`is_async`) or it has an ``async def aconsume``."""
-    return is_async(consumer) or inspect.iscoroutinefunction(getattr(consumer, "aconsume", None))
+    async (:func:`is_async`) or it has an async face (:func:`async_face`)."""
+    return is_async(consumer) or async_face(consumer) is not None

@@ -27,7 +27,7 @@ from notifycore import (
 )
 from notifycore.backends.memory import MemoryBackend
 from notifycore.delivery import Delivery
-from notifycore.filters import BeforeDate, Not, WithEventType, WithTag
+from notifycore.filters import Always, BeforeDate, Field, Not, Predicate, WithEventType, WithTag
 from notifycore.plugins import Plugins, get_plugins
 from notifycore.testing import capture_events
 
@@ -525,6 +525,92 @@ def test_a_delivery_is_awaitable_when_nothing_it_runs_blocks() -> None:
     assert delivery.awaitable()
     other.register_consumer(lambda e: None, name="sync")
     assert not delivery.awaitable(), "a sync inline consumer, on any hub"
+    other.deregister_consumer("sync")
+
+    class Reporting(Consumer):
+        async def consume(self, event: Event) -> None:
+            pass
+
+        def on_error(self, event: Event, error: BaseException) -> None:
+            pass
+
+    other.register_consumer(Reporting(), name="reporting")
+    assert not delivery.awaitable(), "a sync on_error runs in the sender"
+    other.deregister_consumer("reporting")
+    assert delivery.awaitable()
+    # Filters that call the application's code (a lookup may block), on a hub or a consumer.
+    other.register_consumer(on_event, name="filtered", filter=WithTag("a") & Not(WithTag("b")))
+    assert delivery.awaitable(), "notifycore's own filters run no app code"
+    for code in (
+        Predicate(lambda e: True),
+        Field("title", str.isupper),
+        WithTag("a") | Predicate(bool),
+    ):
+        other.register_consumer(on_event, name="by-code", filter=code)
+        assert not delivery.awaitable(), code
+        other.deregister_consumer("by-code")
+        other.filter_by(code)
+        assert not delivery.awaitable(), code
+        other.filter_by(Always())
+    assert delivery.awaitable()
+
+
+def test_asend_runs_a_subclass_consume_over_an_inherited_async_face(
+    make_notifications: Make,
+) -> None:
+    audit: list[str] = []
+
+    class AuditedPush(PushConsumer):
+        def consume(self, event: Event) -> None:
+            audit.append(event.title)
+            super().consume(event)
+
+    n = make_notifications()
+    hub = n.create_hub("H")
+    hub.register_consumer(AuditedPush())
+    assert not n.delivery.awaitable(), "its consume is sync: no async face"
+    asyncio.run(n.asend(event(title="async")))
+    n.send(event(title="sync"))
+    assert audit == ["async", "sync"]
+    assert len(n.backend.read("event-hub-H").messages) == 2
+
+
+def test_a_consumer_whose_own_await_is_cancelled_fails_alone_under_asend(
+    make_notifications: Make,
+) -> None:
+    n = make_notifications()
+    hub = n.create_hub("H")
+    got, fn = collector()
+
+    @hub.register_consumer(name="cancelled")
+    async def cancelled(e: Event) -> None:
+        waiting = asyncio.get_running_loop().create_future()
+        waiting.cancel()  # something it awaits was cancelled by someone else
+        await waiting
+
+    hub.register_consumer(PushConsumer())
+    hub.register_consumer(fn, name="after")
+    result = asyncio.run(n.asend(event()))
+    assert result.outcome("H", "cancelled").status is Status.FAILED
+    assert isinstance(result.outcome("H", "cancelled").error, asyncio.CancelledError)
+    assert len(got) == 1 and len(n.backend.read("event-hub-H").messages) == 1
+    assert n.stats["failed"] == 1
+
+    async def cancel_the_send() -> None:
+        started = asyncio.Event()
+
+        @hub.register_consumer(name="slow")
+        async def slow(e: Event) -> None:
+            started.set()
+            await asyncio.sleep(30)
+
+        task = asyncio.ensure_future(n.asend(event()))
+        await asyncio.wait_for(started.wait(), 30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task  # the send itself was cancelled: that is no consumer failing
+
+    asyncio.run(cancel_the_send())
 
 
 def test_a_push_consumer_belongs_to_one_hub(make_notifications: Make) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from notifycore.plugins import Plugins
 
-__all__ = ["Call", "FirstAnswer", "Step", "Steps", "ToThread", "arun", "run"]
+__all__ = ["Call", "FirstAnswer", "Step", "Steps", "ToThread", "arun", "finish_running", "run"]
 
 T = TypeVar("T")
 
@@ -201,9 +201,30 @@ async def _executor(work: Callable[[], Any]) -> Any:
         raise
 
 
+#: The async twins running in tasks of their own (their requests may be gone).
+_running: set[asyncio.Future[Any]] = set()
+
+
+async def finish_running(timeout: float) -> bool:
+    """Wait at most ``timeout`` seconds for the async twins still running on this loop
+    (a send whose request was cancelled); True when none is left.
+
+    A server's shutdown calls it before its loop ends, which would cancel them
+    half-way (a thread, by contrast, runs to its end).
+    """
+    loop = asyncio.get_running_loop()
+    tasks = [task for task in list(_running) if task.get_loop() is loop]
+    if not tasks:
+        return True
+    _, pending = await asyncio.wait(tasks, timeout=timeout)
+    return not pending
+
+
 async def _unstoppable(work: Awaitable[T]) -> T:
     """``work`` in a task of its own: a cancelled request does not stop it half-way."""
     task = asyncio.ensure_future(work)
+    _running.add(task)
+    task.add_done_callback(_running.discard)
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:

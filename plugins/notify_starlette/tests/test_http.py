@@ -9,7 +9,7 @@ import httpx
 import pytest
 from starlette_helpers import SSE, TOKENS, Serve, data_of, event, make_notifications, token_auth
 
-from notifycore import Notifications
+from notifycore import Notifications, hookimpl
 
 ALICE = {"Authorization": "Bearer t-alice"}
 BOB = {"Authorization": "Bearer t-bob"}
@@ -94,7 +94,7 @@ def test_post_event_sends_it(serve: Serve, notes: Notifications, client: httpx.C
 
 
 def test_post_awaits_the_send_on_the_loop_only_when_nothing_it_runs_blocks(
-    serve: Serve, notes: Notifications, client: httpx.Client
+    serve: Serve, notes: Notifications, client: httpx.Client, no_sync_hooks: bool
 ) -> None:
     served = serve(notes)
     loop_thread = served.server.thread.ident
@@ -110,19 +110,21 @@ def test_post_awaits_the_send_on_the_loop_only_when_nothing_it_runs_blocks(
         assert response.status_code == 202, response.text
         return ran[-1]
 
-    plugins = notes.plugins
-    # The test plugin installed beside the suite has a sync after_send hook, run on every send.
-    tiny = plugins.pm.get_plugin("tiny")
-    if tiny is not None:
-        assert post() != loop_thread, "a sync hook: the send runs in a worker thread"
-        plugins.unregister(name="tiny")
+    class SyncAfterSend:
+        @hookimpl
+        def notifycore_after_send(self, notifications: Any, event: Any, result: Any) -> None:
+            pass
+
+    assert post() == loop_thread, "async consumers only: awaited on the server's loop"
+    hook = SyncAfterSend()
+    notes.plugins.register(hook)
     try:
-        assert post() == loop_thread, "async consumers only: awaited on the server's loop"
-        notes.create_hub("log").register_consumer(lambda e: None, name="sync")
-        assert post() != loop_thread, "a sync consumer: the whole send runs in a worker thread"
+        assert post() != loop_thread, "a sync hook: the send runs in a worker thread"
     finally:
-        if tiny is not None:
-            plugins.register(tiny, name="tiny")
+        notes.plugins.unregister(hook)
+    assert post() == loop_thread
+    notes.create_hub("log").register_consumer(lambda e: None, name="sync")
+    assert post() != loop_thread, "a sync consumer: the whole send runs in a worker thread"
 
 
 @pytest.mark.parametrize(
