@@ -9,19 +9,20 @@ the hub's stream for browsers and ``notifycore tail``.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
+from notifycore.backends.base import Backend
 from notifycore.errors import ConfigurationError
 from notifycore.event import Event
 
 if TYPE_CHECKING:
-    from notifycore.backends.base import Backend
     from notifycore.hub import Hub
     from notifycore.listeners import ListenerConfig
 
@@ -318,17 +319,25 @@ class PushConsumer(Consumer):
     def consume(self, event: Event) -> None:
         backend = self._backend
         assert backend is not None, "PushConsumer is not registered on a hub"
-        data = event.to_json_bytes()
-        for stream in self.streams(event):
-            backend.publish(stream, data)
+        _publish(backend, self.streams(event), event.to_json_bytes())
 
     async def aconsume(self, event: Event) -> None:
         """The async face used by ``Notifications.asend``."""
         backend = self._backend
         assert backend is not None, "PushConsumer is not registered on a hub"
         data = event.to_json_bytes()
-        for stream in self.streams(event):
+        streams = self.streams(event)
+        if len(streams) > 1 and type(backend).apublish is Backend.apublish:
+            # The backend's apublish is its publish in a thread: one thread for every stream.
+            await asyncio.to_thread(_publish, backend, streams, data)
+            return
+        for stream in streams:
             await backend.apublish(stream, data)
+
+
+def _publish(backend: Backend, streams: list[str], data: bytes) -> None:
+    for stream in streams:
+        backend.publish(stream, data)
 
 
 def _check_push_options(
@@ -356,3 +365,24 @@ def is_async(consumer: Consumer) -> bool:
         return True
     call = getattr(type(consume), "__call__", None)  # noqa: B004 - the class's, not the instance's
     return not inspect.isfunction(consume) and inspect.iscoroutinefunction(call)
+
+
+def async_face(consumer: Consumer) -> Callable[[Event], Awaitable[Any]] | None:
+    """``consumer``'s ``async def aconsume``, which ``asend()`` awaits instead of calling
+    ``consume``; None when it has none, or when a subclass overrides ``consume`` below the
+    class that wrote ``aconsume`` (the override, not the inherited twin, says what to do)."""
+    aconsume = getattr(consumer, "aconsume", None)
+    if not inspect.iscoroutinefunction(aconsume):
+        return None
+    mro = type(consumer).__mro__
+    consume_owner = next(c for c in mro if "consume" in c.__dict__)
+    aconsume_owner = next((c for c in mro if "aconsume" in c.__dict__), None)
+    if aconsume_owner is None or not issubclass(aconsume_owner, consume_owner):
+        return None  # set on the instance, or consume overridden below aconsume
+    return aconsume
+
+
+def awaits(consumer: Consumer) -> bool:
+    """True when ``asend()`` awaits ``consumer`` rather than calling it: its ``consume`` is
+    async (:func:`is_async`) or it has an async face (:func:`async_face`)."""
+    return is_async(consumer) or async_face(consumer) is not None

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from notifycore.backends.base import Backend
 from notifycore.errors import ConfigurationError, ConsumerError, ConsumerTimeout, UnknownHub
 from notifycore.event import Event
+from notifycore.filters import runs_app_code
 from notifycore.hub import HUB_ID_PREFIX, Hub, Registration
 from notifycore.jobs import encode_job
 from notifycore.loop_thread import LoopThread, TimedOut
@@ -53,6 +54,12 @@ _EXPIRED, _FILTERED = Status.EXPIRED, Status.FILTERED
 _Inline = list[tuple[Hub, Registration, ConsumerOutcome, Event | None]]
 _Queued = dict[str, list[tuple[ConsumerOutcome, bytes]]]
 _Broken = list[tuple[Hub, str, Exception]]
+
+
+def _cancelling() -> bool:
+    """Whether the running task is being cancelled (not merely an awaitable inside it)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class _Consume:
@@ -123,6 +130,23 @@ class Delivery:
         if self._loop_thread is not None:
             self._loop_thread.close()
             self._loop_thread = None
+
+    def awaitable(self) -> bool:
+        """Whether ``asend()`` runs nothing that blocks its event loop: no hub filter calls the
+        application's code, every hub's consumers are awaited or queued
+        (:attr:`Registration.awaitable`) and no plugin implements a per-send hook
+        synchronously. Inboxes and the backend's async face never block it. (The
+        ``notifycore_consumer_error`` hook, which reports a failure, still runs in the loop,
+        as logging does.)"""
+        if self.plugins.sync_send_hooks:
+            return False
+        for hub in self.snapshot:
+            if runs_app_code(hub.filter):  # a Predicate may look things up
+                return False
+            for registration in hub.registrations:
+                if not registration.awaitable:
+                    return False
+        return True
 
     # -- hubs --------------------------------------------------------------------------------
 
@@ -425,7 +449,7 @@ class Delivery:
                         plugins.before_consume(hub, registration.name, event)
                 if registration.has_before:
                     consumer.before_consume(event)
-                aconsume = getattr(consumer, "aconsume", None) if aio else None
+                aconsume = registration.aconsume if aio else None
                 returned = consumer.consume(event) if aconsume is None else aconsume(event)
                 if returned is not None and inspect.isawaitable(returned):
                     try:
@@ -442,7 +466,10 @@ class Delivery:
                         yield plugins.aafter_consume(hub, registration.name, event)
                     else:
                         plugins.after_consume(hub, registration.name, event)
-            except Exception as error:
+            except (Exception, asyncio.CancelledError) as error:
+                if isinstance(error, asyncio.CancelledError) and aio and _cancelling():
+                    raise  # the send itself is cancelled: no consumer failed
+                # Else a consumer's own await was cancelled: it failed, as under send().
                 outcome.status, outcome.error = Status.FAILED, error
                 yield from self.report(hub, registration, event, error, aio=aio)
 

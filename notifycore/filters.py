@@ -36,6 +36,7 @@ __all__ = [
     "WithTag",
     "Xor",
     "filter_from_dict",
+    "runs_app_code",
 ]
 
 _REGISTRY: dict[str, type[EventFilter]] = {}
@@ -645,3 +646,17 @@ class Predicate(EventFilter):
 
     def to_dict(self) -> dict[str, Any]:
         raise InvalidFilter(f"{self!r} holds code and has no dict form")
+
+
+def runs_app_code(event_filter: EventFilter) -> bool:
+    """Whether matching ``event_filter`` may call the application's code, which could block:
+    a :class:`Predicate`, a :class:`Field` with a callable, or a filter class of its own."""
+    if type(event_filter).__module__ != __name__ or isinstance(event_filter, Predicate):
+        return True
+    if isinstance(event_filter, Field):
+        return callable(event_filter.value)
+    if isinstance(event_filter, Not):
+        return runs_app_code(event_filter.operand)
+    if isinstance(event_filter, _Compound):
+        return any(runs_app_code(operand) for operand in event_filter.operands)
+    return False

@@ -11,18 +11,27 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from notifycore.backends.capabilities import require_claims
-from notifycore.consumers import Binding, Consumer, FunctionConsumer, default_name, is_async
+from notifycore.consumers import (
+    Binding,
+    Consumer,
+    FunctionConsumer,
+    async_face,
+    awaits,
+    default_name,
+    is_async,
+)
 from notifycore.errors import ConfigurationError
-from notifycore.filters import Always, EventFilter
+from notifycore.filters import Always, EventFilter, runs_app_code
 from notifycore.preferences import ANY, INBOX_CHANNEL
 
 if TYPE_CHECKING:
     from notifycore.backends.base import Backend
+    from notifycore.event import Event
 
 __all__ = ["HUB_ID_PREFIX", "Hub", "Registration", "hub_id"]
 
@@ -55,6 +64,15 @@ class Registration:
     has_after: bool
     #: Seconds a worker lets this consumer run on one job (None: the ``JOB_TIMEOUT`` setting).
     timeout: float | None = None
+    #: The consumer's ``aconsume``, which ``asend()`` awaits instead of ``consume``
+    #: (:func:`~notifycore.consumers.async_face`).
+    aconsume: Callable[[Event], Awaitable[Any]] | None = None
+    #: Whether a send may run this registration on an event loop without blocking it: a
+    #: queued consumer (only its job is enqueued, through the backend's async face), or an
+    #: inline one that is awaited (an ``async def consume`` or an ``aconsume``), with no
+    #: synchronous ``before_consume``/``after_consume``/``on_error`` and a filter that calls
+    #: none of the application's code.
+    awaitable: bool = False
 
 
 def _overrides(consumer: Consumer, method: str) -> bool:
@@ -245,6 +263,18 @@ class Hub:
             has_before=_overrides(consumer, "before_consume"),
             has_after=_overrides(consumer, "after_consume"),
             timeout=None if timeout is None else float(timeout),
+            aconsume=async_face(consumer),
+            awaitable=(filter is None or not runs_app_code(filter))
+            and (
+                mode == "queued"
+                or (
+                    awaits(consumer)
+                    and not any(
+                        _overrides(consumer, hook)
+                        for hook in ("before_consume", "after_consume", "on_error")
+                    )
+                )
+            ),
         )
         with self._lock:
             if name in self._registrations:

@@ -63,6 +63,16 @@ class PluginInfo:
     hooks: tuple[str, ...]
 
 
+#: The hooks every send calls (``notifycore_consumer_error`` only reports failures).
+_SEND_HOOKS = (
+    "notifycore_before_send",
+    "notifycore_after_send",
+    "notifycore_before_consume",
+    "notifycore_after_consume",
+    "notifycore_metric",
+)
+
+
 def _blocked_from_env() -> set[str]:
     raw = os.environ.get(DISABLE_ENV, "")
     return {name.strip() for name in raw.split(",") if name.strip()}
@@ -161,6 +171,13 @@ class Plugins:
                     )
         self._active = frozenset(active)
         self._async = frozenset(coroutines)
+        #: Whether a hook that runs on every send has a synchronous implementation, which
+        #: would block an event loop that ``asend()`` runs on.
+        self.sync_send_hooks = any(
+            not inspect.iscoroutinefunction(impl.function)
+            for hook_name in _SEND_HOOKS
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls()
+        )
         self.has_before_send = "notifycore_before_send" in active
         self.has_after_send = "notifycore_after_send" in active
         self.has_before_consume = "notifycore_before_consume" in active

@@ -25,8 +25,10 @@ from notifycore import (
     hookimpl,
     user_stream,
 )
-from notifycore.filters import BeforeDate, Not, WithEventType, WithTag
-from notifycore.plugins import get_plugins
+from notifycore.backends.memory import MemoryBackend
+from notifycore.delivery import Delivery
+from notifycore.filters import Always, BeforeDate, Field, Not, Predicate, WithEventType, WithTag
+from notifycore.plugins import Plugins, get_plugins
 from notifycore.testing import capture_events
 
 # Each test runs with the JSON accelerator (orjson) and without it.
@@ -449,6 +451,166 @@ def test_push_consumer_publishes_to_hub_and_user_streams(make_notifications: Mak
     assert backend.read(user_stream("carol")).messages == []
     asyncio.run(n.asend(event(recipients=["bob"])))
     assert len(backend.read(user_stream("bob")).messages) == 2
+
+
+def test_asend_publishes_to_every_recipient_stream_of_a_thread_backend(
+    make_notifications: Make, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite's apublish is its publish in a thread: the streams of one event share one thread.
+    n = make_notifications(BACKEND="sqlite", BACKEND_URL=f"sqlite:///{tmp_path / 'n.db'}")
+    n.create_hub("Chat").register_consumer(PushConsumer(broadcast_private=True))
+    hops: list[str] = []
+    real_to_thread = asyncio.to_thread
+
+    async def counted(function: Callable[..., Any], /, *args: Any) -> Any:
+        hops.append(getattr(function, "__name__", "?"))
+        return await real_to_thread(function, *args)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    e = event(recipients=["alice", "bob", "carol"])
+    asyncio.run(n.asend(e))
+    backend = n.backend
+    for stream in ("event-hub-Chat", *(user_stream(u) for u in ("alice", "bob", "carol"))):
+        assert [Event.from_json(m.data) for m in backend.read(stream).messages] == [e], stream
+    assert hops == ["_publish"], "four streams, one thread"
+    asyncio.run(n.asend(event()))  # one stream: the backend's own apublish
+    assert hops == ["_publish", "publish"]
+    assert len(backend.read("event-hub-Chat").messages) == 2
+
+
+class SyncBeforeSend:
+    @hookimpl
+    def notifycore_before_send(self, notifications: Notifications, event: Event) -> None:
+        pass
+
+
+class AsyncBeforeSend:
+    @hookimpl
+    async def notifycore_before_send(self, notifications: Notifications, event: Event) -> None:
+        pass
+
+
+def test_a_delivery_is_awaitable_when_nothing_it_runs_blocks() -> None:
+    plugins = Plugins()  # none of the plugins installed here (a test one has a sync hook)
+    delivery = Delivery(plugins)
+    delivery.configure({"DEFAULT_QUEUE": "q", "CONSUMER_ERRORS": "log"}, MemoryBackend())
+    assert delivery.awaitable(), "no hub: nothing to block"
+    hub = delivery.create_hub("H")
+    hub.register_consumer(PushConsumer())  # aconsume
+    hub.register_consumer(lambda e: None, name="queued", mode="queued")  # only enqueued
+
+    @hub.register_consumer(name="async")
+    async def on_event(e: Event) -> None:
+        pass
+
+    assert delivery.awaitable()
+    plugin = SyncBeforeSend()
+    plugins.register(plugin)
+    assert not delivery.awaitable(), "a sync hook runs on every send"
+    plugins.unregister(plugin)
+    plugins.register(AsyncBeforeSend())
+    assert delivery.awaitable(), "an async hook is awaited"
+
+    class Hooked(Consumer):
+        async def consume(self, event: Event) -> None:
+            pass
+
+        def before_consume(self, event: Event) -> None:
+            pass
+
+    other = delivery.create_hub("Other")
+    other.register_consumer(Hooked(), name="hooked")
+    assert not delivery.awaitable(), "a sync before_consume runs in the sender"
+    other.deregister_consumer("hooked")
+    assert delivery.awaitable()
+    other.register_consumer(lambda e: None, name="sync")
+    assert not delivery.awaitable(), "a sync inline consumer, on any hub"
+    other.deregister_consumer("sync")
+
+    class Reporting(Consumer):
+        async def consume(self, event: Event) -> None:
+            pass
+
+        def on_error(self, event: Event, error: BaseException) -> None:
+            pass
+
+    other.register_consumer(Reporting(), name="reporting")
+    assert not delivery.awaitable(), "a sync on_error runs in the sender"
+    other.deregister_consumer("reporting")
+    assert delivery.awaitable()
+    # Filters that call the application's code (a lookup may block), on a hub or a consumer.
+    other.register_consumer(on_event, name="filtered", filter=WithTag("a") & Not(WithTag("b")))
+    assert delivery.awaitable(), "notifycore's own filters run no app code"
+    for code in (
+        Predicate(lambda e: True),
+        Field("title", str.isupper),
+        WithTag("a") | Predicate(bool),
+    ):
+        other.register_consumer(on_event, name="by-code", filter=code)
+        assert not delivery.awaitable(), code
+        other.deregister_consumer("by-code")
+        other.filter_by(code)
+        assert not delivery.awaitable(), code
+        other.filter_by(Always())
+    assert delivery.awaitable()
+
+
+def test_asend_runs_a_subclass_consume_over_an_inherited_async_face(
+    make_notifications: Make,
+) -> None:
+    audit: list[str] = []
+
+    class AuditedPush(PushConsumer):
+        def consume(self, event: Event) -> None:
+            audit.append(event.title)
+            super().consume(event)
+
+    n = make_notifications()
+    hub = n.create_hub("H")
+    hub.register_consumer(AuditedPush())
+    assert not n.delivery.awaitable(), "its consume is sync: no async face"
+    asyncio.run(n.asend(event(title="async")))
+    n.send(event(title="sync"))
+    assert audit == ["async", "sync"]
+    assert len(n.backend.read("event-hub-H").messages) == 2
+
+
+def test_a_consumer_whose_own_await_is_cancelled_fails_alone_under_asend(
+    make_notifications: Make,
+) -> None:
+    n = make_notifications()
+    hub = n.create_hub("H")
+    got, fn = collector()
+
+    @hub.register_consumer(name="cancelled")
+    async def cancelled(e: Event) -> None:
+        waiting = asyncio.get_running_loop().create_future()
+        waiting.cancel()  # something it awaits was cancelled by someone else
+        await waiting
+
+    hub.register_consumer(PushConsumer())
+    hub.register_consumer(fn, name="after")
+    result = asyncio.run(n.asend(event()))
+    assert result.outcome("H", "cancelled").status is Status.FAILED
+    assert isinstance(result.outcome("H", "cancelled").error, asyncio.CancelledError)
+    assert len(got) == 1 and len(n.backend.read("event-hub-H").messages) == 1
+    assert n.stats["failed"] == 1
+
+    async def cancel_the_send() -> None:
+        started = asyncio.Event()
+
+        @hub.register_consumer(name="slow")
+        async def slow(e: Event) -> None:
+            started.set()
+            await asyncio.sleep(30)
+
+        task = asyncio.ensure_future(n.asend(event()))
+        await asyncio.wait_for(started.wait(), 30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task  # the send itself was cancelled: that is no consumer failing
+
+    asyncio.run(cancel_the_send())
 
 
 def test_a_push_consumer_belongs_to_one_hub(make_notifications: Make) -> None:

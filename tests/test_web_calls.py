@@ -12,7 +12,7 @@ import pytest
 
 from notifycore import hookimpl
 from notifycore.plugins import Plugins
-from notifycore.testing import wait_for
+from notifycore.testing import await_for, wait_for
 from notifycore.web.calls import Call, FirstAnswer, Steps, arun, run
 
 
@@ -142,3 +142,45 @@ def test_what_a_thread_makes_for_a_cancelled_request_is_discarded(to_thread: Any
 
     anyio.run(main)
     wait_for(lambda: discarded == ["subscription"], 30, "the thread's result to be discarded")
+
+
+def test_arun_awaits_a_calls_async_twin_on_the_loop_and_run_calls_the_function() -> None:
+    def steps() -> Steps[tuple[str, int]]:
+        answer: tuple[str, int] = yield Call(where, ("label",), on_loop=awhere)
+        return answer
+
+    assert run(steps()) == ("label", threading.get_ident())
+
+    async def main() -> tuple[int, tuple[str, int]]:
+        return threading.get_ident(), await arun(steps())
+
+    loop_thread, answer = anyio.run(main)
+    assert answer == ("label", loop_thread), "no thread: the twin runs on the loop"
+
+
+def test_an_async_twin_runs_to_its_end_when_the_request_is_cancelled() -> None:
+    finished: list[str] = []
+
+    async def main() -> None:
+        started, release = asyncio.Event(), asyncio.Event()
+
+        async def send() -> str:
+            started.set()
+            await release.wait()
+            finished.append("sent")  # a send cut half-way would lose its queued jobs
+            return "sent"
+
+        def steps() -> Steps[str]:
+            answer: str = yield Call(lambda: "thread", on_loop=send)
+            return answer
+
+        request = asyncio.ensure_future(arun(steps()))
+        await asyncio.wait_for(started.wait(), 30)
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        assert finished == []
+        release.set()
+        await await_for(lambda: finished == ["sent"], 30, "the send to finish")
+
+    asyncio.run(main())

@@ -4,9 +4,9 @@ A route's logic is a generator of *steps*: each ``yield`` hands the driver a
 call that may block — the app's ``authenticate`` or ``authorize``, an
 authorisation hook, a backend read, ``send`` — and gets its result back (or
 its exception thrown in). :func:`run` makes the calls in the caller's
-thread; :func:`arun` awaits ``async def`` callables on the event loop and
-runs the others in a worker thread, so an async endpoint never blocks its
-loop on them.
+thread; :func:`arun` awaits ``async def`` callables (and a call's async
+twin, ``on_loop``) on the event loop and runs the others in a worker
+thread, so an async endpoint never blocks its loop on them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from notifycore.plugins import Plugins
 
-__all__ = ["Call", "FirstAnswer", "Step", "Steps", "ToThread", "arun", "run"]
+__all__ = ["Call", "FirstAnswer", "Step", "Steps", "ToThread", "arun", "finish_running", "run"]
 
 T = TypeVar("T")
 
@@ -36,6 +36,10 @@ class Call:
     #: For a call that makes a resource (a subscription): a request cancelled while a
     #: thread still made it would leak it.
     discard: Callable[[Any], None] | None = None
+    #: ``function``'s async twin, awaited on the loop by :func:`arun` instead of running
+    #: ``function`` in a thread (a thread hop costs more than the work of a fast send). It
+    #: runs to the end even when the request is cancelled, as a thread would.
+    on_loop: Callable[..., Awaitable[Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,8 @@ def _is_async(function: Callable[..., Any]) -> bool:
 async def _acall(step: Call, to_thread: ToThread) -> Any:
     if _is_async(step.function):
         return await step.function(*step.args)
+    if step.on_loop is not None:
+        return await _unstoppable(step.on_loop(*step.args))
     lock = threading.Lock()
     made: list[Any] = []
     abandoned = False
@@ -192,6 +198,37 @@ async def _executor(work: Callable[[], Any]) -> Any:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
         future.add_done_callback(_retrieve)
+        raise
+
+
+#: The async twins running in tasks of their own (their requests may be gone).
+_running: set[asyncio.Future[Any]] = set()
+
+
+async def finish_running(timeout: float) -> bool:
+    """Wait at most ``timeout`` seconds for the async twins still running on this loop
+    (a send whose request was cancelled); True when none is left.
+
+    A server's shutdown calls it before its loop ends, which would cancel them
+    half-way (a thread, by contrast, runs to its end).
+    """
+    loop = asyncio.get_running_loop()
+    tasks = [task for task in list(_running) if task.get_loop() is loop]
+    if not tasks:
+        return True
+    _, pending = await asyncio.wait(tasks, timeout=timeout)
+    return not pending
+
+
+async def _unstoppable(work: Awaitable[T]) -> T:
+    """``work`` in a task of its own: a cancelled request does not stop it half-way."""
+    task = asyncio.ensure_future(work)
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.add_done_callback(_retrieve)
         raise
 
 

@@ -584,9 +584,12 @@ class WebProtocol:
             raise _invalid(exc) from None
         if allowed is None:
             raise self.refusal(principal, "not allowed to send this event")
+        notifications = self.notifications
+        # Async servers await asend() on the loop when nothing it runs can block it, and
+        # run send() in a worker thread otherwise (sync consumers: SMTP, logs...).
+        on_loop = notifications.asend if notifications.delivery.awaitable() else None
         try:
-            # A worker thread in async servers: sync consumers (SMTP...) never block the loop.
-            result: SendResult = yield Call(self.notifications.send, (allowed,))
+            result: SendResult = yield Call(notifications.send, (allowed,), on_loop=on_loop)
         except InvalidEvent as exc:
             raise _invalid(exc) from None
         except BackendError as exc:

@@ -6,7 +6,9 @@ lifespan also watches for the shutdown to *begin* (a signal caught by
 uvicorn, sse-starlette's flag, or a ``should_exit`` callable) and then closes
 ``notifications.fanout``: every subscription ends with reason ``shutdown``,
 every SSE response finishes and every WebSocket is closed with code 1012, well
-within the server's grace period.
+within the server's grace period. At the end it waits (up to ``SEND_GRACE``
+seconds) for the ``POST /events`` sends still running on the event loop, so
+a server that cancelled their requests does not cut them half-way.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import anyio.to_thread
 from sse_starlette.sse import AppStatus
 
 from notifycore.web import process_state
+from notifycore.web.calls import finish_running
 
 if TYPE_CHECKING:
     from notifycore import Notifications
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
 __all__ = ["close_streams", "lifespan"]
 
 logger = logging.getLogger("notify_starlette")
+#: Seconds the shutdown waits for the sends still running on the loop.
+SEND_GRACE = 30.0
 
 
 def _server_exiting() -> bool:
@@ -94,5 +99,9 @@ def lifespan(
                     tasks.cancel_scope.cancel()
         finally:
             await close_streams(notifications)
+            # A send awaited on the loop outlives a request the server cancelled: let it end
+            # before the loop does, as a send in a worker thread would.
+            if not await finish_running(SEND_GRACE):
+                logger.error("sends still running after %s s at shutdown", SEND_GRACE)
 
     return run

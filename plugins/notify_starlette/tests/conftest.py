@@ -41,3 +41,18 @@ def notes() -> Iterator[Notifications]:
 def client() -> Iterator[httpx.Client]:
     with httpx.Client(timeout=httpx.Timeout(WAIT)) as c:
         yield c
+
+
+@pytest.fixture
+def no_sync_hooks(notes: Notifications) -> Iterator[bool]:
+    """Without the test plugin installed beside the suite, whose sync ``after_send`` hook
+    (run on every send) keeps ``POST /events`` in a worker thread; True if it was there."""
+    plugins = notes.plugins
+    tiny = plugins.pm.get_plugin("tiny")
+    if tiny is not None:
+        plugins.unregister(name="tiny")
+    try:
+        yield tiny is not None
+    finally:
+        if tiny is not None:
+            plugins.register(tiny, name="tiny")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import httpx
 import pytest
 from starlette_helpers import SSE, TOKENS, Serve, data_of, event, make_notifications, token_auth
 
-from notifycore import Notifications
+from notifycore import Notifications, hookimpl
 
 ALICE = {"Authorization": "Bearer t-alice"}
 BOB = {"Authorization": "Bearer t-bob"}
@@ -90,6 +91,40 @@ def test_post_event_sends_it(serve: Serve, notes: Notifications, client: httpx.C
     assert [c["status"] for c in body["outcomes"]] == ["ran"]
     history = client.get(served.base + "/alerts/events").json()["events"]
     assert [item["event"]["event_id"] for item in history] == ["e-1"]
+
+
+def test_post_awaits_the_send_on_the_loop_only_when_nothing_it_runs_blocks(
+    serve: Serve, notes: Notifications, client: httpx.Client, no_sync_hooks: bool
+) -> None:
+    served = serve(notes)
+    loop_thread = served.server.thread.ident
+    ran: list[int | None] = []
+
+    async def where(e: Any) -> None:
+        ran.append(threading.get_ident())
+
+    notes.get_hub("alerts").register_consumer(where, name="where")
+
+    def post() -> int | None:
+        response = client.post(served.base + "/events", json=event("posted"))
+        assert response.status_code == 202, response.text
+        return ran[-1]
+
+    class SyncAfterSend:
+        @hookimpl
+        def notifycore_after_send(self, notifications: Any, event: Any, result: Any) -> None:
+            pass
+
+    assert post() == loop_thread, "async consumers only: awaited on the server's loop"
+    hook = SyncAfterSend()
+    notes.plugins.register(hook)
+    try:
+        assert post() != loop_thread, "a sync hook: the send runs in a worker thread"
+    finally:
+        notes.plugins.unregister(hook)
+    assert post() == loop_thread
+    notes.create_hub("log").register_consumer(lambda e: None, name="sync")
+    assert post() != loop_thread, "a sync consumer: the whole send runs in a worker thread"
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +18,7 @@ from websockets.sync.client import connect
 import notify_starlette
 from notify_starlette import plugin
 from notifycore import ConfigurationError, Notifications
-from notifycore.testing import await_for
+from notifycore.testing import await_for, wait_for
 from notifycore.web import process_state
 
 
@@ -114,3 +117,39 @@ def test_notifications_claims_a_starlette_app() -> None:
 def test_routes_rejects_bad_options(notes: Notifications, options: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         notify_starlette.routes(notes, **options)  # type: ignore[arg-type]
+
+
+def test_shutdown_lets_a_send_on_the_loop_finish(
+    serve: Serve, notes: Notifications, no_sync_hooks: bool
+) -> None:
+    # The server's grace ends while the POST's send is still awaiting a consumer: uvicorn
+    # cancels the request, and the send (awaited on the loop) must still run to its end.
+    release = threading.Event()
+    log: list[str] = []
+
+    async def slow(e: Any) -> None:
+        log.append("started")
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+        log.append("finished")
+
+    hub = notes.get_hub("alerts")
+    hub.register_consumer(slow, name="slow")
+    hub.register_consumer(lambda e: None, name="later", mode="queued")
+    assert notes.delivery.awaitable()
+    served = serve(notes, server_options={"timeout_graceful_shutdown": 0.2})
+    with (
+        httpx.Client(timeout=httpx.Timeout(WAIT)) as client,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        answer = pool.submit(client.post, served.base + "/events", json=event("x"))
+        wait_for(lambda: log == ["started"], WAIT, "the send to start")
+        served.server.server.should_exit = True
+        wait_for(answer.done, WAIT, "the server to give up on the request")
+        assert log == ["started"]
+        release.set()
+        served.server.thread.join(WAIT)
+    assert not served.server.thread.is_alive()
+    assert log == ["started", "finished"], "the send ran to its end"
+    jobs = notes.backend.browse("notifycore")
+    assert len(jobs) == 1, "the queued consumer after it got its job"
