@@ -385,11 +385,25 @@ def alternate(
     for number in range(rounds):
         order = (0, 1) if number % 2 == 0 else (1, 0)
         for index in order:
+            for side in sides:
+                settle(side.server)
             result = one_round(sides[index], load)
             (ours if index == 0 else theirs).append(result)
             if progress is not None:
                 progress(f"{load.label}: {sides[index].name} {result}")
     return ours, theirs
+
+
+def settle(server: Server, window: float = 0.5, bound: float = 60.0) -> None:
+    """Wait until ``server`` is quiet (under 5% of a core over ``window`` seconds), at most
+    ``bound`` seconds: a server still ending the last round's clients (flask-sse's thousand
+    threads) must not take the CPU of the round measured next, its own or its peer's."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        before = server.cpu()
+        time.sleep(window)
+        if server.cpu() - before < 0.05 * window:
+            return
 
 
 def median(rounds: Iterable[Round], attribute: str) -> float:

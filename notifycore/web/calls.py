@@ -193,7 +193,11 @@ async def _acall(step: Call, to_thread: ToThread) -> Any:
 async def _executor(work: Callable[[], Any]) -> Any:
     """``work`` in the loop's default executor; a cancelled request does not wait for it."""
     loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(None, contextvars.copy_context().run, work)
+    return await _outlive(loop.run_in_executor(None, contextvars.copy_context().run, work))
+
+
+async def _outlive(future: asyncio.Future[T]) -> T:
+    """``await future``; a cancelled request stops waiting for it, not the future itself."""
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
@@ -225,11 +229,7 @@ async def _unstoppable(work: Awaitable[T]) -> T:
     task = asyncio.ensure_future(work)
     _running.add(task)
     task.add_done_callback(_running.discard)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        task.add_done_callback(_retrieve)
-        raise
+    return await _outlive(task)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
