@@ -380,9 +380,3 @@ def async_face(consumer: Consumer) -> Callable[[Event], Awaitable[Any]] | None:
     if aconsume_owner is None or not issubclass(aconsume_owner, consume_owner):
         return None  # set on the instance, or consume overridden below aconsume
     return aconsume
-
-
-def awaits(consumer: Consumer) -> bool:
-    """True when ``asend()`` awaits ``consumer`` rather than calling it: its ``consume`` is
-    async (:func:`is_async`) or it has an async face (:func:`async_face`)."""
-    return is_async(consumer) or async_face(consumer) is not None

@@ -21,7 +21,6 @@ from notifycore.consumers import (
     Consumer,
     FunctionConsumer,
     async_face,
-    awaits,
     default_name,
     is_async,
 )
@@ -251,6 +250,14 @@ class Hub:
                 + ("keeping the item in the inbox" if name == INBOX_CHANNEL else "every channel")
                 + ", so a user could not turn this consumer off alone; choose another name"
             )
+        has_before = _overrides(consumer, "before_consume")
+        has_after = _overrides(consumer, "after_consume")
+        consume_is_async = is_async(consumer)
+        aconsume = async_face(consumer)
+        # Awaited by asend(), with no sync hook of its own to run in the sender.
+        awaited = (consume_is_async or aconsume is not None) and not (
+            has_before or has_after or _overrides(consumer, "on_error")
+        )
         registration = Registration(
             name=name,
             consumer=consumer,
@@ -259,22 +266,13 @@ class Hub:
             queue=queue,
             max_tries=max_tries,
             dedupe=dedupe,
-            is_async=is_async(consumer),
-            has_before=_overrides(consumer, "before_consume"),
-            has_after=_overrides(consumer, "after_consume"),
+            is_async=consume_is_async,
+            has_before=has_before,
+            has_after=has_after,
             timeout=None if timeout is None else float(timeout),
-            aconsume=async_face(consumer),
+            aconsume=aconsume,
             awaitable=(filter is None or not runs_app_code(filter))
-            and (
-                mode == "queued"
-                or (
-                    awaits(consumer)
-                    and not any(
-                        _overrides(consumer, hook)
-                        for hook in ("before_consume", "after_consume", "on_error")
-                    )
-                )
-            ),
+            and (mode == "queued" or awaited),
         )
         with self._lock:
             if name in self._registrations:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from notifycore.backends.base import Backend, StreamRead
 from notifycore.backends.memory import MemoryBackend
 from notifycore.backends.sqlite import SQLiteBackend
 from notifycore.fanout import Fanout
+from notifycore.testing import await_for
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -276,8 +277,12 @@ def _two_batches_to(count: int) -> list[list[list[bytes]]]:
                 got[index].append([m.data for b in run for m in b.messages])
 
         async def waiting() -> None:
-            while not all(s._waiter is not None for s in subscriptions):
-                await asyncio.sleep(0)
+            await await_for(
+                lambda: all(s._waiter is not None for s in subscriptions),
+                30,
+                "every reader to wait",
+                interval=0,
+            )
 
         readers = [asyncio.create_task(read(i)) for i in range(count)]
         await waiting()
@@ -286,12 +291,15 @@ def _two_batches_to(count: int) -> list[list[list[bytes]]]:
             backend.publish("s", f"m{i}".encode())
         messages = backend.read("s", None).messages
         feed._dispatch(StreamRead(messages[:1]))
-        while not all(got):
-            await asyncio.sleep(0)
+        await await_for(lambda: all(got), 30, "every reader to write m0", interval=0)
         await waiting()  # every reader wrote m0
         feed._dispatch(StreamRead(messages[1:2]))
-        while not any(len(runs) > 1 for runs in got):  # the first turn wrote
-            await asyncio.sleep(0)
+        await await_for(
+            lambda: any(len(runs) > 1 for runs in got),
+            30,
+            "the first turn to write m1",
+            interval=0,
+        )
         feed._dispatch(StreamRead(messages[2:]))
         await asyncio.wait_for(asyncio.gather(*readers), 10)
         for subscription in subscriptions:
@@ -376,14 +384,20 @@ def test_a_watched_subscription_hears_of_every_batch_its_loop_group_delivers(
         for i in range(3):
             backend.publish("s", f"m{i}".encode())
         messages = backend.read("s", None).messages
+
+        def called_since(before: int) -> Callable[[], bool]:
+            return lambda: len(calls) > before
+
         for i in range(3):
             before = len(calls)
             feed._dispatch(StreamRead(messages[i : i + 1]))
-            for _ in range(1000):  # the group's delivery runs at the loop's next turns
-                if len(calls) > before:
-                    break
-                await asyncio.sleep(0)
-            assert len(calls) > before, f"no call back for batch {i}"
+            # The group's delivery runs at the loop's next turns.
+            await await_for(
+                called_since(before),
+                30,
+                f"a call back for batch {i}",
+                interval=0,
+            )
             while (batch := subscription.take()) is not None:
                 got.extend(m.data for m in batch.messages)
         subscription.close()

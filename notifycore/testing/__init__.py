@@ -70,13 +70,18 @@ def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
         time.sleep(0.02)
 
 
-async def await_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    """:func:`wait_for` in a running event loop: the loop runs on between the polls."""
+async def await_for(
+    condition: Callable[[], bool], seconds: float, what: str, *, interval: float = 0.005
+) -> None:
+    """:func:`wait_for` in a running event loop: the loop runs on between the polls.
+
+    ``interval=0`` polls at every turn of the loop, for a state that lasts one turn.
+    """
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {seconds}s waiting for {what}")
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(interval)
 
 
 def free_port() -> int:

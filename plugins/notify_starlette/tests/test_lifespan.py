@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -124,13 +123,14 @@ def test_shutdown_lets_a_send_on_the_loop_finish(
 ) -> None:
     # The server's grace ends while the POST's send is still awaiting a consumer: uvicorn
     # cancels the request, and the send (awaited on the loop) must still run to its end.
-    release = threading.Event()
+    release = asyncio.Event()
+    loops: list[asyncio.AbstractEventLoop] = []
     log: list[str] = []
 
     async def slow(e: Any) -> None:
+        loops.append(asyncio.get_running_loop())
         log.append("started")
-        while not release.is_set():
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(release.wait(), WAIT)
         log.append("finished")
 
     hub = notes.get_hub("alerts")
@@ -147,7 +147,7 @@ def test_shutdown_lets_a_send_on_the_loop_finish(
         served.server.server.should_exit = True
         wait_for(answer.done, WAIT, "the server to give up on the request")
         assert log == ["started"]
-        release.set()
+        loops[0].call_soon_threadsafe(release.set)
         served.server.thread.join(WAIT)
     assert not served.server.thread.is_alive()
     assert log == ["started", "finished"], "the send ran to its end"
