@@ -3,7 +3,9 @@
 Web adapters subscribe each browser here instead of opening a broker
 connection per client: a :class:`Fanout` runs one background thread per
 stream (``backend.follow``) and hands every batch, the same bytes, to each
-subscriber's bounded buffer. A subscriber that falls more than ``max_pending``
+subscriber's bounded buffer. A backend that sees every publish itself (memory:
+``backend.listen``) hands the batches over in the publisher's call instead, and
+no thread follows the stream. A subscriber that falls more than ``max_pending``
 messages behind is disconnected (the ``disconnect`` slow-client policy): it resumes
 with its last id and never delays the others.
 
@@ -408,8 +410,12 @@ class _Group:
         self.pending.append((number, batch))
         if self.scheduled:
             return True
+        loop = self.loop
         try:
-            self.loop.call_soon_threadsafe(self.deliver)
+            if _running_loop() is loop:  # published in this loop: no wake-up across threads
+                loop.call_soon(self.deliver)
+            else:
+                loop.call_soon_threadsafe(self.deliver)
         except RuntimeError:
             return False
         self.scheduled = True
@@ -498,10 +504,14 @@ class _Feed:
         self.stop = threading.Event()
         backend = fanout.backend
         self.start_id = backend.last_id(stream)
-        self.thread = threading.Thread(
-            target=self._run, name=f"notifycore-feed-{stream}", daemon=True
-        )
-        self.thread.start()
+        # A backend that sees every publish hands each batch over itself: no thread.
+        self.unlisten = backend.listen(stream, self._dispatch)
+        self.thread: threading.Thread | None = None
+        if self.unlisten is None:
+            self.thread = threading.Thread(
+                target=self._run, name=f"notifycore-feed-{stream}", daemon=True
+            )
+            self.thread.start()
 
     @property
     def subscribers(self) -> list[Subscription]:
@@ -541,9 +551,17 @@ class _Feed:
                     closed.append(group)
         for subscriber in direct:
             subscriber._offer(batch)
-        for group in closed:  # their loop is gone: no one can read them any more
-            for subscriber in list(group.members):
-                subscriber.close()
+        if closed:
+            if self.thread is None:  # in the publisher's call, maybe under the backend's lock
+                threading.Thread(target=_close_groups, args=(closed,), daemon=True).start()
+            else:
+                _close_groups(closed)
+
+    def halt(self) -> None:
+        """Stop following the stream (the thread ends within a poll)."""
+        self.stop.set()
+        if self.unlisten is not None:
+            self.unlisten()
 
     def add(self, subscription: Subscription) -> None:
         with self.lock:
@@ -577,6 +595,13 @@ class _Feed:
 
     def remove(self, subscriber: Subscription) -> None:
         self.fanout._remove(self, subscriber)
+
+
+def _close_groups(groups: list[_Group]) -> None:
+    """Close the subscriptions of groups whose loop is gone: no one can read them any more."""
+    for group in groups:
+        for subscriber in list(group.members):
+            subscriber.close()
 
 
 class Fanout:
@@ -628,10 +653,11 @@ class Fanout:
     def _remove(self, feed: _Feed, subscriber: Subscription) -> None:
         with self._lock:
             if feed.discard(subscriber) and self._feeds.get(feed.stream) is feed:
+                feed.halt()  # first: a stream no longer listed is no longer followed
                 del self._feeds[feed.stream]
-                feed.stop.set()
-                self._stopped = [f for f in self._stopped if f.thread.is_alive()]
-                self._stopped.append(feed)
+                if feed.thread is not None:
+                    self._stopped = [f for f in self._stopped if _alive(f)]
+                    self._stopped.append(feed)
 
     def close(self) -> None:
         """End every subscription (reason ``"shutdown"``) and stop every stream's thread."""
@@ -639,9 +665,14 @@ class Fanout:
             feeds, self._feeds = list(self._feeds.values()), {}
             stopped, self._stopped = self._stopped, []
         for feed in feeds:
-            feed.stop.set()
+            feed.halt()
             for subscriber in feed.subscribers:
                 with subscriber._lock:
                     subscriber._end("shutdown")
         for feed in [*feeds, *stopped]:
-            feed.thread.join(self.poll + 5)
+            if feed.thread is not None:
+                feed.thread.join(self.poll + 5)
+
+
+def _alive(feed: _Feed) -> bool:
+    return feed.thread is not None and feed.thread.is_alive()

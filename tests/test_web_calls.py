@@ -184,3 +184,40 @@ def test_an_async_twin_runs_to_its_end_when_the_request_is_cancelled() -> None:
         await await_for(lambda: finished == ["sent"], 30, "the send to finish")
 
     asyncio.run(main())
+
+
+def test_an_async_twin_has_a_task_of_its_own_for_timeouts_and_task_groups() -> None:
+    # A twin started in the request's task would have asyncio.timeout and TaskGroup take that
+    # task for its own: the request cancelled, the twin's timeout never firing.
+    async def timed() -> str:
+        try:
+            async with asyncio.timeout(0.01):
+                await asyncio.Event().wait()  # never set: only the timeout ends it
+        except TimeoutError:
+            return "timed out"
+        return "not timed out"
+
+    async def grouped() -> str:
+        async def child() -> None:
+            raise LookupError("child failed")
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(child())
+                await asyncio.Event().wait()  # cancelled by the failing child
+        except ExceptionGroup as failed:
+            return f"group failed: {failed.exceptions[0]}"
+        return "group ended"
+
+    async def main() -> list[str]:
+        return [
+            await asyncio.wait_for(arun(_one_call(timed)), 30),
+            await asyncio.wait_for(arun(_one_call(grouped)), 30),
+        ]
+
+    assert asyncio.run(main()) == ["timed out", "group failed: child failed"]
+
+
+def _one_call(twin: Any) -> Steps[Any]:
+    answer = yield Call(lambda: None, on_loop=twin)
+    return answer

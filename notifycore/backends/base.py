@@ -20,7 +20,15 @@ import abc
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
@@ -251,6 +259,19 @@ class Backend(abc.ABC):
     def publish_many(self, stream: str, items: Iterable[bytes]) -> list[str]:
         """Append several messages in order, in as few round trips as the broker allows."""
         return [self.publish(stream, data) for data in items]
+
+    def listen(
+        self, stream: str, callback: Callable[[StreamRead], None]
+    ) -> Callable[[], None] | None:
+        """Call ``callback(batch)`` with what each publish to ``stream`` appends, or None.
+
+        Optional, for a backend that sees every publish itself (one process's
+        memory): the fan-out then needs no thread following the stream. The
+        callback runs in the publishing thread, in id order, and must not
+        block nor call the backend. Returns the function that stops the
+        calls; the default returns None: the stream is followed instead.
+        """
+        return None
 
     def id_key(self, message_id: str) -> tuple[int, ...]:
         """A sort key for ids of this backend: later messages have greater keys.

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
 import os
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from notifycore.backends.base import (
@@ -31,6 +32,11 @@ from notifycore.backends.memory_inbox import MemoryInboxes
 
 __all__ = ["MemoryBackend"]
 
+logger = logging.getLogger("notifycore.backends.memory")
+
+#: The methods a follower reads with: a subclass that overrides one is followed, not listened to.
+_READING = ("follow", "read", "read_next")
+
 
 @dataclass(slots=True)
 class _Stream:
@@ -41,6 +47,8 @@ class _Stream:
     waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = field(
         default_factory=list
     )
+    # listen()'s callbacks, replaced (never changed in place) when one comes or goes.
+    listeners: tuple[Callable[[StreamRead], None], ...] = ()
 
 
 @dataclass(slots=True)
@@ -107,19 +115,23 @@ class MemoryBackend(MemoryInboxes, ConsecutiveIds, Backend):
                 stream.trimmed_upto = messages.popleft()[0]
 
     def _append(self, name: str, items: Iterable[bytes]) -> list[str]:
+        items = items if isinstance(items, (list, tuple)) else list(items)
+        for data in items:  # all or nothing: a listener is told of every message appended
+            if not isinstance(data, bytes):
+                raise TypeError(f"stream messages are bytes, not {type(data).__name__}")
         now = time.time()
         with self._cond:
             stream = self._stream(name)
             ids = []
             for data in items:
-                if not isinstance(data, bytes):
-                    raise TypeError(f"stream messages are bytes, not {type(data).__name__}")
                 stream.last += 1
                 stream.messages.append((stream.last, now, data))
                 ids.append(str(stream.last))
             self._trim(stream, now)
             waiters, stream.waiters = stream.waiters, []
             self._cond.notify_all()
+            if stream.listeners:  # under the lock: each listener sees the batches in id order
+                self._tell(stream.listeners, ids, items)
         for loop, future in waiters:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(_wake, future)
@@ -196,9 +208,51 @@ class MemoryBackend(MemoryInboxes, ConsecutiveIds, Backend):
                     return self._read_now(stream, position, limit)
             finally:
                 with self._cond:  # also when cancelled: no future left behind
-                    waiters = self._stream(stream).waiters
-                    if (loop, future) in waiters:
-                        waiters.remove((loop, future))
+                    found = self._stream(stream)
+                    if (loop, future) in found.waiters:
+                        found.waiters.remove((loop, future))
+                    self._forget_if_unused(stream, found)
+
+    @staticmethod
+    def _tell(
+        listeners: tuple[Callable[[StreamRead], None], ...],
+        ids: list[str],
+        items: list[bytes] | tuple[bytes, ...],
+    ) -> None:
+        batch = StreamRead([StreamMessage(i, d) for i, d in zip(ids, items, strict=True)])
+        for listener in listeners:
+            try:
+                listener(batch)
+            except Exception:  # one listener's fault is not the publisher's
+                logger.exception("a listener of a memory stream failed")
+
+    def listen(
+        self, stream: str, callback: Callable[[StreamRead], None]
+    ) -> Callable[[], None] | None:
+        cls = type(self)
+        if any(getattr(cls, n) is not getattr(MemoryBackend, n) for n in _READING):
+            return None  # a subclass that reads its own way is followed, like any backend
+        with self._cond:
+            found = self._stream(stream)
+            found.listeners = (*found.listeners, callback)
+
+        def stop() -> None:
+            with self._cond:
+                found.listeners = tuple(c for c in found.listeners if c is not callback)
+                self._forget_if_unused(stream, found)
+
+        return stop
+
+    def _forget_if_unused(self, name: str, stream: _Stream) -> None:
+        """Drop a stream nothing was published to once nobody waits on it (lock held):
+        names listened to or read from once (a user's stream) do not pile up."""
+        if (
+            not stream.last
+            and not stream.listeners
+            and not stream.waiters
+            and self._streams.get(name) is stream
+        ):
+            del self._streams[name]
 
     def last_id(self, stream: str) -> str | None:
         with self._cond:

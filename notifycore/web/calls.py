@@ -36,9 +36,9 @@ class Call:
     #: For a call that makes a resource (a subscription): a request cancelled while a
     #: thread still made it would leak it.
     discard: Callable[[Any], None] | None = None
-    #: ``function``'s async twin, awaited on the loop by :func:`arun` instead of running
-    #: ``function`` in a thread (a thread hop costs more than the work of a fast send). It
-    #: runs to the end even when the request is cancelled, as a thread would.
+    #: The async twin of ``function`` (a sync one), awaited on the loop by :func:`arun`
+    #: instead of running ``function`` in a thread (a thread hop costs more than the work of
+    #: a fast send). It runs to the end even when the request is cancelled, as a thread would.
     on_loop: Callable[..., Awaitable[Any]] | None = None
 
 
@@ -151,10 +151,10 @@ def _is_async(function: Callable[..., Any]) -> bool:
 
 
 async def _acall(step: Call, to_thread: ToThread) -> Any:
+    if step.on_loop is not None:  # a sync function's twin: no need to look at the function
+        return await _unstoppable(step.on_loop(*step.args))
     if _is_async(step.function):
         return await step.function(*step.args)
-    if step.on_loop is not None:
-        return await _unstoppable(step.on_loop(*step.args))
     lock = threading.Lock()
     made: list[Any] = []
     abandoned = False
@@ -225,7 +225,12 @@ async def finish_running(timeout: float) -> bool:
 
 
 async def _unstoppable(work: Awaitable[T]) -> T:
-    """``work`` in a task of its own: a cancelled request does not stop it half-way."""
+    """``work`` in a task of its own: a cancelled request does not stop it half-way.
+
+    (Not started at once in the request's task, though a twin that never waits would
+    then need no task: ``asyncio.timeout`` and ``TaskGroup`` inside it would take the
+    request's task for its own, and cancel that.)
+    """
     task = asyncio.ensure_future(work)
     _running.add(task)
     task.add_done_callback(_running.discard)

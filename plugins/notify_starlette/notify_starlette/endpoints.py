@@ -253,6 +253,9 @@ def routes(
     # /me/... first (ROUTES' order): a hub labelled "me" is reachable by its hub id only.
     table: list[BaseRoute] = [Route(p, handlers[p], methods=[m]) for p, m in ROUTES]
     table[2:2] = inbox_routes(endpoints.protocol)  # me/inbox..., me/preferences, before {hub_id}
+    # POST /events, the route taken once per event, is tried first: no other route matches
+    # its path, so the order changes nothing else.
+    table.insert(0, table.pop(next(i for i, r in enumerate(table) if r.path == "/events")))  # type: ignore[attr-defined]
     # Any other method (after the routes: a route's own one reaches it), or a path that is no
     # route: JSON answers too, as on every adapter.
     table += [Route(p, _OtherMethod(m), methods=None) for p, m in ROUTES]
