@@ -503,11 +503,12 @@ class _Feed:
         self.number = 0
         self.stop = threading.Event()
         backend = fanout.backend
-        self.start_id = backend.last_id(stream)
         # A backend that sees every publish hands each batch over itself: no thread.
         self.unlisten = backend.listen(stream, self._dispatch)
         self.thread: threading.Thread | None = None
         if self.unlisten is None:
+            # Followed from what the stream holds now (a subscription replays what it lacks).
+            self.start_id = backend.last_id(stream)
             self.thread = threading.Thread(
                 target=self._run, name=f"notifycore-feed-{stream}", daemon=True
             )
