@@ -293,7 +293,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
                     dict.fromkeys(s for t in targets for s in pusher.streams_for(t, event))
                 )
                 for stream in streams:
-                    notifications.backend.publish(stream, data)
+                    notifications.backend.append(stream, data)
                 line = f"{event.event_id} published to {', '.join(streams)}"
             else:
                 result = notifications.send(event)

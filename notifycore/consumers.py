@@ -327,17 +327,25 @@ class PushConsumer(Consumer):
         assert backend is not None, "PushConsumer is not registered on a hub"
         data = event.to_json_bytes()
         streams = self.streams(event)
-        if len(streams) > 1 and type(backend).apublish is Backend.apublish:
-            # The backend's apublish is its publish in a thread: one thread for every stream.
+        if len(streams) > 1 and _threaded(type(backend)):
+            # The backend's aappend is its append in a thread: one thread for every stream.
             await asyncio.to_thread(_publish, backend, streams, data)
             return
         for stream in streams:
-            await backend.apublish(stream, data)
+            await backend.aappend(stream, data)
+
+
+def _threaded(backend: type[Backend]) -> bool:
+    """Whether ``backend.aappend`` runs in a worker thread (the defaults, all the way down)."""
+    if backend.aappend is not Backend.aappend:
+        return False
+    return backend.append is not Backend.append or backend.apublish is Backend.apublish
 
 
 def _publish(backend: Backend, streams: list[str], data: bytes) -> None:
+    # The id of a pushed event is nobody's business here: append, which need not learn it.
     for stream in streams:
-        backend.publish(stream, data)
+        backend.append(stream, data)
 
 
 def _check_push_options(

@@ -354,7 +354,7 @@ def push(backend: Backend, user: str, event_type: str, inbox: bytes) -> None:
     field is the JSON ``inbox``."""
     change = Event(None, event_type, recipients=[user], sender="notifycore")
     data = change.to_json_bytes()
-    backend.publish(user_stream(user), data[:-1] + b',"inbox":' + inbox + b"}")
+    backend.append(user_stream(user), data[:-1] + b',"inbox":' + inbox + b"}")
 
 
 class Inbox:

@@ -478,6 +478,41 @@ def test_asend_publishes_to_every_recipient_stream_of_a_thread_backend(
     assert len(backend.read("event-hub-Chat").messages) == 2
 
 
+def test_push_consumer_appends_and_never_waits_for_ids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PushConsumer has no use for a message's id: it stores with ``append`` (RabbitMQ then
+    waits for a confirm only), synchronously and from ``asend``, one stream or several."""
+
+    class Appending(MemoryBackend):
+        def publish(self, stream: str, data: bytes) -> str:
+            raise AssertionError("PushConsumer asked for an id")
+
+        def append(self, stream: str, data: bytes) -> None:
+            appended.append(stream)
+            self._append(stream, (data,))
+
+    appended: list[str] = []
+    hops: list[str] = []
+    real_to_thread = asyncio.to_thread
+
+    async def counted(function: Callable[..., Any], /, *args: Any) -> Any:
+        hops.append(getattr(function, "__name__", "?"))
+        return await real_to_thread(function, *args)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    n = Notifications(backend=Appending(), environ={})
+    n.create_hub("Chat").register_consumer(PushConsumer(broadcast_private=True))
+    n.send(event(recipients=["alice"]))
+    assert appended == ["event-hub-Chat", user_stream("alice")]
+    asyncio.run(n.asend(event(recipients=["bob", "carol"])))  # three streams: one thread
+    asyncio.run(n.asend(event()))  # one stream: append in a thread
+    assert hops == ["_publish", "append"]
+    hub, bob, carol = "event-hub-Chat", user_stream("bob"), user_stream("carol")
+    assert appended[2:] == [hub, bob, carol, hub]
+    assert len(n.backend.read("event-hub-Chat").messages) == 3
+
+
 class SyncBeforeSend:
     @hookimpl
     def notifycore_before_send(self, notifications: Notifications, event: Event) -> None:

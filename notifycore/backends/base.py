@@ -260,6 +260,16 @@ class Backend(abc.ABC):
         """Append several messages in order, in as few round trips as the broker allows."""
         return [self.publish(stream, data) for data in items]
 
+    def append(self, stream: str, data: bytes) -> None:
+        """Store ``data`` on ``stream`` as :meth:`publish` does, without returning its id.
+
+        For a publisher with no use for the id (``PushConsumer``, the inbox):
+        a backend that learns a message's id only after storing it (RabbitMQ
+        streams: from a consumer that sees the message come back) returns as
+        soon as the broker has stored it. The default is :meth:`publish`.
+        """
+        self.publish(stream, data)
+
     def listen(
         self, stream: str, callback: Callable[[StreamRead], None]
     ) -> Callable[[], None] | None:
@@ -528,6 +538,12 @@ class Backend(abc.ABC):
 
     async def apublish(self, stream: str, data: bytes) -> str:
         return await asyncio.to_thread(self.publish, stream, data)
+
+    async def aappend(self, stream: str, data: bytes) -> None:
+        if type(self).append is Backend.append:  # the default: apublish, native or not
+            await self.apublish(stream, data)
+        else:
+            await asyncio.to_thread(self.append, stream, data)
 
     async def apublish_many(self, stream: str, items: Iterable[bytes]) -> list[str]:
         return await asyncio.to_thread(self.publish_many, stream, list(items))

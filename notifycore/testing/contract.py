@@ -485,6 +485,30 @@ class DerivedContract(_Contract):
         assert [m.id for m in backend.read(stream, ids[-1]).messages] == [later]
         assert backend.publish_many(stream, []) == []
 
+    def test_append_stores_in_order_like_publish(self, backend: Backend) -> None:
+        stream = _name("s")
+        first = backend.publish(stream, b"1")
+        backend.append(stream, b"2")
+        backend.append(stream, b"3")
+        last = backend.publish(stream, b"4")
+        messages = backend.read(stream).messages
+        assert [m.data for m in messages] == [b"1", b"2", b"3", b"4"]
+        assert [m.id for m in messages][0::3] == [first, last]
+        keys = [backend.id_key(m.id) for m in messages]
+        assert keys == sorted(keys) and len(set(keys)) == 4
+        assert backend.last_id(stream) == last
+
+    def test_aappend_stores_in_order(self, backend: Backend) -> None:
+        stream = _name("s")
+
+        async def scenario() -> None:
+            await backend.apublish(stream, b"1")
+            await backend.aappend(stream, b"2")
+            await backend.aappend(stream, b"3")
+
+        asyncio.run(scenario())
+        assert [m.data for m in backend.read(stream).messages] == [b"1", b"2", b"3"]
+
     def test_enqueue_many_keeps_order(self, backend: Backend) -> None:
         queue = _name("q")
         ids = backend.enqueue_many(queue, [b"a", b"b", b"c"])

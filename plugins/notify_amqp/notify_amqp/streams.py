@@ -5,7 +5,8 @@ first), and a browser's ``Last-Event-ID`` is where a consumer re-attaches
 (``x-stream-offset``). AMQP 0-9-1 does not tell a publisher the offset it got,
 so each connection keeps a *tail* consumer on a stream it publishes to and waits
 for its own messages (known by a token in ``message_id``) to come back: that is
-the id, and the proof the message is stored. A read attaches at the reader's id
+the id, and the proof the message is stored. ``append`` (what ``PushConsumer``
+uses: it has no use for the id) waits for a publisher confirm instead, sooner. A read attaches at the reader's id
 itself and checks that message is still there: when retention dropped it, the
 read reports a reset. Offsets are not consecutive (RabbitMQ spends some on its
 own records), so a gap alone proves nothing. AMQP 0-9-1 does not say where a
@@ -89,6 +90,28 @@ class AmqpStreams(AmqpNames):
 
     def publish(self, stream: str, data: bytes) -> str:
         return self.publish_many(stream, [data])[0]
+
+    def append(self, stream: str, data: bytes) -> None:
+        """A publish that needs no id: stored once RabbitMQ confirms it, no tail waited on.
+
+        The confirm comes once the stream has the message (on a quorum of its
+        replicas), sooner than the message comes back through a consumer. A
+        retry after a lost connection looks for the message's token first, as
+        :meth:`publish_many` does, so it is stored once.
+        """
+        token = os.urandom(16).hex()
+        since = time.time() - 2.0
+        sent = False
+
+        def call(link: Link) -> None:
+            nonlocal sent
+            name = self._stream(link, stream)
+            if sent and self._find_tokens(link, name, since, {token}):
+                return  # stored before the connection (or the confirm) was lost
+            sent = True
+            link.publish_confirmed([(name, amqp.Message(data, message_id=token, delivery_mode=2))])
+
+        self._run("publish", call)
 
     def publish_many(self, stream: str, items: Iterable[bytes]) -> list[str]:
         payloads = list(items)

@@ -116,6 +116,54 @@ def test_a_publish_whose_connection_broke_after_sending_is_not_stored_twice(
     assert messages[-1].id == new_id
 
 
+def test_append_is_confirmed_without_a_tail_and_followed_like_a_publish(
+    backend: AmqpBackend,
+) -> None:
+    """``append`` (what PushConsumer uses) waits for RabbitMQ's confirm, not for its
+    message to come back: no tail consumer is opened for it."""
+    backend.append("s", b"one")
+    link = backend._link()
+    assert link.tails == {}, "append opened a tail consumer"
+    assert link.confirm_seq == link.counts.confirmed == 1
+    first = backend.publish("s", b"two")  # a publish that needs its id still has its tail
+    assert list(link.tails) == [backend.names.stream("s")]
+    backend.append("s", b"three")
+    messages = backend.read("s").messages
+    assert [m.data for m in messages] == [b"one", b"two", b"three"]
+    assert messages[1].id == first
+
+
+def test_an_append_whose_confirm_was_lost_is_not_stored_twice(
+    backend: AmqpBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection breaks after the message went out, before its confirm was read: the
+    retry finds the message stored and does not send it again."""
+    backend.append("s", b"warm up")  # connection and stream exist
+    other = AmqpBackend(backend.url, prefix=backend.prefix)
+    real_drain = amqp_connection.Link.drain
+    broke = threading.Event()
+
+    def drain(self: Any, timeout: float) -> bool:
+        if self.backend is backend and not broke.is_set():
+            # Sent; once another connection sees it stored, the connection "breaks".
+            wait_for(
+                lambda: [m.data for m in other.read("s").messages][-1:] == [b"only once"],
+                30,
+                "the append to be stored",
+            )
+            broke.set()
+            raise amqp.exceptions.RecoverableConnectionError("connection lost")
+        return real_drain(self, timeout)
+
+    monkeypatch.setattr(amqp_connection.Link, "drain", drain)
+    try:
+        backend.append("s", b"only once")
+    finally:
+        other.close()
+    assert broke.is_set()
+    assert [m.data for m in backend.read("s").messages] == [b"warm up", b"only once"]
+
+
 def test_a_publish_whose_tail_hangs_gets_its_id_from_a_new_tail(
     backend: AmqpBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
