@@ -14,28 +14,28 @@ reports each side's median round.
   ``prefetch_count`` 2, ``accept=["json"]`` and ``message.ack()`` from
   ``drain_events``; the jobs are queued before a round's clock starts.
 - publish -> follow on a stream queue, one message per call, payloads carrying
-  their send time: notifycore ``publish()`` (returns the message's offset, so it
-  waits for it to come back through its tail consumer) and ``follow()``, beside
-  a confirmed kombu publish and a kombu ``Consumer`` with ``x-stream-offset``.
+  their send time, beside a confirmed kombu publish and a kombu ``Consumer``
+  with ``x-stream-offset``; notifycore's ``follow()`` reads. Twice: notifycore
+  ``append()``, what ``send()`` does (``PushConsumer`` has no use for the id:
+  a confirmed publish, as kombu's), then ``publish()``, which returns the
+  message's offset, so it waits for it to come back through its tail consumer.
   Latency rows: the median over rounds of each round's percentile.
 
 What limits these rows on two cores: RabbitMQ (an Erlang node with several
 schedulers) and the Python client share the two cores, so a row is mostly
 round trips to a node that must be scheduled to answer; a confirmed publish
-waits for the node to write the message, and a stream publish waits for the
-stream to hand it out again. That second wait is the floor of notifycore's
-stream publish (AMQP 0-9-1 tells a publisher no offset, so it learns its own
-from its tail consumer): with bare py-amqp on this machine, a confirmed
-publish to a stream takes about 0.1 ms, a publish until the same connection's
-stream consumer receives it about 0.3-0.5 ms, and the node spends about 0.1 ms
-more CPU on that delivery than on a confirm. notifycore makes up for most of
-it with less Python work per message than kombu's (whole frames taken from a
+waits for the node to write the message. ``append()`` is such a publish (with
+less Python work per message than kombu's: whole frames taken from a
 read-ahead buffer, no socket mode switches around each frame, a follower's
-acks sent together: about 150-190 us of the process's CPU per message against
-kombu's 190-210 us, measured from ``/proc`` beside the rows), so the rate row
-sits between about 0.65 and 1.2 and the p50 row near 1 from run to run; a busy
-machine widens that spread (each message waits for more Erlang processes to
-be scheduled: the stream's writer, then the consumers' readers).
+acks sent together). A stream ``publish()`` also waits for the stream to hand
+the message out again: AMQP 0-9-1 tells a publisher no offset, so it learns
+its own from its tail consumer. With bare py-amqp on this machine, a
+confirmed publish to a stream takes about 0.1 ms, a publish until the same
+connection's stream consumer receives it about 0.3-0.5 ms, and the node
+spends about 0.1 ms more CPU on that delivery than on a confirm: the
+``publish()`` rows sit near half kombu's rate. A busy machine widens the
+spread of every row (each message waits for more Erlang processes to be
+scheduled: the stream's writer, then the consumers' readers).
 """
 
 from __future__ import annotations
@@ -237,7 +237,7 @@ def _follow_round(
     return len(latencies) / elapsed, list(latencies)
 
 
-def _follow_pair(url: str, count: int, rounds: int) -> tuple[Side, Side]:
+def _follow_pair(url: str, count: int, rounds: int, *, with_id: bool) -> tuple[Side, Side]:
     from kombu import Consumer
 
     from notify_amqp.backend import AmqpBackend
@@ -247,6 +247,9 @@ def _follow_pair(url: str, count: int, rounds: int) -> tuple[Side, Side]:
     stop = threading.Event()
     following = backend.follow("s", first, stop=stop, poll=1.0)
     ours_lat: list[float] = []
+
+    def ours_append(data: bytes) -> None:
+        backend.append("s", data)
 
     def ours_drain() -> None:
         for message in next(following).messages:
@@ -280,7 +283,10 @@ def _follow_pair(url: str, count: int, rounds: int) -> tuple[Side, Side]:
     try:
         return alternate(
             lambda: _follow_round(
-                lambda data: backend.publish("s", data), ours_lat, ours_drain, count
+                (lambda data: backend.publish("s", data)) if with_id else ours_append,
+                ours_lat,
+                ours_drain,
+                count,
             ),
             lambda: _follow_round(raw_publish, raw_lat, raw_drain, count),
             rounds,
@@ -295,29 +301,36 @@ def _follow_pair(url: str, count: int, rounds: int) -> tuple[Side, Side]:
 
 
 def follow_rows(url: str, count: int, rounds: int) -> list[Measurement]:
-    ours, raw = _follow_pair(url, max(count // rounds, 100), rounds)
+    """publish -> follow twice: as ``send()`` publishes (``append``: stored, confirmed, no id
+    needed), then with ``publish()``, which also waits to learn the message's id."""
+    rows = []
     note = f"median of {rounds} alternating rounds"
-    rows = [
-        Measurement(
-            "RabbitMQ stream publish -> follow, one per call",
-            ours.rate,
-            RAW_FOLLOW,
-            raw.rate,
-            "msgs/s",
-            note,
-        )
-    ]
-    for q in (50, 99):
+    for label, with_id, where in (
+        ("RabbitMQ stream publish -> follow", False, "append(), as send() publishes"),
+        ("RabbitMQ stream publish() with its id -> follow", True, "publish(), id learned"),
+    ):
+        ours, raw = _follow_pair(url, max(count // rounds, 100), rounds, with_id=with_id)
         rows.append(
             Measurement(
-                f"RabbitMQ stream publish -> follow p{q} latency",
-                ours.percentile(q),
+                f"{label}, one per call",
+                ours.rate,
                 RAW_FOLLOW,
-                raw.percentile(q),
-                "ms",
-                note=f"lower is better; {note}",
+                raw.rate,
+                "msgs/s",
+                f"{where}; {note}",
             )
         )
+        for q in (50, 99):
+            rows.append(
+                Measurement(
+                    f"{label} p{q} latency",
+                    ours.percentile(q),
+                    RAW_FOLLOW,
+                    raw.percentile(q),
+                    "ms",
+                    note=f"lower is better; {where}; {note}",
+                )
+            )
     return rows
 
 
@@ -328,9 +341,10 @@ AIMS = {
 }
 LIMIT = (
     "the rabbitmq-server (Erlang) on the same 2 cores: a confirmed publish waits for the "
-    "broker's fsync-free confirm; a stream publish also waits for its own message to come "
-    "back through the tail consumer (AMQP 0-9-1 tells a publisher no offset), which the "
-    "broker hands out to two consumers where kombu's side has one"
+    "broker's fsync-free confirm; publish() (not what send() uses: append() is confirmed "
+    "like kombu's) also waits for its own message to come back through the tail consumer "
+    "(AMQP 0-9-1 tells a publisher no offset), which the broker hands out to two consumers "
+    "where kombu's side has one"
 )
 
 
