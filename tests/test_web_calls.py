@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from notifycore import hookimpl
 from notifycore.plugins import Plugins
 from notifycore.testing import await_for, wait_for
-from notifycore.web.calls import Call, FirstAnswer, Steps, arun, run
+from notifycore.web.calls import Call, FirstAnswer, Steps, arun, finish_running, run
 
 
 def where(label: str) -> tuple[str, int]:
@@ -184,6 +185,41 @@ def test_an_async_twin_runs_to_its_end_when_the_request_is_cancelled() -> None:
         await await_for(lambda: finished == ["sent"], 30, "the send to finish")
 
     asyncio.run(main())
+
+
+def test_an_async_twins_error_reaches_its_request_and_a_gone_requests_is_not_reported() -> None:
+    async def fails() -> str:
+        await asyncio.sleep(0)
+        raise LookupError("no such hub")
+
+    async def main() -> list[Any]:
+        unhandled: list[Any] = []
+        asyncio.get_running_loop().set_exception_handler(
+            lambda _, context: unhandled.append(context)
+        )
+        with pytest.raises(LookupError, match="no such hub"):
+            await asyncio.wait_for(arun(_one_call(fails)), 30)
+        # The request cancelled while its twin runs on, and fails: nobody is left to tell,
+        # and the loop is not told of an exception never retrieved either.
+        started, release = asyncio.Event(), asyncio.Event()
+
+        async def fails_later() -> str:
+            started.set()
+            await release.wait()
+            raise LookupError("after the request left")
+
+        request = asyncio.ensure_future(arun(_one_call(fails_later)))
+        await asyncio.wait_for(started.wait(), 30)
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        release.set()
+        assert await finish_running(30)
+        gc.collect()  # an unretrieved exception is reported when its task is collected
+        await asyncio.sleep(0)
+        return unhandled
+
+    assert asyncio.run(main()) == []
 
 
 def test_an_async_twin_has_a_task_of_its_own_for_timeouts_and_task_groups() -> None:

@@ -229,12 +229,32 @@ async def _unstoppable(work: Awaitable[T]) -> T:
 
     (Not started at once in the request's task, though a twin that never waits would
     then need no task: ``asyncio.timeout`` and ``TaskGroup`` inside it would take the
-    request's task for its own, and cancel that.)
+    request's task for its own, and cancel that.) The task hands its outcome to the
+    request itself, the turn it ends: ``asyncio.shield`` would take two more callbacks
+    and one more turn of the loop, on every send.
     """
-    task = asyncio.ensure_future(work)
+    outcome: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+    task = asyncio.ensure_future(_hand_over(work, outcome))
     _running.add(task)
     task.add_done_callback(_running.discard)
-    return await _outlive(task)
+    return await outcome  # cancelled with the request; the task runs on
+
+
+async def _hand_over(work: Awaitable[T], outcome: asyncio.Future[T]) -> None:
+    """Run ``work``; its result or error goes to ``outcome``, unless the request is gone."""
+    try:
+        result = await work
+    except asyncio.CancelledError:
+        outcome.cancel()  # the loop is ending (a server's shutdown): the request goes too
+        raise
+    except BaseException as exc:
+        if not outcome.done():
+            outcome.set_exception(exc)
+        if not isinstance(exc, Exception):
+            raise
+    else:
+        if not outcome.done():
+            outcome.set_result(result)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
