@@ -453,20 +453,26 @@ def test_push_consumer_publishes_to_hub_and_user_streams(make_notifications: Mak
     assert len(backend.read(user_stream("bob")).messages) == 2
 
 
+@pytest.fixture
+def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the functions ``asyncio.to_thread`` runs, in order."""
+    names: list[str] = []
+    real_to_thread = asyncio.to_thread
+
+    async def counted(function: Callable[..., Any], /, *args: Any) -> Any:
+        names.append(getattr(function, "__name__", "?"))
+        return await real_to_thread(function, *args)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    return names
+
+
 def test_asend_publishes_to_every_recipient_stream_of_a_thread_backend(
-    make_notifications: Make, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_notifications: Make, tmp_path: Path, hops: list[str]
 ) -> None:
     # SQLite's apublish is its publish in a thread: the streams of one event share one thread.
     n = make_notifications(BACKEND="sqlite", BACKEND_URL=f"sqlite:///{tmp_path / 'n.db'}")
     n.create_hub("Chat").register_consumer(PushConsumer(broadcast_private=True))
-    hops: list[str] = []
-    real_to_thread = asyncio.to_thread
-
-    async def counted(function: Callable[..., Any], /, *args: Any) -> Any:
-        hops.append(getattr(function, "__name__", "?"))
-        return await real_to_thread(function, *args)
-
-    monkeypatch.setattr(asyncio, "to_thread", counted)
     e = event(recipients=["alice", "bob", "carol"])
     asyncio.run(n.asend(e))
     backend = n.backend
@@ -478,9 +484,7 @@ def test_asend_publishes_to_every_recipient_stream_of_a_thread_backend(
     assert len(backend.read("event-hub-Chat").messages) == 2
 
 
-def test_push_consumer_appends_and_never_waits_for_ids(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_push_consumer_appends_and_never_waits_for_ids(hops: list[str]) -> None:
     """PushConsumer has no use for a message's id: it stores with ``append`` (RabbitMQ then
     waits for a confirm only), synchronously and from ``asend``, one stream or several."""
 
@@ -493,14 +497,6 @@ def test_push_consumer_appends_and_never_waits_for_ids(
             self._append(stream, (data,))
 
     appended: list[str] = []
-    hops: list[str] = []
-    real_to_thread = asyncio.to_thread
-
-    async def counted(function: Callable[..., Any], /, *args: Any) -> Any:
-        hops.append(getattr(function, "__name__", "?"))
-        return await real_to_thread(function, *args)
-
-    monkeypatch.setattr(asyncio, "to_thread", counted)
     n = Notifications(backend=Appending(), environ={})
     n.create_hub("Chat").register_consumer(PushConsumer(broadcast_private=True))
     n.send(event(recipients=["alice"]))
