@@ -339,7 +339,7 @@ def _threaded(backend: type[Backend]) -> bool:
     """Whether ``backend.aappend`` runs in a worker thread (the defaults, all the way down)."""
     if backend.aappend is not Backend.aappend:
         return False
-    return backend.append is not Backend.append or backend.apublish is Backend.apublish
+    return not backend._aappend_publishes or backend.apublish is Backend.apublish
 
 
 def _publish(backend: Backend, streams: list[str], data: bytes) -> None:

@@ -509,6 +509,52 @@ def test_push_consumer_appends_and_never_waits_for_ids(hops: list[str]) -> None:
     assert len(n.backend.read("event-hub-Chat").messages) == 3
 
 
+class _FastAppend(MemoryBackend):
+    """A backend with an append of its own (as RabbitMQ's), which a subclass may not know."""
+
+    def append(self, stream: str, data: bytes) -> None:
+        self._append(stream, (data,))
+
+
+class _SigningMixin:
+    def publish(self, stream: str, data: bytes) -> str:
+        return super().publish(stream, b"signed:" + data)  # type: ignore[misc,no-any-return]
+
+    async def apublish(self, stream: str, data: bytes) -> str:
+        return await super().apublish(stream, b"signed:" + data)  # type: ignore[misc,no-any-return]
+
+
+class _Signed(_FastAppend):
+    def publish(self, stream: str, data: bytes) -> str:
+        return super().publish(stream, b"signed:" + data)
+
+    async def apublish(self, stream: str, data: bytes) -> str:
+        return await super().apublish(stream, b"signed:" + data)
+
+
+class _SignedByMixin(_SigningMixin, _FastAppend):
+    pass
+
+
+@pytest.mark.parametrize("backend_type", [_Signed, _SignedByMixin])
+def test_a_subclass_that_overrides_publish_is_not_bypassed_by_an_inherited_append(
+    backend_type: type[MemoryBackend],
+) -> None:
+    """PushConsumer stores with append; a subclass that changes what publish stores, and
+    not append, gets the default append (its publish), not the one its parent wrote."""
+    n = Notifications(backend=backend_type(), environ={})
+    n.create_hub("Chat").register_consumer(PushConsumer(broadcast_private=True))
+    n.send(event())
+    asyncio.run(n.asend(event()))  # one stream: aappend
+    asyncio.run(n.asend(event(recipients=["bob"])))  # two streams
+    stored = [
+        m.data for s in ("event-hub-Chat", user_stream("bob")) for m in n.backend.read(s).messages
+    ]
+    assert len(stored) == 4 and all(d.startswith(b"signed:") for d in stored), stored
+    plain = _FastAppend()
+    assert type(plain).append is _FastAppend.append, "an append of the class's own is kept"
+
+
 class SyncBeforeSend:
     @hookimpl
     def notifycore_before_send(self, notifications: Notifications, event: Event) -> None:

@@ -162,6 +162,24 @@ class Backend(abc.ABC):
     shared: ClassVar[bool] = False
     #: Exceptions that mean the broker is unreachable (a retry may help).
     connection_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+    #: Whether the default :meth:`aappend` calls :meth:`apublish` (else :meth:`append` in a
+    #: thread); set for each subclass.
+    _aappend_publishes: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """An ``append`` (``aappend``) inherited from further up the class tree than
+        ``publish`` (``apublish``) would skip what the subclass's ``publish`` does (sign,
+        filter, count...): such a subclass gets the defaults, which call its ``publish``."""
+        super().__init_subclass__(**kwargs)
+
+        def rank(name: str) -> int:  # where the method is defined: 0 is the class itself
+            return next(i for i, k in enumerate(cls.__mro__) if name in vars(k))
+
+        if cls.append is not Backend.append and rank("append") > rank("publish"):
+            cls.append = Backend.append  # type: ignore[method-assign]
+        if cls.aappend is not Backend.aappend and rank("aappend") > rank("apublish"):
+            cls.aappend = Backend.aappend  # type: ignore[method-assign]
+        cls._aappend_publishes = cls.append is Backend.append or rank("apublish") < rank("append")
 
     def __init__(
         self,
@@ -540,7 +558,7 @@ class Backend(abc.ABC):
         return await asyncio.to_thread(self.publish, stream, data)
 
     async def aappend(self, stream: str, data: bytes) -> None:
-        if type(self).append is Backend.append:  # the default: apublish, native or not
+        if self._aappend_publishes:  # append is publish's default: apublish, native or not
             await self.apublish(stream, data)
         else:
             await asyncio.to_thread(self.append, stream, data)
