@@ -6,7 +6,8 @@ first), and a browser's ``Last-Event-ID`` is where a consumer re-attaches
 so each connection keeps a *tail* consumer on a stream it publishes to and waits
 for its own messages (known by a token in ``message_id``) to come back: that is
 the id, and the proof the message is stored. ``append`` (what ``PushConsumer``
-uses: it has no use for the id) waits for a publisher confirm instead, sooner. A read attaches at the reader's id
+uses: it has no use for the id) waits for a publisher confirm instead, which
+comes sooner. A read attaches at the reader's id
 itself and checks that message is still there: when retention dropped it, the
 read reports a reset. Offsets are not consecutive (RabbitMQ spends some on its
 own records), so a gap alone proves nothing. AMQP 0-9-1 does not say where a
@@ -109,9 +110,16 @@ class AmqpStreams(AmqpNames):
             if sent and self._find_tokens(link, name, since, {token}):
                 return  # stored before the connection (or the confirm) was lost
             sent = True
-            link.publish_confirmed([(name, amqp.Message(data, message_id=token, delivery_mode=2))])
+            message = amqp.Message(data, message_id=token, delivery_mode=2)
+            try:
+                link.publish_confirmed([(name, message)])
+            except BackendUnavailable:
+                # No confirm in time (a memory alarm...): the message may still be stored.
+                # The next call starts on a new connection, as after a publish that timed out.
+                link.reset()
+                raise
 
-        self._run("publish", call)
+        self._run("append", call)
 
     def publish_many(self, stream: str, items: Iterable[bytes]) -> list[str]:
         payloads = list(items)
@@ -216,12 +224,20 @@ class AmqpStreams(AmqpNames):
         since: float,
         tokens: set[str],
         *,
-        block: float | None = None,
+        block: float = 1.0,
     ) -> dict[str, int | None]:
-        """Offsets of the messages with these tokens published since ``since`` (epoch seconds)."""
+        """Offsets of the messages with these tokens published since ``since`` (epoch seconds).
+
+        The look reads through to the newest message the stream had when it began, however
+        busy the stream (a message it did not reach would be sent again); a look that cannot
+        get there within ``PUBLISH_TIMEOUT`` raises :class:`BackendUnavailable`.
+        """
         found: dict[str, int | None] = {}
+        newest = self._newest_offset(link, name)
+        if newest is None:
+            return found
         start = datetime.fromtimestamp(since, UTC)
-        for message in self._attach(link, name, start, after=None, block=block)[0]:
+        for message in self._attach(link, name, start, after=None, block=block, until=newest)[0]:
             token = text(message.properties.get("message_id", ""))
             if token in tokens:
                 found[token] = stream_offset(message)
@@ -237,8 +253,13 @@ class AmqpStreams(AmqpNames):
         limit: int | None = None,
         block: float | None = None,
         span: float | None = None,
+        until: int | None = None,
     ) -> tuple[list[Any], bool]:
         """Deliveries of stream ``name`` from ``start`` until it goes quiet (or ``limit``).
+
+        With ``until`` (an offset), the read goes on however busy the stream until it has
+        had that offset (or a later one: nothing from ``start`` up to it), unless nothing at
+        all comes within ``block``; past ``PUBLISH_TIMEOUT`` it raises BackendUnavailable.
 
         ``after`` is the reader's position (an id: the offset of its last message plus
         one, 0 for "before the first"). The consumer attaches at that last message
@@ -253,13 +274,14 @@ class AmqpStreams(AmqpNames):
         credit = min(STREAM_CREDIT, (limit + 1) if limit else STREAM_CREDIT)
         expected = None if after is None else max(after - 1, 0)
         got: list[Any] = []
-        state: dict[str, Any] = {"reset": False, "first": None, "last": None}
+        state: dict[str, Any] = {"reset": False, "first": None, "last": None, "top": -1}
 
         def delivered(message: Any) -> None:
             offset = stream_offset(message)
             channel.basic_ack(message.delivery_info["delivery_tag"])
             now = time.monotonic()
             state["last"] = now
+            state["top"] = max(state["top"], offset)
             if state["first"] is None:
                 state["first"] = now
                 if expected is not None and offset != expected:
@@ -277,7 +299,9 @@ class AmqpStreams(AmqpNames):
         try:
             channel.basic_qos(0, credit, False)
             channel.basic_consume(name, callback=delivered, arguments={"x-stream-offset": start})
-            while limit is None or len(got) < limit:
+            if until is not None:
+                self._read_through(link, name, state, until, begin + wait_first)
+            while until is None and (limit is None or len(got) < limit):
                 now = time.monotonic()
                 if now >= hard:
                     break
@@ -297,6 +321,25 @@ class AmqpStreams(AmqpNames):
             got = got[:limit]
         missing_anchor = bool(after) and state["first"] is None
         return got, bool(state["reset"] or missing_anchor)
+
+    @staticmethod
+    def _read_through(
+        link: Link, name: str, state: dict[str, Any], until: int, first_by: float
+    ) -> None:
+        """:meth:`_attach`'s reads until its consumer has had offset ``until`` or a later one."""
+        hard = time.monotonic() + PUBLISH_TIMEOUT
+        while state["top"] < until:
+            now = time.monotonic()
+            if state["first"] is None and now >= first_by:
+                return  # nothing at all from its start: nothing there up to ``until`` either
+            if now >= hard:
+                raise BackendUnavailable(f"could not read stream {name!r} through to its end")
+            link.drain(min(first_by if state["first"] is None else hard, hard) - now)
+
+    def _newest_offset(self, link: Link, name: str) -> int | None:
+        # The last chunk comes at once; a busy stream's later chunks are newer still.
+        messages, _ = self._attach(link, name, "last", after=None, span=self.read_quiet * 4)
+        return max(stream_offset(m) for m in messages) if messages else None
 
     def read(
         self,
@@ -327,10 +370,8 @@ class AmqpStreams(AmqpNames):
 
     def last_id(self, stream: str) -> str | None:
         def call(link: Link) -> str | None:
-            name = self._stream(link, stream)
-            # The last chunk comes at once; a busy stream's later chunks are newer still.
-            messages, _ = self._attach(link, name, "last", after=None, span=self.read_quiet * 4)
-            return message_id(max(stream_offset(m) for m in messages)) if messages else None
+            newest = self._newest_offset(link, self._stream(link, stream))
+            return None if newest is None else message_id(newest)
 
         return self._run("last_id", call)
 

@@ -164,6 +164,46 @@ def test_an_append_whose_confirm_was_lost_is_not_stored_twice(
     assert [m.data for m in backend.read("s").messages] == [b"warm up", b"only once"]
 
 
+def test_an_append_retried_on_a_busy_stream_looks_through_to_its_end(
+    backend: AmqpBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retry's look for its message reads to the newest message the stream had, however
+    busy the stream: a look cut by time (``READ_CAP``, about 2 s) stopped short of the
+    message on a stream that never went quiet, and sent it again. Here another connection
+    writes all along, the cap is 0 s, and the confirm is "lost" after the message was
+    stored."""
+    before = backend.publish("s", b"before")
+    writer = AmqpBackend(backend.url, prefix=backend.prefix)
+    written: list[int] = []
+    writing = threading.Thread(
+        target=lambda: written.extend(
+            len(writer.publish_many("s", [b"w%d" % n for n in range(500)])) for _ in range(60)
+        )
+    )
+    real_publish = amqp_connection.Link.publish_confirmed
+    lost = threading.Event()
+
+    def publish_confirmed(self: Any, items: list[tuple[str, Any]]) -> None:
+        real_publish(self, items)
+        if self.backend is backend and not lost.is_set():
+            lost.set()  # stored and confirmed; the connection "breaks" before we see it
+            raise amqp.exceptions.RecoverableConnectionError("connection lost")
+
+    monkeypatch.setattr(amqp_connection.Link, "publish_confirmed", publish_confirmed)
+    monkeypatch.setattr(amqp_streams, "READ_CAP", 0.0)
+    writing.start()
+    try:
+        wait_for(lambda: len(written) >= 10, 60, "the stream to be busy")
+        backend.append("s", b"only once")
+    finally:
+        writing.join(120)
+        writer.close()
+    assert lost.is_set() and sum(written) == 30_000
+    monkeypatch.setattr(amqp_streams, "READ_CAP", 60.0)  # now read it all, to count
+    data = [m.data for m in backend.read("s", before).messages]
+    assert len(data) == 30_001 and data.count(b"only once") == 1
+
+
 def test_a_publish_whose_tail_hangs_gets_its_id_from_a_new_tail(
     backend: AmqpBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
