@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from notifycore import hookimpl
 from notifycore.plugins import Plugins
 from notifycore.testing import await_for, wait_for
-from notifycore.web.calls import Call, FirstAnswer, Steps, arun, run
+from notifycore.web.calls import Call, FirstAnswer, Steps, arun, finish_running, run
 
 
 def where(label: str) -> tuple[str, int]:
@@ -182,6 +183,62 @@ def test_an_async_twin_runs_to_its_end_when_the_request_is_cancelled() -> None:
         assert finished == []
         release.set()
         await await_for(lambda: finished == ["sent"], 30, "the send to finish")
+
+    asyncio.run(main())
+
+
+def test_an_async_twins_failure_reaches_the_request_and_one_nobody_awaits_goes_nowhere() -> None:
+    reported: list[Any] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(
+            lambda _, context: reported.append(context)
+        )
+
+        async def failing() -> str:
+            raise LookupError("the backend said no")
+
+        with pytest.raises(LookupError, match="the backend said no"):
+            await arun(_one_call(failing))
+
+        started, release = asyncio.Event(), asyncio.Event()
+
+        async def failing_later() -> str:
+            started.set()
+            await release.wait()
+            raise LookupError("too late")
+
+        request = asyncio.ensure_future(arun(_one_call(failing_later)))
+        await asyncio.wait_for(started.wait(), 30)
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        release.set()
+        assert await finish_running(30), "the twin ended"
+        gc.collect()  # a task or future whose exception nobody retrieved reports it when freed
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    gc.collect()
+    assert reported == [], "an exception nobody waits for is not reported as never retrieved"
+
+
+def test_a_cancelled_twin_cancels_its_request() -> None:
+    async def main() -> None:
+        started = asyncio.Event()
+
+        async def endless() -> str:
+            started.set()
+            await asyncio.Event().wait()
+            return "never"
+
+        request = asyncio.ensure_future(arun(_one_call(endless)))
+        await asyncio.wait_for(started.wait(), 30)
+        for task in asyncio.all_tasks():  # what the loop's end does to the tasks left
+            if task is not request and task is not asyncio.current_task():
+                task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(request, 30)
 
     asyncio.run(main())
 

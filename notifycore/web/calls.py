@@ -229,12 +229,35 @@ async def _unstoppable(work: Awaitable[T]) -> T:
 
     (Not started at once in the request's task, though a twin that never waits would
     then need no task: ``asyncio.timeout`` and ``TaskGroup`` inside it would take the
-    request's task for its own, and cancel that.)
+    request's task for its own, and cancel that.) The task hands its outcome to a future
+    the request awaits, which a cancelled request cancels, not the task: the request
+    wakes in the loop's turn after the task ends (``asyncio.shield`` took one turn more,
+    its callback in between).
     """
-    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[T] = loop.create_future()
+    task = loop.create_task(_answer(work, answer))
     _running.add(task)
     task.add_done_callback(_running.discard)
-    return await _outlive(task)
+    return await answer
+
+
+async def _answer(work: Awaitable[T], answer: asyncio.Future[T]) -> None:
+    """Await ``work``; its result or exception goes to ``answer`` unless nobody waits any more
+    (then an exception goes nowhere, as a thread's would)."""
+    try:
+        result = await work
+    except asyncio.CancelledError:
+        answer.cancel()  # the task itself was cancelled (the loop ending): so is the request
+        raise
+    except BaseException as exc:
+        if not answer.done():
+            answer.set_exception(exc)
+        if not isinstance(exc, Exception):
+            raise  # KeyboardInterrupt, SystemExit: the loop's to handle too
+    else:
+        if not answer.done():
+            answer.set_result(result)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
