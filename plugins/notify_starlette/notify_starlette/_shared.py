@@ -19,6 +19,7 @@ __all__ = [
     "flushed_or_dropped",
     "incoming",
     "response",
+    "send_reply",
 ]
 
 
@@ -112,6 +113,20 @@ def _body_reader(request: Request) -> Callable[[int], Awaitable[bytes]]:
 
 def response(reply: Reply) -> Response:
     return Response(reply.body, reply.status, headers=dict(reply.headers))
+
+
+async def send_reply(reply: Reply, send: Callable[[Any], Awaitable[None]]) -> None:
+    """Write ``reply`` to an HTTP ASGI ``send``: the two messages :func:`response`'s
+    ``Response`` would send (the same headers, ``content-length`` added the same way),
+    without making one."""
+    status, body = reply.status, reply.body
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
+    if not (status < 200 or status in (204, 304)) and all(
+        k != b"content-length" for k, _ in headers
+    ):
+        headers.append((b"content-length", str(len(body)).encode("latin-1")))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _transport(receive: Callable[[], Awaitable[Any]] | None) -> Any:
