@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -27,6 +28,7 @@ from notifycore.web.access import (
     resume_id,
     stream_for_hub,
 )
+from notifycore.web.protocol import Reply
 from notifycore.web.sse import FrameCache, comment, event_type_of, frame, reset_frame, retry_frame
 
 
@@ -276,3 +278,18 @@ def test_push_consumer_options_that_would_lose_private_events_are_refused() -> N
         PushConsumer(hub_stream=False, broadcast_private=True)
     PushConsumer(per_recipient=False, broadcast_private=True)
     PushConsumer(hub_stream=False)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"event_id": "e1", "hubs": ["a", "b"], "outcomes": [{"hub": "a", "status": "ran"}]},
+        {"error": "invalid_event", "message": "caf\u00e9 \ud800 \u2028", "field": None},
+        {"n": 1.5, "big": 2**70, "nested": {"list": [True, False, None]}},
+    ],
+)
+def test_a_json_reply_is_ascii_compact_json(payload: Any) -> None:
+    reply = Reply.json(400, payload, {"X-Extra": "1"})
+    assert reply.body == json.dumps(payload, separators=(",", ":")).encode()
+    assert reply.body.isascii(), "a lone surrogate is escaped, never an encoding error"
+    assert dict(reply.headers) == {"Content-Type": "application/json", "X-Extra": "1"}
