@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
+import inspect
 import threading
 from typing import Any
 
@@ -14,7 +16,7 @@ import pytest
 from notifycore import hookimpl
 from notifycore.plugins import Plugins
 from notifycore.testing import await_for, wait_for
-from notifycore.web.calls import Call, FirstAnswer, Steps, arun, finish_running, run
+from notifycore.web.calls import Call, FirstAnswer, Steps, _is_async, arun, finish_running, run
 
 
 def where(label: str) -> tuple[str, int]:
@@ -278,3 +280,43 @@ def test_an_async_twin_has_a_task_of_its_own_for_timeouts_and_task_groups() -> N
 def _one_call(twin: Any) -> Steps[Any]:
     answer = yield Call(lambda: None, on_loop=twin)
     return answer
+
+
+def test_what_is_awaited_is_what_inspect_calls_a_coroutine_function() -> None:
+    class Caller:
+        async def __call__(self, x: int) -> int:
+            return x
+
+        async def method(self) -> None:
+            return None
+
+        def sync_method(self) -> None:
+            return None
+
+    async def coroutine_function() -> None:
+        return None
+
+    def plain() -> None:
+        return None
+
+    async def generator() -> Any:
+        yield 1
+
+    callables: list[Any] = [
+        coroutine_function,
+        plain,
+        generator,
+        lambda: None,
+        functools.partial(coroutine_function),
+        functools.partial(plain),
+        Caller(),
+        Caller().method,
+        Caller().sync_method,
+        len,
+    ]
+    for function in callables:
+        expected = inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+            getattr(function, "__call__", None)  # noqa: B004
+        )
+        assert _is_async(function) is expected, function
+    assert [_is_async(f) for f in callables[:4]] == [True, False, False, False]

@@ -17,6 +17,7 @@ import inspect
 import threading
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -145,6 +146,10 @@ async def _wait(awaitable: Awaitable[Any]) -> Any:
 
 
 def _is_async(function: Callable[..., Any]) -> bool:
+    if type(function) is FunctionType and function.__code__.co_flags & inspect.CO_COROUTINE:
+        # An async def function (an adapter's body reader, every request): what
+        # iscoroutinefunction answers, without its unwrapping first.
+        return True
     return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
         getattr(function, "__call__", None)  # noqa: B004 (an object with an async __call__)
     )
