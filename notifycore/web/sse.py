@@ -46,10 +46,12 @@ def frame(message_id: str, event_type: str | None, data: bytes) -> bytes:
     Without ``event_type`` the frame has no ``event:`` field: a browser's
     ``EventSource.onmessage`` receives it.
     """
-    lines = (
-        data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    )
-    body = "".join(f"data: {line}\n" for line in lines)
+    text = data.decode("utf-8", errors="replace")
+    if "\n" in text or "\r" in text:
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        body = "".join(f"data: {line}\n" for line in lines)
+    else:  # one line, as JSON from json.dumps or orjson always is
+        body = f"data: {text}\n"
     name = "" if event_type is None else f"event: {_line_safe(event_type)}\n"
     return f"id: {_line_safe(message_id)}\n{name}{body}\n".encode()
 
