@@ -257,8 +257,11 @@ def routes(
     }
     # /me/... first (ROUTES' order): a hub labelled "me" is reachable by its hub id only.
     table: list[BaseRoute] = [
-        # POST /events is an ASGI app (Route takes a non-function as one): see post_event.
-        Route(p, _Asgi(handlers[p]) if p == "/events" else handlers[p], methods=[m])
+        Route(p, handlers[p], methods=[m])
+        if p != "/events"
+        # An ASGI app (Route takes a non-function as one: see post_event), named as the
+        # method was, for url_path_for.
+        else Route(p, _Asgi(handlers[p]), methods=[m], name="post_event")
         for p, m in ROUTES
     ]
     table[2:2] = inbox_routes(endpoints.protocol)  # me/inbox..., me/preferences, before {hub_id}

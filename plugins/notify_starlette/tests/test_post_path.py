@@ -126,3 +126,10 @@ def test_an_exception_from_post_events_reaches_the_apps_exception_handlers(
         server.stop()
     assert (answer.status_code, answer.json()) == (418, {"handled": "the session store is down"})
     assert history.status_code == 418, "every route alike"
+
+
+def test_every_route_keeps_its_name_for_url_path_for(notes: Notifications) -> None:
+    router = notify_starlette.routes(notes)
+    assert router.url_path_for("post_event") == "/events"
+    assert router.url_path_for("hub_stream", hub_id="alerts") == "/alerts/stream"
+    assert router.url_path_for("my_events") == "/me/events"
