@@ -112,8 +112,13 @@ def _holds_float(value: Any) -> bool:
     return False
 
 
-def loads_json(data: str | bytes) -> Any:
-    """``json.loads(data)``, faster with orjson: the same values, the same errors."""
+def loads_json(data: str | bytes, *, numbers: bool = True) -> Any:
+    """``json.loads(data)``, faster with orjson: the same values, the same errors.
+
+    ``numbers=False``, for a caller that reads no number of it (an SSE frame's event
+    type): the parse is not walked for floats, so an integer beyond 64 bits may come
+    back as a float.
+    """
     accelerator = _orjson
     if accelerator is not None:
         try:
@@ -121,7 +126,7 @@ def loads_json(data: str | bytes) -> Any:
         except accelerator.JSONDecodeError:
             pass  # the standard library decides, and says why in its own words
         else:
-            if not _holds_float(value):  # a float may be an integer beyond 64 bits
+            if not numbers or not _holds_float(value):  # a float may be a big integer
                 return value
     return json.loads(data)
 

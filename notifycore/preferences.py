@@ -68,7 +68,8 @@ def is_reserved_type(event_type: str) -> bool:
 
 def is_critical(event: Event) -> bool:
     """True when the event's ``critical`` field is ``true``: preferences do not apply to it."""
-    return event.extra.get("critical") is True
+    # The one field read: event.extra would copy every extra field, deeply, to read it.
+    return "critical" in event and event["critical"] is True
 
 
 def _name(kind: str, value: Any) -> str:

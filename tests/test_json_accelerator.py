@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from notifycore import Event, Notifications
 from notifycore.event import json_accelerator, loads_json, use_json_accelerator
 from notifycore.jobs import decode_job, encode_job
+from notifycore.web.sse import event_type_of
 
 
 def both(make: Callable[[], Any]) -> tuple[Any, Any]:
@@ -165,6 +166,25 @@ def test_parsing_gives_the_same_values_either_way(value: Any) -> None:
 )
 def test_odd_json_is_read_or_refused_as_the_standard_library_does(data: str | bytes) -> None:
     fast, plain = both(lambda: same(loads_json(data)))
+    assert fast == plain
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"event_type": "big", "n": 123456789012345678901234567890, "x": [1.5]}',
+        b'{"event_type": "\\ud800"}',  # a lone surrogate: orjson refuses, json reads it
+        b'{"event_type": "a", "event_type": "b"}',
+        b'{"event_type": "nan", "n": NaN}',
+        b'{"event_type": 1}',
+        b'{"event_type": ""}',
+        b'{"event_type": "\xff"}',
+        b"[1, 2]",
+        b"{",
+    ],
+)
+def test_an_sse_frames_event_type_is_read_the_same_either_way(data: bytes) -> None:
+    fast, plain = both(lambda: event_type_of(data))
     assert fast == plain
 
 

@@ -21,7 +21,7 @@ from notifycore import (
     user_stream,
 )
 from notifycore.jobs import decode_job
-from notifycore.preferences import MAX_ENTRIES, allows, check_preferences
+from notifycore.preferences import MAX_ENTRIES, allows, check_preferences, is_critical
 
 
 @pytest.fixture
@@ -118,6 +118,14 @@ def test_critical_events_bypass_preferences(notifications: Notifications) -> Non
     assert [e.title for e in queued(notifications)] == ["loud"]
     assert pushed(notifications, "bob") == ["loud"]
     assert notifications.inbox("bob").unread_count() == 1
+
+
+def test_only_a_critical_field_that_is_true_makes_an_event_critical() -> None:
+    assert is_critical(Event(None, "t", critical=True))
+    for value in (False, "true", 1, None, [True], {"critical": True}):
+        assert not is_critical(Event(None, "t", critical=value)), value
+    assert not is_critical(Event(None, "t"))
+    assert not is_critical(Event(None, "t", other={"critical": True}))
 
 
 def test_preferences_round_trip_and_bad_ones_are_refused(notifications: Notifications) -> None:

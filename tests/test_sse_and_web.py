@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from notifycore import (
     ConfigurationError,
@@ -27,6 +30,7 @@ from notifycore.web.access import (
     resume_id,
     stream_for_hub,
 )
+from notifycore.web.protocol import Reply
 from notifycore.web.sse import FrameCache, comment, event_type_of, frame, reset_frame, retry_frame
 
 
@@ -276,3 +280,42 @@ def test_push_consumer_options_that_would_lose_private_events_are_refused() -> N
         PushConsumer(hub_stream=False, broadcast_private=True)
     PushConsumer(per_recipient=False, broadcast_private=True)
     PushConsumer(hub_stream=False)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"event_id": "e1", "hubs": ["a", "b"], "outcomes": [{"hub": "a", "status": "ran"}]},
+        {"error": "invalid_event", "message": "caf\u00e9 \ud800 \u2028", "field": None},
+        {"n": 1.5, "big": 2**70, "nested": {"list": [True, False, None]}},
+    ],
+)
+def test_a_json_reply_is_ascii_compact_json(payload: Any) -> None:
+    reply = Reply.json(400, payload, {"X-Extra": "1"})
+    assert reply.body == json.dumps(payload, separators=(",", ":")).encode()
+    assert reply.body.isascii(), "a lone surrogate is escaped, never an encoding error"
+    assert dict(reply.headers) == {"Content-Type": "application/json", "X-Extra": "1"}
+
+
+def _frame_line_by_line(message_id: str, event_type: str | None, data: bytes) -> bytes:
+    """What frame() makes, written the plain way: every line of the data split out."""
+    text = data.decode("utf-8", errors="replace")
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    body = "".join(f"data: {line}\n" for line in lines)
+    name = (
+        ""
+        if event_type is None
+        else f"event: {event_type.replace(chr(13), ' ').replace(chr(10), ' ')}\n"
+    )
+    return f"id: {message_id.replace(chr(13), ' ').replace(chr(10), ' ')}\n{name}{body}\n".encode()
+
+
+@given(
+    data=st.binary(max_size=60)
+    | st.text(alphabet=st.sampled_from('ab{}":\r\n\u2028\xe9'), max_size=40).map(str.encode),
+    event_type=st.none() | st.text(max_size=10),
+)
+def test_a_frame_is_the_data_line_by_line_whatever_it_holds(
+    data: bytes, event_type: str | None
+) -> None:
+    assert frame("7", event_type, data) == _frame_line_by_line("7", event_type, data)

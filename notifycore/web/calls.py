@@ -17,6 +17,7 @@ import inspect
 import threading
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -145,6 +146,10 @@ async def _wait(awaitable: Awaitable[Any]) -> Any:
 
 
 def _is_async(function: Callable[..., Any]) -> bool:
+    if type(function) is FunctionType and function.__code__.co_flags & inspect.CO_COROUTINE:
+        # An async def function (an adapter's body reader, every request): what
+        # iscoroutinefunction answers, without its unwrapping first.
+        return True
     return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
         getattr(function, "__call__", None)  # noqa: B004 (an object with an async __call__)
     )
@@ -229,32 +234,35 @@ async def _unstoppable(work: Awaitable[T]) -> T:
 
     (Not started at once in the request's task, though a twin that never waits would
     then need no task: ``asyncio.timeout`` and ``TaskGroup`` inside it would take the
-    request's task for its own, and cancel that.) The task hands its outcome to the
-    request itself, the turn it ends: ``asyncio.shield`` would take two more callbacks
-    and one more turn of the loop, on every send.
+    request's task for its own, and cancel that.) The task hands its outcome to a future
+    the request awaits, which a cancelled request cancels, not the task: the request
+    wakes in the loop's turn after the task ends (``asyncio.shield`` took one turn more,
+    its callback in between).
     """
-    outcome: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-    task = asyncio.ensure_future(_hand_over(work, outcome))
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[T] = loop.create_future()
+    task = loop.create_task(_answer(work, answer))
     _running.add(task)
     task.add_done_callback(_running.discard)
-    return await outcome  # cancelled with the request; the task runs on
+    return await answer
 
 
-async def _hand_over(work: Awaitable[T], outcome: asyncio.Future[T]) -> None:
-    """Run ``work``; its result or error goes to ``outcome``, unless the request is gone."""
+async def _answer(work: Awaitable[T], answer: asyncio.Future[T]) -> None:
+    """Await ``work``; its result or exception goes to ``answer`` unless nobody waits any more
+    (then an exception goes nowhere, as a thread's would)."""
     try:
         result = await work
     except asyncio.CancelledError:
-        outcome.cancel()  # the loop is ending (a server's shutdown): the request goes too
+        answer.cancel()  # the task itself was cancelled (the loop ending): so is the request
         raise
     except BaseException as exc:
-        if not outcome.done():
-            outcome.set_exception(exc)
+        if not answer.done():
+            answer.set_exception(exc)
         if not isinstance(exc, Exception):
-            raise
+            raise  # KeyboardInterrupt, SystemExit: the loop's to handle too
     else:
-        if not outcome.done():
-            outcome.set_result(result)
+        if not answer.done():
+            answer.set_result(result)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

@@ -101,6 +101,10 @@ ROUTES: tuple[tuple[str, str], ...] = (
 
 # -- replies ---------------------------------------------------------------------------------
 
+#: ``json.dumps(payload, separators=(",", ":"))`` without making an encoder per reply (as
+#: ``json.dumps`` does for any argument but the defaults).
+_encode_json = json.JSONEncoder(separators=(",", ":")).encode
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -113,7 +117,7 @@ class Reply:
     @classmethod
     def json(cls, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> Reply:
         # ASCII-safe: a lone surrogate from a hostile body is escaped, never an encoding error.
-        body = json.dumps(payload, separators=(",", ":")).encode()
+        body = _encode_json(payload).encode()
         return cls(status, body, {"Content-Type": JSON, **(headers or {})})
 
 

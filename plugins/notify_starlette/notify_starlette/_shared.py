@@ -19,6 +19,7 @@ __all__ = [
     "flushed_or_dropped",
     "incoming",
     "response",
+    "send_reply",
 ]
 
 
@@ -30,24 +31,68 @@ def _without_query_token(conn: HTTPConnection) -> HTTPConnection:
     return Request(scope) if scope["type"] == "http" else HTTPConnection(scope)
 
 
+class _Headers:
+    """A request's headers for the protocol, by lower-case name: what Starlette's
+    ``Headers.get`` answers (the first of a repeated header), each name decoded once.
+
+    The protocol looks up a handful per request, most of them absent (``Origin``,
+    ``Cookie``...), which ``Headers.get`` answers by scanning the list and raising
+    ``KeyError``.
+    """
+
+    __slots__ = ("_found",)
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        # Reversed: the first of a repeated header is the one kept, as Headers.get's.
+        self._found = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(raw)}
+
+    def get(self, key: str, /) -> str | None:
+        return self._found.get(key.lower())
+
+    def __contains__(self, key: str, /) -> bool:
+        return key.lower() in self._found
+
+
+class _NoQuery:
+    """The query of a request without a query string (POST /events'): nothing to parse."""
+
+    __slots__ = ()
+
+    def get(self, key: str, /) -> str | None:
+        return None
+
+    def __contains__(self, key: str, /) -> bool:
+        return False
+
+
+_NO_QUERY = _NoQuery()
+
+
 def incoming(conn: HTTPConnection, *, allow_query_token: bool) -> WebRequest:
     """The protocol's view of a request or WebSocket handshake.
 
     The credential found is put on ``conn.state.token`` for the app's
     ``authenticate``: the Bearer header, else ``?token=`` when allowed.
     """
-    token = bearer_token(conn.headers.get("authorization"))
+    scope = conn.scope
+    # As Starlette's Headers does: the scope's headers as a list (ASGI allows any iterable).
+    raw = scope["headers"]
+    if type(raw) is not list:
+        raw = scope["headers"] = list(raw)
+    headers = _Headers(raw)
+    query = conn.query_params if scope.get("query_string") else _NO_QUERY
+    token = bearer_token(headers.get("authorization"))
     if token is None and allow_query_token:
-        token = conn.query_params.get("token") or None
+        token = query.get("token") or None
     conn.state.token = token
     return WebRequest(
         native=conn,
-        headers=conn.headers,
-        query=conn.query_params,
-        host=conn.headers.get("host"),
+        headers=headers,
+        query=query,
+        host=headers.get("host"),
         # The server's view: uvicorn applies X-Forwarded-Proto from its trusted proxies. (The
         # scope's, as conn.url's is: without building a URL each connection would keep.)
-        scheme=conn.scope.get("scheme", "http"),
+        scheme=scope.get("scheme", "http"),
         without_query_token=_without_query_token,
         read_body=_body_reader(conn) if isinstance(conn, Request) else None,
     )
@@ -68,6 +113,20 @@ def _body_reader(request: Request) -> Callable[[int], Awaitable[bytes]]:
 
 def response(reply: Reply) -> Response:
     return Response(reply.body, reply.status, headers=dict(reply.headers))
+
+
+async def send_reply(reply: Reply, send: Callable[[Any], Awaitable[None]]) -> None:
+    """Write ``reply`` to an HTTP ASGI ``send``: the two messages :func:`response`'s
+    ``Response`` would send (the same headers, ``content-length`` added the same way),
+    without making one."""
+    status, body = reply.status, reply.body
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
+    if not (status < 200 or status in (204, 304)) and all(
+        k != b"content-length" for k, _ in headers
+    ):
+        headers.append((b"content-length", str(len(body)).encode("latin-1")))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _transport(receive: Callable[[], Awaitable[Any]] | None) -> Any:

@@ -27,6 +27,7 @@ from notify_starlette._shared import (
     flushed_or_dropped,
     incoming,
     response,
+    send_reply,
 )
 from notify_starlette.inbox_routes import inbox_routes
 from notify_starlette.ws import Session
@@ -165,9 +166,13 @@ class Endpoints:
         protocol = self.protocol
         return response(await protocol.arun(protocol.history(self.incoming(request), None)))
 
-    async def post_event(self, request: Request) -> Response:
+    async def post_event(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /events``, the route taken once per event: an ASGI app, not a Starlette
+        endpoint, so no wrapper per request and no ``Response`` for the reply. (An exception
+        still reaches the app's exception handlers: its ``ExceptionMiddleware`` has them.)"""
         protocol = self.protocol
-        return response(await protocol.arun(protocol.send(self.incoming(request))))
+        request = Request(scope, receive, send)
+        await send_reply(await protocol.arun(protocol.send(self.incoming(request))), send)
 
     # -- WebSocket ---------------------------------------------------------------------------
 
@@ -243,7 +248,7 @@ def routes(
         allow_critical=allow_critical,
     )
     endpoints = Endpoints(WebProtocol(notifications, options, to_thread=anyio.to_thread.run_sync))
-    handlers = {
+    handlers: dict[str, Callable[..., Any]] = {
         "/me/stream": endpoints.my_stream,
         "/me/events": endpoints.my_events,
         "/events": endpoints.post_event,
@@ -251,7 +256,14 @@ def routes(
         "/{hub_id}/events": endpoints.hub_events,
     }
     # /me/... first (ROUTES' order): a hub labelled "me" is reachable by its hub id only.
-    table: list[BaseRoute] = [Route(p, handlers[p], methods=[m]) for p, m in ROUTES]
+    table: list[BaseRoute] = [
+        Route(p, handlers[p], methods=[m])
+        if p != "/events"
+        # An ASGI app (Route takes a non-function as one: see post_event), named as the
+        # method was, for url_path_for.
+        else Route(p, _Asgi(handlers[p]), methods=[m], name="post_event")
+        for p, m in ROUTES
+    ]
     table[2:2] = inbox_routes(endpoints.protocol)  # me/inbox..., me/preferences, before {hub_id}
     # POST /events, the route taken once per event, is tried first: no other route matches
     # its path, so the order changes nothing else.
@@ -261,6 +273,19 @@ def routes(
     table += [Route(p, _OtherMethod(m), methods=None) for p, m in ROUTES]
     table.append(WebSocketRoute("/ws", endpoints.websocket))
     return Router(routes=table, default=_no_such_route)
+
+
+class _Asgi:
+    """An ASGI app calling ``app``: Starlette's Route wraps a function or method as an
+    endpoint taking a request, anything else it calls as an ASGI app."""
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.app = app
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        return self.app(scope, receive, send)
 
 
 class _OtherMethod:

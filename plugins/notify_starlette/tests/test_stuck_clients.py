@@ -59,7 +59,8 @@ def uvicorn(database: str, log: Path, send_timeout: float = 2) -> Iterator[Uvico
     ):
         served = Uvicorn(f"http://127.0.0.1:{port}", process, log)
         try:
-            wait_for(lambda: "Application startup complete" in log.read_text(), WAIT, "uvicorn")
+            # "Application startup complete" comes before uvicorn binds its port: this after.
+            wait_for(lambda: "Uvicorn running on" in log.read_text(), WAIT, "uvicorn")
             yield served
         finally:
             if process.poll() is None:

@@ -1,0 +1,135 @@
+"""POST /events' own path: an ASGI app writing the protocol's replies, the headers it reads."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount
+from starlette_helpers import PREFIX, ServerThread, event
+
+import notify_starlette
+from notify_starlette._shared import _Headers, incoming, response, send_reply
+from notifycore import Notifications
+from notifycore.web import Reply
+from notifycore.web.protocol import error_reply, other_method
+
+
+async def _messages(app: Any) -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(send)
+    return sent
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply.json(202, {"event_id": "e1", "hubs": ["alerts"]}),
+        error_reply(401, "unauthorized", "authentication required"),
+        other_method("OPTIONS", "POST"),  # 204: no content-length
+        other_method("DELETE", "POST"),  # 405 with Allow
+        Reply(304, b"", {"Content-Type": "application/json"}),
+        Reply(200, b"{}", {"Content-Type": "application/json", "Content-Length": "2"}),
+    ],
+)
+def test_send_reply_writes_what_a_starlette_response_writes(reply: Reply) -> None:
+    scope = {"type": "http", "method": "POST", "headers": []}
+
+    async def by_response(send: Any) -> None:
+        await response(reply)(scope, _never, send)
+
+    async def by_send_reply(send: Any) -> None:
+        await send_reply(reply, send)
+
+    assert asyncio.run(_messages(by_send_reply)) == asyncio.run(_messages(by_response))
+
+
+async def _never() -> Any:
+    raise AssertionError("nothing is received")
+
+
+def test_the_protocol_reads_each_header_as_starlettes_headers_get_does() -> None:
+    raw = [
+        (b"host", b"example.test"),
+        (b"origin", b"https://first.test"),
+        (b"origin", b"https://second.test"),  # a repeated header: the first one counts
+        (b"cookie", b"a=1"),
+        (b"x-latin", "caf\u00e9".encode("latin-1")),
+    ]
+    ours, theirs = _Headers(raw), Headers(raw=raw)
+    for name in (
+        "Host",
+        "ORIGIN",
+        "origin",
+        "Cookie",
+        "x-latin",
+        "Authorization",
+        "Sec-Fetch-Site",
+    ):
+        assert ours.get(name) == theirs.get(name), name
+        assert (name in ours) == (name in theirs), name
+
+
+def test_a_request_without_a_query_string_has_no_query_and_one_with_it_has_its_own() -> None:
+    def request(query: bytes) -> Request:
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/",
+            "headers": [],
+            "query_string": query,
+        }
+        return Request(scope)
+
+    bare = incoming(request(b""), allow_query_token=True)
+    assert bare.query.get("token") is None and "token" not in bare.query
+    given = incoming(request(b"token=t-1&x=2"), allow_query_token=True)
+    assert given.query.get("token") == "t-1" and "x" in given.query
+    assert given.native.state.token == "t-1"
+    hidden = incoming(request(b"token=t-1"), allow_query_token=False)
+    assert "token" in hidden.query and hidden.native.state.token is None
+
+
+def test_an_exception_from_post_events_reaches_the_apps_exception_handlers(
+    notes: Notifications,
+) -> None:
+    # POST /events is an ASGI app of its own, not a Starlette endpoint: the app's handlers
+    # still answer what its authenticate raises, as they do on every other route.
+    def authenticate(request: Any) -> Any:
+        raise LookupError("the session store is down")
+
+    async def handler(request: Any, exc: Exception) -> JSONResponse:
+        return JSONResponse({"handled": str(exc)}, status_code=418)
+
+    def factory(thread: ServerThread) -> Starlette:
+        return Starlette(
+            routes=[Mount(PREFIX, app=notify_starlette.routes(notes, authenticate=authenticate))],
+            exception_handlers={LookupError: handler},
+        )
+
+    server = ServerThread(factory).start()
+    try:
+        with httpx.Client(timeout=30) as client:
+            answer = client.post(server.url + PREFIX + "/events", json=event("boom"))
+            history = client.get(server.url + PREFIX + "/alerts/events")
+    finally:
+        server.stop()
+    assert (answer.status_code, answer.json()) == (418, {"handled": "the session store is down"})
+    assert history.status_code == 418, "every route alike"
+
+
+def test_every_route_keeps_its_name_for_url_path_for(notes: Notifications) -> None:
+    router = notify_starlette.routes(notes)
+    assert router.url_path_for("post_event") == "/events"
+    assert router.url_path_for("hub_stream", hub_id="alerts") == "/alerts/stream"
+    assert router.url_path_for("my_events") == "/me/events"
