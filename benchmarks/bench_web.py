@@ -94,10 +94,12 @@ QUICK_LOADS = (
 )
 LIMITS = (
     "2 cores: the server has one, the clients and the publisher share the other "
-    "with the rest of the machine. notifycore pays about 350 µs of server CPU more than "
-    "the bare app per event, whatever K (measured with one client: 1,020 against 660 µs; "
-    "checking the event, matching hubs, the 202's outcomes, the send's own task): 3-4 µs "
-    "per delivery at K = 100, a tenth of that at K = 1,000. The p99 of the paced loads "
+    "with the rest of the machine. notifycore pays about 250-300 µs of server CPU more "
+    "than the bare app per event, whatever K (measured with one client, alternating "
+    "rounds: 1,130 against 830 µs on a busy machine, 650 against 420 µs on another run; "
+    "checking the event, matching hubs, Starlette's routing, the 202's outcomes, the "
+    "send's own task): 2.5-3 µs per delivery at K = 100, a tenth of that at K = 1,000. "
+    "The p99 of the paced loads "
     "moves with full garbage collections (30-70 ms with a thousand connections, on either "
     "server)"
 )
