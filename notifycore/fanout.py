@@ -355,10 +355,6 @@ class Subscription:
         self._feed.remove(self)
 
 
-#: What :meth:`_Group.post` did with a batch: queued for the loop, or refused (the loop is
-#: closed), or left for the caller to deliver now.
-_QUEUED, _CLOSED, _NOW = 0, 1, 2
-
 #: Readers a group wakes per turn of its event loop while batches come faster than it
 #: writes them (see :class:`_Group`).
 WAKE_PER_TURN = 16
@@ -409,29 +405,21 @@ class _Group:
         self.last = float("-inf")
         self.sweep = 0.0
 
-    def post(self, number: int, batch: StreamRead) -> int:
-        """Queue a batch for the loop (the feed's lock held): :data:`_QUEUED`, :data:`_CLOSED`
-        (the loop is closed), or :data:`_NOW`: published in the group's loop while the group is
-        idle, the caller calls :meth:`deliver` as soon as it let go of the feed's lock."""
+    def post(self, number: int, batch: StreamRead) -> bool:
+        """Queue a batch for the loop (the feed's lock held); False if the loop is closed."""
         self.pending.append((number, batch))
         if self.scheduled:
-            return _QUEUED
+            return True
         loop = self.loop
-        if _running_loop() is loop:  # published in this loop: no wake-up across threads
-            self.scheduled = True
-            # Idle (deliver() would wake every reader at once): delivered in the publisher's
-            # call, the readers then write in the loop's next turn, not the one after. Busy:
-            # in a turn of its own, which takes every batch posted meanwhile in one go.
-            if not self.waking and loop.time() - self.last >= PACE_WITHIN * self.sweep:
-                return _NOW
-            loop.call_soon(self.deliver)
-            return _QUEUED
         try:
-            loop.call_soon_threadsafe(self.deliver)
+            if _running_loop() is loop:  # published in this loop: no wake-up across threads
+                loop.call_soon(self.deliver)
+            else:
+                loop.call_soon_threadsafe(self.deliver)
         except RuntimeError:
-            return _CLOSED
+            return False
         self.scheduled = True
-        return _QUEUED
+        return True
 
     def deliver(self) -> None:
         """In the loop: offer what was posted to every member (each wakes if it waits)."""
@@ -555,21 +543,15 @@ class _Feed:
 
     def _dispatch(self, batch: StreamRead) -> None:
         closed: list[_Group] = []
-        now: list[_Group] = []
         with self.lock:
             number = self.number
             self.number += 1
             direct = list(self.direct)
             for group in self.groups.values():
-                posted = group.post(number, batch)
-                if posted == _NOW:
-                    now.append(group)
-                elif posted == _CLOSED:
+                if not group.post(number, batch):
                     closed.append(group)
         for subscriber in direct:
             subscriber._offer(batch)
-        for group in now:  # published in the group's loop (asend() on a web server)
-            group.deliver()
         if closed:
             if self.thread is None:  # in the publisher's call, maybe under the backend's lock
                 threading.Thread(target=_close_groups, args=(closed,), daemon=True).start()

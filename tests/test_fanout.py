@@ -477,40 +477,6 @@ def test_a_publish_in_the_readers_loop_reaches_them_in_the_next_turn() -> None:
     fanout.close()
 
 
-def test_a_publish_in_the_readers_loop_wakes_an_idle_group_in_the_publishers_call() -> None:
-    # POST /events publishes in the loop its streams are read from: each reader writes in the
-    # loop's next turn, not one turn later (the group's delivery waited a turn of its own).
-    # While the group is busy (batches faster than its readers write them), a batch waits
-    # for a turn of its own, which takes every one posted meanwhile.
-    backend = MemoryBackend()
-    fanout = Fanout(backend, poll=0.1)
-
-    async def scenario() -> list[list[bytes]]:
-        subscriptions = [fanout.subscribe("s") for _ in range(3)]
-        readers = [asyncio.ensure_future(s.aget_run(10)) for s in subscriptions]
-        await await_for(lambda: all(s._waiter is not None for s in subscriptions), 30, "waits")
-        waiters = [s._waiter for s in subscriptions]
-        backend.publish("s", b"one")
-        assert all(w is not None and w.done() for w in waiters), "woken in the publish"
-        runs = await asyncio.wait_for(asyncio.gather(*readers), 10)
-        # Within a sweep's time of the last batch: busy, the next two go out in one turn.
-        group = next(iter(subscriptions[0]._feed.groups.values()))
-        group.sweep = 1e9
-        readers = [asyncio.ensure_future(s.aget_run(10)) for s in subscriptions]
-        await await_for(lambda: all(s._waiter is not None for s in subscriptions), 30, "waits")
-        waiters = [s._waiter for s in subscriptions]
-        backend.publish("s", b"two")
-        backend.publish("s", b"three")
-        assert not any(w is not None and w.done() for w in waiters), "left for the loop's turn"
-        runs += await asyncio.wait_for(asyncio.gather(*readers), 10)
-        for subscription in subscriptions:
-            subscription.close()
-        return [[m.data for b in run or () for m in b.messages] for run in runs]
-
-    assert asyncio.run(scenario()) == [[b"one"]] * 3 + [[b"two", b"three"]] * 3
-    fanout.close()
-
-
 def test_a_memory_subscription_whose_loop_is_gone_is_closed_by_the_next_publish() -> None:
     backend = MemoryBackend()
     fanout = Fanout(backend, poll=0.1)
