@@ -277,12 +277,13 @@ def routes(
 
 class _Asgi:
     """An ASGI app calling ``app``: Starlette's Route wraps a function or method as an
-    endpoint taking a request, anything else it calls as an ASGI app."""
-
-    __slots__ = ("app",)
+    endpoint taking a request, anything else it calls as an ASGI app. It carries ``app``'s
+    names, which tools that name a request after ``scope["endpoint"]`` read."""
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
         self.app = app
+        self.__name__ = getattr(app, "__name__", type(self).__name__)
+        self.__qualname__ = getattr(app, "__qualname__", self.__name__)
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         return self.app(scope, receive, send)

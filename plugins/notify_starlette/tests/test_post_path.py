@@ -133,3 +133,13 @@ def test_every_route_keeps_its_name_for_url_path_for(notes: Notifications) -> No
     assert router.url_path_for("post_event") == "/events"
     assert router.url_path_for("hub_stream", hub_id="alerts") == "/alerts/stream"
     assert router.url_path_for("my_events") == "/me/events"
+
+
+def test_post_events_endpoint_keeps_the_methods_names(notes: Notifications) -> None:
+    """Tools that name a request after ``scope["endpoint"]`` (tracing, metrics) find the
+    same name on POST /events' ASGI app as on the method it was before."""
+    router = notify_starlette.routes(notes)
+    (route,) = [r for r in router.routes if getattr(r, "name", None) == "post_event"]
+    endpoint = route.endpoint  # type: ignore[attr-defined]
+    assert endpoint.__name__ == "post_event"
+    assert endpoint.__qualname__ == "Endpoints.post_event"
