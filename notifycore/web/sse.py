@@ -47,11 +47,9 @@ def frame(message_id: str, event_type: str | None, data: bytes) -> bytes:
     ``EventSource.onmessage`` receives it.
     """
     text = data.decode("utf-8", errors="replace")
-    if "\n" in text or "\r" in text:
-        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-        body = "".join(f"data: {line}\n" for line in lines)
-    else:  # one line, as JSON from json.dumps or orjson always is
-        body = f"data: {text}\n"
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    body = "data: " + text.replace("\n", "\ndata: ") + "\n"  # a data: line per line
     name = "" if event_type is None else f"event: {_line_safe(event_type)}\n"
     return f"id: {_line_safe(message_id)}\n{name}{body}\n".encode()
 

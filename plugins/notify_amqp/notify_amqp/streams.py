@@ -281,7 +281,7 @@ class AmqpStreams(AmqpNames):
             channel.basic_ack(message.delivery_info["delivery_tag"])
             now = time.monotonic()
             state["last"] = now
-            state["top"] = max(state["top"], offset)
+            state["top"] = offset  # a consumer gets a stream in order
             if state["first"] is None:
                 state["first"] = now
                 if expected is not None and offset != expected:
@@ -334,7 +334,7 @@ class AmqpStreams(AmqpNames):
                 return  # nothing at all from its start: nothing there up to ``until`` either
             if now >= hard:
                 raise BackendUnavailable(f"could not read stream {name!r} through to its end")
-            link.drain(min(first_by if state["first"] is None else hard, hard) - now)
+            link.drain((first_by if state["first"] is None else hard) - now)
 
     def _newest_offset(self, link: Link, name: str) -> int | None:
         # The last chunk comes at once; a busy stream's later chunks are newer still.
