@@ -642,6 +642,8 @@ def _release(box: list[Any]) -> None:
 
 def _drop(conn: Any) -> None:
     """Close a connection without the closing handshake: one RabbitMQ blocks does not answer."""
+    if conn is None:
+        return
     try:
         conn.collect()
     except Exception as exc:
