@@ -41,6 +41,7 @@ __all__ = [
     "CONNECTION_ERRORS",
     "PUBLISH_TIMEOUT",
     "AmqpConnections",
+    "Blocked",
     "Lease",
     "Link",
     "Nacked",
@@ -173,6 +174,61 @@ class Nacked(BackendUnavailable):
     (its node stopped, a new one is being elected) says so. Published again, it goes in."""
 
 
+class Blocked(BackendUnavailable):
+    """RabbitMQ blocks publishers (``connection.blocked``: a memory or disk alarm), so a
+    publish is refused at once, or failed as soon as the notice came; the message says which,
+    and whether the message may still be stored. Not retried within the call: the block
+    lasts until the alarm clears."""
+
+
+class _Block:
+    """``connection.blocked`` / ``connection.unblocked`` of one connection: the broker's
+    reason while it blocks the connection, else None. py-amqp's own ``on_blocked`` callback
+    is handed a fixed text instead of the reason (5.x declares the method without its one
+    argument), so the connection is told to read the argument (:func:`watch_blocks`)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def on_blocked(self, reason: Any = "") -> None:
+        self.reason = text(reason) or "a resource alarm"
+        logger.warning("RabbitMQ blocks a publishing connection: %s", self.reason)
+
+    def on_unblocked(self) -> None:
+        if self.reason is not None:
+            logger.warning("RabbitMQ no longer blocks a publishing connection")
+        self.reason = None
+
+
+_CONNECTION_BLOCKED = amqp.spec.Connection.Blocked
+_CONNECTION_UNBLOCKED = amqp.spec.Connection.Unblocked
+
+
+def watch_blocks(connection: amqp.Connection) -> _Block:
+    """Note ``connection``'s block notices in a :class:`_Block` (``notify_block``). The
+    notices come only to a connection that published while an alarm is on (RabbitMQ then
+    stops reading from it), and are read with the rest of what the connection receives.
+    py-amqp negotiates the ``connection.blocked`` capability by default."""
+    block = _Block()
+    methods = cast(dict[Any, Any], connection._METHODS)
+    connection._METHODS = {  # this instance's table, with the reason
+        **methods,
+        _CONNECTION_BLOCKED: amqp.spec.method(_CONNECTION_BLOCKED, "s"),
+    }
+    connection._callbacks[_CONNECTION_BLOCKED] = block.on_blocked
+    connection._callbacks[_CONNECTION_UNBLOCKED] = block.on_unblocked
+    connection.notify_block = block
+    return block
+
+
+def block_of(conn: Any) -> _Block | None:
+    """The :class:`_Block` of a kombu connection's py-amqp connection, if it has one."""
+    connection = getattr(conn, "_connection", None)
+    return getattr(connection, "notify_block", None)
+
+
 class _Counts:
     """Publisher confirms and returns seen on a link's channels."""
 
@@ -217,6 +273,8 @@ class Link:
         self.consumers: dict[str, str] = {}
         self.tails: dict[str, Tail] = {}
         self.hold = 30.0  # how long a buffered job may wait: the last visibility timeout
+        #: The connection's block notices (:func:`watch_blocks`).
+        self.block: _Block | None = None
         weakref.finalize(self, _release, self.box)
 
     @property
@@ -237,6 +295,7 @@ class Link:
         if self.conn is None or self.channel is None:
             if self.conn is None:
                 self.conn = self.backend._connect()
+                self.block = block_of(self.conn)
             # The channels' callbacks see only ``counts``, never the link: a link must not
             # be kept alive by its own connection once its thread is gone.
             counts = self.counts = _Counts()
@@ -253,13 +312,53 @@ class Link:
     def reset(self) -> None:
         """Forget the connection (broken or closing): its reservations go back to RabbitMQ."""
         conn, self.conn = self.conn, None
+        block, self.block = self.block, None
         self.channel = self.confirming = self.probe = self.jobs = None
         self.generation += 1
         self.leases.clear()
         self.buffers.clear()
         self.consumers.clear()
         self.tails.clear()
-        _release([conn])
+        if block is not None and block.reason is not None:
+            _drop(conn)  # blocked: RabbitMQ would not answer a close
+        else:
+            _release([conn])
+
+    def park(self) -> None:
+        """Give a connection RabbitMQ blocks to the backend, which keeps it until RabbitMQ
+        unblocks it (closing it now would wait for an answer RabbitMQ does not send while it
+        blocks the connection; what it holds goes back to RabbitMQ when it closes). The
+        thread goes on on a new connection: it can read while publishers are blocked."""
+        conn, block = self.conn, self.block
+        self.conn = None
+        self.reset()
+        if conn is not None:
+            self.backend._park(conn, block)
+
+    def refuse_if_blocked(self) -> None:
+        """Before publishing: raise :class:`Blocked` (nothing sent) while RabbitMQ blocks
+        one of the backend's connections, that is, while its alarm is known to be on."""
+        reason = self.backend._blocked_reason()
+        if reason is not None:
+            raise Blocked(
+                f"RabbitMQ is blocking publishers: {reason} (at {self.backend.safe_url}); "
+                "nothing was sent, so the message is not stored: publish it again once the "
+                "alarm clears"
+            )
+
+    def fail_if_blocked(self) -> None:
+        """While waiting for what was published: raise :class:`Blocked` once RabbitMQ said it
+        blocks this connection (the message went before the notice: RabbitMQ may store it
+        when the alarm clears), after parking the connection (:meth:`park`)."""
+        block = self.block
+        if block is not None and block.reason is not None:
+            reason = block.reason
+            self.park()
+            raise Blocked(
+                f"RabbitMQ is blocking publishers: {reason} (at {self.backend.safe_url}); "
+                "the message was sent before the block was known and may still be stored "
+                "when the alarm clears (published again, it may be stored twice)"
+            )
 
     def repair(self) -> None:
         """After RabbitMQ closed a channel (the connection lives on), replace what closed."""
@@ -313,6 +412,7 @@ class Link:
 
     def publish_confirmed(self, items: list[tuple[str, amqp.Message]]) -> None:
         self.connect()
+        self.refuse_if_blocked()
         counts = self.counts
         nacked, returned = counts.nacked, counts.returned
         for routing_key, message in items:
@@ -323,6 +423,8 @@ class Link:
             if time.monotonic() > deadline:
                 raise BackendUnavailable("RabbitMQ did not confirm a publish in time")
             self.drain(deadline - time.monotonic())
+            if counts.confirmed < self.confirm_seq:
+                self.fail_if_blocked()
         if counts.returned != returned:
             raise amqp.exceptions.NotFound("a queue notifycore declared is gone")
         if counts.nacked != nacked:
@@ -538,6 +640,16 @@ def _release(box: list[Any]) -> None:
             logger.debug("closing a RabbitMQ connection failed: %s", exc)
 
 
+def _drop(conn: Any) -> None:
+    """Close a connection without the closing handshake: one RabbitMQ blocks does not answer."""
+    if conn is None:
+        return
+    try:
+        conn.collect()
+    except Exception as exc:
+        logger.debug("dropping a RabbitMQ connection failed: %s", exc)
+
+
 class AmqpConnections:
     """Connections of :class:`~notify_amqp.backend.AmqpBackend`: one link per thread, the keeper
     thread, and :meth:`_run`, through which every call reaches RabbitMQ."""
@@ -559,6 +671,8 @@ class AmqpConnections:
     _closed: bool
     _keeper: threading.Thread | None
     _stop: threading.Event
+    #: Connections RabbitMQ blocks, kept until it unblocks them (:meth:`Link.park`).
+    _parked: list[tuple[Any, _Block]]
 
     def _init_connections(
         self, url: str, *, retries: int, heartbeat: int, recovery_wait: float
@@ -581,6 +695,7 @@ class AmqpConnections:
         self._closed = False
         self._keeper = None
         self._stop = threading.Event()
+        self._parked = []
 
     def _close_links(self) -> None:
         self._closed = True
@@ -591,6 +706,50 @@ class AmqpConnections:
         for link in links:
             with link.lock:
                 link.reset()
+        with self._lock:
+            parked, self._parked = self._parked, []
+        for conn, _ in parked:
+            _drop(conn)
+
+    def _park(self, conn: Any, block: _Block | None) -> None:
+        if block is None or self._closed:
+            _drop(conn)
+            return
+        with self._lock:
+            self._parked.append((conn, block))
+
+    def _blocked_reason(self) -> str | None:
+        """RabbitMQ's reason while it blocks one of this backend's connections, else None."""
+        if not self._parked:  # the common case, without the lock
+            return None
+        with self._lock:
+            for _, block in self._parked:
+                if block.reason is not None:
+                    return block.reason
+        return None
+
+    def _tend_parked(self) -> None:
+        """Read the parked connections (their ``connection.unblocked``); close those RabbitMQ
+        unblocked, and drop those that broke."""
+        with self._lock:
+            parked = list(self._parked)
+        for conn, block in parked:
+            broken = False
+            try:
+                for _ in range(64):
+                    if not read_frame(conn._connection, 0.0, self.beat):
+                        break
+            except Exception as exc:  # its block ends with it: a new connection learns again
+                logger.debug("a blocked RabbitMQ connection broke: %s", exc)
+                broken = True
+            if broken or block.reason is None:
+                with self._lock:
+                    if (conn, block) in self._parked:
+                        self._parked.remove((conn, block))
+                if broken:
+                    _drop(conn)
+                else:
+                    _release([conn])  # RabbitMQ reads it again: a clean close
 
     def _connect(self) -> Any:
         """A new connection (kombu retries the connect); checks the server once."""
@@ -610,6 +769,7 @@ class AmqpConnections:
                 f"RabbitMQ at {self.safe_url} is unavailable (after {self.retries} retries): {exc}"
             ) from exc
         read_ahead(conn.connection.transport)
+        watch_blocks(conn.connection)
         if not self._checked:
             self._check_server(conn)
         return conn
@@ -662,6 +822,8 @@ class AmqpConnections:
 
     def _tend(self) -> None:
         """One round of the keeper: tend each link its thread is not using right now."""
+        if self._parked:
+            self._tend_parked()
         now = time.monotonic()
         with self._lock:
             links = list(self._links.values())
@@ -692,6 +854,8 @@ class AmqpConnections:
         while True:
             with link.lock:
                 try:
+                    if link.block is not None and link.block.reason is not None:
+                        link.park()  # blocked since its last call: RabbitMQ reads it no more
                     link.connect()
                     return call(link)
                 except Nacked as exc:

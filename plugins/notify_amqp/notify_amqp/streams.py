@@ -30,6 +30,7 @@ import amqp.exceptions
 
 from notify_amqp.connection import (
     PUBLISH_TIMEOUT,
+    Blocked,
     Link,
     Tail,
     body,
@@ -113,6 +114,8 @@ class AmqpStreams(AmqpNames):
             message = amqp.Message(data, message_id=token, delivery_mode=2)
             try:
                 link.publish_confirmed([(name, message)])
+            except Blocked:
+                raise  # told whether it may be stored; a blocked connection is parked already
             except BackendUnavailable:
                 # No confirm in time (a memory alarm...): the message may still be stored.
                 # The next call starts on a new connection, as after a publish that timed out.
@@ -139,6 +142,7 @@ class AmqpStreams(AmqpNames):
                 found = self._find_tokens(link, name, since, set(tokens))
                 waiting.update(found)
                 missing = [t for t in tokens if t not in found]
+            link.refuse_if_blocked()
             for token in missing:
                 waiting[token] = None
             sent = True  # from the first message on, a retry must look before sending
@@ -151,6 +155,7 @@ class AmqpStreams(AmqpNames):
             deadline = now + PUBLISH_TIMEOUT
             check, seen = now + TAIL_STALL, tail.seen
             while any(waiting.get(t) is None for t in tokens):
+                link.fail_if_blocked()
                 if link.counts.returned != returned:
                     raise amqp.exceptions.NotFound(f"stream queue {name!r} is gone")
                 now = time.monotonic()

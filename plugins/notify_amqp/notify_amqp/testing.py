@@ -4,7 +4,8 @@
 data directory and Erlang port mapper, all bound to 127.0.0.1, and waits until
 it answers; ``restart()`` keeps its durable queues and streams;
 ``shutdown()`` stops the node and its port mapper; ``ctl(...)`` runs
-``rabbitmqctl`` against it. Failing to start raises ``RuntimeError`` with the
+``rabbitmqctl`` against it; ``with memory_alarm():`` raises the node's memory
+alarm (RabbitMQ blocks publishers) and restores its watermark after. Failing to start raises ``RuntimeError`` with the
 end of the node's log.
 
 The node has a broker-side consumer timeout (``consumer_timeout``, one minute
@@ -16,16 +17,19 @@ want it to act within seconds.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import amqp
 
-from notifycore.testing import free_port
+from notifycore.testing import free_port, wait_for
 
 __all__ = ["RabbitServer"]
 
@@ -112,6 +116,30 @@ class RabbitServer:
         if done.returncode != 0:
             raise RuntimeError(f"rabbitmqctl {args[0]} failed: {done.stderr or done.stdout}")
         return done.stdout
+
+    def alarms(self) -> str:
+        """The node's resource alarms, as ``rabbit_alarm:get_alarms()`` prints them."""
+        return self.ctl("eval", "rabbit_alarm:get_alarms().")
+
+    @contextlib.contextmanager
+    def memory_alarm(self) -> Iterator[None]:
+        """Raise the node's memory alarm (a watermark below what it uses: RabbitMQ blocks
+        every connection that publishes) until the block ends, then put the watermark back
+        as it was and wait until the alarm is gone."""
+        before = self.ctl("eval", "vm_memory_monitor:get_vm_memory_high_watermark().").strip()
+        absolute = re.fullmatch(r"\{absolute,\s*(\d+)\}", before)
+        if absolute is None and re.fullmatch(r"\d+(\.\d+)?", before) is None:
+            raise RuntimeError(f"cannot read the memory watermark to restore: {before!r}")
+        self.ctl("set_vm_memory_high_watermark", "0.000001")
+        try:
+            wait_for(lambda: "memory" in self.alarms(), 30, "RabbitMQ's memory alarm")
+            yield
+        finally:
+            if absolute is not None:
+                self.ctl("set_vm_memory_high_watermark", "absolute", absolute.group(1))
+            else:
+                self.ctl("set_vm_memory_high_watermark", before)
+            wait_for(lambda: "memory" not in self.alarms(), 30, "the memory alarm to clear")
 
     def _answers(self) -> bool:
         try:
