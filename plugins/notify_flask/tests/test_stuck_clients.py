@@ -134,7 +134,7 @@ def test_a_client_that_never_reads_is_dropped_and_frees_its_thread(
 
 
 #: The routes that read a body, with the complete JSON object each is sent here.
-BODY_ROUTES = [
+BODY_ROUTES: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/notifications/events", {"event_type": "test", "title": "partial"}),
     ("POST", "/notifications/me/inbox/read", {"ids": ["x"]}),
     ("POST", "/notifications/me/inbox/archive", {"ids": ["x"]}),

@@ -192,7 +192,7 @@ def test_a_stuck_websocket_client_does_not_hold_up_the_others(tmp_path: Path) ->
 
 
 #: The routes that read a body, with the complete JSON object each is sent here.
-BODY_ROUTES = [
+BODY_ROUTES: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/n/events", {"event_type": "alert", "title": "partial"}),
     ("POST", "/n/me/inbox/read", {"ids": ["x"]}),
     ("POST", "/n/me/inbox/archive", {"ids": ["x"]}),
