@@ -20,10 +20,11 @@ from urllib.parse import unquote_plus
 
 from flask import Blueprint, Response, request, stream_with_context
 from flask.blueprints import BlueprintSetupState
+from werkzeug.exceptions import ClientDisconnected
 
 from notify_flask.extension import notifications_of_current_app
 from notify_flask.inbox_routes import add_inbox_routes
-from notifycore.web import EventStream, Reply, WebOptions, WebProtocol, WebRequest
+from notifycore.web import EventStream, Refusal, Reply, WebOptions, WebProtocol, WebRequest
 from notifycore.web.access import Authenticate, Authorize, AuthorizeSend
 from notifycore.web.protocol import ROUTES, no_such_route, other_method
 
@@ -45,16 +46,32 @@ def _client_socket(environ: dict[str, Any]) -> socket.socket | None:
 
 
 def _read_body(limit: int) -> bytes:
-    """The request body, read no further than one byte past ``limit`` (then it is refused)."""
+    """The request body, read no further than one byte past ``limit`` (then it is refused).
+
+    A body cut short — the client left before its end, or broke its chunks off — is a 400,
+    never used: the servers tell it differently (werkzeug's ``ClientDisconnected``, an
+    ``OSError`` such as gunicorn's ``NoMoreData``), or not at all (gunicorn hands over
+    fewer bytes than ``Content-Length`` said, then ends the stream).
+    """
     chunks: list[bytes] = []
     size = 0
-    while size <= limit:
-        chunk = request.stream.read(min(65536, limit + 1 - size))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
+    try:
+        while size <= limit:
+            chunk = request.stream.read(min(65536, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except (ClientDisconnected, OSError):
+        raise _cut_short() from None
+    declared = request.content_length
+    if declared is not None and size < min(declared, limit + 1):
+        raise _cut_short()
     return b"".join(chunks)
+
+
+def _cut_short() -> Refusal:
+    return Refusal(400, "bad_request", "the request body was cut short (the client left?)")
 
 
 def _without_query_token(native: Any) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -91,3 +93,28 @@ def test_a_body_over_the_size_limit_is_422_unread(site: tuple[httpx.Client, Noti
 def test_any_body_gets_an_answer(site: tuple[httpx.Client, Notifications], body: bytes) -> None:
     http, _ = site
     assert_answered(post(http, body))
+
+
+def test_a_body_whose_chunks_break_off_is_400_json_and_sends_nothing(
+    site: tuple[httpx.Client, Notifications],
+) -> None:
+    """A chunked body with a whole event in its first chunk, then a chunk header that is no
+    number: refused as cut short, the event in it never sent (werkzeug raised an OSError)."""
+    http, notifications = site
+    event = json.dumps({"event_type": "chat", "title": "broken-off"}).encode()
+    with socket.create_connection((http.base_url.host, http.base_url.port), timeout=30) as client:
+        client.sendall(
+            b"POST /notifications/events HTTP/1.1\r\nHost: test\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"%x\r\n" % len(event)
+            + event
+            + b"\r\nzz\r\n"
+        )
+        answer = b""
+        while chunk := client.recv(65536):  # until the server closes (each recv bounded)
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), answer[:300]
+    assert json.loads(body)["error"] == "bad_request", body
+    sent = notifications.backend.read("event-hub-Chat").messages
+    assert all(json.loads(m.data)["title"] != "broken-off" for m in sent)

@@ -1,4 +1,5 @@
 """A client that never reads is dropped after one write's send_timeout: it pins no server thread.
+A client that leaves halfway through its request's body is let go without an error.
 
 Real servers in their own process — werkzeug's threaded server and gunicorn's
 gthread worker; the client is a raw socket with a tiny receive buffer that
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -33,7 +35,7 @@ SERVERS = {
     "gunicorn": lambda port: [
         *(sys.executable, "-m", "gunicorn", "--chdir", str(APPS), "stuck_server:app"),
         *("--bind", f"127.0.0.1:{port}", "--worker-class", "gthread", "--threads", "2"),
-        *("--workers", "1", "--graceful-timeout", "5"),
+        *("--workers", "1", "--graceful-timeout", "5", "--access-logfile", "-"),
     ],
 }
 
@@ -46,12 +48,17 @@ def responds(base: str) -> bool:
 
 
 @contextmanager
-def server(kind: str, database: str) -> Iterator[str]:
+def server(kind: str, database: str, log: Path | None = None) -> Iterator[str]:
+    """``kind`` serving ``stuck_server`` in its own process; its output (each request's
+    access line among it) in ``log`` if given."""
     port = free_port()
     env = {**os.environ, "STUCK_DB": database, "SEND_TIMEOUT": "1"}
-    with subprocess.Popen(
-        SERVERS[kind](port), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    ) as process:
+    with (
+        open(os.devnull if log is None else log, "w") as output,
+        subprocess.Popen(
+            SERVERS[kind](port), env=env, stdout=output, stderr=subprocess.STDOUT
+        ) as process,
+    ):
         base = f"http://127.0.0.1:{port}"
         try:
             wait_for(lambda: process.poll() is not None or responds(base), WAIT, kind)
@@ -124,3 +131,74 @@ def test_a_client_that_never_reads_is_dropped_and_frees_its_thread(
             wait_for(lambda: debug(base)["streams"] == [STREAM], WAIT, "the stream to open")
             flood(database, count=1)
             assert len(read_events(live, 1)) == 1
+
+
+#: The routes that read a body, with the complete JSON object each is sent here.
+BODY_ROUTES: list[tuple[str, str, dict[str, Any]]] = [
+    ("POST", "/notifications/events", {"event_type": "test", "title": "partial"}),
+    ("POST", "/notifications/me/inbox/read", {"ids": ["x"]}),
+    ("POST", "/notifications/me/inbox/archive", {"ids": ["x"]}),
+    ("PUT", "/notifications/me/preferences", {"preferences": {}}),
+]
+
+
+def cut_short(method: str, path: str, body: dict[str, Any]) -> list[bytes]:
+    """Requests whose clients leave before the end of their body: one declared 1000 bytes
+    long that sends 10, one whose complete JSON comes before its declared end, one whose
+    chunked body has a whole chunk of the JSON and no last chunk."""
+    data = json.dumps(body).encode()
+    head = f"{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+    return [
+        f"{head}Content-Length: 1000\r\n\r\n".encode() + data[:10],
+        f"{head}Content-Length: {len(data) + 100}\r\n\r\n".encode() + data,
+        f"{head}Transfer-Encoding: chunked\r\n\r\n".encode()
+        + b"%x\r\n" % len(data)
+        + data
+        + b"\r\n",
+    ]
+
+
+def leave_halfway(base: str, request: bytes) -> None:
+    """Send ``request`` (its body unfinished) and close the connection."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=WAIT) as client:
+        client.sendall(request)
+
+
+def titles(database: str) -> list[str]:
+    """The titles of the events published on the hub's stream."""
+    reader = Notifications(config={"BACKEND": "sqlite", "BACKEND_URL": database}, environ={})
+    try:
+        return [json.loads(m.data)["title"] for m in reader.backend.read(STREAM).messages]
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize("kind", sorted(SERVERS))
+def test_a_client_leaving_halfway_through_its_body_is_let_go_quietly(
+    kind: str, tmp_path: Path
+) -> None:
+    """No error in the log, nothing sent from the part of the body that came (gunicorn hands
+    an app fewer bytes than Content-Length said, then ends the body); the server goes on
+    serving. (Under WSGI the app answers anyway: a 400 that nobody reads.)"""
+    database = f"sqlite:///{tmp_path / 'stuck.db'}"
+    log = tmp_path / "server.log"
+    with server(kind, database, log) as base:
+        requests = [r for route in BODY_ROUTES for r in cut_short(*route)]
+        for request in requests:
+            leave_halfway(base, request)
+        # Each answered request's access line (werkzeug may colour it).
+        answered = re.compile(r'"(?:\S*?)(?:POST|PUT) /notifications/\S+ HTTP/1\.1\S*" (\d{3})')
+        wait_for(
+            lambda: len(answered.findall(log.read_text())) == len(requests),
+            WAIT,
+            "every request to be answered",
+        )
+        # (An app's error is logged before its answer, and its answer's access line.)
+        text = log.read_text()
+        assert "ERROR" not in text and "Traceback" not in text, text[-4000:]
+        assert set(answered.findall(text)) == {"400"}, text[-4000:]
+        whole = {"event_type": "test", "title": "whole"}
+        answer = httpx.post(base + "/notifications/events", json=whole, timeout=WAIT)
+        assert answer.status_code == 202, answer.text
+        assert titles(database) == ["whole"]

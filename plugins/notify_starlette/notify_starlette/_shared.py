@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -10,11 +11,13 @@ from urllib.parse import parse_qsl, urlencode
 import anyio
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from notifycore.web import Reply, WebRequest, bearer_token
 
 __all__ = [
     "SendGuard",
+    "client_left",
     "drop_connection",
     "flushed_or_dropped",
     "incoming",
@@ -109,6 +112,15 @@ def _body_reader(request: Request) -> Callable[[int], Awaitable[bytes]]:
         return bytes(body)
 
     return read
+
+
+logger = logging.getLogger("notify_starlette")
+
+
+def client_left(scope: Scope) -> None:
+    """Note, at debug level, a client that left while sending its body (Starlette's
+    ``ClientDisconnect``): nothing was done with the part that came, nobody is left to answer."""
+    logger.debug("the client left while sending the body of %s %s", scope["method"], scope["path"])
 
 
 def response(reply: Reply) -> Response:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, Router, WebSocketRoute
 from starlette.types import Receive, Scope, Send
@@ -23,6 +23,7 @@ from starlette.websockets import WebSocket, WebSocketClose
 
 from notify_starlette._shared import (
     SendGuard,
+    client_left,
     drop_connection,
     flushed_or_dropped,
     incoming,
@@ -169,10 +170,16 @@ class Endpoints:
     async def post_event(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``POST /events``, the route taken once per event: an ASGI app, not a Starlette
         endpoint, so no wrapper per request and no ``Response`` for the reply. (An exception
-        still reaches the app's exception handlers: its ``ExceptionMiddleware`` has them.)"""
+        still reaches the app's exception handlers: its ``ExceptionMiddleware`` has them.)
+        A client that leaves before its body is whole gets no answer, and no event is sent."""
         protocol = self.protocol
         request = Request(scope, receive, send)
-        await send_reply(await protocol.arun(protocol.send(self.incoming(request))), send)
+        try:
+            reply = await protocol.arun(protocol.send(self.incoming(request)))
+        except ClientDisconnect:  # raised by the body's read: nothing was sent
+            client_left(scope)
+            return
+        await send_reply(reply, send)
 
     # -- WebSocket ---------------------------------------------------------------------------
 

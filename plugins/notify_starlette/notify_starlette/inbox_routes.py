@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from notify_starlette._shared import incoming, response
+from notify_starlette._shared import client_left, incoming, response
 from notifycore.web import WebProtocol
 from notifycore.web.inbox import INBOX_ROUTES, InboxRoutes
 from notifycore.web.protocol import other_method
@@ -30,7 +30,11 @@ class _InboxEndpoint:
             reply = other_method(request.method, self.allowed)
         else:
             allow = self.protocol.options.allow_query_token
-            reply = await self.protocol.arun(steps(incoming(request, allow_query_token=allow)))
+            try:
+                reply = await self.protocol.arun(steps(incoming(request, allow_query_token=allow)))
+            except ClientDisconnect:  # raised by the body's read: nothing was changed
+                client_left(scope)
+                return
         await response(reply)(scope, receive, send)
 
 

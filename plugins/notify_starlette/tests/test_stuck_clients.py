@@ -1,4 +1,5 @@
-"""Clients that never read are dropped, and uvicorn still shuts down within its grace period.
+"""Clients that never read are dropped, and uvicorn still shuts down within its grace period;
+clients that leave halfway through their request's body are let go quietly.
 
 uvicorn runs in its own process; the clients are raw sockets with a tiny
 receive buffer that send their request (an SSE stream, a WebSocket
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -43,13 +45,18 @@ class Uvicorn:
 
 
 @contextmanager
-def uvicorn(database: str, log: Path, send_timeout: float = 2) -> Iterator[Uvicorn]:
+def uvicorn(
+    database: str, log: Path, send_timeout: float = 2, log_level: str = "info"
+) -> Iterator[Uvicorn]:
+    """uvicorn serving ``stuck_app`` in its own process, its output in ``log``; at
+    ``log_level="trace"`` it logs the end of each request's ASGI call (``ASGI [n] Completed``,
+    or ``Raised exception``)."""
     port = free_port()
     env = {**os.environ, "STUCK_DB": database, "SEND_TIMEOUT": str(send_timeout)}
     command = [
         *(sys.executable, "-m", "uvicorn", "stuck_app:app", "--app-dir", str(APPS)),
         *("--host", "127.0.0.1", "--port", str(port), "--ws", "websockets-sansio"),
-        *("--timeout-graceful-shutdown", str(int(WAIT)), "--log-level", "info"),
+        *("--timeout-graceful-shutdown", str(int(WAIT)), "--log-level", log_level),
     ]
     with (
         log.open("w") as output,
@@ -182,3 +189,73 @@ def test_a_stuck_websocket_client_does_not_hold_up_the_others(tmp_path: Path) ->
                     received += 1
         finally:
             stuck.close()
+
+
+#: The routes that read a body, with the complete JSON object each is sent here.
+BODY_ROUTES: list[tuple[str, str, dict[str, Any]]] = [
+    ("POST", "/n/events", {"event_type": "alert", "title": "partial"}),
+    ("POST", "/n/me/inbox/read", {"ids": ["x"]}),
+    ("POST", "/n/me/inbox/archive", {"ids": ["x"]}),
+    ("PUT", "/n/me/preferences", {"preferences": {}}),
+]
+
+
+def cut_short(method: str, path: str, body: dict[str, Any]) -> list[bytes]:
+    """Requests whose clients leave before the end of their body: one declared 1000 bytes
+    long that sends 10, one whose complete JSON comes before its declared end, one whose
+    chunked body has a whole chunk of the JSON and no last chunk."""
+    data = json.dumps(body).encode()
+    head = f"{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+    return [
+        f"{head}Content-Length: 1000\r\n\r\n".encode() + data[:10],
+        f"{head}Content-Length: {len(data) + 100}\r\n\r\n".encode() + data,
+        f"{head}Transfer-Encoding: chunked\r\n\r\n".encode()
+        + b"%x\r\n" % len(data)
+        + data
+        + b"\r\n",
+    ]
+
+
+def leave_halfway(base: str, request: bytes) -> None:
+    """Send ``request`` (its body unfinished) and close the connection."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=WAIT) as client:
+        client.sendall(request)
+
+
+def titles(database: str) -> list[str]:
+    """The titles of the events published on the hub's stream."""
+    reader = Notifications(config={"BACKEND": "sqlite", "BACKEND_URL": database}, environ={})
+    try:
+        return [json.loads(m.data)["title"] for m in reader.backend.read(STREAM).messages]
+    finally:
+        reader.close()
+
+
+def test_a_client_leaving_halfway_through_its_body_is_let_go_quietly(tmp_path: Path) -> None:
+    """No error in the log, no answer, nothing sent from the part of the body that came;
+    the server goes on serving."""
+    database = f"sqlite:///{tmp_path / 'stuck.db'}"
+    log = tmp_path / "uvicorn.log"
+    with uvicorn(database, log, log_level="trace") as server:
+        requests = [r for route in BODY_ROUTES for r in cut_short(*route)]
+        for request in requests:
+            leave_halfway(server.base, request)
+        ended = re.compile(r"ASGI \[\d+\] (Completed|Raised exception)")
+        wait_for(
+            lambda: len(ended.findall(log.read_text())) == len(requests),
+            WAIT,
+            "every request's ASGI call to end",
+        )
+        # Nothing failed, nothing answered them (in this trace, each message sent is logged).
+        ended_log = log.read_text()
+        assert "Exception in ASGI application" not in ended_log, ended_log[-4000:]
+        assert "Raised exception" not in ended_log, ended_log[-4000:]
+        assert "http.response.start" not in ended_log, "a client that left got an answer"
+        whole = {"event_type": "alert", "title": "whole"}
+        answer = httpx.post(server.base + "/n/events", json=whole, timeout=WAIT)
+        assert answer.status_code == 202, answer.text
+        assert titles(database) == ["whole"]
+        text = stop(server)
+        assert "ERROR" not in text, text[-4000:]
+        assert_clean_shutdown(text)
