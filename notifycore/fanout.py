@@ -215,7 +215,12 @@ class Subscription:
         """Call ``function`` in the subscriber's loop: now when we are in it, else soon."""
         loop = self._loop
         if _running_loop() is loop:
-            function(*args)
+            try:
+                function(*args)
+            except Exception as exc:  # a watch callback's: the group's delivery goes on
+                loop.call_exception_handler(
+                    {"message": f"calling back {self!r} failed", "exception": exc}
+                )
         else:
             assert loop is not None
             # A closed loop: nobody is waiting there any more.
@@ -319,7 +324,8 @@ class Subscription:
         subscription ends (at once if one waits already); take the batches
         with :meth:`take`. It may be called with the subscription's lock held:
         it must only note that there is work, never read the subscription
-        itself. ``None`` stops the calls.
+        itself. ``None`` stops the calls. An exception it raises goes to the loop's
+        exception handler; the batch stays queued, and the other subscribers get it.
         """
         loop = asyncio.get_running_loop()
         if loop is not self._loop:

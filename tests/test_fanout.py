@@ -411,6 +411,61 @@ def test_a_watched_subscription_hears_of_every_batch_its_loop_group_delivers(
         fanout.close()
 
 
+@pytest.mark.parametrize("busy", [False, True])
+def test_a_watch_callback_that_raises_keeps_its_group_delivering(
+    busy: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The group calls a watched subscription back in its own delivery: a callback that
+    # raises must not stop the group there, leaving the members after it (and the readers
+    # it would wake) without the batch. The error goes to the loop's exception handler,
+    # as it does when the callback is called from another thread.
+    monkeypatch.setattr(fanout_module, "PACE_WITHIN", 1e9 if busy else 0.0)
+    backend = _FeedByHand()
+    fanout = Fanout(backend, poll=0.1)
+
+    async def scenario() -> tuple[list[bytes], list[bytes], list[bytes], list[str]]:
+        loop = asyncio.get_running_loop()
+        reported: list[str] = []
+        loop.set_exception_handler(lambda _loop, context: reported.append(repr(context)))
+
+        def broken() -> None:
+            raise RuntimeError("an application's callback is broken")
+
+        first = fanout.subscribe("s")
+        first.watch(broken)
+        calls: list[int] = []
+        second = fanout.subscribe("s")
+        second.watch(lambda: calls.append(1))
+        reader = fanout.subscribe("s")
+        read = asyncio.ensure_future(reader.aget_run(30))
+        await await_for(lambda: reader._waiter is not None, 30, "the reader to wait", interval=0)
+        backend.publish("s", b"m0")
+        first._feed._dispatch(backend.read("s", None))
+        await await_for(lambda: bool(calls) and read.done(), 30, "the batch past the error")
+        batches = read.result()
+        assert batches is not None
+        taken = second.take()
+        assert taken is not None
+        kept = first.take()
+        assert kept is not None, "the broken subscriber's batch is queued all the same"
+        first.watch(None)  # else its end calls it (and it raises) again
+        for subscription in (first, second, reader):
+            subscription.close()
+        return (
+            [m.data for m in taken.messages],
+            [m.data for b in batches for m in b.messages],
+            [m.data for m in kept.messages],
+            reported,
+        )
+
+    try:
+        taken, read, kept, reported = asyncio.run(scenario())
+    finally:
+        fanout.close()
+    assert taken == read == kept == [b"m0"]
+    assert len(reported) == 1 and "an application's callback is broken" in reported[0]
+
+
 def test_a_memory_stream_is_handed_over_by_its_publishers_in_order_without_a_thread() -> None:
     # Four threads publish at once while the stream's subscribers read: each subscriber gets
     # every message once, in id order, and no thread follows the stream.
