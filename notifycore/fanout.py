@@ -218,6 +218,8 @@ class Subscription:
             try:
                 function(*args)
             except Exception as exc:  # a watch callback's: the group's delivery goes on
+                if loop is None:  # no loop at all: nobody else to tell
+                    raise
                 loop.call_exception_handler(
                     {"message": f"calling back {self!r} failed", "exception": exc}
                 )
