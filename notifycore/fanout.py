@@ -295,14 +295,21 @@ class Subscription:
         """
         return self._aget(timeout, self._take_run)
 
-    async def _aget(self, timeout: float | None, take: Callable[[], T | None]) -> T | None:
+    def wait_future(self, timeout: float | None = None) -> asyncio.Future[None] | None:
+        """:meth:`aget_run` in two plain calls, for a reader that awaits in its own coroutine:
+        None when a batch (or the end) is there now, else a future done once one comes or
+        ``timeout`` seconds passed. Either way, then take what came with :meth:`take_run`.
+
+        (The streaming writers' hot path: no coroutine per wait. With a thousand readers
+        waiting for the next event, that is a thousand objects fewer for the garbage
+        collector to carry into its oldest generation, and so fewer full collections.)
+        """
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._feed.bind(self, loop)
         with self._lock:
-            batch = take()
-            if batch is not None or self.closed_reason is not None:
-                return batch
+            if self._pending or self.closed_reason is not None:
+                return None
             waiter = self._waiter = loop.create_future()
         if timeout is not None:
             self._deadline = deadline = loop.time() + timeout
@@ -311,11 +318,26 @@ class Subscription:
                 if timer is not None:
                     timer.cancel()
                 self._timer = loop.call_at(deadline, self._expire)
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-            self._deadline = None
+        return waiter
+
+    def take_run(self) -> list[StreamRead] | None:
+        """Every batch waiting, up to the next reset (see :meth:`aget_run`); None if none
+        waits. Never waits: call it once :meth:`wait_future`'s future is done."""
+        with self._lock:
+            waiter = self._waiter
+            if waiter is not None and waiter.done():
+                self._waiter = None
+                self._deadline = None
+            return self._take_run()
+
+    async def _aget(self, timeout: float | None, take: Callable[[], T | None]) -> T | None:
+        waiter = self.wait_future(timeout)
+        if waiter is not None:
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                self._deadline = None
         with self._lock:
             return take()
 

@@ -215,6 +215,46 @@ def test_a_batch_the_feed_read_before_the_replay_is_not_delivered_twice() -> Non
     fanout.close()
 
 
+def test_wait_future_and_take_run_read_as_aget_run_does() -> None:
+    # The streaming writer's two plain calls: a batch there now needs no future; else the
+    # future is done by the next batch, by the end of the subscription, or by the timeout.
+    backend = _FeedByHand()
+    fanout = Fanout(backend, poll=0.1)
+    subscription = fanout.subscribe("s")
+    m1, m2 = (backend.publish("s", f"m{i}".encode()) for i in (1, 2))
+    read = backend.read("s", None).messages
+
+    async def scenario() -> list[Any]:
+        seen: list[Any] = []
+        subscription._offer(StreamRead(read[:1]))
+        assert subscription.wait_future(30) is None, "a batch waits: nothing to await"
+        seen.append(subscription.take_run())
+        assert subscription.take_run() is None
+        waiter = subscription.wait_future(30)
+        assert waiter is not None and not waiter.done()
+        subscription._feed._dispatch(StreamRead(read[1:]))  # from the group, next turn
+        await asyncio.wait_for(waiter, 30)
+        seen.append(subscription.take_run())
+        timed = subscription.wait_future(0.01)
+        assert timed is not None
+        await asyncio.wait_for(timed, 30)  # nothing came: the timeout ends the wait
+        seen.append(subscription.take_run())
+        ending = subscription.wait_future(30)
+        assert ending is not None
+        subscription.close()
+        await asyncio.wait_for(ending, 30)
+        seen.append(subscription.take_run())
+        assert subscription.wait_future(30) is None, "ended: nothing to wait for"
+        return seen
+
+    first, second, timed_out, ended = asyncio.run(scenario())
+    assert [m.id for b in first for m in b.messages] == [m1]
+    assert [m.id for b in second for m in b.messages] == [m2]
+    assert timed_out is None and ended is None
+    assert subscription.last_id == m2 and subscription.closed_reason == "closed"
+    fanout.close()
+
+
 def test_a_reader_behind_takes_every_waiting_batch_in_one_run() -> None:
     backend = _FeedByHand()
     fanout = Fanout(backend, poll=0.1)

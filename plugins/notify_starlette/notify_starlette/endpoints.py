@@ -90,8 +90,9 @@ class _StreamResponse:
                 return
             listener = asyncio.get_running_loop().create_task(_listen(receive, body))
             # The hot path, once per event and client: the read and the timed write awaited
-            # here, not through next_chunk() and guard.send() (a coroutine each).
-            read, wait, chunk_of = body.subscription.aget_run, body.wait, body.chunk_run
+            # here, not through aget_run(), next_chunk() and guard.send() (a coroutine each).
+            subscription, wait, chunk_of = body.subscription, body.wait, body.chunk_run
+            wait_future, take_run = subscription.wait_future, subscription.take_run
             chunk: bytes | None = body.opening()
             while chunk is not None:
                 message = {"type": _BODY, "body": chunk, "more_body": True}
@@ -104,8 +105,11 @@ class _StreamResponse:
                     await guard.send(send, message)
                 if guard.timed_out:
                     break
+                waiter = wait_future(wait)
+                if waiter is not None:
+                    await waiter
                 # Nothing to write (a closed stream, an empty batch): next_chunk() decides.
-                chunk = chunk_of(await read(wait)) or await body.next_chunk()
+                chunk = chunk_of(take_run()) or await body.next_chunk()
             else:  # the stream ended: complete the body properly
                 await guard.send(send, {"type": _BODY, "body": b"", "more_body": False})
         finally:
