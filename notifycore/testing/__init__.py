@@ -9,11 +9,12 @@ is the test suite every backend passes; the ``pytest11`` plugin in
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from notifycore.hookspecs import hookimpl
 from notifycore.plugins import get_plugins
@@ -23,7 +24,15 @@ if TYPE_CHECKING:
     from notifycore.notifications import Notifications
     from notifycore.result import SendResult
 
-__all__ = ["CapturedEvents", "await_for", "capture_events", "free_port", "wait_for"]
+__all__ = [
+    "CapturedEvents",
+    "await_for",
+    "capture_events",
+    "cut_short",
+    "free_port",
+    "leave_halfway",
+    "wait_for",
+]
 
 
 class CapturedEvents(list["Event"]):
@@ -89,3 +98,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def cut_short(method: str, path: str, body: dict[str, Any]) -> list[bytes]:
+    """Raw HTTP/1.1 requests whose clients leave before the end of their body (for
+    :func:`leave_halfway`): one declared 1000 bytes long that sends 10, one whose complete
+    JSON ``body`` comes before its declared end, one whose chunked body has a whole chunk of
+    the JSON and no last chunk. None may be acted on: the JSON that came is not the body."""
+    data = json.dumps(body).encode()
+    head = f"{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+    return [
+        f"{head}Content-Length: 1000\r\n\r\n".encode() + data[:10],
+        f"{head}Content-Length: {len(data) + 100}\r\n\r\n".encode() + data,
+        f"{head}Transfer-Encoding: chunked\r\n\r\n".encode()
+        + b"%x\r\n" % len(data)
+        + data
+        + b"\r\n",
+    ]
+
+
+def leave_halfway(base: str, request: bytes, timeout: float = 30.0) -> None:
+    """Send the raw ``request`` to the server at ``base`` (``http://127.0.0.1:port``) and
+    close the connection without reading an answer."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as client:
+        client.sendall(request)

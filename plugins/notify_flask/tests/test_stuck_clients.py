@@ -24,7 +24,7 @@ import pytest
 
 from notify_flask.testing import read_events
 from notifycore import Notifications
-from notifycore.testing import free_port, wait_for
+from notifycore.testing import cut_short, free_port, leave_halfway, wait_for
 
 WAIT = 60.0  # the bound of every wait, never a pass/fail threshold
 APPS = Path(__file__).parent / "apps"
@@ -140,29 +140,6 @@ BODY_ROUTES: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/notifications/me/inbox/archive", {"ids": ["x"]}),
     ("PUT", "/notifications/me/preferences", {"preferences": {}}),
 ]
-
-
-def cut_short(method: str, path: str, body: dict[str, Any]) -> list[bytes]:
-    """Requests whose clients leave before the end of their body: one declared 1000 bytes
-    long that sends 10, one whose complete JSON comes before its declared end, one whose
-    chunked body has a whole chunk of the JSON and no last chunk."""
-    data = json.dumps(body).encode()
-    head = f"{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-    return [
-        f"{head}Content-Length: 1000\r\n\r\n".encode() + data[:10],
-        f"{head}Content-Length: {len(data) + 100}\r\n\r\n".encode() + data,
-        f"{head}Transfer-Encoding: chunked\r\n\r\n".encode()
-        + b"%x\r\n" % len(data)
-        + data
-        + b"\r\n",
-    ]
-
-
-def leave_halfway(base: str, request: bytes) -> None:
-    """Send ``request`` (its body unfinished) and close the connection."""
-    host, port = base.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=WAIT) as client:
-        client.sendall(request)
 
 
 def titles(database: str) -> list[str]:
