@@ -335,6 +335,13 @@ class Link:
         if conn is not None:
             self.backend._park(conn, block)
 
+    def close_channel(self, channel: Any) -> None:
+        """Close ``channel`` of this link's connection, unless the link let go of that
+        connection meanwhile (:meth:`park`): RabbitMQ would not answer the close while it
+        blocks the connection, and the connection goes with what its channels hold."""
+        if self.conn is not None and channel.is_open:
+            channel.close()
+
     def refuse_if_blocked(self) -> None:
         """Before publishing: raise :class:`Blocked` (nothing sent) while RabbitMQ blocks
         one of the backend's connections, that is, while its alarm is known to be on."""

@@ -53,7 +53,7 @@ class AmqpDeadLetters(AmqpQueues):
                     held.append(message)
                 return act(link, channel, held)
             finally:
-                channel.close()
+                link.close_channel(channel)
 
         return self._run("dead letters", call)
 

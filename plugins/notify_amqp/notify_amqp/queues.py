@@ -28,7 +28,7 @@ from typing import Any
 
 import amqp
 
-from notify_amqp.connection import Lease, Link, body, headers, text
+from notify_amqp.connection import Blocked, Lease, Link, body, headers, text
 from notify_amqp.delays import AmqpDelays
 from notify_amqp.jobs import ACCEPT, ATTEMPTS, ERROR, FAILED_AT, NOT_BEFORE, job_message
 from notifycore.backends.base import Job, QueuedJob
@@ -209,6 +209,14 @@ class AmqpQueues(AmqpDelays):
                 return False
             try:
                 then(link, lease)
+            except Blocked:
+                # RabbitMQ blocks publishers: not done, and handed back now the job would be
+                # reserved and refused again at once, in a loop, for as long as the alarm
+                # lasts. It stays leased (its visibility timeout hands it back), or, held on
+                # a connection set aside as blocked, goes back when that one closes.
+                if lease.generation == link.generation:
+                    link.leases[job.receipt] = lease
+                raise
             except BaseException:
                 # Not done: hand the job back to RabbitMQ rather than hold it unleased.
                 with contextlib.suppress(Exception):
@@ -300,8 +308,7 @@ class AmqpQueues(AmqpDelays):
                     link.publish_confirmed(copies)
                     channel.basic_ack(held[-1].delivery_info["delivery_tag"], multiple=True)
             finally:
-                if channel.is_open:
-                    channel.close()
+                link.close_channel(channel)
             for bucket in self._delay_queues(link, queue):
                 channel = link.conn.channel()
                 try:  # a classic queue: what a closed channel held goes back, uncounted

@@ -112,3 +112,83 @@ def test_blocked_publishers_fail_fast_reads_go_on_and_publishing_resumes(
         thread.join(timeout=30)
         for each in (backend, publisher, worker, follower):
             each.close()
+
+
+def test_a_job_whose_retry_meets_the_alarm_is_not_handed_back_at_once(rabbit_server: Any) -> None:
+    # A worker's retry() publishes the job's next try. Refused because RabbitMQ blocks
+    # publishers, the job used to be handed back at once: reserved and refused again in a
+    # loop (thousands of tries in seconds, then dead-lettered as "worker died"). It stays
+    # leased instead, until its visibility timeout, and comes back once.
+    prefix = f"blocked-{uuid.uuid4().hex[:6]}."
+    backend = AmqpBackend(rabbit_server.url, prefix=prefix, retries=2)
+    try:
+        backend.enqueue("q", b"job")
+        job = backend.reserve("q", visibility_timeout=5, block=10)
+        assert job is not None and job.attempts == 1
+        with rabbit_server.memory_alarm():
+
+            def learn_of_the_block() -> None:  # another thread: another connection
+                with pytest.raises(BackendUnavailable, match="may still be stored"):
+                    backend.append("s", b"in flight")
+
+            thread = threading.Thread(target=learn_of_the_block)
+            thread.start()
+            thread.join(60)
+            assert not thread.is_alive()
+            assert backend.retry(job, delay=30, error="the consumer failed") is False
+            again = backend.reserve("q", visibility_timeout=5, block=2)
+            assert again is None, "the job is not handed back at once"
+        found = []
+
+        def came_back() -> bool:
+            got = backend.reserve("q", visibility_timeout=30, block=1)
+            if got is not None:
+                found.append(got)
+                assert backend.ack(got)
+            return bool(found)
+
+        wait_for(came_back, 60, "the job to come back after its visibility timeout")
+        assert [j.payload for j in found] == [b"job"] and found[0].attempts == 2
+        assert backend.reserve("q", visibility_timeout=30, block=2) is None, "once"
+    finally:
+        backend.close()
+
+
+def test_a_browse_that_meets_the_alarm_fails_and_lets_the_backend_close(
+    rabbit_server: Any,
+) -> None:
+    # browse() publishes the ready jobs again (AMQP 0-9-1 cannot look without taking). Met
+    # by the alarm, it closed its channel politely on the blocked connection, which RabbitMQ
+    # does not answer while it blocks it: browse() hung for the whole alarm, and close()
+    # waited behind it.
+    prefix = f"blocked-{uuid.uuid4().hex[:6]}."
+    backend = AmqpBackend(rabbit_server.url, prefix=prefix, retries=2)
+    outcome: list[BaseException | list[Any]] = []
+    closed = threading.Event()
+    try:
+        for n in range(3):
+            backend.enqueue("q", b"job %d" % n)
+
+        def browse() -> None:
+            try:
+                outcome.append(backend.browse("q"))
+            except BaseException as exc:
+                outcome.append(exc)
+
+        def close() -> None:
+            backend.close()
+            closed.set()
+
+        with rabbit_server.memory_alarm():
+            thread = threading.Thread(target=browse, daemon=True)
+            thread.start()
+            thread.join(60)
+            assert not thread.is_alive(), "browse() returns during the alarm"
+            assert len(outcome) == 1 and isinstance(outcome[0], BackendUnavailable)
+            assert REASON in str(outcome[0]) and "may still be stored" in str(outcome[0])
+            closing = threading.Thread(target=close, daemon=True)
+            closing.start()
+            closing.join(60)
+            assert closed.is_set(), "close() returns during the alarm"
+    finally:
+        backend.close()
