@@ -217,7 +217,10 @@ class Subscription:
         if _running_loop() is loop:
             try:
                 function(*args)
-            except Exception as exc:  # a watch callback's: the group's delivery goes on
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:  # a watch callback's: the group's delivery goes on
+                # (CancelledError too: as the loop's own callbacks are run)
                 if loop is None:  # no loop at all: nobody else to tell
                     raise
                 loop.call_exception_handler(

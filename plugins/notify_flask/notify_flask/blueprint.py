@@ -50,7 +50,8 @@ def _read_body(limit: int) -> bytes:
 
     A body cut short — the client left before its end, or broke its chunks off — is a 400,
     never used: the servers tell it differently (werkzeug's ``ClientDisconnected``, an
-    ``OSError`` such as gunicorn's ``NoMoreData``), or not at all (gunicorn hands over
+    ``OSError`` such as gunicorn's ``NoMoreData``, or another of the server's own errors,
+    such as gunicorn's ``ChunkMissingTerminator`` or ``InvalidChunkSize``), or not at all (gunicorn hands over
     fewer bytes than ``Content-Length`` said, then ends the stream).
     """
     chunks: list[bytes] = []
@@ -64,6 +65,8 @@ def _read_body(limit: int) -> bytes:
             size += len(chunk)
     except (ClientDisconnected, OSError):
         raise _cut_short() from None
+    except Exception:  # the server's own (gunicorn's ParseException: a chunk broken off)
+        raise _cut_short() from None
     declared = request.content_length
     if declared is not None and size < min(declared, limit + 1):
         raise _cut_short()
@@ -71,7 +74,9 @@ def _read_body(limit: int) -> bytes:
 
 
 def _cut_short() -> Refusal:
-    return Refusal(400, "bad_request", "the request body was cut short (the client left?)")
+    return Refusal(
+        400, "bad_request", "the request body was cut short or malformed (the client left?)"
+    )
 
 
 def _without_query_token(native: Any) -> Any:
