@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -300,6 +300,53 @@ def test_a_batch_to_an_idle_group_wakes_every_reader_at_once(
     monkeypatch.setattr(fanout_module, "PACE_WITHIN", 0.0)  # never busy
     got = _two_batches_to(8 * 3 + 5)
     assert all(runs == [[b"m1"], [b"m2"]] for runs in got), "each batch written at once"
+
+
+class _Clock:
+    """A loop stand-in for a group's pacing: its time is set by hand, its calls are noted."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.soon: list[Callable[..., None]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_soon(self, callback: Callable[..., None], *args: Any) -> None:
+        self.soon.append(callback)
+        if callback.__name__ == "_swept":
+            self.sweep = (callback, args)
+
+
+def test_one_long_sweep_does_not_make_the_next_batch_look_like_a_burst() -> None:
+    # Events every 150 ms whose sweeps take 40 ms are written at once (an idle group wakes
+    # every reader). One sweep that a pause made long (110 ms: a full garbage collection)
+    # used to be the measure of the next batch's pace: 150 ms is within 1.5 x 110 ms, so the
+    # next event, come at its usual pace, was taken for a burst and woken 16 readers a turn.
+    backend = _FeedByHand()
+    fanout = Fanout(backend, poll=0.1)
+    clock = _Clock()
+    feed = fanout.subscribe("s")._feed
+    group = fanout_module._Group(feed, cast(asyncio.AbstractEventLoop, clock))
+
+    def batch_at(now: float, sweep: float | None) -> bool:
+        """A batch comes at ``now``; True if the group woke every reader at once (a sweep,
+        then taking ``sweep`` seconds)."""
+        clock.now, clock.soon = now, []
+        group.deliver()
+        swept = [c for c in clock.soon if getattr(c, "__name__", "") == "_swept"]
+        if swept and sweep is not None:
+            callback, args = clock.sweep
+            clock.now = now + sweep
+            callback(*args)
+        return bool(swept)
+
+    assert batch_at(0.0, 0.040)
+    assert batch_at(0.150, 0.040)
+    assert batch_at(0.300, 0.110), "idle: the sweep is long because of a pause"
+    assert batch_at(0.450, 0.040), "the usual pace after one long sweep: still a sweep"
+    assert not batch_at(0.451, None), "a batch within 1.5 sweeps of the last: a burst, paced"
+    fanout.close()
 
 
 def _two_batches_to(count: int) -> list[list[list[bytes]]]:
