@@ -516,6 +516,10 @@ class _Group:
         self.waking = bool(to_wake)
         if to_wake:
             self.loop.call_soon(self.wake_some)
+        else:  # all woken: timed as a sweep from the last batch, so the pace is measured
+            # again (a group once taken for busy stayed so while events came within 1.5
+            # times the last sweep before, however short their own wake-ups were)
+            self.loop.call_soon(self._swept, self.last)
 
 
 def _runs(pending: list[tuple[int, StreamRead]]) -> list[list[tuple[int, StreamRead]]]:
