@@ -420,6 +420,7 @@ class _Group:
         "scheduled",
         "sweep",
         "to_wake",
+        "took",
         "waking",
     )
 
@@ -434,8 +435,10 @@ class _Group:
         #: The futures of readers to wake, in the order their batches came.
         self.to_wake: deque[asyncio.Future[None]] = deque()
         self.waking = False
-        #: When the last batch came (loop time), and how long its readers' last sweep took.
+        #: When the last batch came (loop time); how long its readers' last sweep took, and
+        #: the shorter of the last two (what a batch's pace is measured against).
         self.last = float("-inf")
+        self.took = float("inf")
         self.sweep = 0.0
 
     def post(self, number: int, batch: StreamRead) -> bool:
@@ -494,7 +497,12 @@ class _Group:
         self.loop.call_soon(self._swept, now)  # runs after the woken readers
 
     def _swept(self, started: float) -> None:
-        self.sweep = self.loop.time() - started
+        # The shorter of the last two: one sweep that a pause made long (a full garbage
+        # collection: 30-100 ms with a thousand connections) must not make the next batch,
+        # come at the usual pace, look like a burst, and be woken a few readers per turn.
+        took = self.loop.time() - started
+        self.sweep = min(took, self.took)
+        self.took = took
 
     def wake_some(self) -> None:
         """Wake the next :data:`WAKE_PER_TURN` readers; the rest at the loop's next turn."""
@@ -508,6 +516,10 @@ class _Group:
         self.waking = bool(to_wake)
         if to_wake:
             self.loop.call_soon(self.wake_some)
+        else:  # all woken: timed as a sweep from the last batch, so the pace is measured
+            # again (a group once taken for busy stayed so while events came within 1.5
+            # times the last sweep before, however short their own wake-ups were)
+            self.loop.call_soon(self._swept, self.last)
 
 
 def _runs(pending: list[tuple[int, StreamRead]]) -> list[list[tuple[int, StreamRead]]]:

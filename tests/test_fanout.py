@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -300,6 +300,62 @@ def test_a_batch_to_an_idle_group_wakes_every_reader_at_once(
     monkeypatch.setattr(fanout_module, "PACE_WITHIN", 0.0)  # never busy
     got = _two_batches_to(8 * 3 + 5)
     assert all(runs == [[b"m1"], [b"m2"]] for runs in got), "each batch written at once"
+
+
+class _Clock:
+    """A loop stand-in for a group's pacing: its time is set by hand, its calls are kept."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.soon: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_soon(self, callback: Callable[..., None], *args: Any) -> None:
+        self.soon.append((callback, args))
+
+
+class _Spied(fanout_module._Group):
+    __slots__ = ("swept_all",)
+
+    def wake_all(self, now: float) -> None:
+        self.swept_all = True
+        super().wake_all(now)
+
+
+def test_a_long_sweep_does_not_make_the_events_after_it_look_like_a_burst() -> None:
+    # Events every 150 ms whose readers are written in 40 ms are written at once: the idle
+    # group wakes every reader in one turn (a sweep). A sweep that a pause made long (110
+    # ms: a full garbage collection) used to be the measure of every later batch's pace:
+    # 150 ms is within 1.5 x 110 ms, so the events after it were taken for a burst and
+    # their readers woken 16 a turn, and, as such a wake-up was never timed, for good (the
+    # benchmark's paced load at K = 1,000 ran more than half its events so).
+    backend = _FeedByHand()
+    fanout = Fanout(backend, poll=0.1)
+    clock = _Clock()
+    feed = fanout.subscribe("s")._feed
+    group = _Spied(feed, cast(asyncio.AbstractEventLoop, clock))
+
+    def batch_at(now: float, took: float) -> bool:
+        """A batch comes at ``now`` and its readers' wake-up takes ``took`` seconds; True if
+        the group woke them all at once."""
+        clock.now, clock.soon, group.swept_all = now, [], False
+        group.deliver()
+        clock.now = now + took
+        for callback, args in clock.soon:
+            callback(*args)
+        return group.swept_all
+
+    assert batch_at(0.0, 0.040)
+    assert batch_at(0.150, 0.110), "idle: the sweep is long because of a pause"
+    assert batch_at(0.300, 0.040), "one long sweep does not make the usual pace a burst"
+    assert batch_at(0.450, 0.110) and batch_at(0.600, 0.110), "two pauses in a row"
+    assert not batch_at(0.750, 0.040), "within 1.5 x 110 ms: taken for a burst"
+    assert batch_at(0.900, 0.040), "its wake-up was timed: the usual pace is seen again"
+    clock.soon = []
+    assert not batch_at(0.901, 0.040), "a batch within 1.5 sweeps of the last: a burst"
+    fanout.close()
 
 
 def _two_batches_to(count: int) -> list[list[list[bytes]]]:
