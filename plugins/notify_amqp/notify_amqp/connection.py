@@ -347,10 +347,10 @@ class Link:
         one of the backend's connections, that is, while its alarm is known to be on."""
         reason = self.backend._blocked_reason()
         if reason is not None:
-            raise Blocked(
-                f"RabbitMQ is blocking publishers: {reason} (at {self.backend.safe_url}); "
+            raise self._blocked(
+                reason,
                 "nothing was sent, so the message is not stored: publish it again once the "
-                "alarm clears"
+                "alarm clears",
             )
 
     def fail_if_blocked(self) -> None:
@@ -361,11 +361,16 @@ class Link:
         if block is not None and block.reason is not None:
             reason = block.reason
             self.park()
-            raise Blocked(
-                f"RabbitMQ is blocking publishers: {reason} (at {self.backend.safe_url}); "
+            raise self._blocked(
+                reason,
                 "the message was sent before the block was known and may still be stored "
-                "when the alarm clears (published again, it may be stored twice)"
+                "when the alarm clears (published again, it may be stored twice)",
             )
+
+    def _blocked(self, reason: str, outcome: str) -> Blocked:
+        return Blocked(
+            f"RabbitMQ is blocking publishers: {reason} (at {self.backend.safe_url}); {outcome}"
+        )
 
     def repair(self) -> None:
         """After RabbitMQ closed a channel (the connection lives on), replace what closed."""

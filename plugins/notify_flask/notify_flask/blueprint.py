@@ -20,7 +20,6 @@ from urllib.parse import unquote_plus
 
 from flask import Blueprint, Response, request, stream_with_context
 from flask.blueprints import BlueprintSetupState
-from werkzeug.exceptions import ClientDisconnected
 
 from notify_flask.extension import notifications_of_current_app
 from notify_flask.inbox_routes import add_inbox_routes
@@ -50,9 +49,9 @@ def _read_body(limit: int) -> bytes:
 
     A body cut short — the client left before its end, or broke its chunks off — is a 400,
     never used: the servers tell it differently (werkzeug's ``ClientDisconnected``, an
-    ``OSError`` such as gunicorn's ``NoMoreData``, or another of the server's own errors,
-    such as gunicorn's ``ChunkMissingTerminator`` or ``InvalidChunkSize``), or not at all (gunicorn hands over
-    fewer bytes than ``Content-Length`` said, then ends the stream).
+    ``OSError`` such as gunicorn's ``NoMoreData``, gunicorn's ``ChunkMissingTerminator``
+    or ``InvalidChunkSize``), or not at all (gunicorn hands over fewer bytes than
+    ``Content-Length`` said, then ends the stream).
     """
     chunks: list[bytes] = []
     size = 0
@@ -63,9 +62,7 @@ def _read_body(limit: int) -> bytes:
                 break
             chunks.append(chunk)
             size += len(chunk)
-    except (ClientDisconnected, OSError):
-        raise _cut_short() from None
-    except Exception:  # the server's own (gunicorn's ParseException: a chunk broken off)
+    except Exception:  # the server's word for it, whichever (see above)
         raise _cut_short() from None
     declared = request.content_length
     if declared is not None and size < min(declared, limit + 1):
