@@ -142,11 +142,18 @@ class Endpoints:
 
     # -- SSE ---------------------------------------------------------------------------------
 
-    async def hub_stream(self, request: Request) -> Response | _StreamResponse:
-        return await self.open_stream(request, request.path_params["hub_id"])
+    # The two stream routes are ASGI apps, as post_event is: a Starlette endpoint would put
+    # its wrapper on every write of the stream (one more coroutine per event and client), and
+    # keep a dozen more objects per open connection for the garbage collector to go through.
 
-    async def my_stream(self, request: Request) -> Response | _StreamResponse:
-        return await self.open_stream(request, None)
+    async def hub_stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive, send)
+        answer = await self.open_stream(request, request.path_params["hub_id"])
+        await answer(scope, receive, send)
+
+    async def my_stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = await self.open_stream(Request(scope, receive, send), None)
+        await answer(scope, receive, send)
 
     async def open_stream(self, request: Request, hub_id: str | None) -> Response | _StreamResponse:
         protocol = self.protocol
@@ -267,12 +274,13 @@ def routes(
         "/{hub_id}/events": endpoints.hub_events,
     }
     # /me/... first (ROUTES' order): a hub labelled "me" is reachable by its hub id only.
+    # POST /events and the streams are ASGI apps (Route takes a non-function as one: see
+    # post_event), named as their methods are, for url_path_for.
+    asgi = {endpoints.post_event, endpoints.hub_stream, endpoints.my_stream}
     table: list[BaseRoute] = [
-        Route(p, handlers[p], methods=[m])
-        if p != "/events"
-        # An ASGI app (Route takes a non-function as one: see post_event), named as the
-        # method was, for url_path_for.
-        else Route(p, _Asgi(handlers[p]), methods=[m], name="post_event")
+        Route(p, _Asgi(handlers[p]), methods=[m], name=handlers[p].__name__)
+        if handlers[p] in asgi
+        else Route(p, handlers[p], methods=[m])
         for p, m in ROUTES
     ]
     table[2:2] = inbox_routes(endpoints.protocol)  # me/inbox..., me/preferences, before {hub_id}
