@@ -653,7 +653,7 @@ def test_a_memory_subscription_whose_loop_is_gone_is_closed_by_the_next_publish(
 
 _OPS = st.lists(
     st.one_of(
-        st.tuples(st.just("offer"), st.integers(0, 3), st.booleans()),
+        st.tuples(st.just("offer"), st.integers(0, 4), st.booleans()),
         st.tuples(st.just("take"), st.just(0), st.just(False)),
         st.tuples(st.just("run"), st.just(0), st.just(False)),
     ),
@@ -669,12 +669,15 @@ def test_a_subscription_hands_batches_over_in_order_however_they_queue(
 ) -> None:
     # The oldest batch waits on its own, the later ones in a deque made only while more than
     # one waits: taken one by one (get) or as runs up to the next reset (aget_run), every
-    # batch comes once and in order, and the counts the slow-client limit reads stay true.
-    fanout = Fanout(_FeedByHand(), poll=0.1, max_pending=10_000)
+    # batch comes once and in order, and the slow-client limit counts what waits: a batch
+    # that would take a reader with batches waiting past max_pending ends the subscription.
+    limit = 6
+    fanout = Fanout(_FeedByHand(), poll=0.1, max_pending=limit)
     subscription = fanout.subscribe("s")
     subscription._offer(StreamRead([]))  # the replay: nothing before
     assert subscription.get(0) is not None
     model: list[StreamRead] = []
+    slow = False
     number = 0
     try:
         for op, size, reset in ops:
@@ -684,7 +687,12 @@ def test_a_subscription_hands_batches_over_in_order_however_they_queue(
                 )
                 number += size
                 subscription._offer(batch)
-                model.append(batch)
+                waiting = sum(len(b.messages) for b in model)
+                if model and waiting + size > limit:
+                    slow = True  # ended: this batch and every later one are dropped
+                if not slow:
+                    model.append(batch)
+                assert subscription.closed_reason == ("slow" if slow else None)
                 continue
             expected: list[StreamRead] = []
             if model:

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount
@@ -112,10 +113,11 @@ def test_an_exception_from_post_events_reaches_the_apps_exception_handlers(
         return JSONResponse({"handled": str(exc)}, status_code=418)
 
     def factory(thread: ServerThread) -> Starlette:
-        return Starlette(
-            routes=[Mount(PREFIX, app=notify_starlette.routes(notes, authenticate=authenticate))],
-            exception_handlers={LookupError: handler},
-        )
+        # Middleware on the Mount (CORS, say) sees the handlers' answers, as on a Starlette
+        # endpoint: they answer at the route, not above the Mount.
+        notifications = notify_starlette.routes(notes, authenticate=authenticate)
+        mount = Mount(PREFIX, app=notifications, middleware=[Middleware(_Tagged)])
+        return Starlette(routes=[mount], exception_handlers={LookupError: handler})
 
     server = ServerThread(factory).start()
     try:
@@ -131,6 +133,23 @@ def test_an_exception_from_post_events_reaches_the_apps_exception_handlers(
     assert (answer.status_code, answer.json()) == (418, {"handled": "the session store is down"})
     assert history.status_code == 418, "every route alike"
     assert [(r.status_code, r.json()) for r in streams] == [(418, answer.json())] * 2
+    for reply in (answer, history, *streams):
+        assert reply.headers.get("x-tagged") == "yes", reply.request.url
+
+
+class _Tagged:
+    """Middleware marking every answer that passes through it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def tagged(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-tagged", b"yes")]
+            await send(message)
+
+        await self.app(scope, receive, tagged)
 
 
 def test_a_head_request_to_a_stream_gets_its_headers_and_no_stream(notes: Notifications) -> None:
