@@ -65,6 +65,7 @@ class Subscription:
     __slots__ = (
         "_deadline",
         "_feed",
+        "_first",
         "_held",
         "_key",
         "_lock",
@@ -88,8 +89,12 @@ class Subscription:
         self._feed = feed
         self.stream = feed.stream
         self.max_pending = max_pending
-        # A deque only while batches wait: an idle subscriber holds the shared empty tuple
-        # (an empty deque is ~600 bytes, per connection).
+        # The oldest batch waiting, then the later ones: a reader keeping up has one batch at
+        # most, held without a container made and dropped per event (a thousand readers each
+        # allocating one per event is what sends young objects to the garbage collector's
+        # oldest generation). A deque only while more wait: an idle subscriber holds the shared
+        # empty tuple (an empty deque is ~600 bytes, per connection).
+        self._first: StreamRead | None = None
         self._pending: deque[StreamRead] | tuple[()] = _NOTHING
         self._pending_messages = 0
         self._lock = threading.Lock()
@@ -115,7 +120,8 @@ class Subscription:
         self.last_id: str | None = None
 
     def __repr__(self) -> str:
-        return f"<Subscription {self.stream!r} pending={len(self._pending)} closed={self.closed_reason}>"
+        waiting = len(self._pending) + (self._first is not None)
+        return f"<Subscription {self.stream!r} pending={waiting} closed={self.closed_reason}>"
 
     @property
     def closed(self) -> bool:
@@ -144,7 +150,7 @@ class Subscription:
                 if not batch.messages and not batch.reset:
                     return None
             # One batch is always taken by a reader who is keeping up, however large.
-            pending = self._pending
+            pending = self._first is not None
             if pending and self._pending_messages + len(batch.messages) > self.max_pending:
                 self._end("slow")
                 return None
@@ -168,11 +174,14 @@ class Subscription:
         return StreamRead(fresh, batch.reset)
 
     def _push(self, batch: StreamRead) -> None:
-        pending = self._pending
-        if isinstance(pending, deque):
-            pending.append(batch)
+        if self._first is None:
+            self._first = batch
         else:
-            self._pending = deque((batch,))
+            pending = self._pending
+            if isinstance(pending, deque):
+                pending.append(batch)
+            else:
+                self._pending = deque((batch,))
         self._pending_messages += len(batch.messages)
 
     def _start(self, history: StreamRead, newest: str | None, key: Callable[[str], Any]) -> None:
@@ -191,8 +200,9 @@ class Subscription:
                 if messages:
                     self._push(StreamRead(messages, batch.reset))
             self._held = []
+            queued = [self._first, *self._pending] if self._first is not None else []
             newest_queued = next(
-                (b.messages[-1].id for b in reversed(self._pending) if b.messages), newest
+                (b.messages[-1].id for b in reversed(queued) if b.messages), newest
             )
             self._key = key
             self._replayed = None if newest_queued is None else key(newest_queued)
@@ -240,27 +250,37 @@ class Subscription:
     # -- read by the subscriber --------------------------------------------------------------
 
     def _take(self) -> StreamRead | None:
-        pending = self._pending
-        if not isinstance(pending, deque):
+        batch = self._first
+        if batch is None:
             return None
-        batch = pending.popleft()
-        if not pending:
-            self._pending = _NOTHING
+        self._first = self._next()
         self._pending_messages -= len(batch.messages)
         if batch.messages:
             self.last_id = batch.messages[-1].id
         return batch
 
-    def _take_run(self) -> list[StreamRead] | None:
-        """Every pending batch up to the next one that starts with a reset (it starts a run)."""
+    def _next(self) -> StreamRead | None:
+        """The batch after ``_first`` (taken off the later ones), None if none waits."""
         pending = self._pending
-        if not isinstance(pending, deque):
+        if not isinstance(pending, deque) or not pending:  # none, or _take_run emptied it
+            self._pending = _NOTHING
             return None
-        run = [pending.popleft()]
-        while pending and not pending[0].reset:
-            run.append(pending.popleft())
+        batch = pending.popleft()
         if not pending:
             self._pending = _NOTHING
+        return batch
+
+    def _take_run(self) -> list[StreamRead] | None:
+        """Every pending batch up to the next one that starts with a reset (it starts a run)."""
+        first = self._first
+        if first is None:
+            return None
+        run = [first]
+        pending = self._pending
+        if isinstance(pending, deque):
+            while pending and not pending[0].reset:
+                run.append(pending.popleft())
+        self._first = self._next()
         count = 0
         for batch in run:
             count += len(batch.messages)
@@ -272,7 +292,7 @@ class Subscription:
     def get(self, timeout: float | None = None) -> StreamRead | None:
         """The next batch; None after ``timeout`` seconds, or once closed and drained."""
         with self._lock:
-            if not self._pending and self.closed_reason is None:
+            if self._first is None and self.closed_reason is None:
                 if self._ready is None:
                     self._ready = threading.Condition(self._lock)
                 self._sync_waiters += 1
@@ -311,7 +331,7 @@ class Subscription:
         if loop is not self._loop:
             self._feed.bind(self, loop)
         with self._lock:
-            if self._pending or self.closed_reason is not None:
+            if self._first is not None or self.closed_reason is not None:
                 return None
             waiter = self._waiter = loop.create_future()
         if timeout is not None:
@@ -359,7 +379,7 @@ class Subscription:
             self._feed.bind(self, loop)
         with self._lock:
             self._watcher = callback
-            if callback is not None and (self._pending or self.closed_reason is not None):
+            if callback is not None and (self._first is not None or self.closed_reason is not None):
                 callback()
 
     def take(self) -> StreamRead | None:
@@ -417,6 +437,7 @@ class _Group:
         "loop",
         "members",
         "pending",
+        "roll",
         "scheduled",
         "sweep",
         "to_wake",
@@ -430,6 +451,9 @@ class _Group:
         # Each member, with the number of the first batch it takes from the group
         # (the ones before were offered to it by the stream's thread).
         self.members: dict[Subscription, int] = {}
+        #: ``members`` as a list, made again only once they changed (None): one copy per
+        #: batch was a thousand (member, number) pairs made and dropped per event.
+        self.roll: list[tuple[Subscription, int]] | None = None
         self.pending: list[tuple[int, StreamRead]] = []
         self.scheduled = False
         #: The futures of readers to wake, in the order their batches came.
@@ -462,7 +486,9 @@ class _Group:
         with self.feed.lock:
             pending, self.pending = self.pending, []
             self.scheduled = False
-            members = list(self.members.items())
+            members = self.roll
+            if members is None:
+                members = self.roll = list(self.members.items())
         for run in _runs(pending):
             first = run[0][0]
             if len(run) == 1:
@@ -626,6 +652,7 @@ class _Feed:
             if group is None:
                 group = self.groups[loop] = _Group(self, loop)
             group.members[subscription] = self.number
+            group.roll = None
 
     def discard(self, subscription: Subscription) -> bool:
         """Forget ``subscription``; True when the stream has no subscriber left."""
@@ -634,7 +661,8 @@ class _Feed:
             loop = subscription._loop
             group = self.groups.get(loop) if loop is not None else None
             if group is not None:
-                group.members.pop(subscription, None)
+                if group.members.pop(subscription, None) is not None:
+                    group.roll = None
                 if not group.members:
                     del self.groups[group.loop]
             return not self.direct and not self.groups

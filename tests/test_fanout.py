@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from notifycore import fanout as fanout_module
-from notifycore.backends.base import Backend, StreamRead
+from notifycore.backends.base import Backend, StreamMessage, StreamRead
 from notifycore.backends.memory import MemoryBackend
 from notifycore.backends.sqlite import SQLiteBackend
 from notifycore.fanout import Fanout
@@ -646,4 +648,104 @@ def test_a_memory_subscription_whose_loop_is_gone_is_closed_by_the_next_publish(
     wait_for(lambda: fanout.streams == [], 30, "the stream to be let go")
     backend.publish("s", b"and nothing listens any more")
     assert not backend._streams["s"].listeners
+    fanout.close()
+
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("offer"), st.integers(0, 4), st.booleans()),
+        st.tuples(st.just("take"), st.just(0), st.just(False)),
+        st.tuples(st.just("run"), st.just(0), st.just(False)),
+    ),
+    max_size=40,
+)
+
+
+@given(ops=_OPS)
+@example(ops=[("offer", 1, False), ("offer", 1, False), ("run", 0, False), ("offer", 1, False)])
+@example(ops=[("offer", 1, False), ("offer", 1, True), ("offer", 2, False), ("run", 0, False)])
+def test_a_subscription_hands_batches_over_in_order_however_they_queue(
+    ops: list[tuple[str, int, bool]],
+) -> None:
+    # The oldest batch waits on its own, the later ones in a deque made only while more than
+    # one waits: taken one by one (get) or as runs up to the next reset (aget_run), every
+    # batch comes once and in order, and the slow-client limit counts what waits: a batch
+    # that would take a reader with batches waiting past max_pending ends the subscription.
+    limit = 6
+    fanout = Fanout(_FeedByHand(), poll=0.1, max_pending=limit)
+    subscription = fanout.subscribe("s")
+    subscription._offer(StreamRead([]))  # the replay: nothing before
+    assert subscription.get(0) is not None
+    model: list[StreamRead] = []
+    slow = False
+    number = 0
+    try:
+        for op, size, reset in ops:
+            if op == "offer":
+                batch = StreamRead(
+                    [StreamMessage(str(number + i), b"x") for i in range(size)], reset
+                )
+                number += size
+                subscription._offer(batch)
+                waiting = sum(len(b.messages) for b in model)
+                if model and waiting + size > limit:
+                    slow = True  # ended: this batch and every later one are dropped
+                if not slow:
+                    model.append(batch)
+                assert subscription.closed_reason == ("slow" if slow else None)
+                continue
+            expected: list[StreamRead] = []
+            if model:
+                expected.append(model.pop(0))
+                while op == "run" and model and not model[0].reset:
+                    expected.append(model.pop(0))
+            if op == "take":
+                got = subscription.get(0)
+                assert [got] == expected if expected else got is None
+            else:
+                with subscription._lock:
+                    run = subscription._take_run()
+                assert run == expected if expected else run is None
+            assert subscription._pending_messages == sum(len(b.messages) for b in model)
+            assert f"pending={len(model)} " in repr(subscription)
+            ids = [m.id for b in expected for m in b.messages]
+            if ids:
+                assert subscription.last_id == ids[-1]
+    finally:
+        subscription.close()
+        fanout.close()
+
+
+def test_a_group_delivers_to_its_members_as_they_come_and_go() -> None:
+    # The group keeps its list of members between batches: one who joins must get the next
+    # batch; one who leaves must get nothing more, and must not be kept alive by the list.
+    backend = MemoryBackend()
+    fanout = Fanout(backend, poll=0.1)
+
+    async def read(subscription: Any) -> list[bytes]:
+        batch = await subscription.aget(10)
+        return [m.data for m in batch.messages] if batch is not None else []
+
+    async def publish_to(readers: list[Any], data: bytes) -> list[list[bytes]]:
+        waiting = [asyncio.ensure_future(read(s)) for s in readers]
+        await await_for(lambda: all(s._waiter is not None for s in readers), 30, "waits")
+        backend.publish("s", data)
+        return await asyncio.wait_for(asyncio.gather(*waiting), 10)
+
+    async def scenario() -> None:
+        first, second = fanout.subscribe("s"), fanout.subscribe("s")
+        assert await publish_to([first, second], b"m1") == [[b"m1"]] * 2
+        third = fanout.subscribe("s")
+        got = await publish_to([first, second, third], b"m2")
+        assert got == [[b"m2"]] * 3, "the one who joined got the next batch"
+        first.close()
+        assert await publish_to([second, third], b"m3") == [[b"m3"]] * 2
+        assert first.get(0) is None, "the one who left got nothing more"
+        (group,) = fanout._feeds["s"].groups.values()
+        held = [s for s, _ in group.roll or ()]
+        assert first not in held and second in held, "the group let go of the one who left"
+        for subscription in (second, third):
+            subscription.close()
+
+    asyncio.run(scenario())
     fanout.close()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
+from starlette._exception_handler import wrap_app_handling_exceptions
 from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, Router, WebSocketRoute
@@ -142,11 +143,26 @@ class Endpoints:
 
     # -- SSE ---------------------------------------------------------------------------------
 
-    async def hub_stream(self, request: Request) -> Response | _StreamResponse:
-        return await self.open_stream(request, request.path_params["hub_id"])
+    # The two stream routes are ASGI apps, as post_event is: a Starlette endpoint would put
+    # its wrapper on every write of the stream (one more coroutine per event and client), and
+    # keep more objects per open connection for the garbage collector to go through.
 
-    async def my_stream(self, request: Request) -> Response | _StreamResponse:
-        return await self.open_stream(request, None)
+    async def hub_stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.serve_stream(scope, receive, send, scope["path_params"]["hub_id"])
+
+    async def my_stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.serve_stream(scope, receive, send, None)
+
+    async def serve_stream(
+        self, scope: Scope, receive: Receive, send: Send, hub_id: str | None
+    ) -> None:
+        request = Request(scope, receive, send)
+        try:
+            answer = await self.open_stream(request, hub_id)
+        except Exception as exc:
+            await answer_error(exc, request, send)
+            return
+        await answer(scope, receive, send)
 
     async def open_stream(self, request: Request, hub_id: str | None) -> Response | _StreamResponse:
         protocol = self.protocol
@@ -174,14 +190,17 @@ class Endpoints:
     async def post_event(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``POST /events``, the route taken once per event: an ASGI app, not a Starlette
         endpoint, so no wrapper per request and no ``Response`` for the reply. (An exception
-        still reaches the app's exception handlers: its ``ExceptionMiddleware`` has them.)
-        A client that leaves before its body is whole gets no answer, and no event is sent."""
+        still reaches the app's exception handlers: :func:`answer_error`.) A client that
+        leaves before its body is whole gets no answer, and no event is sent."""
         protocol = self.protocol
         request = Request(scope, receive, send)
         try:
             reply = await protocol.arun(protocol.send(self.incoming(request)))
         except ClientDisconnect:  # raised by the body's read: nothing was sent
             client_left(scope)
+            return
+        except Exception as exc:
+            await answer_error(exc, request, send)
             return
         await send_reply(reply, send)
 
@@ -267,12 +286,13 @@ def routes(
         "/{hub_id}/events": endpoints.hub_events,
     }
     # /me/... first (ROUTES' order): a hub labelled "me" is reachable by its hub id only.
+    # POST /events and the streams are ASGI apps (Route takes a non-function as one: see
+    # post_event), named as their methods are, for url_path_for.
+    asgi = {endpoints.post_event, endpoints.hub_stream, endpoints.my_stream}
     table: list[BaseRoute] = [
-        Route(p, handlers[p], methods=[m])
-        if p != "/events"
-        # An ASGI app (Route takes a non-function as one: see post_event), named as the
-        # method was, for url_path_for.
-        else Route(p, _Asgi(handlers[p]), methods=[m], name="post_event")
+        Route(p, _Asgi(handlers[p]), methods=[m], name=handlers[p].__name__)
+        if handlers[p] in asgi
+        else Route(p, handlers[p], methods=[m])
         for p, m in ROUTES
     ]
     table[2:2] = inbox_routes(endpoints.protocol)  # me/inbox..., me/preferences, before {hub_id}
@@ -284,6 +304,19 @@ def routes(
     table += [Route(p, _OtherMethod(m), methods=None) for p, m in ROUTES]
     table.append(WebSocketRoute("/ws", endpoints.websocket))
     return Router(routes=table, default=_no_such_route)
+
+
+async def answer_error(exc: Exception, request: Request, send: Send) -> None:
+    """``exc``, raised before one of the routes that are ASGI apps answered: the app's
+    exception handlers answer it here, as they answer a Starlette endpoint's, so middleware
+    set on the ``Mount`` or the router (CORS...) sees the answer. With no handler for it,
+    it propagates as before. (Starlette's own wrapper for its endpoints, used on this
+    error path only: around a stream, it would be one more coroutine per write.)"""
+
+    async def raising(scope: Scope, receive: Receive, send: Send) -> None:
+        raise exc
+
+    await wrap_app_handling_exceptions(raising, request)(request.scope, request.receive, send)
 
 
 class _Asgi:

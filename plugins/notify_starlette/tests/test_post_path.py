@@ -9,6 +9,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount
@@ -112,26 +113,65 @@ def test_an_exception_from_post_events_reaches_the_apps_exception_handlers(
         return JSONResponse({"handled": str(exc)}, status_code=418)
 
     def factory(thread: ServerThread) -> Starlette:
-        return Starlette(
-            routes=[Mount(PREFIX, app=notify_starlette.routes(notes, authenticate=authenticate))],
-            exception_handlers={LookupError: handler},
-        )
+        # Middleware on the Mount (CORS, say) sees the handlers' answers, as on a Starlette
+        # endpoint: they answer at the route, not above the Mount.
+        notifications = notify_starlette.routes(notes, authenticate=authenticate)
+        mount = Mount(PREFIX, app=notifications, middleware=[Middleware(_Tagged)])
+        return Starlette(routes=[mount], exception_handlers={LookupError: handler})
 
     server = ServerThread(factory).start()
     try:
         with httpx.Client(timeout=30) as client:
             answer = client.post(server.url + PREFIX + "/events", json=event("boom"))
             history = client.get(server.url + PREFIX + "/alerts/events")
+            # The streams are ASGI apps of their own too.
+            streams = [
+                client.get(server.url + PREFIX + p) for p in ("/alerts/stream", "/me/stream")
+            ]
     finally:
         server.stop()
     assert (answer.status_code, answer.json()) == (418, {"handled": "the session store is down"})
     assert history.status_code == 418, "every route alike"
+    assert [(r.status_code, r.json()) for r in streams] == [(418, answer.json())] * 2
+    for reply in (answer, history, *streams):
+        assert reply.headers.get("x-tagged") == "yes", reply.request.url
+
+
+class _Tagged:
+    """Middleware marking every answer that passes through it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def tagged(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-tagged", b"yes")]
+            await send(message)
+
+        await self.app(scope, receive, tagged)
+
+
+def test_a_head_request_to_a_stream_gets_its_headers_and_no_stream(notes: Notifications) -> None:
+    server = ServerThread(
+        lambda thread: Starlette(routes=[Mount(PREFIX, app=notify_starlette.routes(notes))])
+    ).start()
+    try:
+        with httpx.Client(timeout=30) as client:
+            head = client.head(server.url + PREFIX + "/alerts/stream")
+            missing = client.head(server.url + PREFIX + "/no-such-hub/stream")
+    finally:
+        server.stop()
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"].startswith("text/event-stream")
+    assert missing.status_code == 404 and missing.content == b""
 
 
 def test_every_route_keeps_its_name_for_url_path_for(notes: Notifications) -> None:
     router = notify_starlette.routes(notes)
     assert router.url_path_for("post_event") == "/events"
     assert router.url_path_for("hub_stream", hub_id="alerts") == "/alerts/stream"
+    assert router.url_path_for("my_stream") == "/me/stream"
     assert router.url_path_for("my_events") == "/me/events"
 
 
