@@ -253,6 +253,6 @@ def run(quick: bool = False, verbose: bool = False) -> list[Measurement]:
 
 
 if __name__ == "__main__":  # python -m benchmarks.bench_connections [--quick]
-    from benchmarks.__main__ import table
+    from benchmarks.report import table
 
     print(table(run(quick="--quick" in sys.argv, verbose=True)))

@@ -150,6 +150,6 @@ def run(quick: bool = False, rounds: int | None = None, verbose: bool = False) -
 
 
 if __name__ == "__main__":  # one suite alone: python -m benchmarks.bench_web [--quick]
-    from benchmarks.__main__ import table
+    from benchmarks.report import table
 
     print(table(run(quick="--quick" in sys.argv, verbose=True)))

@@ -18,14 +18,14 @@ Lines on stdout (JSON): ``{"connected": n, "failed": m}`` once every
 client has its response headers (or failed); ``{"warm": true}`` once every
 client has received a warm-up event. Commands on stdin: ``expect N
 TIMEOUT`` (say ``{"expecting": N}`` at once, then report once every client has received events 0..N-1, or after
-TIMEOUT seconds: ``{"received", "expected", "p50", "p99", "max", "first",
-"last", "cpu"}``, times in seconds), ``quit``.
+TIMEOUT seconds, or on ``stop``: ``{"received", "expected", "p50", "p99", "max",
+"first", "last", "cpu"}``, times in seconds), ``stop`` (the publisher failed: report
+what came now), ``quit``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -58,6 +58,7 @@ class Tally:
         self.first = 0.0
         self.last = 0.0
         self.complete = asyncio.Event()
+        self.stopped = asyncio.Event()
 
     def events(self, client: Client, found: list[tuple[bytes, bytes]], now: float) -> None:
         """Events received at ``now``: (number, send time) pairs, as bytes."""
@@ -194,7 +195,10 @@ async def main(config: dict[str, Any]) -> None:
             return
         *lines, pending = (pending + data).split(b"\n")
         for line in lines:
-            commands.put_nowait(line.decode())
+            if line.strip() == b"stop":  # read while an expect waits: it ends that wait
+                tally.stopped.set()
+            else:
+                commands.put_nowait(line.decode())
 
     loop.add_reader(sys.stdin.fileno(), readable)
     warm = loop.create_task(tally.warm.wait())
@@ -220,11 +224,17 @@ async def _expect(tally: Tally, count: int, timeout: float) -> None:
     tally.received = 0
     tally.first = tally.last = 0.0
     tally.complete.clear()
+    tally.stopped.clear()
     started = _cpu()
     tally.expected = count
     _say({"expecting": count})
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(tally.complete.wait(), timeout)
+    ends = [
+        asyncio.ensure_future(tally.complete.wait()),
+        asyncio.ensure_future(tally.stopped.wait()),
+    ]
+    await asyncio.wait(ends, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    for end in ends:
+        end.cancel()
     used = _cpu() - started
     values = tally.latencies
     quantiles = statistics.quantiles(values, n=100) if len(values) >= 2 else [0.0] * 99
