@@ -118,7 +118,9 @@ def run(quick: bool = False, rounds: int | None = None, verbose: bool = False) -
                     Side("flask-sse", other, "/stream", "/publish"),
                 )
                 for load in loads:
-                    mine, theirs = webload.alternate(sides, load, rounds, progress)
+                    # Started again before each round: flask-sse's worker kept a core busy for
+                    # minutes after its rounds (gone clients' threads), through notifycore's.
+                    mine, theirs = webload.alternate(sides, load, rounds, progress, fresh=True)
                     results += webload.rows("SSE (Flask)", load, BASELINE, mine, theirs, LIMITS)
             finally:
                 other.stop()

@@ -48,6 +48,9 @@ class Server:
     port: int
     #: Other processes whose CPU counts as this server's (flask-sse's redis-server).
     helpers: list[int] = field(default_factory=list)
+    #: How it was started (:func:`serve`), for :meth:`restart`.
+    argv: list[str] = field(default_factory=list)
+    environ: dict[str, str] = field(default_factory=dict)
 
     @property
     def pids(self) -> list[int]:
@@ -62,6 +65,12 @@ class Server:
         """Resident memory of the serving process (gunicorn's worker, else the server), bytes."""
         workers = children(self.process.pid)
         return rss_bytes(workers[0] if workers else self.process.pid)
+
+    def restart(self) -> None:
+        """Stop the server and start it again on the same port: nothing of its last round
+        (a thousand threads of gone clients) is left to take the CPU of the next one."""
+        self.stop()
+        self.process = _start(self.argv, self.environ, self.port)
 
     def stop(self) -> None:
         workers = children(self.process.pid)
@@ -102,16 +111,22 @@ def serve(
     port = free_port()
     environ = {**os.environ, "PYTHONPATH": directory, **(env or {})}
     argv = [part.replace("{port}", str(port)).replace("{module}", module) for part in command]
+    return Server(_start(argv, environ, port), port, argv=argv, environ=environ)
+
+
+def _start(argv: list[str], environ: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    """Start ``argv`` and wait until it accepts connections on ``port``."""
     process = subprocess.Popen(argv, env=environ, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while True:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return Server(process, port)
+                return process
         except OSError:
             if time.monotonic() > deadline or process.poll() is not None:
                 process.kill()
-                raise RuntimeError(f"{module} did not start") from None
+                process.wait(30)
+                raise RuntimeError(f"{' '.join(argv[:4])} did not start") from None
             time.sleep(0.1)
 
 
@@ -416,15 +431,25 @@ def one_round(side: Side, load: Load, *, tolerate_failure: bool = False) -> Roun
 
 
 def alternate(
-    sides: tuple[Side, Side], load: Load, rounds: int, progress: Callable[[str], None] | None = None
+    sides: tuple[Side, Side],
+    load: Load,
+    rounds: int,
+    progress: Callable[[str], None] | None = None,
+    *,
+    fresh: bool = False,
 ) -> tuple[list[Round], list[Round]]:
-    """``rounds`` rounds of each side, alternating which goes first."""
+    """``rounds`` rounds of each side, alternating which goes first. ``fresh``: both
+    servers are started again before every round (a server that keeps a core busy after its
+    own round, as flask-sse's worker did on a slow machine, must not share the machine
+    with its peer's round)."""
     ours: list[Round] = []
     theirs: list[Round] = []
     for number in range(rounds):
         order = (0, 1) if number % 2 == 0 else (1, 0)
         for index in order:
             for side in sides:
+                if fresh:
+                    side.server.restart()
                 settle(side.server)
             # The first side is notifycore's: its failure stops the run; a baseline's is
             # reported (flask-sse has collapsed under the burst on a slow machine).

@@ -44,3 +44,12 @@ def test_a_baseline_round_that_fails_is_reported_not_raised(side: Side) -> None:
 def test_notifycores_round_that_fails_stops_the_run(side: Side) -> None:
     with pytest.raises(RuntimeError, match="6 of 15 deliveries"):
         webload.one_round(side, Load("five", 3, 5, 0.0))
+
+
+def test_a_restarted_server_is_a_new_process_on_the_same_port(side: Side) -> None:
+    # What the Flask suite does before every round (alternate(fresh=True)).
+    before = side.server.process.pid
+    side.server.restart()
+    assert side.server.process.pid != before and side.server.process.poll() is None
+    result = webload.one_round(side, Load("two", 2, 2, 0.0))  # events 0 and 1 are published
+    assert result.failed == "" and result.rate > 0
