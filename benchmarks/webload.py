@@ -285,7 +285,9 @@ class Load:
 
     ``publishers`` connections send at once, each its share back to back
     (the web benchmarks use one: the issue's burst is one sender's events
-    back to back, each sent once the last was answered).
+    back to back, each sent once the last was answered). ``rounds``: at least
+    this many rounds of each side (0: the suite's number), for a row whose median
+    moves from run to run with fewer.
     """
 
     label: str
@@ -293,6 +295,7 @@ class Load:
     events: int
     interval: float
     publishers: int = 1
+    rounds: int = 0
 
 
 @dataclass(frozen=True)

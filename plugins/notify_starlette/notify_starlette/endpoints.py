@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
-from starlette._exception_handler import wrap_app_handling_exceptions
 from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, Router, WebSocketRoute
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketClose
 
 from notify_starlette._shared import (
@@ -311,12 +310,27 @@ async def answer_error(exc: Exception, request: Request, send: Send) -> None:
     exception handlers answer it here, as they answer a Starlette endpoint's, so middleware
     set on the ``Mount`` or the router (CORS...) sees the answer. With no handler for it,
     it propagates as before. (Starlette's own wrapper for its endpoints, used on this
-    error path only: around a stream, it would be one more coroutine per write.)"""
+    error path only: around a stream, it would be one more coroutine per write.)
+
+    The wrapper is a private name of Starlette's, imported here, on the error path: a
+    Starlette without it lets ``exc`` propagate to the app's handlers above the ``Mount``,
+    as before, rather than fail to import the plugin."""
+    wrap = _endpoint_wrapper()
+    if wrap is None:
+        raise exc  # (the exception being handled: its cause and context stay as they were)
 
     async def raising(scope: Scope, receive: Receive, send: Send) -> None:
         raise exc
 
-    await wrap_app_handling_exceptions(raising, request)(request.scope, request.receive, send)
+    await wrap(raising, request)(request.scope, request.receive, send)
+
+
+def _endpoint_wrapper() -> Callable[[ASGIApp, Request], ASGIApp] | None:
+    try:
+        from starlette._exception_handler import wrap_app_handling_exceptions
+    except ImportError:
+        return None
+    return wrap_app_handling_exceptions
 
 
 class _Asgi:

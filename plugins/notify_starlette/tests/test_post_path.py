@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
 
 import httpx
@@ -135,6 +136,41 @@ def test_an_exception_from_post_events_reaches_the_apps_exception_handlers(
     assert [(r.status_code, r.json()) for r in streams] == [(418, answer.json())] * 2
     for reply in (answer, history, *streams):
         assert reply.headers.get("x-tagged") == "yes", reply.request.url
+
+
+def test_without_starlettes_private_wrapper_the_apps_handlers_still_answer(
+    notes: Notifications, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # answer_error uses a private name of Starlette's. A Starlette that moved it must not
+    # break the plugin: the exception goes up to the app's handlers, above the Mount.
+    monkeypatch.setitem(sys.modules, "starlette._exception_handler", None)  # import fails
+
+    def authenticate(request: Any) -> Any:
+        raise LookupError("the session store is down")
+
+    async def handler(request: Any, exc: Exception) -> JSONResponse:
+        return JSONResponse({"handled": str(exc)}, status_code=418)
+
+    def factory(thread: ServerThread) -> Starlette:
+        notifications = notify_starlette.routes(notes, authenticate=authenticate)
+        mount = Mount(PREFIX, app=notifications, middleware=[Middleware(_Tagged)])
+        return Starlette(routes=[mount], exception_handlers={LookupError: handler})
+
+    server = ServerThread(factory).start()
+    try:
+        with httpx.Client(timeout=30) as client:
+            answers = [
+                client.post(server.url + PREFIX + "/events", json=event("boom")),
+                client.get(server.url + PREFIX + "/alerts/stream"),
+            ]
+    finally:
+        server.stop()
+    for answer in answers:
+        assert (answer.status_code, answer.json()) == (
+            418,
+            {"handled": "the session store is down"},
+        )
+        assert "x-tagged" not in answer.headers, "answered above the Mount, as before"
 
 
 class _Tagged:
