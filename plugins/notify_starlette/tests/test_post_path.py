@@ -102,11 +102,10 @@ def test_a_request_without_a_query_string_has_no_query_and_one_with_it_has_its_o
     assert "token" in hidden.query and hidden.native.state.token is None
 
 
-def test_an_exception_from_post_events_reaches_the_apps_exception_handlers(
-    notes: Notifications,
-) -> None:
-    # POST /events is an ASGI app of its own, not a Starlette endpoint: the app's handlers
-    # still answer what its authenticate raises, as they do on every other route.
+def _failing_authenticate_server(notes: Notifications) -> ServerThread:
+    """A served app whose ``authenticate`` raises ``LookupError``, which the app's handler
+    answers with a 418; the routes are mounted with :class:`_Tagged` on the Mount."""
+
     def authenticate(request: Any) -> Any:
         raise LookupError("the session store is down")
 
@@ -114,13 +113,24 @@ def test_an_exception_from_post_events_reaches_the_apps_exception_handlers(
         return JSONResponse({"handled": str(exc)}, status_code=418)
 
     def factory(thread: ServerThread) -> Starlette:
-        # Middleware on the Mount (CORS, say) sees the handlers' answers, as on a Starlette
-        # endpoint: they answer at the route, not above the Mount.
         notifications = notify_starlette.routes(notes, authenticate=authenticate)
         mount = Mount(PREFIX, app=notifications, middleware=[Middleware(_Tagged)])
         return Starlette(routes=[mount], exception_handlers={LookupError: handler})
 
-    server = ServerThread(factory).start()
+    return ServerThread(factory).start()
+
+
+HANDLED = {"handled": "the session store is down"}
+
+
+def test_an_exception_from_post_events_reaches_the_apps_exception_handlers(
+    notes: Notifications,
+) -> None:
+    # POST /events is an ASGI app of its own, not a Starlette endpoint: the app's handlers
+    # still answer what its authenticate raises, as they do on every other route. Middleware
+    # on the Mount (CORS, say) sees the handlers' answers, as on a Starlette endpoint: they
+    # answer at the route, not above the Mount.
+    server = _failing_authenticate_server(notes)
     try:
         with httpx.Client(timeout=30) as client:
             answer = client.post(server.url + PREFIX + "/events", json=event("boom"))
@@ -131,9 +141,9 @@ def test_an_exception_from_post_events_reaches_the_apps_exception_handlers(
             ]
     finally:
         server.stop()
-    assert (answer.status_code, answer.json()) == (418, {"handled": "the session store is down"})
+    assert (answer.status_code, answer.json()) == (418, HANDLED)
     assert history.status_code == 418, "every route alike"
-    assert [(r.status_code, r.json()) for r in streams] == [(418, answer.json())] * 2
+    assert [(r.status_code, r.json()) for r in streams] == [(418, HANDLED)] * 2
     for reply in (answer, history, *streams):
         assert reply.headers.get("x-tagged") == "yes", reply.request.url
 
@@ -144,19 +154,7 @@ def test_without_starlettes_private_wrapper_the_apps_handlers_still_answer(
     # answer_error uses a private name of Starlette's. A Starlette that moved it must not
     # break the plugin: the exception goes up to the app's handlers, above the Mount.
     monkeypatch.setitem(sys.modules, "starlette._exception_handler", None)  # import fails
-
-    def authenticate(request: Any) -> Any:
-        raise LookupError("the session store is down")
-
-    async def handler(request: Any, exc: Exception) -> JSONResponse:
-        return JSONResponse({"handled": str(exc)}, status_code=418)
-
-    def factory(thread: ServerThread) -> Starlette:
-        notifications = notify_starlette.routes(notes, authenticate=authenticate)
-        mount = Mount(PREFIX, app=notifications, middleware=[Middleware(_Tagged)])
-        return Starlette(routes=[mount], exception_handlers={LookupError: handler})
-
-    server = ServerThread(factory).start()
+    server = _failing_authenticate_server(notes)
     try:
         with httpx.Client(timeout=30) as client:
             answers = [
@@ -166,10 +164,7 @@ def test_without_starlettes_private_wrapper_the_apps_handlers_still_answer(
     finally:
         server.stop()
     for answer in answers:
-        assert (answer.status_code, answer.json()) == (
-            418,
-            {"handled": "the session store is down"},
-        )
+        assert (answer.status_code, answer.json()) == (418, HANDLED)
         assert "x-tagged" not in answer.headers, "answered above the Mount, as before"
 
 
