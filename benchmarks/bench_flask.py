@@ -120,9 +120,7 @@ def run(quick: bool = False, rounds: int | None = None, verbose: bool = False) -
                 for load in loads:
                     # Started again before each round: flask-sse's worker kept a core busy for
                     # minutes after its rounds (gone clients' threads), through notifycore's.
-                    mine, theirs = webload.alternate(
-                        sides, load, max(rounds, load.rounds), progress, fresh=True
-                    )
+                    mine, theirs = webload.alternate(sides, load, rounds, progress, fresh=True)
                     results += webload.rows("SSE (Flask)", load, BASELINE, mine, theirs, LIMITS)
             finally:
                 other.stop()

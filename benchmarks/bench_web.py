@@ -142,9 +142,7 @@ def run(quick: bool = False, rounds: int | None = None, verbose: bool = False) -
                     Side("bare", bare, "/stream", "/publish"),
                 )
                 for load in loads:
-                    mine, theirs = webload.alternate(
-                        sides, load, max(rounds, load.rounds), progress
-                    )
+                    mine, theirs = webload.alternate(sides, load, rounds, progress)
                     results += webload.rows(
                         "SSE (Starlette)", load, BASELINE, mine, theirs, LIMITS, _aims(load)
                     )

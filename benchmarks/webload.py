@@ -441,13 +441,13 @@ def alternate(
     *,
     fresh: bool = False,
 ) -> tuple[list[Round], list[Round]]:
-    """``rounds`` rounds of each side, alternating which goes first. ``fresh``: both
-    servers are started again before every round (a server that keeps a core busy after its
-    own round, as flask-sse's worker did on a slow machine, must not share the machine
-    with its peer's round)."""
+    """``rounds`` rounds of each side (at least ``load.rounds``), alternating which goes
+    first. ``fresh``: both servers are started again before every round (a server that
+    keeps a core busy after its own round, as flask-sse's worker did on a slow machine, must
+    not share the machine with its peer's round)."""
     ours: list[Round] = []
     theirs: list[Round] = []
-    for number in range(rounds):
+    for number in range(max(rounds, load.rounds)):
         order = (0, 1) if number % 2 == 0 else (1, 0)
         for index in order:
             for side in sides:

@@ -53,3 +53,10 @@ def test_a_restarted_server_is_a_new_process_on_the_same_port(side: Side) -> Non
     assert side.server.process.pid != before and side.server.process.poll() is None
     result = webload.one_round(side, Load("two", 2, 2, 0.0))  # events 0 and 1 are published
     assert result.failed == "" and result.rate > 0
+
+
+def test_a_load_that_asks_for_more_rounds_gets_them(side: Side) -> None:
+    # The K = 100 paced load runs seven rounds whatever the suite's number (three).
+    ours, theirs = webload.alternate((side, side), Load("two", 2, 2, 0.0, rounds=2), 1)
+    assert (len(ours), len(theirs)) == (2, 2)
+    assert all(r.failed == "" for r in ours + theirs)
