@@ -123,8 +123,6 @@ def test_a_job_whose_retry_meets_the_alarm_is_not_handed_back_at_once(rabbit_ser
     backend = AmqpBackend(rabbit_server.url, prefix=prefix, retries=2)
     try:
         backend.enqueue("q", b"job")
-        job = backend.reserve("q", visibility_timeout=5, block=10)
-        assert job is not None and job.attempts == 1
         with rabbit_server.memory_alarm():
 
             def learn_of_the_block() -> None:  # another thread: another connection
@@ -135,8 +133,14 @@ def test_a_job_whose_retry_meets_the_alarm_is_not_handed_back_at_once(rabbit_ser
             thread.start()
             thread.join(60)
             assert not thread.is_alive()
+            # Reserved only now, right before the retry: raising the alarm and learning of
+            # the block take seconds of rabbitmqctl on a busy machine, and a lease that ran
+            # out meanwhile is rightly handed back by retry() itself (it returns False for
+            # that reason, and the job comes back at once, untried).
+            job = backend.reserve("q", visibility_timeout=15, block=10)
+            assert job is not None and job.attempts == 1
             assert backend.retry(job, delay=30, error="the consumer failed") is False
-            again = backend.reserve("q", visibility_timeout=5, block=2)
+            again = backend.reserve("q", visibility_timeout=15, block=2)
             assert again is None, "the job is not handed back at once"
         found = []
 
