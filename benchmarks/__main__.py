@@ -5,6 +5,7 @@ python -m benchmarks --write         # also regenerate docs/benchmarks.md and it
 python -m benchmarks --quick         # smaller counts, for a smoke run
 python -m benchmarks --only send,sqlite   # some suites (bench_send, bench_sqlite)
 python -m benchmarks --only web,connections   # the web suites (bench_web, bench_connections)
+python -m benchmarks --verbose       # also every round of the suites that run rounds, on stderr
 
 ``--write`` writes the page and ``benchmarks.svg`` beside it; with ``--only``
 it needs ``--doc`` (a partial run must not replace the full page).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import os
 import platform
 import sys
@@ -81,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller counts")
     parser.add_argument("--only", help="comma-separated suites to run (send, sqlite, ...)")
     parser.add_argument("--doc", type=Path, help="the page --write writes (default: docs/...)")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print every round of the suites that run rounds (the web suites), on stderr",
+    )
     args = parser.parse_args(argv)
     if args.write and args.only and args.doc is None:
         parser.error("--write with --only needs --doc: a partial run would replace the full page")
@@ -88,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     sections: list[Section] = []
     for name in _chosen(args.only):
         suite = _suite(name)
-        rows: list[Measurement] = suite.run(quick=args.quick)
+        options = {"quick": args.quick}
+        if args.verbose and "verbose" in inspect.signature(suite.run).parameters:
+            options["verbose"] = True  # a full run's medians can then be traced to its rounds
+        rows: list[Measurement] = suite.run(**options)
         sections.append(Section(suite.NAME, suite.__doc__ or "", rows))
         print(table(rows), flush=True)
     if args.write:

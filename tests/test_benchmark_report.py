@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from types import SimpleNamespace
 
 import pytest
 
+import benchmarks.__main__ as benchmarks_main
 from benchmarks.__main__ import main, write
 from benchmarks.common import Measurement, alternate
 from benchmarks.report import Section, chart_svg, document, table
@@ -94,6 +96,31 @@ def test_a_partial_run_never_replaces_the_full_page(capsys) -> None:
     assert "needs --doc" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="unknown suite 'nope'"):
         main(["--only", "nope"])
+
+
+def test_verbose_reaches_the_suites_that_print_their_rounds(monkeypatch, capsys) -> None:
+    calls: list[tuple[str, dict[str, bool]]] = []
+
+    def suite(name: str, *, rounds: bool) -> SimpleNamespace:
+        def run_with_rounds(quick: bool = False, verbose: bool = False) -> list[Measurement]:
+            calls.append((name, {"quick": quick, "verbose": verbose}))
+            return rows()[:1]
+
+        def run_without(quick: bool = False) -> list[Measurement]:
+            calls.append((name, {"quick": quick}))
+            return rows()[:1]
+
+        run = run_with_rounds if rounds else run_without
+        return SimpleNamespace(NAME=name, __doc__="", run=run)
+
+    fakes = {"bench_web": suite("web", rounds=True), "bench_send": suite("send", rounds=False)}
+    monkeypatch.setattr(benchmarks_main, "_suite", fakes.__getitem__)
+    assert main(["--only", "web,send", "--quick", "--verbose"]) == 0
+    assert calls == [("web", {"quick": True, "verbose": True}), ("send", {"quick": True})]
+    calls.clear()
+    assert main(["--only", "web"]) == 0
+    assert calls == [("web", {"quick": False, "verbose": False})]
+    assert "fast <send> & co" in capsys.readouterr().out
 
 
 def test_alternate_takes_turns_and_gives_medians() -> None:
