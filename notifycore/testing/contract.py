@@ -293,7 +293,9 @@ class QueuesContract(_Contract):
     def test_reserved_job_is_hidden_until_its_visibility_timeout(self, backend: Backend) -> None:
         queue = _name("q")
         backend.enqueue(queue, b"work")
-        first = backend.reserve(queue, visibility_timeout=0.3)
+        # Long enough that the next call comes within it on a busy machine: a stall past a
+        # shorter one would hand the job out again, rightly, and fail the check below.
+        first = backend.reserve(queue, visibility_timeout=2.0)
         assert first is not None
         assert backend.reserve(queue, visibility_timeout=HOLD) is None
         second = _reserve_within(backend, queue, 10.0)

@@ -51,6 +51,10 @@ __all__ = ["READ_CAP", "STREAM_CREDIT", "AmqpStreams", "message_id", "parse_id",
 STREAM_CREDIT = 500
 #: Longest a stream read goes on beyond its wait for a first message.
 READ_CAP = 2.0
+#: How long a read waits for the reader's own message once the stream is known to hold it
+#: (or later ones), and how long it looks for the stream's newest message to learn that: on
+#: a busy machine RabbitMQ can take longer than a quiet read's wait to deliver the first.
+ANCHOR_WAIT = 10.0
 #: How long a publisher waits on its tail without a delivery before it replaces the tail.
 TAIL_STALL = 5.0
 #: How long a follower's consumer may deliver nothing before the follower checks that the
@@ -259,6 +263,7 @@ class AmqpStreams(AmqpNames):
         block: float | None = None,
         span: float | None = None,
         until: int | None = None,
+        first_within: float | None = None,
     ) -> tuple[list[Any], bool]:
         """Deliveries of stream ``name`` from ``start`` until it goes quiet (or ``limit``).
 
@@ -273,6 +278,7 @@ class AmqpStreams(AmqpNames):
         Only this read's own deliveries count as activity; a read never lasts longer
         than ``block`` plus a few seconds, and ``span`` cuts it that long after its
         first delivery (a stream that never goes quiet still ends the read).
+        ``first_within``: wait that long at least for a first delivery (not for more).
         """
         assert link.conn is not None
         channel = link.conn.channel()
@@ -299,7 +305,7 @@ class AmqpStreams(AmqpNames):
 
         quiet = self.read_quiet
         begin = time.monotonic()
-        wait_first = block or quiet * 4
+        wait_first = max(block or quiet * 4, first_within or 0.0)
         hard = begin + wait_first + READ_CAP
         try:
             channel.basic_qos(0, credit, False)
@@ -341,9 +347,13 @@ class AmqpStreams(AmqpNames):
                 raise BackendUnavailable(f"could not read stream {name!r} through to its end")
             link.drain((first_by if state["first"] is None else hard) - now)
 
-    def _newest_offset(self, link: Link, name: str) -> int | None:
+    def _newest_offset(
+        self, link: Link, name: str, first_within: float | None = None
+    ) -> int | None:
         # The last chunk comes at once; a busy stream's later chunks are newer still.
-        messages, _ = self._attach(link, name, "last", after=None, span=self.read_quiet * 4)
+        messages, _ = self._attach(
+            link, name, "last", after=None, span=self.read_quiet * 4, first_within=first_within
+        )
         return max(stream_offset(m) for m in messages) if messages else None
 
     def read(
@@ -363,8 +373,23 @@ class AmqpStreams(AmqpNames):
                 link, name, start, after=position, limit=limit, block=block
             )
             if reset and not messages and position:
-                # The message at the reader's id never came: an id the stream never gave
-                # (or one whose messages were all dropped). Start again from the oldest kept.
+                # Nothing came, not even the message at the reader's id. A stream that holds
+                # that offset or a later one delivers it: RabbitMQ was slow (a busy machine),
+                # and a reset now would make the client reload for nothing. Otherwise it is
+                # an id the stream never gave (or one whose messages were all dropped).
+                newest = self._newest_offset(link, name, first_within=ANCHOR_WAIT)
+                if newest is not None and newest >= position - 1:
+                    messages, reset = self._attach(
+                        link,
+                        name,
+                        start,
+                        after=position,
+                        limit=limit,
+                        block=block,
+                        first_within=ANCHOR_WAIT,
+                    )
+            if reset and not messages and position:
+                # Start again from the oldest kept.
                 messages, _ = self._attach(link, name, "first", after=None, limit=limit)
             return StreamRead(
                 [StreamMessage(message_id(stream_offset(m)), body(m)) for m in messages],

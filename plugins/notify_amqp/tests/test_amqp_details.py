@@ -301,6 +301,40 @@ def test_follow_after_retention_dropped_the_cursor_reports_a_reset(rabbit_server
         small.close()
 
 
+def test_a_slow_delivery_of_the_readers_own_message_is_not_a_reset(
+    backend: AmqpBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A read attaches at the reader's own message and waits 4 x read_quiet for it. On a busy
+    # machine RabbitMQ took longer (CI: a browser's Last-Event-ID resume got a reset frame and
+    # the stream again from the oldest). Here that first wait is far below a round trip, so
+    # the message always comes after it; the stream holds it, so it is no reset.
+    attach = amqp_streams.AmqpStreams._attach
+    late: list[int] = []
+
+    def first_wait_too_short(self: Any, link: Any, name: str, start: Any, **options: Any) -> Any:
+        if options.get("after") and options.get("first_within") is None:
+            late.append(options["after"])
+            quiet, self.read_quiet = self.read_quiet, 1e-6
+            try:
+                return attach(self, link, name, start, **options)
+            finally:
+                self.read_quiet = quiet
+        return attach(self, link, name, start, **options)
+
+    ids = backend.publish_many("s", [b"a", b"b", b"c"])
+    monkeypatch.setattr(amqp_streams.AmqpStreams, "_attach", first_wait_too_short)
+    for n, anchor in enumerate(ids):
+        batch = backend.read("s", anchor)
+        assert batch.reset is False, f"a reset after {anchor}, which the stream holds"
+        later = ids[n + 1 :]  # a read may end early (read_quiet), never out of order
+        assert [m.id for m in batch.messages] == later[: len(batch.messages)]
+    assert len(late) == len(ids), "each read's first wait was too short"
+    unknown = str(int(ids[-1]) + 1000)
+    batch = backend.read("s", unknown)
+    assert batch.reset is True, "an id past the newest is still one the stream never gave"
+    assert [m.id for m in batch.messages] == ids
+
+
 def test_an_id_the_stream_never_held_is_a_reset(backend: AmqpBackend) -> None:
     ids = backend.publish_many("s", [b"a", b"b"])
     unknown = str(int(ids[-1]) + 1000)
