@@ -54,7 +54,7 @@ READ_CAP = 2.0
 #: How long a read waits for the reader's own message once the stream is known to hold it
 #: (or later ones), and how long it looks for the stream's newest message to learn that: on
 #: a busy machine RabbitMQ can take longer than a quiet read's wait to deliver the first.
-ANCHOR_WAIT = 10.0
+ANCHOR_WAIT = 5.0
 #: How long a publisher waits on its tail without a delivery before it replaces the tail.
 TAIL_STALL = 5.0
 #: How long a follower's consumer may deliver nothing before the follower checks that the
