@@ -147,7 +147,6 @@ def test_the_preference_toggles_turn_the_bell_and_the_live_list_off_and_on(
     third_came = threading.Event()
     overlapped: list[bool] = []  # whether the third save came while the second was held
 
-    @app.before_request
     def second_save_is_slow() -> None:
         # The second save is held until the third reaches the server (2 s at most): a page
         # that sent both at once would have the older wish saved last.
@@ -157,6 +156,8 @@ def test_the_preference_toggles_turn_the_bell_and_the_live_list_off_and_on(
                 overlapped.append(third_came.wait(2.0))
             elif len(saves) == 3:
                 third_came.set()
+
+    app.before_request(second_save_is_slow)
 
     with serve(app) as base:
         page = open_as(contexts[0], base, "alice")
