@@ -10,11 +10,11 @@ import os
 from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from examples.demo.app import create_app
 from notify_flask.testing import serve
 from notifycore import Event
 from tests.demo_cli import ROOT, send_from_the_command_line
@@ -32,10 +32,10 @@ def browser_page(chromium: Browser) -> Iterator[Page]:
 
 
 def test_the_demo_page_shows_events_live_and_catches_up_after_a_reconnect(
-    browser_page: Page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    browser_page: Page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo: Any
 ) -> None:
     database = f"sqlite:///{tmp_path / 'demo.db'}"
-    app, notifications = create_app(database)
+    app, notifications = demo()
     page = browser_page
     with serve(app) as base:
         page.goto(f"{base}/login/alice")
@@ -103,13 +103,12 @@ def test_the_demo_page_shows_events_live_and_catches_up_after_a_reconnect(
                .then((r) => r.status)"""
         )
         assert refused == 403
-    notifications.close()
 
 
 def test_the_demo_page_opens_with_recent_history_showing_who_sent_each_event_and_when(
-    browser_page: Page, tmp_path: Path
+    browser_page: Page, demo: Any
 ) -> None:
-    app, notifications = create_app(f"sqlite:///{tmp_path / 'demo.db'}")
+    app, notifications = demo()
     sent_before = [
         Event(None, "chat", "Earlier, for everyone", body="before you came", sender="bob"),
         Event(None, "chat", "Earlier, for alice", sender="bob", recipients=["alice"]),
@@ -158,4 +157,3 @@ def test_the_demo_page_opens_with_recent_history_showing_who_sent_each_event_and
         expect(page.locator("#mine li .sender")).to_have_text(["alice"])
         expect(page.locator("li", has_text="Earlier, for alice")).to_have_count(0)
         expect(page.locator("#feed li .text")).to_have_count(3)
-    notifications.close()

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from flask import request
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from examples.demo.app import create_app
 from notify_flask.testing import serve
 from notifycore import DigestConsumer, Event, JobOutcome
 from notifycore.testing import wait_for
@@ -53,10 +55,10 @@ def badge(page: Page) -> str:
 
 
 def test_the_bell_follows_alices_inbox_in_two_tabs_and_never_moves_for_bob(
-    contexts: tuple[BrowserContext, BrowserContext], tmp_path: Path
+    contexts: tuple[BrowserContext, BrowserContext], tmp_path: Path, demo: Any
 ) -> None:
     database = f"sqlite:///{tmp_path / 'demo.db'}"
-    app, notifications = create_app(database)
+    app, notifications = demo()
     # Something to read before any tab opens: the page loads it from the inbox.
     notifications.send(Event(None, "chat", "Welcome back", sender="bob", recipients=["alice"]))
     alice_context, bob_context = contexts
@@ -135,13 +137,28 @@ def test_the_bell_follows_alices_inbox_in_two_tabs_and_never_moves_for_bob(
         expect(bobs.locator("#badge")).to_have_text("1")
         expect(bobs.locator("#inbox li")).to_have_count(1)
         assert notifications.inbox("bob").unread_count() == 1
-    notifications.close()
 
 
 def test_the_preference_toggles_turn_the_bell_and_the_live_list_off_and_on(
-    contexts: tuple[BrowserContext, BrowserContext], tmp_path: Path
+    contexts: tuple[BrowserContext, BrowserContext], demo: Any
 ) -> None:
-    app, notifications = create_app(f"sqlite:///{tmp_path / 'demo.db'}")
+    app, notifications = demo()
+    saves: list[str] = []
+    third_came = threading.Event()
+    overlapped: list[bool] = []  # whether the third save came while the second was held
+
+    def second_save_is_slow() -> None:
+        # The second save is held until the third reaches the server (2 s at most): a page
+        # that sent both at once would have the older wish saved last.
+        if request.method == "PUT" and request.path.endswith("/me/preferences"):
+            saves.append(request.path)
+            if len(saves) == 2:
+                overlapped.append(third_came.wait(2.0))
+            elif len(saves) == 3:
+                third_came.set()
+
+    app.before_request(second_save_is_slow)
+
     with serve(app) as base:
         page = open_as(contexts[0], base, "alice")
         for channel in ("inbox", "push", "digest"):
@@ -161,9 +178,15 @@ def test_the_preference_toggles_turn_the_bell_and_the_live_list_off_and_on(
         expect(page.locator("#badge")).to_have_text("0")
 
         # The live list off, the bell on: the badge rises; the list does not show it.
+        # Two changes in quick succession: "saved" only once both are, the newer one last
+        # (sent together, the older could land last, and "saved" came with the first answer).
         page.check("#pref-inbox")
         page.uncheck("#pref-push")
         expect(page.locator("#prefs-status")).to_have_text("saved")
+        assert notifications.preferences("alice") == {
+            "*": {"inbox": True, "push": False, "digest": True}
+        }
+        assert len(saves) == 3 and overlapped == [False], "one save at a time"
         notifications.send(
             Event(None, "chat", "Only in the bell", sender="bob", recipients=["alice"])
         )
@@ -179,14 +202,13 @@ def test_the_preference_toggles_turn_the_bell_and_the_live_list_off_and_on(
         expect(page.locator("#pref-push")).not_to_be_checked()
         expect(page.locator("#pref-inbox")).to_be_checked()
         expect(page.locator("#badge")).to_have_text("1")
-    notifications.close()
 
 
 def test_the_demos_digest_lists_only_what_alice_left_unread(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture, demo: Any
 ) -> None:
     caplog.set_level(logging.INFO, logger="notifycore.demo")
-    notifications = create_app(f"sqlite:///{tmp_path / 'demo.db'}")[1]
+    notifications = demo()[1]
     registration = notifications.get_hub("Demo").get_registration("digest")
     digest = registration.consumer
     assert isinstance(digest, DigestConsumer)
@@ -200,4 +222,3 @@ def test_the_demos_digest_lists_only_what_alice_left_unread(
     wait_for(lambda: "digest for alice" in caplog.text, 30, "alice's digest in the log")
     assert "digest for alice: 1 unread notifications\n- Left unread (bob)" in caplog.text
     assert "Read in the bell" not in caplog.text
-    notifications.close()

@@ -309,7 +309,8 @@ class QueuesContract(_Contract):
 
     def test_delayed_enqueue(self, backend: Backend) -> None:
         queue = _name("q")
-        backend.enqueue(queue, b"later", delay=0.3)
+        # 2 s: the checks below that "later" is not yet due come within it on a busy machine.
+        backend.enqueue(queue, b"later", delay=2.0)
         backend.enqueue(queue, b"now")
         job = backend.reserve(queue, visibility_timeout=HOLD)
         assert job is not None and job.payload == b"now"
@@ -593,7 +594,8 @@ class DerivedContract(_Contract):
         backend.enqueue(queue, b"flaky")
         job = backend.reserve(queue, visibility_timeout=HOLD)
         assert job is not None
-        assert backend.retry(job, delay=0.3, error="boom") is True
+        # 2 s: the check below that the retry is not yet due comes within it on a busy machine.
+        assert backend.retry(job, delay=2.0, error="boom") is True
         assert backend.retry(job, delay=0.0, error="again") is False, "no longer held"
         assert backend.reserve(queue, visibility_timeout=HOLD) is None
         again = _reserve_within(backend, queue, 10.0)
