@@ -42,8 +42,8 @@ def make_notifications() -> Iterator[Callable[..., Notifications]]:
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Callable[[], tuple[Any, Notifications]]]:
-    """The demo app on a SQLite file of the test's, closed at the end however the test ended
-    (a failed test left the demo's event log open, and the next test's collection failed
+    """The demo app on the test's ``demo.db``, closed at the end however the test ended (a
+    failed test left the demo's event log open, and a later test's ``gc.collect()`` failed
     on its ResourceWarning)."""
     from examples.demo.app import create_app
 
