@@ -41,8 +41,14 @@ def make_notifications() -> Iterator[Callable[..., Notifications]]:
 
 
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[Callable[[], tuple[Any, Notifications]]]:
-    """The demo app on the test's ``demo.db``, closed at the end however the test ended (a
+def demo_database(tmp_path: Path) -> str:
+    """The demo's SQLite URL in the test's directory (for a command line that sends to it)."""
+    return f"sqlite:///{tmp_path / 'demo.db'}"
+
+
+@pytest.fixture
+def demo(demo_database: str) -> Iterator[Callable[[], tuple[Any, Notifications]]]:
+    """The demo app on :func:`demo_database`, closed at the end however the test ended (a
     failed test left the demo's event log open, and a later test's ``gc.collect()`` failed
     on its ResourceWarning)."""
     from examples.demo.app import create_app
@@ -50,7 +56,7 @@ def demo(tmp_path: Path) -> Iterator[Callable[[], tuple[Any, Notifications]]]:
     made: list[Notifications] = []
 
     def make() -> tuple[Any, Notifications]:
-        app, notifications = create_app(f"sqlite:///{tmp_path / 'demo.db'}")
+        app, notifications = create_app(demo_database)
         made.append(notifications)
         return app, notifications
 

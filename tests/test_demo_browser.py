@@ -32,9 +32,12 @@ def browser_page(chromium: Browser) -> Iterator[Page]:
 
 
 def test_the_demo_page_shows_events_live_and_catches_up_after_a_reconnect(
-    browser_page: Page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo: Any
+    browser_page: Page,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    demo: Any,
+    demo_database: str,
 ) -> None:
-    database = f"sqlite:///{tmp_path / 'demo.db'}"
     app, notifications = demo()
     page = browser_page
     with serve(app) as base:
@@ -53,7 +56,7 @@ def test_the_demo_page_shows_events_live_and_catches_up_after_a_reconnect(
 
         # notifycore send in another process, on the same SQLite file, reaches alice's own
         # stream, and not the feed: an event with recipients is private.
-        env = {**os.environ, "NOTIFYCORE_BACKEND_URL": database, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "NOTIFYCORE_BACKEND_URL": demo_database, "PYTHONPATH": str(ROOT)}
         send_from_the_command_line(env, tmp_path, "From the command line", "alice")
         # Without --sender, the command line says it sent it.
         expect(page.locator("#mine li").last).to_contain_text("From the command line from cli")

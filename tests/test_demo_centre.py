@@ -55,9 +55,11 @@ def badge(page: Page) -> str:
 
 
 def test_the_bell_follows_alices_inbox_in_two_tabs_and_never_moves_for_bob(
-    contexts: tuple[BrowserContext, BrowserContext], tmp_path: Path, demo: Any
+    contexts: tuple[BrowserContext, BrowserContext],
+    tmp_path: Path,
+    demo: Any,
+    demo_database: str,
 ) -> None:
-    database = f"sqlite:///{tmp_path / 'demo.db'}"
     app, notifications = demo()
     # Something to read before any tab opens: the page loads it from the inbox.
     notifications.send(Event(None, "chat", "Welcome back", sender="bob", recipients=["alice"]))
@@ -72,7 +74,7 @@ def test_the_bell_follows_alices_inbox_in_two_tabs_and_never_moves_for_bob(
 
         # notifycore send, in another process on the same SQLite file: alice's badge rises in
         # both tabs at once; bob's stays at 0.
-        env = {**os.environ, "NOTIFYCORE_BACKEND_URL": database, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "NOTIFYCORE_BACKEND_URL": demo_database, "PYTHONPATH": str(ROOT)}
         send_from_the_command_line(env, tmp_path, "From the command line", "alice")
         for page in (first, second):
             expect(page.locator("#badge")).to_have_text("2")
